@@ -1,0 +1,44 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Markdown, Output
+
+from components.common.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def compare(
+    metric: str,
+    gate_min: float,
+    reference: dict,
+    table: Output[Markdown],
+    report: Output[HTML],
+    keras_results: list = [],
+    transformers_results: list = [],
+) -> NamedTuple("CompareOutputs", summary=dict, best_model_uri=str):
+    """Compares every candidate x seed, picks the best and applies the quality gate.
+
+    Args:
+        metric: Metric that ranks the candidates and that the gate checks.
+        gate_min: Minimum value of `metric` the best candidate must reach to be registered.
+        reference: What the reference system reached ({metric, value}); may be empty.
+        table: Markdown table of mean +- std per candidate.
+        report: The same table as HTML, with the gate verdict.
+        keras_results: Results of the keras candidates' evaluate tasks.
+        transformers_results: Results of the transformers candidates' evaluate tasks.
+
+    Returns:
+        summary: Table rows, best run and gate verdict.
+        best_model_uri: URI of the best run's Model artifact.
+    """
+    from collections import namedtuple
+
+    from components.compare.run import compare as run_compare
+    from components.compare.run import to_markdown, write_html
+
+    summary = run_compare(list(keras_results) + list(transformers_results), metric, gate_min, reference or None)
+    with open(table.path, "w") as handle:
+        handle.write(to_markdown(summary))
+    write_html(summary, report.path)
+    outputs = namedtuple("CompareOutputs", ["summary", "best_model_uri"])
+    return outputs(summary, summary["best"]["model_uri"])

@@ -1,0 +1,18 @@
+from kfp import dsl
+
+from components.common.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def gate(summary: dict) -> str:
+    """Decides whether the best candidate is good enough to register.
+
+    Args:
+        summary: The compare step's summary (best run, gate minimum and verdict).
+
+    Returns:
+        "passed" or "failed"; the log says by how much the best model missed.
+    """
+    verdict = summary["gate"]
+    print(verdict["message"])
+    return "passed" if verdict["passed"] else "failed"

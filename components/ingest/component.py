@@ -1,0 +1,46 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Output
+
+from components.common.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def ingest(
+    data_config: dict,
+    dataset: Output[Dataset],
+    quarantine: Output[Dataset],
+    report: Output[HTML],
+) -> NamedTuple("IngestOutputs", fingerprint=str, num_classes=int, num_examples=dict):
+    """Reads the data source, validates every image and writes sharded TFRecords.
+
+    Args:
+        data_config: The experiment's `data` section (source, image size, channels, splits,
+            class subset and label map).
+        dataset: Sharded TFRecords per split plus dataset_info.json (class names, counts,
+            content fingerprint).
+        quarantine: CSV of every rejected item (key, source, reason).
+        report: HTML data report: counts per split and class, quarantine reasons.
+
+    Returns:
+        fingerprint: Content hash of the kept images, labels and splits.
+        num_classes: Number of classes.
+        num_examples: Images per split.
+    """
+    from collections import namedtuple
+
+    from components.ingest.report import write_data_report
+    from components.ingest.run import ingest as run_ingest
+
+    info = run_ingest(data_config, dataset.path, quarantine.path)
+    write_data_report(info, report.path)
+    dataset.metadata.update(
+        fingerprint=info["fingerprint"],
+        num_classes=info["num_classes"],
+        class_names=info["class_names"],
+        num_examples=info["num_examples"],
+    )
+    quarantine.metadata["count"] = info["quarantined"]
+    outputs = namedtuple("IngestOutputs", ["fingerprint", "num_classes", "num_examples"])
+    return outputs(info["fingerprint"], info["num_classes"], info["num_examples"])

@@ -1,0 +1,38 @@
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Model, Output
+
+from components.common.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    candidate: dict,
+    model: Output[Model],
+    curves: Output[HTML],
+):
+    """Trains one candidate model with one seed.
+
+    Args:
+        dataset: The ingested Dataset (TFRecords + dataset_info.json).
+        candidate: `model_spec` (one entry of the experiment's `models` list: framework,
+            architecture or checkpoint, training recipe) and `seed` (this repeat's seed).
+        model: The trained model: model_card.json plus keras/ or hf/.
+        curves: HTML training curves (loss and accuracy per epoch).
+    """
+    import os
+    from pathlib import Path
+
+    from components.train.run import train as run_train
+
+    # A retried or restarted task finds its own checkpoints here and resumes.
+    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(Path(model.path).parent / "checkpoints")
+    card = run_train(
+        dataset.path, candidate["model_spec"], int(candidate["seed"]), model.path, curves.path, checkpoint_dir
+    )
+    model.metadata.update(
+        framework=card.framework,
+        name=card.name,
+        seed=card.seed,
+        dataset_fingerprint=card.dataset_fingerprint or "",
+    )

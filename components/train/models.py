@@ -1,0 +1,190 @@
+"""Keras model registry: architecture name -> builder and the preprocessing it expects.
+
+Every model takes raw pixels (float32 in [0, 255], already resized to its input size) and
+carries its own preprocessing as layers, so serving and evaluation never re-implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# (module, class, preprocessing) of keras.applications backbones.
+# "tf": scale to [-1, 1]; "torch": /255 then ImageNet mean/std; "none": the model includes it.
+APPLICATIONS: dict[str, tuple[str, str]] = {
+    "resnet50v2": ("ResNet50V2", "tf"),
+    "inceptionv3": ("InceptionV3", "tf"),
+    "mobilenetv3small": ("MobileNetV3Small", "none"),
+    "mobilenetv3large": ("MobileNetV3Large", "none"),
+    "efficientnetv2b0": ("EfficientNetV2B0", "none"),
+    "efficientnetv2b1": ("EfficientNetV2B1", "none"),
+    "efficientnetv2b2": ("EfficientNetV2B2", "none"),
+    "efficientnetv2b3": ("EfficientNetV2B3", "none"),
+    "efficientnetv2s": ("EfficientNetV2S", "none"),
+    "efficientnetv2m": ("EfficientNetV2M", "none"),
+    "efficientnetv2l": ("EfficientNetV2L", "none"),
+    "convnexttiny": ("ConvNeXtTiny", "none"),
+    "convnextsmall": ("ConvNeXtSmall", "none"),
+    "convnextbase": ("ConvNeXtBase", "none"),
+    "convnextlarge": ("ConvNeXtLarge", "none"),
+    "convnextxlarge": ("ConvNeXtXLarge", "none"),
+    "densenet121": ("DenseNet121", "torch"),
+    "densenet169": ("DenseNet169", "torch"),
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BuiltModel:
+    model: Any  # keras.Model
+    input_size: tuple[int, int]
+    preprocessing: str  # how raw [0, 255] pixels are normalised inside the model
+    backbone: Any | None = None  # the pretrained part, for freeze / fine-tune
+
+
+def build_model(
+    architecture: str,
+    num_classes: int,
+    image_size: tuple[int, int],
+    channels: int,
+    params: dict[str, Any] | None = None,
+    weights: str = "none",
+) -> BuiltModel:
+    params = dict(params or {})
+    size = int(params.pop("input_size", 0)) or None
+    input_size = (size, size) if size else (int(image_size[0]), int(image_size[1]))
+    if architecture in SCRATCH:
+        return BuiltModel(SCRATCH[architecture](num_classes, input_size, channels, **params), input_size, "rescale_0_1")
+    if architecture in APPLICATIONS:
+        return _application(architecture, num_classes, input_size, channels, weights, params)
+    known = ", ".join(sorted([*SCRATCH, *APPLICATIONS]))
+    raise ValueError(f"unknown architecture '{architecture}'; known: {known}")
+
+
+def _inputs(input_size: tuple[int, int], channels: int) -> Any:
+    import keras
+
+    return keras.Input(shape=(*input_size, channels), name="image")
+
+
+def _head(x: Any, num_classes: int) -> Any:
+    import keras
+
+    # float32 softmax keeps probabilities exact under mixed precision
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+
+
+def small_cnn(num_classes: int, input_size: tuple[int, int], channels: int, filters: int = 32, dropout: float = 0.25) -> Any:
+    import keras
+    from keras import layers
+
+    inputs = _inputs(input_size, channels)
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(filters * 2, 3, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x, num_classes), name="small_cnn")
+
+
+def lenet5(num_classes: int, input_size: tuple[int, int], channels: int) -> Any:
+    import keras
+    from keras import layers
+
+    inputs = _inputs(input_size, channels)
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(6, 5, padding="same", activation="tanh")(x)
+    x = layers.AveragePooling2D(2)(x)
+    x = layers.Conv2D(16, 5, activation="tanh")(x)
+    x = layers.AveragePooling2D(2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(120, activation="tanh")(x)
+    x = layers.Dense(84, activation="tanh")(x)
+    return keras.Model(inputs, _head(x, num_classes), name="lenet5")
+
+
+def cnn3(
+    num_classes: int,
+    input_size: tuple[int, int],
+    channels: int,
+    filters: list[int] | tuple[int, ...] = (32, 64, 128),
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    l2: float = 0.0,
+    dense: int = 128,
+) -> Any:
+    """The 3-block VGG-style CNN family: two convs + pool per block, optional BN/dropout/L2."""
+    import keras
+    from keras import layers, regularizers
+
+    regularizer = regularizers.L2(l2) if l2 else None
+    inputs = _inputs(input_size, channels)
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    for width in filters:
+        for _ in range(2):
+            x = layers.Conv2D(width, 3, padding="same", kernel_regularizer=regularizer, use_bias=not batch_norm)(x)
+            if batch_norm:
+                x = layers.BatchNormalization()(x)
+            x = layers.Activation("relu")(x)
+        x = layers.MaxPooling2D()(x)
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(dense, activation="relu", kernel_regularizer=regularizer)(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    return keras.Model(inputs, _head(x, num_classes), name="cnn3")
+
+
+def cifar_cnn(num_classes: int, input_size: tuple[int, int], channels: int, dropout: float = 0.3) -> Any:
+    """A deeper scratch CNN for CIFAR (three BN blocks, growing dropout)."""
+    return cnn3(num_classes, input_size, channels, filters=(64, 128, 256), dropout=dropout, batch_norm=True, l2=5e-4, dense=256)
+
+
+SCRATCH: dict[str, Callable[..., Any]] = {
+    "small_cnn": small_cnn,
+    "lenet5": lenet5,
+    "cnn3": cnn3,
+    "cifar_cnn": cifar_cnn,
+}
+
+
+def _application(
+    architecture: str,
+    num_classes: int,
+    input_size: tuple[int, int],
+    channels: int,
+    weights: str,
+    params: dict[str, Any],
+) -> BuiltModel:
+    import keras
+    from keras import layers
+
+    class_name, preprocessing = APPLICATIONS[architecture]
+    constructor = getattr(keras.applications, class_name)
+    pretrained = weights == "imagenet"
+    if pretrained and channels != 3:
+        raise ValueError(f"{architecture} with imagenet weights needs channels: 3")
+    backbone = constructor(
+        include_top=False,
+        weights="imagenet" if pretrained else None,
+        input_shape=(*input_size, channels),
+        pooling="avg",
+    )
+    if weights not in ("none", "imagenet"):
+        backbone.load_weights(weights)
+    inputs = _inputs(input_size, channels)
+    x = inputs
+    if preprocessing == "tf":
+        x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(x)
+    elif preprocessing == "torch":
+        x = layers.Rescaling(1.0 / 255)(x)
+        x = layers.Normalization(mean=IMAGENET_MEAN, variance=[s * s for s in IMAGENET_STD])(x)
+    x = backbone(x, training=False)  # batch norm stays in inference mode when fine-tuned
+    x = layers.Dropout(float(params.get("dropout", 0.2)))(x)
+    model = keras.Model(inputs, _head(x, num_classes), name=architecture)
+    return BuiltModel(model, input_size, preprocessing, backbone)

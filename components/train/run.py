@@ -1,0 +1,32 @@
+"""The train step: dispatch on the candidate's framework; write the Model and its curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from components.common.model_card import ModelCard
+from components.train.curves import write_curves_report
+from pipelines.config import ModelSpec
+
+
+def train(
+    dataset_dir: str | Path,
+    model_spec: dict[str, Any],
+    seed: int,
+    model_dir: str | Path,
+    curves_html: str | Path,
+    checkpoint_dir: str | Path | None = None,
+) -> ModelCard:
+    spec = ModelSpec.model_validate(model_spec)
+    if spec.framework == "keras":
+        from components.train.keras_trainer import train_keras
+
+        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
+    else:
+        raise NotImplementedError(
+            f"model '{spec.name}': framework 'transformers' training is not available in this "
+            "version; use a keras architecture"
+        )
+    write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)
+    return card

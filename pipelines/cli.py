@@ -1,0 +1,113 @@
+"""`python pipelines/submit.py`: compile an experiment into a KFP pipeline and run or submit it.
+
+Exit codes: 0 success; 1 the run failed; 2 usage, config or preflight error (nothing ran);
+3 the run finished but the best model missed the gate (nothing registered).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ConfigError, list_experiments, load_experiment
+
+EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
+
+EPILOG = """\
+examples:
+  python pipelines/submit.py --experiment digits
+  python pipelines/submit.py --experiment pets --set models.0.epochs=1 --set data.source=folder:/data/pets
+  python pipelines/submit.py --experiment pets --target vertex --compile-only pets.yaml
+  python pipelines/submit.py --experiment my_experiment.yaml --target kfp --host http://localhost:8080
+  python pipelines/submit.py --list
+
+exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="submit.py",
+        description="Compile an image-classification experiment into a Kubeflow pipeline and run it "
+        "locally (kfp.local), on Vertex AI Pipelines or on a KFP cluster.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-e", "--experiment", metavar="NAME|FILE", help="a bundled experiment name (see --list) or a path to an experiment YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field; dotted keys, list indices and YAML values, e.g. models.0.epochs=1 or seeds=[0,1,2]; repeatable")
+    parser.add_argument("-t", "--target", choices=("local", "vertex", "kfp"), default="local", help="where to run: local (kfp.local in this environment, default), vertex (Vertex AI Pipelines) or kfp (a KFP API server)")
+    parser.add_argument("--compile-only", metavar="FILE", type=Path, help="write the compiled pipeline YAML for --target to FILE and stop (offline, no credentials)")
+    parser.add_argument("--list", action="store_true", help="list the bundled experiments with their descriptions and exit")
+    parser.add_argument("--no-cache", action="store_true", help="re-run every step instead of reusing cached results")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR", help="local target: where run artifacts and the model registry go (default: ./runs)")
+    parser.add_argument("--host", metavar="URL", help="kfp target: the KFP API address, e.g. http://localhost:8080")
+    parser.add_argument("--wait", action="store_true", help="vertex/kfp targets: wait until the run ends")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (logs stay on stderr)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        return _list(args.json)
+    if not args.experiment:
+        parser.error("--experiment is required (or use --list to see the experiments)")
+    try:
+        experiment = load_experiment(args.experiment, args.overrides)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from pipelines.targets import get_target
+    from pipelines.targets.base import PreflightError, RunOptions, SubmitError
+
+    options = RunOptions(runs_dir=args.runs_dir, cache=not args.no_cache, host=args.host, wait=args.wait)
+    target = get_target(args.target, experiment, options)
+    if args.compile_only:
+        path = target.compile(args.compile_only)
+        result: dict[str, Any] = {"experiment": experiment.name, "target": args.target, "compiled": str(path)}
+        _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
+        return 0
+    try:
+        result = target.run()
+    except PreflightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SubmitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        from pipelines.summary import format_result
+
+        print(format_result(result))
+    if result.get("status") == "FAILED":
+        return EXIT_FAILED
+    summary = result.get("summary")
+    if summary and not summary["gate"]["passed"]:
+        return EXIT_GATE
+    return 0
+
+
+def _list(as_json: bool) -> int:
+    experiments = list_experiments()
+    if as_json:
+        print(json.dumps(experiments, indent=2))
+    else:
+        width = max(map(len, experiments))
+        for name, description in experiments.items():
+            print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _print(result: dict[str, Any], as_json: bool, text: str) -> None:
+    print(json.dumps(result, indent=2) if as_json else text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

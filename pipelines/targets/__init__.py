@@ -1,0 +1,24 @@
+"""Where a pipeline runs: `local` (kfp.local), `vertex` (Vertex AI Pipelines), `kfp` (KFP standalone)."""
+
+from __future__ import annotations
+
+from pipelines.config import Experiment
+from pipelines.targets.base import RunOptions, Target
+
+TARGETS = ("local", "vertex", "kfp")
+
+
+def get_target(name: str, experiment: Experiment, options: RunOptions | None = None) -> Target:
+    if name == "local":
+        from pipelines.targets.local import LocalTarget
+
+        return LocalTarget(experiment, options)
+    if name == "vertex":
+        from pipelines.targets.vertex import VertexTarget
+
+        return VertexTarget(experiment, options)
+    if name == "kfp":
+        from pipelines.targets.kfp_cluster import KfpTarget
+
+        return KfpTarget(experiment, options)
+    raise ValueError(f"unknown target '{name}'; use one of {', '.join(TARGETS)}")

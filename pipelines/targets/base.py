@@ -1,0 +1,72 @@
+"""What every target provides: per-task configuration, the registry location, compile and run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kfp import compiler
+
+from pipelines.config import Experiment
+
+
+@dataclass
+class RunOptions:
+    runs_dir: Path = Path("runs")
+    cache: bool = True
+    host: str | None = None
+    wait: bool = False
+    quiet: bool = False
+
+
+class SubmitError(RuntimeError):
+    """The run could not be submitted; the message says what to fix."""
+
+
+class PreflightError(ValueError):
+    """The experiment is not ready for this target (exit code 2); nothing was submitted."""
+
+
+class Target:
+    name = "base"
+    parallelism = 0  # 0: as many loop iterations at once as the backend allows
+
+    def __init__(self, experiment: Experiment, options: RunOptions | None = None):
+        self.experiment = experiment
+        self.options = options or RunOptions()
+
+    # --- compile-time hooks, called from pipelines/training.py ---------------------------
+
+    def registry_root(self) -> str:
+        raise NotImplementedError
+
+    def configure(self, task: Any, step: str, framework: str | None = None) -> None:
+        """Set image, resources and retries of one task."""
+
+    def train_image(self, framework: str) -> str:
+        images = self.experiment.images
+        if framework == "transformers":
+            return images.transformers
+        accelerator = self.experiment.resources.vertex
+        if accelerator.is_tpu:
+            return images.tpu
+        if accelerator.accelerator:
+            return images.gpu
+        return images.cpu
+
+    # --- compile and run -----------------------------------------------------------------
+
+    def pipeline(self) -> Any:
+        from pipelines.training import build_pipeline
+
+        return build_pipeline(self.experiment, self)
+
+    def compile(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        compiler.Compiler().compile(self.pipeline(), package_path=str(path))
+        return path
+
+    def run(self) -> dict[str, Any]:
+        raise NotImplementedError

@@ -1,0 +1,142 @@
+"""The `local` target: the whole pipeline through kfp.local in this Python environment."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+
+from pipelines.targets.base import Target
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STARTED = re.compile(r"^Executing task '(?P<task>[^']+)'")
+FINISHED = re.compile(r"^Task '(?P<task>[^']+)' finished with status (?P<status>\w+)")
+CACHE_HIT = re.compile(r"^Task '?(?P<task>[^' ]+)'? cache hit")
+
+
+@dataclass
+class TaskRecord:
+    name: str
+    status: str = "RUNNING"
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return max(self.finished - self.started, 0.0) if self.finished else 0.0
+
+
+@dataclass
+class TaskObserver(logging.Filter):
+    """Collects each task's status and duration from kfp.local's log records.
+
+    kfp.local swaps the root logger's handlers around every task, but keeps its filters, so a
+    filter on the root logger sees every record it emits.
+    """
+
+    tasks: dict[str, TaskRecord] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = ANSI.sub("", str(record.getMessage()))
+        if match := STARTED.match(message):
+            name = match["task"]
+            self.tasks[name] = TaskRecord(name, "RUNNING", record.created)
+        elif match := CACHE_HIT.match(message):
+            task = self.tasks.setdefault(match["task"], TaskRecord(match["task"], started=record.created))
+            task.status, task.finished = "CACHED", record.created
+        elif match := FINISHED.match(message):
+            task = self.tasks.setdefault(match["task"], TaskRecord(match["task"], started=record.created))
+            task.status, task.finished = match["status"], record.created
+        return True
+
+
+class LocalTarget(Target):
+    name = "local"
+    parallelism = 2  # kfp.local runs at most two loop iterations at once
+
+    def pipeline_root(self) -> Path:
+        return (self.options.runs_dir / self.experiment.name).resolve()
+
+    def registry_root(self) -> str:
+        return str((self.options.runs_dir / "registry").resolve())
+
+    def run(self) -> dict[str, Any]:
+        """Run the pipeline; logs go to stderr. Returns the run summary."""
+        root = self.pipeline_root()
+        root.mkdir(parents=True, exist_ok=True)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(root),
+            enable_caching=self.options.cache,
+            raise_on_error=True,
+        )
+        pipeline = self.pipeline()
+        observer = TaskObserver()
+        root_logger = logging.getLogger()
+        level = root_logger.level
+        # kfp.local logs cache hits at INFO outside its own logging context.
+        root_logger.setLevel(logging.INFO)
+        root_logger.addFilter(observer)
+        started = time.time()
+        error: str | None = None
+        summary: dict[str, Any] | None = None
+        try:
+            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+                # Locally every step runs in this environment; images and display names
+                # matter only on the cluster targets.
+                warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+                warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+                summary = pipeline().output
+        except RuntimeError as exc:
+            error = ANSI.sub("", str(exc))
+        finally:
+            root_logger.removeFilter(observer)
+            root_logger.setLevel(level)
+        return {
+            "experiment": self.experiment.name,
+            "target": self.name,
+            "status": "FAILED" if error else "SUCCEEDED",
+            "error": error,
+            "seconds": round(time.time() - started, 2),
+            "pipeline_root": str(root),
+            "run_dir": _newest_run_dir(root, started),
+            "tasks": [
+                {"name": t.name, "status": t.status, "seconds": round(t.seconds, 2)}
+                for t in observer.tasks.values()
+            ],
+            "summary": summary,
+            "registration": self._registration(summary),
+        }
+
+    def _registration(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not summary or not summary["gate"]["passed"]:
+            return None
+        from components.common.files import read_json
+        from components.register.run import RECORD_FILE, versions
+
+        assert self.experiment.registration is not None
+        root = Path(self.registry_root()) / self.experiment.registration.name
+        if not root.is_dir():
+            return None
+        source = summary["best"]["model_uri"]
+        for version in reversed(versions(root)):
+            record = read_json(version / RECORD_FILE)
+            if record.get("source_model") == source:
+                return record
+        return None
+
+
+def _newest_run_dir(root: Path, since: float) -> str | None:
+    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.stat().st_mtime >= since - 1]
+    return str(max(runs, key=lambda p: p.stat().st_mtime)) if runs else None

@@ -1,0 +1,93 @@
+"""The training pipeline: ingest -> per framework, ParallelFor(candidate x seed): train -> evaluate
+-> compare -> gate -> register. Wiring only; each target configures tasks through its hooks."""
+
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Model
+
+from components.compare.component import compare
+from components.evaluate.component import evaluate
+from components.gate.component import gate
+from components.ingest.component import ingest
+from components.register.component import register_local
+from components.train.component import train
+from pipelines.config import Experiment
+from pipelines.targets.base import Target
+
+
+def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]:
+    """Return the @dsl.pipeline for `experiment` as `target` will run it."""
+    reference = experiment.reference.model_dump(mode="json", exclude_none=True) if experiment.reference else {}
+    groups = {
+        framework: [c for c in experiment.candidates() if c["model_spec"]["framework"] == framework]
+        for framework in experiment.frameworks()
+    }
+    assert experiment.registration is not None
+
+    @dsl.pipeline(name=f"imgclf-{experiment.name}", description=experiment.description or None)
+    def training_pipeline(
+        data_config: dict = experiment.data.model_dump(mode="json", exclude_none=True),
+        gate_metric: str = experiment.gate.metric,
+        gate_min: float = experiment.gate.min,
+        reference: dict = reference,
+        model_name: str = experiment.registration.name,
+        model_aliases: list = list(experiment.registration.aliases),
+        registry_root: str = target.registry_root(),
+    ) -> dict:
+        """Trains and compares the experiment's candidate models and registers the best.
+
+        Args:
+            data_config: The experiment's data section.
+            gate_metric: Metric that ranks candidates and gates registration.
+            gate_min: Minimum value of gate_metric for the best model to be registered.
+            reference: Reference system's result ({metric, value}).
+            model_name: Name of the registered model.
+            model_aliases: Aliases recorded with the registered version.
+            registry_root: Folder registry the best model is copied into.
+
+        Returns:
+            The compare step's summary: table rows, best run, gate verdict.
+        """
+        ingest_task = ingest(data_config=data_config).set_display_name("ingest")
+        target.configure(ingest_task, "ingest")
+        collected = {}
+        for framework, items in groups.items():
+            with dsl.ParallelFor(items, parallelism=target.parallelism) as candidate:
+                train_task = train(
+                    dataset=ingest_task.outputs["dataset"],
+                    candidate=candidate,
+                ).set_display_name(f"train {framework}")
+                target.configure(train_task, "train", framework)
+                evaluate_task = evaluate(
+                    dataset=ingest_task.outputs["dataset"],
+                    model=train_task.outputs["model"],
+                    reference=reference,
+                ).set_display_name(f"evaluate {framework}")
+                target.configure(evaluate_task, "evaluate", framework)
+            collected[f"{framework}_results"] = dsl.Collected(evaluate_task.outputs["Output"])
+        compare_task = compare(
+            metric=gate_metric, gate_min=gate_min, reference=reference, **collected
+        ).set_display_name("compare")
+        target.configure(compare_task, "compare")
+        gate_task = gate(summary=compare_task.outputs["summary"]).set_display_name("gate")
+        target.configure(gate_task, "gate")
+        # A single-output task: kfp.local resolves `<task>-Output` in conditions, not named outputs.
+        with dsl.If(gate_task.output == "passed", name="gate-passed"):
+            best_model = dsl.importer(
+                artifact_uri=compare_task.outputs["best_model_uri"],
+                artifact_class=Model,
+                reimport=False,
+            ).set_display_name("best model")
+            register_task = register_local(
+                model=best_model.output,
+                registry_root=registry_root,
+                name=model_name,
+                summary=compare_task.outputs["summary"],
+                aliases=model_aliases,
+            ).set_display_name("register")
+            target.configure(register_task, "register")
+        return compare_task.outputs["summary"]
+
+    return training_pipeline
