@@ -36,16 +36,61 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-e", "--experiment", metavar="NAME|FILE", help="a bundled experiment name (see --list) or a path to an experiment YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field; dotted keys, list indices and YAML values, e.g. models.0.epochs=1 or seeds=[0,1,2]; repeatable")
-    parser.add_argument("-t", "--target", choices=("local", "vertex", "kfp"), default="local", help="where to run: local (kfp.local in this environment, default), vertex (Vertex AI Pipelines) or kfp (a KFP API server)")
-    parser.add_argument("--compile-only", metavar="FILE", type=Path, help="write the compiled pipeline YAML for --target to FILE and stop (offline, no credentials)")
-    parser.add_argument("--list", action="store_true", help="list the bundled experiments with their descriptions and exit")
-    parser.add_argument("--no-cache", action="store_true", help="re-run every step instead of reusing cached results")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), metavar="DIR", help="local target: where run artifacts and the model registry go (default: ./runs)")
-    parser.add_argument("--host", metavar="URL", help="kfp target: the KFP API address, e.g. http://localhost:8080")
-    parser.add_argument("--wait", action="store_true", help="vertex/kfp targets: wait until the run ends")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout (logs stay on stderr)")
+    parser.add_argument(
+        "-e",
+        "--experiment",
+        metavar="NAME|FILE",
+        help="a bundled experiment name (see --list) or a path to an experiment YAML file",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field; dotted keys, list indices and YAML values, e.g. models.0.epochs=1 or seeds=[0,1,2]; repeatable",
+    )
+    parser.add_argument(
+        "-t",
+        "--target",
+        choices=("local", "vertex", "kfp"),
+        default="local",
+        help="where to run: local (kfp.local in this environment, default), vertex (Vertex AI Pipelines) or kfp (a KFP API server)",
+    )
+    parser.add_argument(
+        "--compile-only",
+        metavar="FILE",
+        type=Path,
+        help="write the compiled pipeline YAML for --target to FILE and stop (offline, no credentials)",
+    )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="list the bundled experiments with their descriptions and exit",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-run every step instead of reusing cached results",
+    )
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        metavar="DIR",
+        help="local target: where run artifacts and the model registry go (default: ./runs)",
+    )
+    parser.add_argument(
+        "--host", metavar="URL", help="kfp target: the KFP API address, e.g. http://localhost:8080"
+    )
+    parser.add_argument(
+        "--wait", action="store_true", help="vertex/kfp targets: wait until the run ends"
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON on stdout (logs stay on stderr)",
+    )
     return parser
 
 
@@ -65,11 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.targets import get_target
     from pipelines.targets.base import PreflightError, RunOptions, SubmitError
 
-    options = RunOptions(runs_dir=args.runs_dir, cache=not args.no_cache, host=args.host, wait=args.wait)
+    options = RunOptions(
+        runs_dir=args.runs_dir, cache=not args.no_cache, host=args.host, wait=args.wait
+    )
     target = get_target(args.target, experiment, options)
     if args.compile_only:
         path = target.compile(args.compile_only)
-        result: dict[str, Any] = {"experiment": experiment.name, "target": args.target, "compiled": str(path)}
+        result: dict[str, Any] = {
+            "experiment": experiment.name,
+            "target": args.target,
+            "compiled": str(path),
+        }
         _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
         return 0
     try:

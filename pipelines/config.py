@@ -101,7 +101,9 @@ class DataConfig(_Strict):
     """Where the images come from and how they are shaped."""
 
     source: str
-    image_size: tuple[Annotated[int, Field(ge=8, le=1024)], Annotated[int, Field(ge=8, le=1024)]] = (
+    image_size: tuple[
+        Annotated[int, Field(ge=8, le=1024)], Annotated[int, Field(ge=8, le=1024)]
+    ] = (
         224,
         224,
     )
@@ -151,7 +153,9 @@ def check_source(source: str) -> None:
             + " (e.g. sklearn:digits, folder:/data/pets, tfds:cifar10)"
         )
     if scheme == "sklearn" and rest not in SKLEARN_DATASETS:
-        raise ValueError(f"sklearn:{rest} is not embedded; available: {', '.join(SKLEARN_DATASETS)}")
+        raise ValueError(
+            f"sklearn:{rest} is not embedded; available: {', '.join(SKLEARN_DATASETS)}"
+        )
 
 
 class Optimizer(_Strict):
@@ -391,9 +395,7 @@ def resolve_experiment_path(experiment: str) -> Path:
     bundled = EXPERIMENTS_DIR / f"{experiment}.yaml"
     if not bundled.is_file():
         names = ", ".join(list_experiments())
-        raise ConfigError(
-            f"unknown experiment '{experiment}'; use a YAML path or one of: {names}"
-        )
+        raise ConfigError(f"unknown experiment '{experiment}'; use a YAML path or one of: {names}")
     return bundled
 
 
@@ -456,7 +458,9 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         elif error["type"] == "missing":
             message = "required field is missing"
         value = error.get("input")
-        shown = "" if error["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        shown = (
+            "" if error["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+        )
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
 
@@ -471,8 +475,12 @@ def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the experiment must be a YAML mapping, got {type(raw).__name__}")
-    raw.setdefault("name", re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-") or "experiment")
+        raise ConfigError(
+            f"{path}: the experiment must be a YAML mapping, got {type(raw).__name__}"
+        )
+    # Names are slugs of at most 40 characters; a long file name must not make an invalid one.
+    default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:40].strip("-")
+    raw.setdefault("name", default_name or "experiment")
     for override in overrides:
         apply_override(raw, override)
     try:

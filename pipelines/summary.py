@@ -8,7 +8,11 @@ from typing import Any
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [line.format(*headers), line.format(*("-" * w for w in widths)), *(line.format(*map(str, r)) for r in rows)]
+    return [
+        line.format(*headers),
+        line.format(*("-" * w for w in widths)),
+        *(line.format(*map(str, r)) for r in rows),
+    ]
 
 
 def format_result(result: dict[str, Any]) -> str:
@@ -18,7 +22,13 @@ def format_result(result: dict[str, Any]) -> str:
     tasks = result.get("tasks") or []
     if tasks:
         lines += ["", "steps:"]
-        lines += ["  " + s for s in _table(["step", "status", "seconds"], [[t["name"], t["status"], f"{t['seconds']:.1f}"] for t in tasks])]
+        lines += [
+            "  " + s
+            for s in _table(
+                ["step", "status", "seconds"],
+                [[t["name"], t["status"], f"{t['seconds']:.1f}"] for t in tasks],
+            )
+        ]
     if result.get("error"):
         lines += ["", f"error: {result['error']}", "the failing step's log is above (stderr)"]
     summary = result.get("summary")
@@ -31,7 +41,11 @@ def format_result(result: dict[str, Any]) -> str:
             cells = []
             for m in metrics:
                 stats = row.get(m)
-                cells.append(f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if row["seeds"] > 1 else "") if stats else "")
+                cells.append(
+                    f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if row["seeds"] > 1 else "")
+                    if stats
+                    else ""
+                )
             rows.append([row["name"], row["framework"], str(int(row["seeds"])), *cells])
         lines += ["", "candidates (test set):"]
         lines += ["  " + s for s in _table(["candidate", "framework", "seeds", *metrics], rows)]
@@ -40,12 +54,16 @@ def format_result(result: dict[str, Any]) -> str:
         if reference:
             ours = best["metrics"].get(reference["metric"])
             if ours is not None:
-                lines.append(f"  best {reference['metric']} {ours:.4f} vs reference {reference['value']:.4f} ({ours - reference['value']:+.4f})")
+                lines.append(
+                    f"  best {reference['metric']} {ours:.4f} vs reference {reference['value']:.4f} ({ours - reference['value']:+.4f})"
+                )
         lines.append(f"  {summary['gate']['message']}")
         lines.append(f"  best model: {best['model_uri']}")
     registration = result.get("registration")
     if registration:
-        lines.append(f"registered: {registration['name']} {registration['version']} at {registration['path']}")
+        lines.append(
+            f"registered: {registration['name']} {registration['version']} at {registration['path']}"
+        )
     if result.get("run_dir"):
         lines.append(f"artifacts: {result['run_dir']}")
     if result.get("seconds") is not None:

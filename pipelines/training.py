@@ -19,7 +19,11 @@ from pipelines.targets.base import Target
 
 def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]:
     """Return the @dsl.pipeline for `experiment` as `target` will run it."""
-    reference = experiment.reference.model_dump(mode="json", exclude_none=True) if experiment.reference else {}
+    reference = (
+        experiment.reference.model_dump(mode="json", exclude_none=True)
+        if experiment.reference
+        else {}
+    )
     groups = {
         framework: [c for c in experiment.candidates() if c["model_spec"]["framework"] == framework]
         for framework in experiment.frameworks()

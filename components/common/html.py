@@ -39,7 +39,9 @@ def image_tag(data_uri: str, alt: str) -> str:
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{cell if _is_markup(cell) else escape(cell)}</td>" for cell in row) + "</tr>"
+        "<tr>"
+        + "".join(f"<td>{cell if _is_markup(cell) else escape(cell)}</td>" for cell in row)
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -55,7 +57,7 @@ def _is_markup(cell: Any) -> bool:
 
 def page(title: str, sections: Iterable[str]) -> str:
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{escape(title)}</h1>" + "\n".join(sections) + "</body></html>\n"
     )

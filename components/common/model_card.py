@@ -37,5 +37,7 @@ class ModelCard(BaseModel):
     def load(cls, model_dir: str | Path) -> ModelCard:
         path = Path(model_dir) / CARD_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {model_dir} is not a Model written by the train step")
+            raise FileNotFoundError(
+                f"{path} is missing: {model_dir} is not a Model written by the train step"
+            )
         return cls.model_validate(read_json(path))

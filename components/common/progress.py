@@ -15,10 +15,8 @@ def progress(items: Iterable[T], total: int, label: str, every: float = 0.1) -> 
     tty = sys.stderr.isatty()
     start = time.monotonic()
     next_report = every
-    done = 0
-    for item in items:
+    for done, item in enumerate(items, start=1):
         yield item
-        done += 1
         fraction = done / total if total else 1.0
         if tty:
             bar = "#" * int(30 * fraction)
@@ -26,7 +24,11 @@ def progress(items: Iterable[T], total: int, label: str, every: float = 0.1) -> 
             sys.stderr.flush()
         elif fraction >= next_report or done == total:
             rate = done / max(time.monotonic() - start, 1e-9)
-            print(f"{label}: {done}/{total} ({fraction:.0%}, {rate:.0f}/s)", file=sys.stderr, flush=True)
+            print(
+                f"{label}: {done}/{total} ({fraction:.0%}, {rate:.0f}/s)",
+                file=sys.stderr,
+                flush=True,
+            )
             while next_report <= fraction:
                 next_report += every
     if tty:

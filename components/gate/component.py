@@ -11,7 +11,8 @@ def gate(summary: dict) -> str:
         summary: The compare step's summary (best run, gate minimum and verdict).
 
     Returns:
-        "passed" or "failed"; the log says by how much the best model missed.
+        "passed" or "failed"; on "failed" the pipeline skips registration and the log says
+        by how much the best model missed the threshold.
     """
     verdict = summary["gate"]
     print(verdict["message"])

@@ -26,9 +26,16 @@ def train(
     from components.train.run import train as run_train
 
     # A retried or restarted task finds its own checkpoints here and resumes.
-    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(Path(model.path).parent / "checkpoints")
+    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
+        Path(model.path).parent / "checkpoints"
+    )
     card = run_train(
-        dataset.path, candidate["model_spec"], int(candidate["seed"]), model.path, curves.path, checkpoint_dir
+        dataset.path,
+        candidate["model_spec"],
+        int(candidate["seed"]),
+        model.path,
+        curves.path,
+        checkpoint_dir,
     )
     model.metadata.update(
         framework=card.framework,

@@ -29,7 +29,10 @@ def write_curves_report(history: dict[str, list[float]], title: str, path: str |
         sections.append(html.image_tag(html.figure_to_data_uri(figure), "training curves"))
     epochs = max((len(v) for v in history.values()), default=0)
     names = sorted(history)
-    rows = [[epoch + 1, *(f"{history[n][epoch]:.4f}" if epoch < len(history[n]) else "" for n in names)] for epoch in range(epochs)]
+    rows = [
+        [epoch + 1, *(f"{history[n][epoch]:.4f}" if epoch < len(history[n]) else "" for n in names)]
+        for epoch in range(epochs)
+    ]
     sections.append("<h2>Per epoch</h2>" + html.table(["epoch", *names], rows))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.common.dataset import FEATURE_IMAGE, FEATURE_KEY, FEATURE_LABEL, parse_example, shard_files
+from components.common.dataset import (
+    FEATURE_IMAGE,
+    FEATURE_KEY,
+    FEATURE_LABEL,
+    parse_example,
+    shard_files,
+)
 
 
 def decode_and_resize(encoded: Any, input_size: tuple[int, int], channels: int) -> Any:
@@ -38,7 +44,10 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
     dataset = tf.data.Dataset.from_tensor_slices(files)
     dataset = dataset.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=autotune, deterministic=True
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=autotune,
+        deterministic=True,
     )
 
     def _parse(record: Any) -> Any:

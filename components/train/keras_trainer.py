@@ -27,7 +27,9 @@ def _optimizer(spec: ModelSpec, learning_rate: float | None = None) -> Any:
     if o.name == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=o.weight_decay or 0.004)
     if o.name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay or None)
+        return keras.optimizers.SGD(
+            lr, momentum=o.momentum, nesterov=True, weight_decay=o.weight_decay or None
+        )
     return keras.optimizers.RMSprop(lr, momentum=o.momentum)
 
 
@@ -67,34 +69,63 @@ def train_keras(
     num_classes = int(info["num_classes"])
     channels = int(info["channels"])
     assert spec.architecture is not None
-    built = build_model(spec.architecture, num_classes, tuple(info["image_size"]), channels, spec.params, spec.weights)
+    built = build_model(
+        spec.architecture,
+        num_classes,
+        tuple(info["image_size"]),
+        channels,
+        spec.params,
+        spec.weights,
+    )
     model = built.model
 
     n_train = int(info["num_examples"]["train"])
     pixels = built.input_size[0] * built.input_size[1] * channels * 4
     cache = n_train * pixels < CACHE_LIMIT_BYTES
-    train = make_dataset(dataset_dir, "train", built.input_size, channels, spec.batch_size, shuffle=True, seed=seed, cache=cache)
+    train = make_dataset(
+        dataset_dir,
+        "train",
+        built.input_size,
+        channels,
+        spec.batch_size,
+        shuffle=True,
+        seed=seed,
+        cache=cache,
+    )
     augment = _augmentation(spec)
     if augment:
         pipeline = keras.Sequential(augment)
-        train = train.map(lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        train = train.map(
+            lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
     validation = None
     if int(info["num_examples"]["validation"]):
-        validation = make_dataset(dataset_dir, "validation", built.input_size, channels, spec.batch_size, cache=cache)
+        validation = make_dataset(
+            dataset_dir, "validation", built.input_size, channels, spec.batch_size, cache=cache
+        )
     monitor = "val_accuracy" if validation is not None else "accuracy"
 
     def _callbacks(phase: str) -> list[Any]:
         callbacks: list[Any] = []
         if spec.early_stopping_patience:
             callbacks.append(
-                keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=spec.early_stopping_patience, restore_best_weights=True)
+                keras.callbacks.EarlyStopping(
+                    monitor=monitor,
+                    mode="max",
+                    patience=spec.early_stopping_patience,
+                    restore_best_weights=True,
+                )
             )
         if checkpoint_dir:
             callbacks.append(keras.callbacks.BackupAndRestore(str(Path(checkpoint_dir) / phase)))
         return callbacks
 
     def _compile(learning_rate: float | None = None) -> None:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing) if spec.label_smoothing else keras.losses.SparseCategoricalCrossentropy()
+        loss = (
+            keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing)
+            if spec.label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy()
+        )
         model.compile(optimizer=_optimizer(spec, learning_rate), loss=loss, metrics=["accuracy"])
 
     if spec.label_smoothing:
@@ -107,7 +138,13 @@ def train_keras(
     if built.backbone is not None and spec.weights != "none":
         built.backbone.trainable = False
     _compile()
-    fitted = model.fit(train, validation_data=validation, epochs=spec.epochs, callbacks=_callbacks("head"), verbose=2)
+    fitted = model.fit(
+        train,
+        validation_data=validation,
+        epochs=spec.epochs,
+        callbacks=_callbacks("head"),
+        verbose=2,
+    )
     _extend(history, fitted.history)
 
     if built.backbone is not None and spec.weights != "none" and spec.fine_tune.epochs:
@@ -116,7 +153,13 @@ def train_keras(
             for layer in built.backbone.layers[: -spec.fine_tune.unfreeze_layers]:
                 layer.trainable = False
         _compile(spec.fine_tune.learning_rate)
-        fitted = model.fit(train, validation_data=validation, epochs=spec.fine_tune.epochs, callbacks=_callbacks("fine_tune"), verbose=2)
+        fitted = model.fit(
+            train,
+            validation_data=validation,
+            epochs=spec.fine_tune.epochs,
+            callbacks=_callbacks("fine_tune"),
+            verbose=2,
+        )
         _extend(history, fitted.history)
 
     model_dir = Path(model_dir)

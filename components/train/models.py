@@ -56,7 +56,11 @@ def build_model(
     size = int(params.pop("input_size", 0)) or None
     input_size = (size, size) if size else (int(image_size[0]), int(image_size[1]))
     if architecture in SCRATCH:
-        return BuiltModel(SCRATCH[architecture](num_classes, input_size, channels, **params), input_size, "rescale_0_1")
+        return BuiltModel(
+            SCRATCH[architecture](num_classes, input_size, channels, **params),
+            input_size,
+            "rescale_0_1",
+        )
     if architecture in APPLICATIONS:
         return _application(architecture, num_classes, input_size, channels, weights, params)
     known = ", ".join(sorted([*SCRATCH, *APPLICATIONS]))
@@ -73,10 +77,18 @@ def _head(x: Any, num_classes: int) -> Any:
     import keras
 
     # float32 softmax keeps probabilities exact under mixed precision
-    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="probabilities"
+    )(x)
 
 
-def small_cnn(num_classes: int, input_size: tuple[int, int], channels: int, filters: int = 32, dropout: float = 0.25) -> Any:
+def small_cnn(
+    num_classes: int,
+    input_size: tuple[int, int],
+    channels: int,
+    filters: int = 32,
+    dropout: float = 0.25,
+) -> Any:
     import keras
     from keras import layers
 
@@ -126,7 +138,9 @@ def cnn3(
     x = layers.Rescaling(1.0 / 255)(inputs)
     for width in filters:
         for _ in range(2):
-            x = layers.Conv2D(width, 3, padding="same", kernel_regularizer=regularizer, use_bias=not batch_norm)(x)
+            x = layers.Conv2D(
+                width, 3, padding="same", kernel_regularizer=regularizer, use_bias=not batch_norm
+            )(x)
             if batch_norm:
                 x = layers.BatchNormalization()(x)
             x = layers.Activation("relu")(x)
@@ -140,9 +154,20 @@ def cnn3(
     return keras.Model(inputs, _head(x, num_classes), name="cnn3")
 
 
-def cifar_cnn(num_classes: int, input_size: tuple[int, int], channels: int, dropout: float = 0.3) -> Any:
+def cifar_cnn(
+    num_classes: int, input_size: tuple[int, int], channels: int, dropout: float = 0.3
+) -> Any:
     """A deeper scratch CNN for CIFAR (three BN blocks, growing dropout)."""
-    return cnn3(num_classes, input_size, channels, filters=(64, 128, 256), dropout=dropout, batch_norm=True, l2=5e-4, dense=256)
+    return cnn3(
+        num_classes,
+        input_size,
+        channels,
+        filters=(64, 128, 256),
+        dropout=dropout,
+        batch_norm=True,
+        l2=5e-4,
+        dense=256,
+    )
 
 
 SCRATCH: dict[str, Callable[..., Any]] = {

@@ -19,7 +19,9 @@ class KfpTarget(Target):
 
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         images = self.experiment.images
-        task.set_container_image(self.train_image(framework or "keras") if step == "train" else images.cpu)
+        task.set_container_image(
+            self.train_image(framework or "keras") if step == "train" else images.cpu
+        )
         if step != "train":
             return
         resources = self.experiment.resources.kfp
@@ -38,7 +40,9 @@ class KfpTarget(Target):
 
     def run(self) -> dict[str, Any]:
         if not self.options.host:
-            raise PreflightError("--target kfp needs --host, the KFP API address (e.g. http://localhost:8080)")
+            raise PreflightError(
+                "--target kfp needs --host, the KFP API address (e.g. http://localhost:8080)"
+            )
         import kfp
 
         client = kfp.Client(host=self.options.host)
@@ -55,7 +59,13 @@ class KfpTarget(Target):
             except Exception as exc:  # the client raises transport and API errors alike
                 raise SubmitError(f"KFP at {self.options.host} refused the run: {exc}") from exc
         url = f"{self.options.host.rstrip('/')}/#/runs/details/{run.run_id}"
-        result: dict[str, Any] = {"experiment": self.experiment.name, "target": self.name, "status": "SUBMITTED", "run": run.run_id, "url": url}
+        result: dict[str, Any] = {
+            "experiment": self.experiment.name,
+            "target": self.name,
+            "status": "SUBMITTED",
+            "run": run.run_id,
+            "url": url,
+        }
         if self.options.wait:
             finished = client.wait_for_run_completion(run.run_id, timeout=24 * 3600)
             result["status"] = str(finished.state)

@@ -53,10 +53,14 @@ class TaskObserver(logging.Filter):
             name = match["task"]
             self.tasks[name] = TaskRecord(name, "RUNNING", record.created)
         elif match := CACHE_HIT.match(message):
-            task = self.tasks.setdefault(match["task"], TaskRecord(match["task"], started=record.created))
+            task = self.tasks.setdefault(
+                match["task"], TaskRecord(match["task"], started=record.created)
+            )
             task.status, task.finished = "CACHED", record.created
         elif match := FINISHED.match(message):
-            task = self.tasks.setdefault(match["task"], TaskRecord(match["task"], started=record.created))
+            task = self.tasks.setdefault(
+                match["task"], TaskRecord(match["task"], started=record.created)
+            )
             task.status, task.finished = match["status"], record.created
         return True
 
@@ -95,7 +99,9 @@ class LocalTarget(Target):
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
                 # Locally every step runs in this environment; images and display names
                 # matter only on the cluster targets.
-                warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+                warnings.filterwarnings(
+                    "ignore", message=".*have no effect in the current local runner.*"
+                )
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
                 summary = pipeline().output
         except RuntimeError as exc:
@@ -138,5 +144,9 @@ class LocalTarget(Target):
 
 
 def _newest_run_dir(root: Path, since: float) -> str | None:
-    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.stat().st_mtime >= since - 1]
+    runs = [
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.stat().st_mtime >= since - 1
+    ]
     return str(max(runs, key=lambda p: p.stat().st_mtime)) if runs else None

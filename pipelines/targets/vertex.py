@@ -25,7 +25,9 @@ class VertexTarget(Target):
 
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         images = self.experiment.images
-        task.set_container_image(self.train_image(framework or "keras") if step == "train" else images.cpu)
+        task.set_container_image(
+            self.train_image(framework or "keras") if step == "train" else images.cpu
+        )
         if step != "train":
             return
         resources = self.experiment.resources.vertex
@@ -36,11 +38,17 @@ class VertexTarget(Target):
         if resources.accelerator:
             task.set_accelerator_type(resources.accelerator).set_accelerator_limit(resources.count)
         if resources.retries:
-            task.set_retry(num_retries=resources.retries, backoff_duration="60s", backoff_factor=2.0)
+            task.set_retry(
+                num_retries=resources.retries, backoff_duration="60s", backoff_factor=2.0
+            )
 
     def preflight(self) -> None:
         gcp = self.experiment.gcp
-        missing = [f"gcp.{name}" for name in ("project", "bucket", "service_account") if not getattr(gcp, name)]
+        missing = [
+            f"gcp.{name}"
+            for name in ("project", "bucket", "service_account")
+            if not getattr(gcp, name)
+        ]
         if missing:
             raise PreflightError(
                 f"--target vertex needs {', '.join(missing)}; set them in the experiment or with "
@@ -52,7 +60,9 @@ class VertexTarget(Target):
         try:
             from google.cloud import aiplatform
         except ImportError:
-            raise SubmitError("--target vertex needs the vertex extra: pip install -e '.[vertex]'") from None
+            raise SubmitError(
+                "--target vertex needs the vertex extra: pip install -e '.[vertex]'"
+            ) from None
         gcp = self.experiment.gcp
         with tempfile.TemporaryDirectory() as folder:
             package = self.compile(Path(folder) / "pipeline.yaml")
@@ -69,4 +79,10 @@ class VertexTarget(Target):
         url = CONSOLE.format(region=gcp.region, run=job.name, project=gcp.project)
         if self.options.wait:
             job.wait()
-        return {"experiment": self.experiment.name, "target": self.name, "status": "SUBMITTED", "run": job.resource_name, "url": url}
+        return {
+            "experiment": self.experiment.name,
+            "target": self.name,
+            "status": "SUBMITTED",
+            "run": job.resource_name,
+            "url": url,
+        }
