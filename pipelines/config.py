@@ -70,7 +70,9 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # YAML (and so --set) reads 8, 2024 or 123456789012 as numbers; text fields take them as text
+    # (cpu_limit: 8, a numeric project, folder class names 0-9).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True)
 
 
 class Reference(_Strict):
@@ -163,6 +165,10 @@ class Optimizer(_Strict):
     learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(default=0.0, ge=0.0)
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="linear warm-up before the cosine decay"
+    )
 
 
 class Augment(_Strict):
@@ -198,6 +204,13 @@ class ModelSpec(_Strict):
     augment: Augment = Augment()
     label_smoothing: Fraction = 0.0
     early_stopping_patience: int | None = Field(default=None, ge=1)
+    reduce_lr_patience: int | None = Field(
+        default=None, ge=1, description="ReduceLROnPlateau patience (constant schedule only)"
+    )
+    mixed_precision: Literal["auto", "off"] = Field(
+        default="auto", description="auto: float16 on GPU, bfloat16 on TPU, float32 on CPU"
+    )
+    jit_compile: bool = Field(default=False, description="compile the training step with XLA")
     fine_tune: FineTune = FineTune()
 
     @model_validator(mode="after")
@@ -217,6 +230,11 @@ class ModelSpec(_Strict):
                 raise ValueError(
                     f"model '{self.name}': 'checkpoint' is for framework: transformers; "
                     "keras models take 'architecture' and 'weights'"
+                )
+            if self.reduce_lr_patience and self.optimizer.schedule != "constant":
+                raise ValueError(
+                    f"model '{self.name}': reduce_lr_patience needs optimizer.schedule: constant "
+                    "(a cosine schedule already sets the learning rate every step)"
                 )
             if self.architecture in KERAS_SCRATCH_ARCHITECTURES and self.weights != "none":
                 raise ValueError(

@@ -1,0 +1,493 @@
+"""Every experiment compiles for every target; assert on the parts of the spec that matter."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import EXPERIMENTS_DIR, GPU_TYPES, TPU_TYPES, Experiment, load_experiment
+from pipelines.targets import TARGETS, get_target
+from pipelines.targets.base import RunOptions
+
+EXPERIMENTS = sorted(path.stem for path in EXPERIMENTS_DIR.glob("*.yaml"))
+# The same safe loader as yaml.safe_load, in C where PyYAML has it: a compiled spec is large.
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+GPU_RESOURCE = "nvidia.com/gpu"  # the Kubernetes resource name of an NVIDIA GPU
+CUSTOM_IMAGES = (
+    "images.cpu=registry.example/imgclf/cpu:1",
+    "images.gpu=registry.example/imgclf/gpu:1",
+    "images.tpu=registry.example/imgclf/tpu:1",
+    "images.transformers=registry.example/imgclf/transformers:1",
+)
+CREDENTIALS = re.compile(
+    r"AKIA[0-9A-Z]{16}"  # AWS access key id
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
+    r"|ya29\.[0-9A-Za-z_-]+"  # Google OAuth access token
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
+    r"|\"?private_key(_id)?\"?\s*:"  # service account key JSON
+    r"|gh[pousr]_[0-9A-Za-z]{36}"  # GitHub token
+    r"|hf_[0-9A-Za-z]{30,}"  # Hugging Face token
+    r"|xox[abpr]-[0-9A-Za-z-]{10,}"  # Slack token
+    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Compiled:
+    experiment: Experiment
+    target: str
+    runs_dir: Path
+    text: str
+    spec: dict[str, Any]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.spec["root"]["inputDefinitions"]["parameters"]
+
+    def tasks(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every task of the root DAG and of every sub-DAG (loops, conditions)."""
+        dags = [self.spec["root"]["dag"]] + [
+            c["dag"] for c in self.spec["components"].values() if "dag" in c
+        ]
+        for dag in dags:
+            yield from dag["tasks"].items()
+
+    def loops(self) -> list[dict[str, Any]]:
+        return [task for _, task in self.tasks() if "parameterIterator" in task]
+
+    def loop_items(self, loop: dict[str, Any]) -> list[dict[str, Any]]:
+        return json.loads(loop["parameterIterator"]["items"]["raw"])
+
+    def loop_tasks(self, loop: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return self.spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+
+    def executor(self, task: dict[str, Any]) -> dict[str, Any]:
+        label = self.spec["components"][task["componentRef"]["name"]]["executorLabel"]
+        return self.spec["deploymentSpec"]["executors"][label]
+
+    def train_tasks(self) -> list[tuple[str, dict[str, Any]]]:
+        """(framework, train task) of each loop; the framework read from the loop's items."""
+        found = []
+        for loop in self.loops():
+            frameworks = {item["model_spec"]["framework"] for item in self.loop_items(loop)}
+            assert len(frameworks) == 1, f"a loop mixes frameworks: {frameworks}"
+            trains = [
+                t
+                for t in self.loop_tasks(loop).values()
+                if t["componentRef"]["name"].startswith("comp-train")
+            ]
+            assert len(trains) == 1
+            found.append((frameworks.pop(), trains[0]))
+        return found
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        executors = self.spec["deploymentSpec"]["executors"]
+        return {name: e["container"] for name, e in executors.items() if "container" in e}
+
+
+@functools.cache
+def _raw_text(name: str) -> str:
+    return (EXPERIMENTS_DIR / f"{name}.yaml").read_text()
+
+
+def raw_experiment(name: str) -> dict[str, Any]:
+    """The bundled experiment file as written (a fresh copy each call)."""
+    return yaml.load(_raw_text(name), Loader=SafeLoader)
+
+
+def assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
+    for key, value in expected.items():
+        assert key in actual, key
+        if isinstance(value, dict):
+            assert_contains(actual[key], value)
+        else:
+            assert actual[key] == value, key
+
+
+def accelerator(container: dict[str, Any]) -> tuple[str, int] | None:
+    """(type, count) of a container's accelerator; KFP versions name the keys differently."""
+    spec = container.get("resources", {}).get("accelerator")
+    if not spec:
+        return None
+    kind = spec.get("resourceType") or spec.get("type")
+    count = spec.get("resourceCount") or spec.get("count")
+    return kind, int(count)
+
+
+@pytest.fixture(scope="module")
+def compile_spec(tmp_path_factory) -> Callable[..., Compiled]:
+    """Compile (experiment, target, overrides) once per module; later calls reuse the result."""
+    folder = tmp_path_factory.mktemp("compiled")
+    cache: dict[tuple[str, str, tuple[str, ...]], Compiled] = {}
+
+    def compile_once(name: str, target: str, overrides: tuple[str, ...] = ()) -> Compiled:
+        key = (name, target, overrides)
+        if key not in cache:
+            experiment = load_experiment(name, list(overrides))
+            runs_dir = folder / "runs"
+            path = folder / f"{name}.{target}.{len(cache)}.yaml"
+            get_target(target, experiment, RunOptions(runs_dir=runs_dir)).compile(path)
+            text = path.read_text()
+            # kfp-kubernetes appends platform documents; the pipeline spec comes first.
+            documents = [d for d in yaml.load_all(text, Loader=SafeLoader) if d is not None]
+            cache[key] = Compiled(experiment, target, runs_dir, text, documents[0])
+        return cache[key]
+
+    return compile_once
+
+
+EVERY = pytest.mark.parametrize(("name", "target"), [(e, t) for e in EXPERIMENTS for t in TARGETS])
+
+
+def test_every_experiment_and_target_is_covered():
+    assert len(EXPERIMENTS) >= 8
+    assert TARGETS == ("local", "vertex", "kfp")
+
+
+# --- the DAG -------------------------------------------------------------------------------
+
+
+@EVERY
+def test_dag_has_every_step(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+
+    root_tasks = compiled.spec["root"]["dag"]["tasks"]
+    assert {"ingest", "compare", "gate"} <= set(root_tasks)
+    names = [task_name for task_name, _ in compiled.tasks()]
+    assert "register-local" in names
+    assert compiled.spec["pipelineInfo"]["name"] == f"imgclf-{compiled.experiment.name}"
+    # register runs only when the gate passes
+    conditions = [t for t in root_tasks.values() if "triggerPolicy" in t]
+    assert len(conditions) == 1
+    assert "'passed'" in conditions[0]["triggerPolicy"]["condition"]
+    guarded = compiled.spec["components"][conditions[0]["componentRef"]["name"]]["dag"]["tasks"]
+    assert "register-local" in guarded
+
+
+@EVERY
+def test_one_training_loop_per_framework(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+    raw = raw_experiment(name)
+    frameworks = {m.get("framework", "keras") for m in raw["models"]}
+
+    loops = compiled.loops()
+
+    assert len(loops) == len(frameworks)
+    assert sorted(framework for framework, _ in compiled.train_tasks()) == sorted(frameworks)
+    for loop in loops:
+        loop_tasks = compiled.loop_tasks(loop)
+        assert len(loop_tasks) == 2
+        assert {t["componentRef"]["name"].rstrip("-0123456789") for t in loop_tasks.values()} == {
+            "comp-train",
+            "comp-evaluate",
+        }
+        assert "ingest" in loop["dependentTasks"]
+    # compare waits for every loop
+    compare_inputs = compiled.spec["root"]["dag"]["tasks"]["compare"]["inputs"]["parameters"]
+    assert {f"{f}_results" for f in frameworks} <= set(compare_inputs)
+
+
+@pytest.mark.parametrize("name", ["cats_vs_dogs", "cifar10"])
+def test_mixed_experiments_have_a_keras_and_a_transformers_loop(compile_spec, name):
+    compiled = compile_spec(name, "vertex")
+
+    assert len(compiled.loops()) == 2
+    trains = dict(compiled.train_tasks())
+    assert trains["keras"]["taskInfo"]["name"] == "train keras"
+    assert trains["transformers"]["taskInfo"]["name"] == "train transformers"
+
+
+@EVERY
+def test_loop_items_are_every_model_times_every_seed(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+    raw = raw_experiment(name)
+
+    items = [item for loop in compiled.loops() for item in compiled.loop_items(loop)]
+
+    expected = sorted((m["name"], seed) for m in raw["models"] for seed in raw.get("seeds", [0]))
+    assert sorted((i["model_spec"]["name"], i["seed"]) for i in items) == expected
+    for item in items:
+        source = next(m for m in raw["models"] if m["name"] == item["model_spec"]["name"])
+        assert item["model_spec"]["epochs"] == source["epochs"]
+        assert item["model_spec"].get("architecture") == source.get("architecture")
+        assert item["model_spec"].get("checkpoint") == source.get("checkpoint")
+
+
+def test_vehicles_animals_loop_carries_twelve_candidates(compile_spec):
+    compiled = compile_spec("cifar10_vehicles_animals", "kfp")
+
+    (loop,) = compiled.loops()
+    items = compiled.loop_items(loop)
+
+    assert len(items) == 12
+    assert {i["seed"] for i in items} == {0, 1, 2}
+    assert len({i["model_spec"]["name"] for i in items}) == 4
+
+
+# --- images --------------------------------------------------------------------------------
+
+
+def expected_train_image(experiment: Experiment, target: str, framework: str) -> str:
+    images = experiment.images
+    if framework == "transformers":
+        return images.transformers
+    if target == "kfp":
+        return images.gpu if experiment.resources.kfp.gpus else images.cpu
+    accelerator = experiment.resources.vertex.accelerator
+    if accelerator in TPU_TYPES:
+        return images.tpu
+    return images.gpu if accelerator else images.cpu
+
+
+@pytest.mark.parametrize("target", ["vertex", "kfp"])
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_images_come_from_the_experiment(compile_spec, name, target):
+    compiled = compile_spec(name, target, CUSTOM_IMAGES)
+    images = compiled.experiment.images
+    assert images.cpu == "registry.example/imgclf/cpu:1"
+
+    containers = compiled.containers()
+    assert {c["image"] for c in containers.values()} <= set(images.model_dump().values())
+    train_executors = set()
+    for framework, task in compiled.train_tasks():
+        container = compiled.executor(task)["container"]
+        assert container["image"] == expected_train_image(compiled.experiment, target, framework)
+        train_executors.add(id(container))
+    for container in containers.values():
+        if id(container) not in train_executors:
+            assert container["image"] == images.cpu
+
+
+def train_images(compiled: Compiled) -> dict[str, str]:
+    return {f: compiled.executor(t)["container"]["image"] for f, t in compiled.train_tasks()}
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "expected"),
+    [
+        (
+            "cats_vs_dogs",
+            "vertex",
+            {
+                "keras": "image-classification-gpu:latest",
+                "transformers": "image-classification-transformers:latest",
+            },
+        ),
+        ("cifar10_vehicles_animals", "vertex", {"keras": "image-classification-tpu:latest"}),
+        ("cifar10_vehicles_animals", "kfp", {"keras": "image-classification-gpu:latest"}),
+        ("mnist", "vertex", {"keras": "image-classification-cpu:latest"}),
+        ("digits", "kfp", {"keras": "image-classification-cpu:latest"}),
+    ],
+)
+def test_train_image_per_framework_and_accelerator(compile_spec, name, target, expected):
+    """The rule above, spelled out on the bundled experiments and the default images."""
+    assert train_images(compile_spec(name, target)) == expected
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_local_compile_runs_every_step_in_this_environment(compile_spec, name):
+    compiled = compile_spec(name, "local")
+
+    assert compiled.containers()
+    for container in compiled.containers().values():
+        assert accelerator(container) is None
+    registry = compiled.parameters["registry_root"]["defaultValue"]
+    assert registry == str((compiled.runs_dir / "registry").resolve())
+
+
+# --- resources and retries -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_vertex_accelerators_follow_the_experiment(compile_spec, name):
+    compiled = compile_spec(name, "vertex")
+    vertex = compiled.experiment.resources.vertex
+
+    train_containers = [compiled.executor(task)["container"] for _, task in compiled.train_tasks()]
+    for container in train_containers:
+        if vertex.accelerator in GPU_TYPES:
+            assert accelerator(container) == (vertex.accelerator, vertex.count)
+        elif vertex.accelerator is None:
+            assert accelerator(container) is None
+        # TPUs are left out: the design trains on them through a GCPC custom job with the
+        # experiment's tpu_topology, which the vertex target does not build yet.
+    for container in compiled.containers().values():
+        if not any(container is c for c in train_containers):
+            assert accelerator(container) is None
+    assert GPU_RESOURCE not in compiled.text
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_kfp_asks_kubernetes_for_nvidia_gpus(compile_spec, name):
+    compiled = compile_spec(name, "kfp")
+    gpus = compiled.experiment.resources.kfp.gpus
+
+    for _, task in compiled.train_tasks():
+        container = compiled.executor(task)["container"]
+        assert accelerator(container) == ((GPU_RESOURCE, gpus) if gpus else None)
+    for vertex_type in GPU_TYPES + TPU_TYPES:
+        assert vertex_type not in compiled.text
+
+
+def test_pets_trains_on_one_l4_on_vertex_and_one_gpu_on_kfp(compile_spec):
+    vertex = compile_spec("pets", "vertex")
+    kfp = compile_spec("pets", "kfp")
+
+    ((_, vertex_train),) = vertex.train_tasks()
+    ((_, kfp_train),) = kfp.train_tasks()
+
+    assert accelerator(vertex.executor(vertex_train)["container"]) == ("NVIDIA_L4", 1)
+    assert accelerator(kfp.executor(kfp_train)["container"]) == (GPU_RESOURCE, 1)
+    assert "NVIDIA_L4" not in kfp.text
+
+
+def test_vertex_resource_overrides_reach_the_spec(compile_spec):
+    compiled = compile_spec(
+        "mnist",
+        "vertex",
+        (
+            "resources.vertex.accelerator=NVIDIA_TESLA_T4",
+            "resources.vertex.count=2",
+            "resources.vertex.cpu_limit=8",
+            "resources.vertex.memory_limit=32G",
+        ),
+    )
+
+    ((_, train),) = compiled.train_tasks()
+    container = compiled.executor(train)["container"]
+
+    assert accelerator(container) == ("NVIDIA_TESLA_T4", 2)
+    assert container["image"] == compiled.experiment.images.gpu
+    resources = container["resources"]
+    # KFP 2.17 writes both the old float fields and the new string ones.
+    assert resources.get("resourceCpuLimit", resources.get("cpuLimit")) in ("8", 8.0)
+    assert resources.get("resourceMemoryLimit") == "32G" or resources.get("memoryLimit") == 32.0
+
+
+def test_pets_train_retries_on_vertex(compile_spec):
+    compiled = compile_spec("pets", "vertex")
+
+    ((_, train),) = compiled.train_tasks()
+
+    assert compiled.experiment.resources.vertex.retries == 2
+    assert train["retryPolicy"]["maxRetryCount"] == 2
+    others = [t for n, t in compiled.tasks() if t is not train and "retryPolicy" in t]
+    assert others == []
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_vertex_retries_follow_the_experiment(compile_spec, name):
+    compiled = compile_spec(name, "vertex")
+    retries = compiled.experiment.resources.vertex.retries
+
+    for _, train in compiled.train_tasks():
+        if retries:
+            assert train["retryPolicy"]["maxRetryCount"] == retries
+        else:
+            assert "retryPolicy" not in train
+
+
+# --- pipeline parameters -------------------------------------------------------------------
+
+
+@EVERY
+def test_pipeline_parameters_default_to_the_experiment(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+    experiment = compiled.experiment
+    raw = raw_experiment(name)
+    defaults = {key: p.get("defaultValue") for key, p in compiled.parameters.items()}
+
+    assert {
+        "data_config",
+        "gate_metric",
+        "gate_min",
+        "reference",
+        "model_name",
+        "registry_root",
+    } <= set(defaults)
+    assert defaults["gate_min"] == experiment.gate.min == raw["gate"]["min"]
+    assert defaults["gate_metric"] == raw["gate"]["metric"]
+    assert defaults["model_name"] == raw["register"]["name"]
+    assert defaults["reference"] == raw["reference"]
+    # data_config is the whole data section: what the file states, plus the defaults
+    assert_contains(defaults["data_config"], raw["data"])
+    assert defaults["data_config"]["splits"]["test"] == experiment.data.splits.test
+    assert compiled.parameters["gate_min"]["parameterType"] == "NUMBER_DOUBLE"
+    assert compiled.parameters["data_config"]["parameterType"] == "STRUCT"
+    # Docstrings reach the UIs.
+    assert all(p.get("description") for p in compiled.parameters.values())
+
+
+@pytest.mark.parametrize(
+    ("target", "overrides", "registry_root"),
+    [
+        ("vertex", (), "/gcs/bucket-not-configured/registry"),
+        ("vertex", ("gcp.bucket=gs://my-bucket",), "/gcs/my-bucket/registry"),
+        ("kfp", (), "/mnt/registry"),
+    ],
+)
+def test_registry_root_per_target(compile_spec, target, overrides, registry_root):
+    compiled = compile_spec("pets", target, overrides)
+
+    assert compiled.parameters["registry_root"]["defaultValue"] == registry_root
+
+
+def test_overrides_reach_the_compiled_spec(compile_spec):
+    compiled = compile_spec(
+        "pets",
+        "vertex",
+        ("gate.min=0.5", "models.0.epochs=1", "seeds=[0,1]", "data.source=folder:/data/pets"),
+    )
+
+    assert compiled.parameters["gate_min"]["defaultValue"] == 0.5
+    assert compiled.parameters["data_config"]["defaultValue"]["source"] == "folder:/data/pets"
+    (loop,) = compiled.loops()
+    items = compiled.loop_items(loop)
+    assert [(i["model_spec"]["epochs"], i["seed"]) for i in items] == [(1, 0), (1, 1)]
+
+
+def test_cli_compile_only_applies_overrides(tmp_path):
+    output = tmp_path / "pets.yaml"
+
+    code = main(
+        ["-e", "pets", "-t", "vertex", "--set", "gate.min=0.5", "--compile-only", str(output)]
+    )
+
+    assert code == 0
+    spec = next(d for d in yaml.safe_load_all(output.read_text()) if d is not None)
+    assert spec["root"]["inputDefinitions"]["parameters"]["gate_min"]["defaultValue"] == 0.5
+
+
+# --- no secrets ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "AKIAIOSFODNN7EXAMPLE",
+        '"private_key": "-----BEGIN PRIVATE KEY-----',
+        "token ya29.a0AfH6SMBx",
+        "HF_TOKEN hf_abcdefghijklmnopqrstuvwxyzABCDEF",
+        "password: hunter2",
+    ],
+)
+def test_the_credential_scan_finds_planted_secrets(planted):
+    assert CREDENTIALS.search(f"image: x\n{planted}\n")
+
+
+@EVERY
+def test_no_credentials_in_the_compiled_spec(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+
+    assert not CREDENTIALS.search(compiled.text), CREDENTIALS.search(compiled.text)

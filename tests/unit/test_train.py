@@ -1,0 +1,133 @@
+"""Keras model registry and trainer on tiny synthetic Datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.ingest.run import ingest
+from components.train.models import APPLICATIONS, SCRATCH, build_model
+from pipelines.config import KERAS_ARCHITECTURES, DataConfig, ModelSpec
+
+
+def test_registry_matches_the_config_schema() -> None:
+    # An architecture the config accepts must be one the trainer can build, and vice versa.
+    assert set(KERAS_ARCHITECTURES) == set(SCRATCH) | set(APPLICATIONS)
+
+
+@pytest.mark.parametrize("architecture", sorted(SCRATCH))
+def test_scratch_models_build_and_train_one_step(architecture: str) -> None:
+    import keras
+
+    built = build_model(architecture, num_classes=3, image_size=(32, 32), channels=3)
+    model = built.model
+    assert model.input_shape == (None, 32, 32, 3)
+    assert model.output_shape == (None, 3)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    before = [w.copy() for w in model.get_weights()]
+    model.train_on_batch(images, np.array([0, 1, 2, 0]))
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    probabilities = np.asarray(model.predict_on_batch(images))
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert isinstance(model, keras.Model)
+
+
+def test_application_backbone_carries_its_preprocessing() -> None:
+    built = build_model("mobilenetv3small", 5, (32, 32), 3, {"input_size": 64})
+    assert built.input_size == (64, 64)
+    assert built.model.input_shape == (None, 64, 64, 3)
+    assert built.backbone is not None and built.backbone.name.lower().startswith("mobilenetv3")
+    resnet = build_model("resnet50v2", 2, (64, 64), 3)
+    assert resnet.preprocessing == "tf"
+    assert any(layer.__class__.__name__ == "Rescaling" for layer in resnet.model.layers)
+
+
+def test_cnn3_knobs_change_the_model() -> None:
+    plain = build_model("cnn3", 2, (32, 32), 3, {"filters": [8, 16, 32], "dense": 16}).model
+    regularised = build_model(
+        "cnn3",
+        2,
+        (32, 32),
+        3,
+        {"filters": [8, 16, 32], "dense": 16, "batch_norm": True, "dropout": 0.5},
+    ).model
+    kinds = {layer.__class__.__name__ for layer in regularised.layers}
+    assert {"BatchNormalization", "Dropout"} <= kinds
+    assert "BatchNormalization" not in {layer.__class__.__name__ for layer in plain.layers}
+
+
+def _colour_dataset(tmp_path: Path) -> Path:
+    """Two classes that a CNN separates in a few steps: dark and bright noisy squares."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 40), ("bright", 210)):
+        folder = tmp_path / "images" / name
+        folder.mkdir(parents=True)
+        for index in range(30):
+            pixels = np.clip(rng.normal(level, 20, (16, 16, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    config = DataConfig(
+        source=f"folder:{tmp_path / 'images'}",
+        image_size=(16, 16),
+        splits={"validation": 0.2, "test": 0.2},
+    )
+    ingest(config, tmp_path / "dataset", tmp_path / "quarantine.csv")
+    return tmp_path / "dataset"
+
+
+def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(tmp_path: Path) -> None:
+    from components.evaluate.loaders import load_classifier
+    from components.train.run import train
+
+    dataset = _colour_dataset(tmp_path)
+    spec = ModelSpec(
+        name="tiny", architecture="small_cnn", epochs=3, batch_size=8, params={"filters": 4}
+    )
+    card = train(
+        dataset,
+        spec.model_dump(),
+        0,
+        tmp_path / "model",
+        tmp_path / "curves.html",
+        tmp_path / "ckpt",
+    )
+    assert card.class_names == ["bright", "dark"]
+    assert card.training["epochs_run"] == 3
+    assert len(card.history["loss"]) == 3 and "val_accuracy" in card.history
+    assert json.loads((tmp_path / "model" / "history.json").read_text()) == card.history
+    assert "<img" in (tmp_path / "curves.html").read_text()
+
+    import keras
+
+    images = np.random.default_rng(1).uniform(0, 255, (5, 16, 16, 3)).astype("float32")
+    original = keras.saving.load_model(tmp_path / "model" / "keras" / "model.keras")
+    reloaded = load_classifier(tmp_path / "model")
+    np.testing.assert_allclose(
+        reloaded.predict(images),
+        np.asarray(original.predict_on_batch(images)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(str(tmp_path / "model" / "keras" / "saved_model"))
+    np.testing.assert_allclose(
+        serving.serve(tf.constant(images)).numpy(), reloaded.predict(images), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    from components.train.run import train
+
+    dataset = _colour_dataset(tmp_path)
+    spec = ModelSpec(
+        name="tiny", architecture="small_cnn", epochs=1, batch_size=8, params={"filters": 4}
+    ).model_dump()
+    first = train(dataset, spec, 7, tmp_path / "a", tmp_path / "a.html")
+    second = train(dataset, spec, 7, tmp_path / "b", tmp_path / "b.html")
+    assert first.history["loss"] == pytest.approx(second.history["loss"], rel=1e-5)

@@ -1,0 +1,141 @@
+"""A training step killed with SIGKILL resumes at its last finished epoch when restarted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.ingest.run import ingest
+from pipelines.config import DataConfig, ModelSpec
+
+EPOCHS = 8
+SCRIPT = """
+import json, sys
+from components.train.run import train
+dataset, spec, model_dir, checkpoints = sys.argv[1:5]
+card = train(dataset, json.loads(spec), 0, model_dir, model_dir + ".html", checkpoints)
+print("DONE", card.training["epochs_run"])
+"""
+
+
+def _dataset(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in (("dark", 60), ("bright", 190)):
+        folder = tmp_path / "images" / name
+        folder.mkdir(parents=True)
+        for index in range(300):
+            pixels = np.clip(rng.normal(level, 60, (32, 32, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    config = DataConfig(
+        source=f"folder:{tmp_path / 'images'}",
+        image_size=(32, 32),
+        splits={"validation": 0.1, "test": 0.1},
+    )
+    ingest(config, tmp_path / "dataset", tmp_path / "quarantine.csv")
+    return tmp_path / "dataset"
+
+
+def _epochs_logged(history_csv: Path) -> int:
+    if not history_csv.is_file():
+        return 0
+    return max(len(history_csv.read_text().strip().splitlines()) - 1, 0)
+
+
+def test_sigkill_then_restart_resumes(tmp_path: Path) -> None:
+    dataset = _dataset(tmp_path)
+    spec = ModelSpec(
+        name="resume",
+        architecture="cnn3",
+        epochs=EPOCHS,
+        batch_size=16,
+        params={"filters": [16, 32, 64], "dense": 64},
+    )
+    model_dir = tmp_path / "model"
+    checkpoints = tmp_path / "checkpoints"
+    argv = [
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(dataset),
+        json.dumps(spec.model_dump()),
+        str(model_dir),
+        str(checkpoints),
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    history_csv = checkpoints / "head" / "history.csv"
+
+    first = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while _epochs_logged(history_csv) < 2 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_after = _epochs_logged(history_csv)
+    assert 2 <= killed_after < EPOCHS, f"the first run logged {killed_after} epochs before the kill"
+    assert not (model_dir / "model_card.json").exists()
+
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-2000:]
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["training"]["epochs_run"] == EPOCHS
+    assert len(card["history"]["loss"]) == EPOCHS
+    # Resumed, not restarted: the second process began after the epochs the first one finished.
+    assert f"Epoch 1/{EPOCHS}" not in second.stdout
+    assert (
+        f"Epoch {killed_after + 1}/{EPOCHS}" in second.stdout
+        or f"Epoch {killed_after}/{EPOCHS}" in second.stdout
+    )
+
+
+def test_a_finished_phase_is_not_trained_again(tmp_path: Path) -> None:
+    from components.train.run import train
+
+    dataset = _dataset(tmp_path)
+    spec = ModelSpec(
+        name="twice", architecture="small_cnn", epochs=2, batch_size=32, params={"filters": 4}
+    ).model_dump()
+    train(dataset, spec, 0, tmp_path / "a", tmp_path / "a.html", tmp_path / "ckpt")
+    again = train(dataset, spec, 0, tmp_path / "b", tmp_path / "b.html", tmp_path / "ckpt")
+    assert again.training["epochs_run"] == 2  # history restored from the finished phase's log
+    assert (tmp_path / "ckpt" / "head.done.weights.h5").is_file()
+
+
+@pytest.mark.parametrize("unfreeze", [0, 5])
+def test_transfer_recipe_freezes_then_unfreezes(tmp_path: Path, unfreeze: int) -> None:
+    from components.train.models import build_model
+    from components.train.run import train
+
+    dataset = _dataset(tmp_path)
+    # Stand-in for downloaded ImageNet weights: a saved backbone loaded through `weights: PATH`.
+    backbone = build_model("mobilenetv3small", 2, (32, 32), 3).backbone
+    weights = tmp_path / "backbone.weights.h5"
+    backbone.save_weights(weights)
+    spec = ModelSpec(
+        name="transfer",
+        architecture="mobilenetv3small",
+        weights=str(weights),
+        epochs=1,
+        batch_size=64,
+        fine_tune={"epochs": 1, "unfreeze_layers": unfreeze, "learning_rate": 1e-5},
+    ).model_dump()
+    card = train(dataset, spec, 0, tmp_path / "model", tmp_path / "curves.html")
+    head, fine = card.training["phases"]
+    assert (head["phase"], fine["phase"]) == ("head", "fine_tune")
+    assert head["trainable_weights"] == 2  # only the new softmax head
+    assert fine["trainable_weights"] > head["trainable_weights"]
+    if unfreeze:
+        full = build_model("mobilenetv3small", 2, (32, 32), 3).model
+        assert fine["trainable_weights"] < len(full.trainable_weights)
+    assert card.training["epochs_run"] == 2
