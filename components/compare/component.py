@@ -18,17 +18,23 @@ def compare(
 ) -> NamedTuple("CompareOutputs", summary=dict, best_model_uri=str):
     """Compares every candidate x seed, picks the best and applies the quality gate.
 
+    The candidate with the best mean of `metric` over its seeds wins; its best seed is the
+    model that is gated and registered.
+
     Args:
         metric: Metric that ranks the candidates and that the gate checks.
-        gate_min: Minimum value of `metric` the best candidate must reach to be registered.
+        gate_min: Minimum value of `metric` the best candidate must reach to be registered
+            (a maximum for lower-is-better metrics such as log_loss).
         reference: What the reference system reached ({metric, value}); may be empty.
-        table: Markdown table of mean +- std per candidate.
-        report: The same table as HTML, with the gate verdict.
+        table: Markdown table of mean +- std over seeds per candidate and metric, with the
+            best run and the gate verdict.
+        report: The same as HTML, plus every run's metrics.
         keras_results: Results of the keras candidates' evaluate tasks.
         transformers_results: Results of the transformers candidates' evaluate tasks.
 
     Returns:
-        summary: Table rows, best run and gate verdict.
+        summary: Table rows (mean and std per metric), best run, gate verdict (passed, min,
+            missed_by, message), reference.
         best_model_uri: URI of the best run's Model artifact.
     """
     from collections import namedtuple
@@ -36,7 +42,9 @@ def compare(
     from components.compare.run import compare as run_compare
     from components.compare.run import to_markdown, write_html
 
-    summary = run_compare(list(keras_results) + list(transformers_results), metric, gate_min, reference or None)
+    summary = run_compare(
+        list(keras_results) + list(transformers_results), metric, gate_min, reference or None
+    )
     with open(table.path, "w") as handle:
         handle.write(to_markdown(summary))
     write_html(summary, report.path)

@@ -1,4 +1,8 @@
-"""The compare step: a table of every candidate x seed, the best candidate, and the gate."""
+"""The compare step: mean ± std of every candidate over its seeds, the best run, and the gate.
+
+The candidate with the best mean of the configured metric wins (so one lucky seed does not
+decide); its best seed is the model that goes on to the gate and the registry.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,32 @@ from pathlib import Path
 from typing import Any
 
 from components.common import html
+from components.evaluate.metrics import LOWER_IS_BETTER, SCALARS
+from components.gate.run import verdict
 
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "top5_accuracy", "log_loss")
-LOWER_IS_BETTER = {"log_loss"}
+# The metrics the tables (and the CLI summary) show, when present.
+TABLE_METRICS = (
+    "accuracy",
+    "top5_accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "weighted_f1",
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "ece",
+)
+STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
+
+__all__ = ["LOWER_IS_BETTER", "TABLE_METRICS", "compare", "to_markdown", "write_html"]
+
+
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
 
 
 def compare(
@@ -19,40 +46,70 @@ def compare(
     gate_min: float,
     reference: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pick the best run by `metric` (mean over seeds decides the candidate); apply the gate."""
+    """Rank the candidates by the mean of `metric` over their seeds; apply the gate to the
+    best seed of the best candidate."""
     if not results:
-        raise ValueError("no candidate results to compare: every training run failed or none was configured")
+        raise ValueError(
+            "no candidate results to compare: every training run failed or none was configured"
+        )
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for result in results:
         # kfp.local hands Collected integers over as floats
         result = {**result, "seed": int(result["seed"])}
         by_name[result["name"]].append(result)
-    present = [m for m in TABLE_METRICS if any(m in r["metrics"] for r in results)]
+    seen = {m for r in results for m in r["metrics"]}
+    present = [m for m in SCALARS if m in seen] + sorted(seen - set(SCALARS))
     if metric not in present:
-        raise ValueError(f"gate metric '{metric}' was not computed; available: {', '.join(present)}")
+        raise ValueError(
+            f"gate metric '{metric}' was not computed for any candidate; set gate.metric to one "
+            f"of: {', '.join(present)}"
+        )
+    missing = sorted({r["name"] for r in results if metric not in r["metrics"]})
+    if missing:
+        raise ValueError(
+            f"gate metric '{metric}' is missing for {', '.join(missing)}; choose a metric every "
+            "candidate reports (e.g. accuracy)"
+        )
 
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     rows = []
     for name, runs in by_name.items():
-        row: dict[str, Any] = {"name": name, "framework": runs[0].get("framework", ""), "seeds": len(runs)}
+        runs.sort(key=lambda r: r["seed"])
+        row: dict[str, Any] = {
+            "name": name,
+            "framework": runs[0].get("framework", ""),
+            "seeds": len(runs),
+            "seed_list": [r["seed"] for r in runs],
+        }
         for m in present:
             values = [float(r["metrics"][m]) for r in runs if m in r["metrics"]]
-            row[m] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+            if values:
+                row[m] = mean_std(values)
         rows.append(row)
-    sign = 1 if metric not in LOWER_IS_BETTER else -1
-    rows.sort(key=lambda r: sign * r[metric]["mean"], reverse=True)
+    # best mean first; ties go to the name that sorts first, so the order is reproducible
+    rows.sort(key=lambda r: (-sign * r[metric]["mean"], r["name"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank
     best_name = rows[0]["name"]
-    best_run = max(by_name[best_name], key=lambda r: sign * float(r["metrics"][metric]))
-    best_value = float(best_run["metrics"][metric])
-    passed = best_value >= gate_min if sign > 0 else best_value <= gate_min
-    gap = best_value - gate_min
-    message = (
-        f"gate passed: {best_name} (seed {best_run['seed']}) {metric} {best_value:.4f} >= {gate_min:.4f}"
-        if passed
-        else f"gate failed: best {metric} {best_value:.4f} ({best_name}, seed {best_run['seed']}) "
-        f"missed the minimum {gate_min:.4f} by {abs(gap):.4f}; nothing is registered"
+    best_run = max(
+        by_name[best_name], key=lambda r: (sign * float(r["metrics"][metric]), -r["seed"])
     )
+    best_value = float(best_run["metrics"][metric])
+    gate = verdict(metric, best_value, float(gate_min), best_name, best_run["seed"])
+    all_runs = [
+        {
+            "name": r["name"],
+            "seed": r["seed"],
+            "framework": r.get("framework", ""),
+            "model_uri": r["model_uri"],
+            "metrics": r["metrics"],
+        }
+        for name in sorted(by_name)
+        for r in by_name[name]
+    ]
     return {
         "metric": metric,
+        "higher_is_better": metric not in LOWER_IS_BETTER,
         "rows": rows,
         "best": {
             "name": best_name,
@@ -60,10 +117,12 @@ def compare(
             "value": best_value,
             "model_uri": best_run["model_uri"],
             "metrics": best_run["metrics"],
+            "framework": best_run.get("framework", ""),
         },
-        "gate": {"passed": passed, "min": gate_min, "message": message},
+        "gate": gate,
         "reference": reference,
         "runs": len(results),
+        "all_runs": all_runs,
     }
 
 
@@ -73,35 +132,102 @@ def _cell(stats: dict[str, float] | None, seeds: int) -> str:
     return f"{stats['mean']:.4f} ± {stats['std']:.4f}" if seeds > 1 else f"{stats['mean']:.4f}"
 
 
+def _shown(summary: dict[str, Any]) -> list[str]:
+    return [m for m in TABLE_METRICS if any(m in row for row in summary["rows"])]
+
+
+def _heading(metric: str) -> str:
+    return metric + (" ↓" if metric in LOWER_IS_BETTER else "")
+
+
 def to_markdown(summary: dict[str, Any]) -> str:
-    metrics = [m for m in TABLE_METRICS if m in summary["rows"][0]]
+    """The candidate table (mean ± std over seeds), the best run and the gate verdict."""
+    metrics = _shown(summary)
+    best = summary["best"]
     lines = [
-        "| candidate | framework | seeds | " + " | ".join(metrics) + " |",
-        "|---|---|---:|" + "---:|" * len(metrics),
+        f"### Candidates ranked by {summary['metric']} (test set)",
+        "",
+        "| rank | candidate | framework | seeds | " + " | ".join(map(_heading, metrics)) + " |",
+        "|---:|---|---|---:|" + "---:|" * len(metrics),
     ]
     for row in summary["rows"]:
         cells = [_cell(row.get(m), row["seeds"]) for m in metrics]
-        lines.append(f"| {row['name']} | {row['framework']} | {row['seeds']} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(summary["gate"]["message"])
+        name = f"**{row['name']}**" if row["name"] == best["name"] else row["name"]
+        lines.append(
+            f"| {row['rank']} | {name} | {row['framework']} | {row['seeds']} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    lines += [
+        "",
+        f"{STD_NOTE} ↓: lower is better.",
+        "",
+        f"Best run: {best['name']} seed {best['seed']}, {summary['metric']} {best['value']:.4f}.",
+        "",
+        summary["gate"]["message"],
+    ]
     reference = summary.get("reference")
     if reference:
-        lines.append(f"reference {reference['metric']}: {reference['value']:.4f}")
+        ours = best["metrics"].get(reference["metric"])
+        versus = (
+            f" (best run: {ours:.4f}, {ours - reference['value']:+.4f})" if ours is not None else ""
+        )
+        lines.append("")
+        lines.append(f"Reference {reference['metric']}: {reference['value']:.4f}{versus}")
     return "\n".join(lines) + "\n"
 
 
 def write_html(summary: dict[str, Any], path: str | Path) -> Path:
-    metrics = [m for m in TABLE_METRICS if m in summary["rows"][0]]
-    rows = [[row["name"], row["framework"], row["seeds"], *(_cell(row.get(m), row["seeds"]) for m in metrics)] for row in summary["rows"]]
+    """The candidate table, every run's metrics, the best run and the gate verdict as HTML."""
+    metrics = _shown(summary)
+    best = summary["best"]
+    rows = []
+    for row in summary["rows"]:
+        name = (
+            html.Markup(f"<b>{html.escape(row['name'])}</b>")
+            if row["name"] == best["name"]
+            else row["name"]
+        )
+        rows.append(
+            [
+                row["rank"],
+                name,
+                row["framework"],
+                row["seeds"],
+                *(_cell(row.get(m), row["seeds"]) for m in metrics),
+            ]
+        )
+    runs = [
+        [
+            r["name"],
+            r["seed"],
+            *(f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in metrics),
+            "best" if (r["name"], r["seed"]) == (best["name"], best["seed"]) else "",
+        ]
+        for r in summary.get("all_runs", [])
+    ]
     css = "ok" if summary["gate"]["passed"] else "bad"
+    headings = list(map(_heading, metrics))
     sections = [
-        html.table(["candidate", "framework", "seeds", *metrics], rows),
+        "<h2>Candidates (mean over seeds)</h2>",
+        html.table(["rank", "candidate", "framework", "seeds", *headings], rows),
+        f"<p class='muted'>{html.escape(STD_NOTE)} ↓: lower is better.</p>",
+        f"<p>Best run: <b>{html.escape(best['name'])}</b> seed {best['seed']}, "
+        f"{html.escape(summary['metric'])} {best['value']:.4f}.</p>",
         f"<p class='{css}'>{html.escape(summary['gate']['message'])}</p>",
     ]
     reference = summary.get("reference")
     if reference:
-        sections.append(f"<p>Reference {html.escape(reference['metric'])}: {reference['value']:.4f}</p>")
+        ours = best["metrics"].get(reference["metric"])
+        versus = (
+            f"; best run {ours:.4f} ({ours - reference['value']:+.4f})" if ours is not None else ""
+        )
+        sections.append(
+            f"<p>Reference {html.escape(reference['metric'])}: {reference['value']:.4f}{versus}</p>"
+        )
+    if runs:
+        sections += ["<h2>Every run</h2>", html.table(["candidate", "seed", *headings, ""], runs)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html.page(f"Candidates by {summary['metric']}", sections))
+    path.write_text(html.page(f"Candidates by {summary['metric']}", sections), encoding="utf-8")
     return path

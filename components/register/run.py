@@ -1,50 +1,114 @@
-"""Local registry: versioned folders `<registry>/<name>/v<N>/` with the model, card and metrics."""
+"""Local registry: versioned folders `<registry>/<name>/v<N>/`.
+
+A version folder holds `model/` (the whole Model artifact), a copy of its `model_card.json`,
+`metrics.json` (the registered run's test metrics) and `registration.json` (the record). It is
+written under a hidden staging name and renamed into place, so a version is complete or absent;
+registering the same source model again returns the existing record instead of a new version.
+"""
 
 from __future__ import annotations
 
 import datetime
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from components.common.files import copy_tree, read_json, write_json
+from components.common.model_card import CARD_FILE
 
 RECORD_FILE = "registration.json"
+METRICS_FILE = "metrics.json"
+VERSION = re.compile(r"v(\d+)")
+ATTEMPTS = 5
 
 
-def register_local(model_dir: str | Path, registry_root: str | Path, name: str, metrics: dict[str, Any], aliases: list[str] | None = None) -> dict[str, Any]:
-    """Copy the model into the next version folder; the same source model is registered once."""
+def register_local(
+    model_dir: str | Path,
+    registry_root: str | Path,
+    name: str,
+    metrics: dict[str, Any],
+    aliases: list[str] | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Copy the model into the next version folder; the same source model is registered once.
+
+    `details` (e.g. the compare summary's best run and gate) is stored in the record as is.
+    """
     model_dir = Path(model_dir)
-    if not (model_dir / "model_card.json").is_file():
-        raise FileNotFoundError(f"{model_dir} is not a Model artifact (no model_card.json)")
+    if not (model_dir / CARD_FILE).is_file():
+        raise FileNotFoundError(
+            f"{model_dir} is not a Model artifact (no {CARD_FILE}); register the folder the "
+            "train step wrote"
+        )
     root = Path(registry_root) / name
     root.mkdir(parents=True, exist_ok=True)
-    for existing in versions(root):
-        record = read_json(existing / RECORD_FILE)
-        if record.get("source_model") == str(model_dir):
+    existing = find_registration(root, model_dir)
+    if existing is not None:
+        return existing
+    card = read_json(model_dir / CARD_FILE)
+    staging = root / f".staging-{os.getpid()}-{datetime.datetime.now().timestamp():.6f}"
+    try:
+        copy_tree(model_dir, staging / "model")
+        shutil.copy2(model_dir / CARD_FILE, staging / CARD_FILE)
+        write_json(staging / METRICS_FILE, metrics)
+        for _ in range(ATTEMPTS):
+            version = f"v{next_version_number(root)}"
+            target = root / version
+            record = {
+                "name": name,
+                "version": version,
+                "path": str(target),
+                "source_model": str(model_dir),
+                "model_name": card.get("name"),
+                "seed": card.get("seed"),
+                "framework": card.get("framework"),
+                "dataset_fingerprint": card.get("dataset_fingerprint"),
+                "metrics": metrics,
+                "aliases": list(aliases or []),
+                "details": details or {},
+                "registered_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                    timespec="seconds"
+                ),
+            }
+            write_json(staging / RECORD_FILE, record)
+            try:
+                # atomic: a version folder is complete or absent. Renaming onto an existing
+                # non-empty folder fails, so two registrations never share a version.
+                staging.rename(target)
+            except OSError:
+                if not target.exists():
+                    raise
+                continue
             return record
-    numbers = [int(p.name[1:]) for p in versions(root)]
-    version = f"v{max(numbers, default=0) + 1}"
-    target = root / version
-    staging = root / f".{version}.partial-{os.getpid()}"
-    copy_tree(model_dir, staging / "model")
-    record = {
-        "name": name,
-        "version": version,
-        "path": str(target),
-        "source_model": str(model_dir),
-        "metrics": metrics,
-        "aliases": list(aliases or []),
-        "registered_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json(staging / RECORD_FILE, record)
-    staging.rename(target)  # atomic: a version folder is complete or absent
-    return record
+        raise RuntimeError(
+            f"could not claim a new version under {root} after {ATTEMPTS} attempts: other "
+            "registrations keep taking the next number; retry"
+        )
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def find_registration(root: Path, model_dir: Path) -> dict[str, Any] | None:
+    """The record of `model_dir` if it is already registered under `root`."""
+    for version in versions(root):
+        record = read_json(version / RECORD_FILE)
+        if record.get("source_model") == str(model_dir):
+            return dict(record)
+    return None
+
+
+def next_version_number(root: Path) -> int:
+    # Every vN folder counts, complete or not, so a number is never reused.
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := VERSION.fullmatch(p.name))]
+    return max(numbers, default=0) + 1
 
 
 def versions(root: Path) -> list[Path]:
+    """Complete version folders (those with a record), oldest first."""
     return sorted(
-        (p for p in root.iterdir() if re.fullmatch(r"v\d+", p.name) and (p / RECORD_FILE).is_file()),
+        (p for p in root.iterdir() if VERSION.fullmatch(p.name) and (p / RECORD_FILE).is_file()),
         key=lambda p: int(p.name[1:]),
     )

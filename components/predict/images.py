@@ -1,0 +1,79 @@
+"""Image files -> model input, the way the pipeline's input does it (components.train.input).
+
+Training and evaluation decode with `tf.io.decode_image(channels=C)` (first frame of an
+animation, alpha dropped, no EXIF rotation) and resize with `tf.image.resize(method="bilinear")`
+(half-pixel centres, no antialiasing) to float32 in [0, 255]. Here Pillow decodes and numpy
+resizes with the same bilinear arithmetic, so a file scores the same as it would in evaluation
+without importing TensorFlow for the input. PNG, GIF and BMP give the same pixels. JPEG pixels
+differ by about one level on average: TensorFlow decodes with libjpeg's fast integer IDCT,
+Pillow with the accurate one. Grey conversion uses Pillow's ITU-R 601 luma, which is what JPEG
+decoding does too; TensorFlow's PNG decoding weights the channels slightly differently.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image."""
+
+
+def decode(data: bytes, channels: int) -> np.ndarray:
+    """Encoded bytes -> uint8 array (H, W, channels)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            opened.seek(0)
+            image: Image.Image = opened
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                # 16-bit greyscale: keep the high byte, as 8-bit decoding does
+                grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+                image = Image.fromarray(grey, mode="L")
+            array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+    except UnidentifiedImageError:
+        raise ImageReadError("not a readable image (unknown format or corrupt file)") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"not a readable image ({exc})") from None
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array
+
+
+def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) -> float32 (size[0], size[1], C), as tf.image.resize(method="bilinear")."""
+    image = np.asarray(image, dtype=np.float32)
+    in_h, in_w = image.shape[:2]
+    out_h, out_w = int(size[0]), int(size[1])
+    if (in_h, in_w) == (out_h, out_w):
+        return image.copy()
+
+    def weights(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scale = np.float32(in_size / out_size)
+        centre = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+        floor = np.floor(centre)
+        lower = np.maximum(floor, 0).astype(np.int64)
+        upper = np.minimum(np.ceil(centre), in_size - 1).astype(np.int64)
+        return lower, upper, (centre - floor).astype(np.float32)
+
+    y0, y1, y_lerp = weights(in_h, out_h)
+    x0, x1, x_lerp = weights(in_w, out_w)
+    x_lerp = x_lerp[None, :, None]
+    top = image[y0][:, x0] + (image[y0][:, x1] - image[y0][:, x0]) * x_lerp
+    bottom = image[y1][:, x0] + (image[y1][:, x1] - image[y1][:, x0]) * x_lerp
+    return (top + (bottom - top) * y_lerp[:, None, None]).astype(np.float32)
+
+
+def load_image(path: str | Path, input_size: tuple[int, int], channels: int) -> np.ndarray:
+    """An image file as the model's input: float32 [0, 255], (height, width, channels)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImageReadError(f"cannot read the file ({exc.strerror or exc})") from None
+    return resize_bilinear(decode(data, channels), input_size)

@@ -1,0 +1,74 @@
+"""The local folder registry: versions, contents, idempotence, atomic claims."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import components.register.run as registry
+from components.register.run import register_local, versions
+
+
+def make_model(folder, name="small-cnn", seed=0):
+    (folder / "keras").mkdir(parents=True)
+    (folder / "keras" / "model.keras").write_bytes(b"weights")
+    card = {"framework": "keras", "name": name, "seed": seed, "dataset_fingerprint": "abc"}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_first_version_holds_model_card_metrics_and_record(tmp_path):
+    model = make_model(tmp_path / "model-a")
+    record = register_local(
+        model, tmp_path / "registry", "digits", {"accuracy": 0.97}, ["staging"], {"seed": 0}
+    )
+    version = tmp_path / "registry" / "digits" / "v1"
+    assert record["version"] == "v1" and record["path"] == str(version)
+    assert (version / "model" / "keras" / "model.keras").read_bytes() == b"weights"
+    assert json.loads((version / "model_card.json").read_text())["name"] == "small-cnn"
+    assert json.loads((version / "metrics.json").read_text()) == {"accuracy": 0.97}
+    stored = json.loads((version / "registration.json").read_text())
+    assert stored == record
+    assert stored["aliases"] == ["staging"] and stored["details"] == {"seed": 0}
+    assert stored["model_name"] == "small-cnn" and stored["dataset_fingerprint"] == "abc"
+    assert [p.name for p in (tmp_path / "registry" / "digits").iterdir()] == [
+        "v1"
+    ]  # no staging left
+
+
+def test_same_model_registers_once_and_new_models_get_new_versions(tmp_path):
+    root = tmp_path / "registry"
+    a = make_model(tmp_path / "model-a")
+    b = make_model(tmp_path / "model-b", seed=1)
+    first = register_local(a, root, "digits", {"accuracy": 0.9})
+    again = register_local(a, root, "digits", {"accuracy": 0.9})
+    second = register_local(b, root, "digits", {"accuracy": 0.95})
+    assert first == again
+    assert second["version"] == "v2"
+    assert [p.name for p in versions(root / "digits")] == ["v1", "v2"]
+
+
+def test_version_numbers_are_never_reused(tmp_path):
+    root = tmp_path / "registry"
+    (root / "digits" / "v7").mkdir(parents=True)  # e.g. left by hand, without a record
+    record = register_local(make_model(tmp_path / "m"), root, "digits", {})
+    assert record["version"] == "v8"
+
+
+def test_a_version_taken_meanwhile_is_skipped(tmp_path, monkeypatch):
+    root = tmp_path / "registry"
+    register_local(make_model(tmp_path / "a"), root, "digits", {})
+    numbers = iter([1, 2])  # another registration "took" v1 between our look and our rename
+    monkeypatch.setattr(registry, "next_version_number", lambda _root: next(numbers))
+    record = register_local(make_model(tmp_path / "b"), root, "digits", {})
+    assert record["version"] == "v2"
+    assert sorted(p.name for p in (root / "digits").iterdir()) == ["v1", "v2"]
+    assert json.loads((root / "digits" / "v1" / "registration.json").read_text())[
+        "source_model"
+    ].endswith("a")
+
+
+def test_not_a_model_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a Model artifact"):
+        register_local(tmp_path, tmp_path / "registry", "digits", {})
