@@ -8,7 +8,7 @@ TARGET ?= local
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint format typecheck compile bench clean
+.PHONY: help install run test test-slow test-fast lint format typecheck compile bench images clean kind-up kind-load kind-down test-kind
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,11 +26,14 @@ install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project wi
 run: install ## run an experiment locally with kfp.local (EXPERIMENT=digits)
 	$(BIN)/python pipelines/submit.py --experiment $(EXPERIMENT)
 
-test: install ## run the whole test suite (unit, components, pipelines, kfp.local end to end)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: install ## the test suite CI runs: unit, compile, CLI, kfp.local end to end (not `slow`)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-fast: install ## run the tests that need no training run
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+test-slow: install ## the slow tier: builds every keras.applications size (minutes, several GB)
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+test-fast: install ## the quick tier: no kfp.local pipeline runs, no large models
+	$(BIN)/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: install ## ruff lint and format check, mypy
 	$(BIN)/ruff check components pipelines tests benchmarks
@@ -48,8 +51,33 @@ compile: install ## compile every experiment for every target into build/compile
 	  done; \
 	done
 
-bench: install ## benchmarks: kfp.local overhead vs the same steps in one process
+bench: install ## benchmarks, each printing ratios measured side by side in one run
 	$(BIN)/python benchmarks/pipeline_overhead.py
+	$(BIN)/python benchmarks/train_input.py
+
+PROJECT ?=
+REGION ?= us-central1
+REPOSITORY ?= imgclf
+
+images: ## build and push the step images with Cloud Build, tagged with the git commit (PROJECT=my-project)
+	@test -n "$(PROJECT)" || { echo "set PROJECT=<your Google Cloud project>"; exit 2; }
+	@git diff --quiet HEAD -- components pipelines pyproject.toml || { echo "commit first: the images are tagged with the commit"; exit 2; }
+	gcloud builds submit --project $(PROJECT) --config containers/cloudbuild.yaml \
+	  --substitutions=_REGION=$(REGION),_REPOSITORY=$(REPOSITORY),_TAG=$$(git rev-parse HEAD) .
+
+KFP_HOST ?= http://localhost:8080
+
+kind-up: ## create the kind cluster with KFP standalone (the SDK's version); UI and API on localhost:8080
+	bash infra/kind/up.sh
+
+kind-load: ## build containers/Dockerfile.cpu and load the image into the kind cluster
+	bash infra/kind/load.sh
+
+kind-down: ## stop the port-forward and delete the kind cluster
+	bash infra/kind/down.sh
+
+test-kind: install ## integration test on the kind cluster (after kind-up and kind-load)
+	KFP_HOST=$(KFP_HOST) $(BIN)/python -m pytest -m kind tests/integration $(PYTEST_ARGS)
 
 clean: ## remove build outputs and local runs (keeps .venv)
 	rm -rf build runs .pytest_cache .ruff_cache .mypy_cache

@@ -60,6 +60,7 @@ GPU_TYPES = (
     "NVIDIA_H200_141GB",
 )
 TPU_TYPES = ("TPU_V5_LITEPOD", "TPU_V6E", "TPU_V5P")
+RESERVATION = re.compile(r"projects/[^/]+/zones/[^/]+/reservations/[^/]+")
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -212,6 +213,16 @@ class ModelSpec(_Strict):
     )
     jit_compile: bool = Field(default=False, description="compile the training step with XLA")
     fine_tune: FineTune = FineTune()
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="transformers: micro-batches per optimizer step"
+    )
+    layer_decay: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="transformers: layer-wise learning-rate decay (each block down from the "
+        "head gets this factor once more)",
+    )
 
     @model_validator(mode="after")
     def _framework_fields(self) -> ModelSpec:
@@ -241,6 +252,11 @@ class ModelSpec(_Strict):
                     f"model '{self.name}': {self.architecture} trains from scratch; "
                     "set weights: none (pretrained weights exist only for keras applications)"
                 )
+            if self.gradient_accumulation_steps != 1 or self.layer_decay is not None:
+                raise ValueError(
+                    f"model '{self.name}': gradient_accumulation_steps and layer_decay are for "
+                    "framework: transformers; remove them or raise batch_size for keras models"
+                )
         else:
             if not self.checkpoint:
                 raise ValueError(
@@ -251,6 +267,22 @@ class ModelSpec(_Strict):
                 raise ValueError(
                     f"model '{self.name}': 'architecture' is for framework: keras; "
                     "transformers models take 'checkpoint'"
+                )
+            keras_only = [
+                name
+                for name, unset in (
+                    ("weights", self.weights == "none"),
+                    ("fine_tune", not self.fine_tune.epochs),
+                    ("reduce_lr_patience", self.reduce_lr_patience is None),
+                    ("jit_compile", not self.jit_compile),
+                )
+                if not unset
+            ]
+            if keras_only:
+                raise ValueError(
+                    f"model '{self.name}': keras-only settings given ({', '.join(keras_only)}); "
+                    "remove them: transformers models fine-tune the whole checkpoint in one "
+                    "phase (use optimizer.schedule: cosine with warmup_epochs, and layer_decay)"
                 )
         return self
 
@@ -271,6 +303,37 @@ class VertexResources(_Strict):
     retries: int = Field(default=0, ge=0, le=10)
     cpu_limit: str | None = None
     memory_limit: str | None = None
+    flex_start: bool = Field(
+        default=False,
+        description="Dynamic Workload Scheduler: queue until the accelerators are free, for up "
+        "to max_wait_duration, then run on them",
+    )
+    max_wait_duration: str = Field(
+        default="86400s",
+        description="flex_start: longest wait for capacity, e.g. 3600s; 0s waits without limit",
+    )
+    reservation: str | None = Field(
+        default=None,
+        description="consume a Compute Engine reservation: 'any' for any matching one, or "
+        "projects/PROJECT/zones/ZONE/reservations/NAME for a specific one",
+    )
+
+    @field_validator("max_wait_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+s", value):
+            raise ValueError("write the duration in seconds with an 's', e.g. 3600s (0s: no limit)")
+        return value
+
+    @field_validator("reservation")
+    @classmethod
+    def _reservation(cls, value: str | None) -> str | None:
+        if value is not None and value != "any" and not RESERVATION.fullmatch(value):
+            raise ValueError(
+                "use 'any' or a reservation's full name, "
+                "projects/PROJECT/zones/ZONE/reservations/NAME"
+            )
+        return value
 
     @model_validator(mode="after")
     def _accelerator(self) -> VertexResources:
@@ -283,6 +346,16 @@ class VertexResources(_Strict):
             raise ValueError("tpu_topology needs a TPU accelerator (e.g. TPU_V5_LITEPOD)")
         if self.is_tpu and not self.tpu_topology:
             raise ValueError(f"{self.accelerator} needs tpu_topology (e.g. 2x2)")
+        if self.spot and self.flex_start:
+            raise ValueError("spot and flex_start are two scheduling strategies; keep one of them")
+        if self.reservation and (self.spot or self.flex_start):
+            raise ValueError(
+                "a reservation is consumed by on-demand VMs; drop spot/flex_start or the reservation"
+            )
+        if self.flex_start and not self.accelerator:
+            raise ValueError(
+                "flex_start waits for accelerators; set accelerator (e.g. NVIDIA_L4) or drop flex_start"
+            )
         return self
 
     @property
@@ -296,13 +369,84 @@ class Toleration(_Strict):
     value: str | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
+    @model_validator(mode="after")
+    def _value_with_equal_only(self) -> Toleration:
+        # Kubernetes rejects the pod (at run time, on the cluster) otherwise.
+        if self.operator == "Exists" and self.value is not None:
+            raise ValueError(
+                f"toleration '{self.key}': operator Exists matches any value; "
+                "drop 'value' or use operator: Equal"
+            )
+        return self
+
 
 class KfpResources(_Strict):
-    gpus: int = Field(default=0, ge=0, le=16)
+    """Resources of the training step on a KFP cluster (Kubernetes names)."""
+
+    gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu per training pod")
     cpu_limit: str | None = None
     memory_limit: str | None = None
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="node labels the training pod must run on"
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="taints the training pod tolerates (e.g. GPU nodes)"
+    )
+
+
+KFP_DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
+KFP_PIPELINE_ROOT_SCHEMES = ("minio", "s3", "gs")
+KIND_REGISTRY_PVC = "imgclf-registry"  # created by infra/kind (storage.yaml)
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+
+
+class Kfp(_Strict):
+    """Where the kfp target puts things on a KFP standalone cluster (e.g. infra/kind).
+
+    These settings go through kfp-kubernetes into the kfp compile only: Vertex rejects them.
+    """
+
+    pipeline_root: str = Field(
+        default=KFP_DEFAULT_PIPELINE_ROOT,
+        description="artifact store of the runs; minio:// is the cluster's own object store "
+        "(SeaweedFS behind the MinIO-compatible endpoint in KFP 2.17)",
+    )
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        default="IfNotPresent",
+        description="IfNotPresent runs the images `kind load` put on the nodes (Kubernetes "
+        "would otherwise pull :latest tags from a registry)",
+    )
+    registry_pvc: str | None = Field(
+        default=KIND_REGISTRY_PVC,
+        description="PVC mounted at /mnt/registry in the register step; null keeps the "
+        "registry in the step's pod, which is gone when the step ends",
+    )
+    data_pvc: str | None = Field(
+        default=None,
+        description="PVC mounted at /mnt/data in the ingest step, for folder:/mnt/data/... sources",
+    )
+
+    @field_validator("pipeline_root")
+    @classmethod
+    def _object_store_uri(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in KFP_PIPELINE_ROOT_SCHEMES or not rest.strip("/"):
+            raise ValueError(
+                "use an object store URI the cluster writes to: "
+                + ", ".join(f"{s}://BUCKET/PATH" for s in KFP_PIPELINE_ROOT_SCHEMES)
+                + f" (the kind cluster's own store: {KFP_DEFAULT_PIPELINE_ROOT})"
+            )
+        return value.rstrip("/")
+
+    @field_validator("registry_pvc", "data_pvc")
+    @classmethod
+    def _pvc_name(cls, value: str | None) -> str | None:
+        if value is not None and not K8S_NAME.match(value):
+            raise ValueError(
+                "not a PersistentVolumeClaim name: use lower-case letters, digits, '-' and '.', "
+                "starting and ending with a letter or digit (e.g. imgclf-registry)"
+            )
+        return value
 
 
 class Resources(_Strict):
@@ -326,12 +470,61 @@ class Gcp(_Strict):
     service_account: str | None = None
     network: str | None = None
     encryption_key: str | None = None
+    experiment: str | None = Field(
+        default=None,
+        description="Vertex AI Experiments name the run is recorded in (created when missing)",
+    )
+    tensorboard: str | None = Field(
+        default=None,
+        description="Vertex AI TensorBoard the training steps stream their logs to, "
+        "projects/PROJECT/locations/REGION/tensorboards/ID",
+    )
+
+    @field_validator("experiment")
+    @classmethod
+    def _experiment_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,127}", value):
+            raise ValueError(
+                "use lower-case letters, digits and '-', starting with a letter or digit "
+                "(at most 128 characters), e.g. pets-baselines"
+            )
+        return value
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(
+            r"projects/[^/]+/locations/[^/]+/tensorboards/[^/]+", value
+        ):
+            raise ValueError(
+                "use the TensorBoard's full name, projects/PROJECT/locations/REGION/tensorboards/ID "
+                "(terraform output tensorboard)"
+            )
+        return value
 
 
 class Register(_Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
     deploy: bool = False
+    endpoint: str | None = Field(
+        default=None,
+        description="deploy: display name of the Vertex endpoint to deploy to, created when "
+        "missing (default <name>-endpoint)",
+    )
+    serving_machine_type: str = Field(
+        default="n1-standard-4", description="deploy: machine type of the endpoint's replica"
+    )
+    serving_image: str | None = Field(
+        default=None,
+        description="Vertex: serving container of transformers models, which serves the Model "
+        "folder (model_card.json plus hf/) on AIP_HTTP_PORT (default images.transformers)",
+    )
+    keras_serving_image: str | None = Field(
+        default=None,
+        description="Vertex: serving container of keras models' SavedModel (default Vertex's "
+        "prebuilt TensorFlow CPU container of the region)",
+    )
 
 
 class Experiment(_Strict):
@@ -347,6 +540,7 @@ class Experiment(_Strict):
     resources: Resources = Resources()
     images: Images = Images()
     gcp: Gcp = Gcp()
+    kfp: Kfp = Kfp()
     registration: Register | None = Field(default=None, alias="register")
 
     @field_validator("models")

@@ -5,13 +5,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Model
 
 from components.compare.component import compare
 from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
-from components.register.component import register_local
 from components.train.component import train
 from pipelines.config import Experiment
 from pipelines.targets.base import Target
@@ -59,7 +57,7 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         collected = {}
         for framework, items in groups.items():
             with dsl.ParallelFor(items, parallelism=target.parallelism) as candidate:
-                train_task = train(
+                train_task = target.component_for("train", train, framework)(
                     dataset=ingest_task.outputs["dataset"],
                     candidate=candidate,
                 ).set_display_name(f"train {framework}")
@@ -79,19 +77,13 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         target.configure(gate_task, "gate")
         # A single-output task: kfp.local resolves `<task>-Output` in conditions, not named outputs.
         with dsl.If(gate_task.output == "passed", name="gate-passed"):
-            best_model = dsl.importer(
-                artifact_uri=compare_task.outputs["best_model_uri"],
-                artifact_class=Model,
-                reimport=False,
-            ).set_display_name("best model")
-            register_task = register_local(
-                model=best_model.output,
+            target.add_register(
+                best_model_uri=compare_task.outputs["best_model_uri"],
+                summary=compare_task.outputs["summary"],
                 registry_root=registry_root,
                 name=model_name,
-                summary=compare_task.outputs["summary"],
                 aliases=model_aliases,
-            ).set_display_name("register")
-            target.configure(register_task, "register")
+            )
         return compare_task.outputs["summary"]
 
     return training_pipeline

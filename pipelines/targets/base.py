@@ -44,6 +44,48 @@ class Target:
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         """Set image, resources and retries of one task."""
 
+    def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
+        """The component that runs `step` here; called like the step's own component.
+
+        The base runs every step's component as it is; the vertex target wraps training in a
+        Vertex AI custom job where a plain task cannot express the hardware (TPUs, spot, ...).
+        """
+        return component
+
+    def add_register(
+        self,
+        *,
+        best_model_uri: Any,
+        summary: Any,
+        registry_root: Any,
+        name: Any,
+        aliases: Any,
+    ) -> Any:
+        """Add the steps that register the gated best model (called inside the gate's condition).
+
+        The base imports the best Model and copies it into the folder registry
+        `<registry_root>/<name>/vN/` (register_local). Returns the register task.
+        """
+        from kfp import dsl
+        from kfp.dsl import Model
+
+        from components.register.component import register_local
+
+        best_model = dsl.importer(
+            artifact_uri=best_model_uri,
+            artifact_class=Model,
+            reimport=False,
+        ).set_display_name("best model")
+        register_task = register_local(
+            model=best_model.output,
+            registry_root=registry_root,
+            name=name,
+            summary=summary,
+            aliases=aliases,
+        ).set_display_name("register")
+        self.configure(register_task, "register")
+        return register_task
+
     def train_image(self, framework: str) -> str:
         images = self.experiment.images
         if framework == "transformers":

@@ -111,7 +111,7 @@ def test_missed_gate_registers_nothing(
     result = json.loads(capsys.readouterr().out)
     assert code == EXIT_GATE
     assert result["summary"]["gate"]["passed"] is False
-    assert "missed the minimum 0.9950 by" in result["summary"]["gate"]["message"]
+    assert "below the minimum 0.9950 by" in result["summary"]["gate"]["message"]
     assert "register-local" not in {t["name"] for t in result["tasks"]}
     assert result["registration"] is None
     versions = sorted(p.name for p in (runs_dir / "registry" / "digits-classifier").iterdir())

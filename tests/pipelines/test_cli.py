@@ -226,7 +226,7 @@ def test_compile_only_json_names_the_compiled_file(capsys):
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert result == {"experiment": "pets", "target": "kfp", "compiled": "pets.yaml"}
-    spec = yaml.safe_load(Path(result["compiled"]).read_text())
+    spec = next(yaml.safe_load_all(Path(result["compiled"]).read_text()))
     assert spec["root"]["inputDefinitions"]["parameters"]["gate_min"]["defaultValue"] == 0.5
 
 
@@ -281,6 +281,11 @@ def test_vertex_with_gcp_settings_submits_through_aiplatform(aiplatform, capsys)
             "gcp.bucket=gs://my-bucket",
             "--set",
             "gcp.service_account=runner@my-project.iam.gserviceaccount.com",
+            # Vertex pulls images by registry path; the local defaults fail the preflight.
+            "--set",
+            "images.cpu=us-central1-docker.pkg.dev/my-project/imgclf/cpu:1",
+            "--set",
+            "images.transformers=us-central1-docker.pkg.dev/my-project/imgclf/transformers:1",
             "--no-cache",
             "--json",
         ]
@@ -316,25 +321,48 @@ def test_kfp_without_host_exits_2(monkeypatch, capsys):
 def test_kfp_with_host_submits_to_that_host(monkeypatch, capsys):
     import kfp
 
+    from pipelines.targets import kfp_cluster
+
     submitted: dict[str, Any] = {}
 
     class FakeClient:
         def __init__(self, host: str) -> None:
             submitted["host"] = host
 
-        def create_run_from_pipeline_package(self, package: str, **kwargs: Any) -> Any:
-            submitted["spec"] = yaml.safe_load(Path(package).read_text())
+        def get_pipeline_id(self, name: str) -> None:
+            return None
+
+        def upload_pipeline(self, package: str, pipeline_name: str, description: Any) -> Any:
+            submitted["spec"] = next(yaml.safe_load_all(Path(package).read_text()))
+            submitted["pipeline_name"] = pipeline_name
+            return types.SimpleNamespace(pipeline_id="p")
+
+        def list_pipeline_versions(self, pipeline_id: str, page_size: int) -> Any:
+            version = types.SimpleNamespace(pipeline_version_id="v")
+            return types.SimpleNamespace(pipeline_versions=[version])
+
+        def create_experiment(self, name: str, description: Any) -> Any:
+            submitted["experiment_name"] = name
+            return types.SimpleNamespace(experiment_id="e")
+
+        def run_pipeline(self, **kwargs: Any) -> Any:
             submitted.update(kwargs)
             return types.SimpleNamespace(run_id="abc")
 
+    # The health check is the target's own request (test_kfp_submit.py covers it with a stub server).
+    monkeypatch.setattr(kfp_cluster, "check_api", lambda host, timeout: {})
     monkeypatch.setattr(kfp, "Client", FakeClient)
 
     code = main(["--experiment", "digits", "--target", "kfp", "--host", "http://localhost:8080/"])
 
     assert code == 0
-    assert submitted["host"] == "http://localhost:8080/"
+    assert submitted["host"] == "http://localhost:8080"
     assert submitted["spec"]["pipelineInfo"]["name"] == "imgclf-digits"
-    assert submitted["enable_caching"] is True
+    assert submitted["pipeline_name"] == submitted["experiment_name"] == "imgclf-digits"
+    assert (submitted["pipeline_id"], submitted["version_id"]) == ("p", "v")
+    assert submitted["experiment_id"] == "e"
+    assert submitted["pipeline_root"] == "minio://mlpipeline/v2/artifacts"
+    assert submitted["params"]["model_name"] == "digits-classifier"
     out = capsys.readouterr().out
     assert "experiment digits on kfp: SUBMITTED" in out
     assert "http://localhost:8080/#/runs/details/abc" in out

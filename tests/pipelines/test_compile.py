@@ -315,13 +315,15 @@ def test_vertex_accelerators_follow_the_experiment(compile_spec, name):
     vertex = compiled.experiment.resources.vertex
 
     train_containers = [compiled.executor(task)["container"] for _, task in compiled.train_tasks()]
+    custom_job = vertex.is_tpu or vertex.spot or vertex.flex_start or vertex.reservation
     for container in train_containers:
-        if vertex.accelerator in GPU_TYPES:
+        if vertex.accelerator in GPU_TYPES and not custom_job:
             assert accelerator(container) == (vertex.accelerator, vertex.count)
-        elif vertex.accelerator is None:
+        else:
+            # TPUs, spot, flex-start and reservations train in a Vertex AI custom job, whose
+            # worker pool spec holds the accelerator (test_vertex_compile.py): the task only
+            # launches it.
             assert accelerator(container) is None
-        # TPUs are left out: the design trains on them through a GCPC custom job with the
-        # experiment's tpu_topology, which the vertex target does not build yet.
     for container in compiled.containers().values():
         if not any(container is c for c in train_containers):
             assert accelerator(container) is None
@@ -347,7 +349,12 @@ def test_pets_trains_on_one_l4_on_vertex_and_one_gpu_on_kfp(compile_spec):
     ((_, vertex_train),) = vertex.train_tasks()
     ((_, kfp_train),) = kfp.train_tasks()
 
-    assert accelerator(vertex.executor(vertex_train)["container"]) == ("NVIDIA_L4", 1)
+    # spot: a Vertex AI custom job on one L4, which the task launches
+    job = vertex.spec["components"][vertex_train["componentRef"]["name"]]["inputDefinitions"]
+    (pool,) = job["parameters"]["worker_pool_specs"]["defaultValue"]
+    assert pool["machine_spec"]["accelerator_type"] == "NVIDIA_L4"
+    assert pool["machine_spec"]["accelerator_count"] == 1
+    assert job["parameters"]["strategy"]["defaultValue"] == "SPOT"
     assert accelerator(kfp.executor(kfp_train)["container"]) == (GPU_RESOURCE, 1)
     assert "NVIDIA_L4" not in kfp.text
 

@@ -131,3 +131,48 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     first = train(dataset, spec, 7, tmp_path / "a", tmp_path / "a.html")
     second = train(dataset, spec, 7, tmp_path / "b", tmp_path / "b.html")
     assert first.history["loss"] == pytest.approx(second.history["loss"], rel=1e-5)
+
+
+# One member of each keras.applications family trains a step in every run; the other sizes
+# share the family's code and only need to build (the `slow` tier, `make test-slow`).
+FAMILY_REPRESENTATIVES = (
+    "resnet50v2",
+    "inceptionv3",
+    "mobilenetv3small",
+    "efficientnetv2b0",
+    "convnexttiny",
+    "densenet121",
+)
+
+
+def _input_side(architecture: str) -> int:
+    return 75 if architecture == "inceptionv3" else 32  # InceptionV3's smallest input
+
+
+@pytest.mark.parametrize("architecture", FAMILY_REPRESENTATIVES)
+def test_each_application_family_builds_and_trains_one_step(architecture: str) -> None:
+    import keras
+
+    size = _input_side(architecture)
+    keras.backend.clear_session()
+    built = build_model(architecture, 3, (size, size), 3)
+    model = built.model
+    assert model.output_shape == (None, 3)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    before = [np.array(w) for w in model.trainable_weights[-1:]]
+    loss = float(model.train_on_batch(images, np.array([0, 2])))
+    assert np.isfinite(loss)
+    assert not np.allclose(before[0], np.array(model.trainable_weights[-1]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", sorted(set(APPLICATIONS) - set(FAMILY_REPRESENTATIVES)))
+def test_every_application_size_builds(architecture: str) -> None:
+    import keras
+
+    size = _input_side(architecture)
+    keras.backend.clear_session()
+    built = build_model(architecture, 3, (size, size), 3)
+    assert built.model.output_shape == (None, 3)
+    assert built.backbone is not None

@@ -1,0 +1,70 @@
+"""The digits experiment on KFP standalone in a kind cluster, end to end.
+
+Needs a reachable KFP API in KFP_HOST, with our CPU image loaded:
+
+    make kind-up && make kind-load
+    KFP_HOST=http://localhost:8080 .venv/bin/python -m pytest -m kind
+
+Skipped, with the reason, when KFP_HOST is not set or does not answer as a KFP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.targets.base import SubmitError
+from pipelines.targets.kfp_cluster import KfpTarget, check_api
+
+pytestmark = pytest.mark.kind
+
+RUN_TIMEOUT_S = 45 * 60  # first runs pull images; digits itself takes a few minutes
+HOW = "make kind-up && make kind-load, then KFP_HOST=http://localhost:8080 pytest -m kind"
+
+
+@pytest.fixture(scope="module")
+def kfp_host() -> str:
+    host = os.environ.get("KFP_HOST", "").strip()
+    if not host:
+        pytest.skip(f"KFP_HOST is not set; to run on a local kind cluster: {HOW}")
+    try:
+        check_api(host.rstrip("/"), timeout=5.0)
+    except SubmitError as exc:
+        pytest.skip(f"KFP_HOST={host} does not answer as a KFP API ({exc}); {HOW}")
+    return host
+
+
+def test_digits_succeeds_on_kind_and_registers_a_model(kfp_host, monkeypatch, capsys):
+    monkeypatch.setattr(KfpTarget, "wait_timeout_s", RUN_TIMEOUT_S)
+
+    code = main(
+        [
+            "--experiment",
+            "digits",
+            "--target",
+            "kfp",
+            "--host",
+            kfp_host,
+            "--set",
+            "models.0.epochs=1",
+            # One epoch may miss the experiment's gate; the test is about registering a model.
+            "--set",
+            "gate.min=0",
+            "--wait",
+            "--json",
+        ]
+    )
+
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert code == 0, f"{result}\n{captured.err[-4000:]}"
+    assert result["status"] == result["state"] == "SUCCEEDED"
+    assert result["url"].startswith(kfp_host.rstrip("/") + "/#/runs/details/")
+    steps = {task["name"]: task["status"] for task in result["tasks"]}
+    for step in ("ingest", "train keras", "evaluate keras", "compare", "gate"):
+        assert steps.get(step) == "SUCCEEDED", (step, steps)
+    # register runs only when the gate passes, and writes the version into the registry volume.
+    assert steps.get("register") == "SUCCEEDED", steps

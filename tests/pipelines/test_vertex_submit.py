@@ -1,0 +1,606 @@
+"""Submitting to Vertex AI, offline: the real aiplatform client talks REST to a local stub of the
+Vertex AI API, which records every request. Only 127.0.0.1 can be reached.
+
+Also the preflight: every problem it finds exits with code 2 and sends nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from pipelines.cli import main
+from pipelines.targets.vertex import VertexTarget, plan_registration
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROJECT, REGION = "my-project", "us-central1"
+PARENT = f"projects/{PROJECT}/locations/{REGION}"
+REGISTRY = f"{REGION}-docker.pkg.dev/{PROJECT}/imgclf"
+DIGEST = "sha256:" + "b" * 64
+SERVICE_ACCOUNT = f"imgclf-pipelines@{PROJECT}.iam.gserviceaccount.com"
+GCP = [
+    f"gcp.project={PROJECT}",
+    "gcp.bucket=gs://my-bucket",
+    f"gcp.service_account={SERVICE_ACCOUNT}",
+    f"images.cpu={REGISTRY}/cpu:0123abc",
+    f"images.gpu={REGISTRY}/gpu:0123abc",
+    f"images.tpu={REGISTRY}/tpu:0123abc",
+    f"images.transformers={REGISTRY}/transformers@{DIGEST}",
+]
+# The same scan as test_compile.py's: keys and tokens that must never reach a package or request.
+CREDENTIALS = re.compile(
+    r"AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]+"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|\"?private_key(_id)?\"?\s*:"
+    r"|gh[pousr]_[0-9A-Za-z]{36}|hf_[0-9A-Za-z]{30,}|xox[abpr]-[0-9A-Za-z-]{10,}"
+    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
+    re.IGNORECASE,
+)
+
+
+class VertexStub:
+    """Just enough of the Vertex AI REST API for PipelineJob, Model and Endpoint lists and
+    Vertex AI Experiments; records every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, list[dict[str, Any]]] = {"models": [], "endpoints": []}
+        self.job_updates: list[dict[str, Any]] = []  # applied one per GET of a pipeline job
+        self.refuse_create: str | None = None
+        self.bucket_checks: list[dict[str, Any]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def creates(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == "POST" and "pipelineJobs" in r["path"]]
+
+    def check_bucket(self, **kwargs: Any) -> None:
+        self.bucket_checks.append(kwargs)
+
+    def _handler(stub) -> type[BaseHTTPRequestHandler]:  # noqa: N805
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def _reply(self, code: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _serve(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                url = urlsplit(self.path)
+                path, query = url.path.removeprefix("/v1/"), parse_qs(url.query)
+                stub.requests.append(
+                    {
+                        "method": method,
+                        "path": path,
+                        "query": query,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
+                )
+                collection = path.rsplit("/", 1)[-1]
+                if method == "GET" and path.endswith("metadataStores/default"):
+                    return self._reply(200, {"name": path})
+                if method == "GET" and collection in stub.lists:
+                    return self._reply(200, {collection: stub.lists[collection]})
+                if method == "GET" and path in stub.resources:
+                    resource = stub.resources[path]
+                    if "pipelineJobs/" in path and stub.job_updates:
+                        resource.update(stub.job_updates.pop(0))
+                    return self._reply(200, resource)
+                if method == "POST" and ":" in collection:  # e.g. contexts/x:addContextChildren
+                    return self._reply(200, {})
+                ids = [v[0] for k, v in query.items() if k.endswith("Id")]
+                if method == "POST" and ids:
+                    if collection == "pipelineJobs" and stub.refuse_create:
+                        return self._reply(
+                            400,
+                            {
+                                "error": {
+                                    "code": 400,
+                                    "message": stub.refuse_create,
+                                    "status": "INVALID_ARGUMENT",
+                                }
+                            },
+                        )
+                    name = f"{path}/{ids[0]}"
+                    resource = dict(body, name=name)
+                    if collection == "pipelineJobs":
+                        context = f"{PARENT}/metadataStores/default/contexts/{ids[0]}"
+                        resource.update(
+                            state="PIPELINE_STATE_PENDING",
+                            jobDetail={"pipelineRunContext": {"name": context}},
+                        )
+                    stub.resources[name] = resource
+                    return self._reply(200, resource)
+                return self._reply(
+                    404, {"error": {"code": 404, "message": "not in stub", "status": "NOT_FOUND"}}
+                )
+
+        return Handler
+
+
+@pytest.fixture
+def vertex_api(monkeypatch) -> Iterator[VertexStub]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import gcs_utils
+
+    connect = socket.socket.connect
+
+    def local_only(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"connection to {address} outside the stub")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    stub = VertexStub()
+    aiplatform.init(
+        project=PROJECT,
+        location=REGION,
+        api_endpoint=stub.endpoint,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),
+    )
+    # PipelineJob.submit gets or creates the pipeline root's bucket through Cloud Storage.
+    monkeypatch.setattr(
+        gcs_utils,
+        "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
+        stub.check_bucket,
+    )
+    monkeypatch.setattr(VertexTarget, "poll_seconds", 0.0)
+    yield stub
+    stub.close()
+    initializer.global_config.__init__()  # the SDK's settings are process-wide
+
+
+def submit(*args: str, experiment: str = "pets") -> int:
+    argv = ["--experiment", experiment, "--target", "vertex"]
+    for override in [*GCP, *args]:
+        argv += ["--set", override] if "=" in override else [override]
+    return main(argv)
+
+
+def head_commit() -> tuple[str | None, bool]:
+    done = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        return None, False
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip(), bool(status.stdout.strip())
+
+
+# --- the create request --------------------------------------------------------------------
+
+
+def test_the_run_reaches_vertex_as_configured(vertex_api, capsys):
+    assert submit("--no-cache", "--json") == 0
+
+    (create,) = vertex_api.creates()
+    job = create["body"]
+    job_id = create["query"]["pipelineJobId"][0]
+    assert create["path"] == f"{PARENT}/pipelineJobs"
+    assert re.fullmatch(r"imgclf-pets-\d{14}", job_id)
+    assert job["displayName"] == "imgclf-pets"
+    assert job["serviceAccount"] == SERVICE_ACCOUNT
+    runtime = job["runtimeConfig"]
+    assert runtime["gcsOutputDirectory"] == "gs://my-bucket/pipeline-root/pets"
+    parameters = runtime["parameterValues"]
+    assert parameters["model_name"] == "pets-classifier"
+    assert parameters["gate_min"] == 0.9
+    assert parameters["data_config"]["source"] == "tfds:oxford_iiit_pet"
+    assert parameters["registry_root"] == "/gcs/my-bucket/registry"
+    commit, dirty = head_commit()
+    expected = {"experiment": "pets"}
+    if commit:
+        expected["git-commit"] = commit
+    if dirty:
+        expected["git-dirty"] = "true"
+    assert job["labels"] == expected
+    # --no-cache reaches every task of the spec
+    spec = job["pipelineSpec"]
+    assert spec["root"]["dag"]["tasks"]["ingest"]["cachingOptions"] == {"enableCache": False}
+    assert "network" not in job and "encryptionSpec" not in job
+    # the pipeline root's bucket is checked with the run's account, nothing else is reached
+    assert vertex_api.bucket_checks == [
+        {
+            "output_artifacts_gcs_dir": "gs://my-bucket/pipeline-root/pets",
+            "service_account": SERVICE_ACCOUNT,
+            "project": PROJECT,
+            "location": REGION,
+            "credentials": vertex_api.bucket_checks[0]["credentials"],
+        }
+    ]
+    result = json.loads(capsys.readouterr().out)  # stdout is the result only
+    assert result["status"] == "SUBMITTED"
+    assert result["run"] == f"{PARENT}/pipelineJobs/{job_id}"
+    assert result["url"] == (
+        "https://console.cloud.google.com/vertex-ai/locations/us-central1/pipelines/runs/"
+        f"{job_id}?project={PROJECT}"
+    )
+    assert result["images"]["images.transformers"] == f"{REGISTRY}/transformers@{DIGEST}"
+
+
+def test_no_credential_or_token_leaves_the_machine(vertex_api):
+    assert submit() == 0
+
+    assert vertex_api.requests
+    for request in vertex_api.requests:
+        assert "authorization" not in request["headers"]
+        assert "x-goog-user-project" not in request["headers"]
+        text = json.dumps(request)
+        assert not CREDENTIALS.search(text), CREDENTIALS.search(text)
+
+
+def test_network_key_and_experiment_reach_vertex(vertex_api):
+    key = f"{PARENT}/keyRings/ml/cryptoKeys/pipelines"
+
+    code = submit(
+        "gcp.network=projects/123456/global/networks/vpc",
+        f"gcp.encryption_key={key}",
+        "gcp.experiment=pets-baselines",
+    )
+
+    assert code == 0
+    (create,) = vertex_api.creates()
+    assert create["body"]["network"] == "projects/123456/global/networks/vpc"
+    assert create["body"]["encryptionSpec"] == {"kmsKeyName": key}
+    # the experiment is created, then the run's context becomes one of its runs
+    contexts = f"{PARENT}/metadataStores/default/contexts"
+    made = [r for r in vertex_api.requests if r["path"] == contexts and r["method"] == "POST"]
+    assert made[0]["query"]["contextId"] == ["pets-baselines"]
+    assert made[0]["body"]["schemaTitle"] == "system.Experiment"
+    (linked,) = [r for r in vertex_api.requests if r["path"].endswith(":addContextChildren")]
+    assert linked["path"] == f"{contexts}/pets-baselines:addContextChildren"
+    job_id = create["query"]["pipelineJobId"][0]
+    assert linked["body"] == {"childContexts": [f"{contexts}/{job_id}"]}
+
+
+def test_the_printout_names_each_image_by_tag_or_digest_and_the_console(vertex_api, capsys):
+    assert submit() == 0
+
+    captured = capsys.readouterr()
+    assert f"images.cpu: {REGISTRY}/cpu:0123abc (tag 0123abc)" in captured.err
+    assert (
+        f"images.transformers: {REGISTRY}/transformers@{DIGEST} (digest {DIGEST})" in captured.err
+    )
+    assert "train: Vertex AI custom job on g2-standard-8, NVIDIA_L4 x1 (spot)" in captured.err
+    assert "console: https://console.cloud.google.com/vertex-ai/locations/us-central1/" in (
+        captured.err
+    )
+    assert "run: https://console.cloud.google.com/" in captured.out
+
+
+def test_the_git_label_is_absent_outside_a_repository(vertex_api, monkeypatch, tmp_path):
+    monkeypatch.setattr(VertexTarget, "source_dir", tmp_path)
+
+    assert submit() == 0
+
+    (create,) = vertex_api.creates()
+    assert create["body"]["labels"] == {"experiment": "pets"}
+
+
+def task(name: str, state: str) -> dict[str, Any]:
+    detail = {"taskName": name, "state": state, "startTime": "2026-01-01T00:00:00Z"}
+    if state in ("SUCCEEDED", "FAILED"):
+        detail["endTime"] = "2026-01-01T00:01:30Z"
+    return detail
+
+
+def test_wait_streams_task_states_until_the_run_ends(vertex_api, capsys):
+    vertex_api.job_updates = [
+        {
+            "state": "PIPELINE_STATE_RUNNING",
+            "jobDetail": {"taskDetails": [task("ingest", "RUNNING")]},
+        },
+        {
+            "state": "PIPELINE_STATE_RUNNING",
+            "jobDetail": {"taskDetails": [task("ingest", "SUCCEEDED"), task("compare", "RUNNING")]},
+        },
+        {
+            "state": "PIPELINE_STATE_SUCCEEDED",
+            "jobDetail": {
+                "taskDetails": [task("ingest", "SUCCEEDED"), task("compare", "SUCCEEDED")]
+            },
+        },
+    ]
+
+    assert submit("--wait") == 0
+
+    captured = capsys.readouterr()
+    lines = [line.strip() for line in captured.err.splitlines()]
+    states = [line for line in lines if re.fullmatch(r"(ingest|compare): [A-Z]+", line)]
+    assert states == [
+        "ingest: RUNNING",
+        "ingest: SUCCEEDED",
+        "compare: RUNNING",
+        "compare: SUCCEEDED",
+    ]
+    assert lines.index("ingest: RUNNING") > next(
+        i for i, line in enumerate(lines) if line.startswith("console: ")
+    )
+    assert "experiment pets on vertex: SUCCEEDED" in captured.out
+    assert re.search(r"ingest\s+SUCCEEDED\s+90\.0", captured.out)
+
+
+def test_wait_reports_a_failed_run(vertex_api, capsys):
+    vertex_api.job_updates = [
+        {
+            "state": "PIPELINE_STATE_FAILED",
+            "error": {"code": 9, "message": "The DAG failed because some tasks failed."},
+            "jobDetail": {"taskDetails": [task("ingest", "FAILED")]},
+        }
+    ]
+
+    assert submit("--wait", "--json") == 1
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["status"] == "FAILED"
+    assert result["error"] == "the run ended FAILED: The DAG failed because some tasks failed."
+    assert result["tasks"] == [{"name": "ingest", "status": "FAILED", "seconds": 90.0}]
+
+
+def test_a_refused_run_is_a_submit_error(vertex_api, capsys):
+    vertex_api.refuse_create = "Service account does not exist"
+
+    assert submit() == 1
+
+    err = capsys.readouterr().err
+    assert "error: Vertex AI did not take the run" in err
+    assert "Service account does not exist" in err
+    assert "Traceback" not in err
+
+
+# --- preflight: exit code 2, nothing submitted ----------------------------------------------
+
+
+@pytest.fixture
+def nothing_submitted(vertex_api, monkeypatch) -> Iterator[None]:
+    def no_compile(self: Any, path: Any) -> Path:
+        raise AssertionError("compiled before the preflight passed")
+
+    monkeypatch.setattr(VertexTarget, "compile", no_compile)
+    yield
+    assert vertex_api.requests == []
+    assert vertex_api.bucket_checks == []
+
+
+def preflight_error(capsys, *args: str, experiment: str = "pets") -> str:
+    assert submit(*args, experiment=experiment) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ")
+    assert "Traceback" not in captured.err
+    return captured.err
+
+
+@pytest.mark.usefixtures("nothing_submitted")
+def test_missing_gcp_settings_are_named(capsys):
+    assert main(["-e", "pets", "-t", "vertex", "--set", f"gcp.project={PROJECT}"]) == 2
+
+    err = capsys.readouterr().err
+    assert "--target vertex needs gcp.bucket, gcp.service_account; set them" in err
+    assert "images.cpu is image-classification-cpu:latest, the local default image" in err
+    assert "images.transformers is image-classification-transformers:latest" in err
+    assert "make images" in err
+
+
+@pytest.mark.usefixtures("nothing_submitted")
+@pytest.mark.parametrize(
+    ("experiment", "overrides", "message"),
+    [
+        (
+            "pets",
+            ["images.transformers=transformers:v1"],
+            "images.transformers is transformers:v1, which names no registry",
+        ),
+        (
+            "pets",
+            [
+                "gcp.region=europe-west1",
+                "resources.vertex.machine_type=a3-highgpu-1g",
+                "resources.vertex.accelerator=NVIDIA_H100_80GB",
+            ],
+            "resources.vertex.accelerator NVIDIA_H100_80GB is not offered for Vertex AI training "
+            "in europe-west1; use a region that offers it (asia-northeast1, ",
+        ),
+        (
+            "pets",
+            ["resources.vertex.machine_type=n1-standard-8"],
+            "resources.vertex.machine_type n1-standard-8 does not carry NVIDIA_L4; use a g2-* "
+            "machine type",
+        ),
+        (
+            "pets",
+            ["resources.vertex.count=2"],
+            "resources.vertex.count is 2 but g2-standard-8 has 1 NVIDIA_L4",
+        ),
+        (
+            "cifar10_vehicles_animals",
+            ["resources.vertex.tpu_topology=2x4"],
+            "resources.vertex.tpu_topology 2x4 is 8 chips but ct5lp-hightpu-4t has 4; the train "
+            "step is one worker, so use ct5lp-hightpu-8t",
+        ),
+        (
+            "pets",
+            ["register.aliases=[Production]"],
+            "register.aliases: 'Production' is not a Vertex AI version alias",
+        ),
+        (
+            "pets",
+            ["register.deploy=true"],
+            "register.serving_image is needed to deploy: transformers models are registered",
+        ),
+        (
+            "pets",
+            ["gcp.service_account=imgclf-pipelines"],
+            "gcp.service_account is 'imgclf-pipelines'; use the service account's email",
+        ),
+        (
+            "pets",
+            ["gcp.network=projects/my-project/global/networks/vpc"],
+            "use projects/PROJECT_NUMBER/global/networks/NAME (the project number, not its ID)",
+        ),
+        (
+            "pets",
+            ["gcp.encryption_key=projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k"],
+            "gcp.encryption_key is in europe-west4 but the run is in us-central1",
+        ),
+    ],
+)
+def test_preflight_problems_exit_2(capsys, experiment, overrides, message):
+    err = preflight_error(capsys, *overrides, experiment=experiment)
+
+    assert message in err
+
+
+@pytest.mark.usefixtures("nothing_submitted")
+def test_every_problem_is_listed_at_once(capsys):
+    err = preflight_error(
+        capsys,
+        "gcp.service_account=",
+        "images.cpu=cpu:v1",
+        "register.aliases=[A]",
+        "resources.vertex.count=2",
+    )
+
+    lines = err.removeprefix("error: ").splitlines()
+    assert lines[0].startswith("--target vertex needs gcp.service_account;")
+    assert [line.split(" ", 1)[0] for line in lines[1:]] == [
+        "images.cpu",
+        "resources.vertex.count",
+        "register.aliases:",
+    ]
+
+
+def test_an_unknown_region_warns_and_submits(vertex_api, capsys):
+    assert submit("gcp.region=me-central2") == 0
+
+    err = capsys.readouterr().err
+    assert "warning: gcp.region me-central2 is not in the accelerator table" in err
+    assert len(vertex_api.creates()) == 1
+
+
+def test_a_moving_tag_warns_and_submits(vertex_api, capsys):
+    assert submit(f"images.cpu={REGISTRY}/cpu:latest") == 0
+
+    assert f"warning: images.cpu is {REGISTRY}/cpu:latest: a moving tag" in capsys.readouterr().err
+
+
+def test_transformers_without_a_serving_image_warn(vertex_api, capsys):
+    assert submit() == 0
+
+    assert "warning: register.serving_image is unset" in capsys.readouterr().err
+
+
+# --- what the registration step looks up when it runs --------------------------------------
+
+
+def summary(framework: str) -> dict[str, Any]:
+    return {
+        "metric": "accuracy",
+        "best": {
+            "name": "convnextv2-tiny",
+            "seed": 0.0,  # numbers come back from the Struct as floats
+            "framework": framework,
+            "model_uri": "gs://my-bucket/pipeline-root/pets/123/train_456/model",
+            "value": 0.951234,
+        },
+    }
+
+
+def record(framework: str) -> dict[str, Any]:
+    """What the register step returns on Vertex (the folder registry in the bucket)."""
+    return {
+        "name": "pets-classifier",
+        "version": "v3",
+        "path": "/gcs/my-bucket/registry/pets-classifier/v3",
+        "framework": framework,
+    }
+
+
+def plan(framework: str, endpoint: str = "") -> dict[str, Any]:
+    return plan_registration(
+        summary(framework),
+        record(framework),
+        "pets-classifier",
+        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+        f"{REGISTRY}/serve:1",
+        endpoint,
+        PROJECT,
+        REGION,
+    )
+
+
+def test_a_first_keras_model_is_served_from_its_saved_model_in_the_registry(vertex_api):
+    found = plan("keras")
+
+    # the folder registry's copy, which outlives the run's artifacts
+    assert found["serving_uri"] == (
+        "gs://my-bucket/registry/pets-classifier/v3/model/keras/saved_model"
+    )
+    assert found["serving_image"].endswith("/tf2-cpu.2-15:latest")
+    assert found["parent_model"] == found["parent_model_uri"] == ""
+    assert found["endpoint"] == ""
+    assert found["description"] == "v3: convnextv2-tiny seed 0, accuracy 0.9512"
+    assert found["labels"] == {"imgclf_model": "pets-classifier", "registry_version": "v3"}
+    (listed,) = vertex_api.requests
+    assert listed["path"] == f"{PARENT}/models"
+    assert listed["query"]["filter"] == ['display_name="pets-classifier"']
+
+
+def test_a_registered_model_gets_a_new_version_and_its_endpoint_is_reused(vertex_api):
+    model = f"{PARENT}/models/111"
+    endpoint = f"{PARENT}/endpoints/222"
+    vertex_api.lists = {
+        "models": [{"name": model, "displayName": "pets-classifier"}],
+        "endpoints": [{"name": endpoint, "displayName": "pets-classifier-endpoint"}],
+    }
+    vertex_api.resources[endpoint] = vertex_api.lists["endpoints"][0]
+
+    found = plan("transformers", endpoint="pets-classifier-endpoint")
+
+    assert found["serving_uri"] == "gs://my-bucket/registry/pets-classifier/v3/model"
+    assert found["serving_image"] == f"{REGISTRY}/serve:1"
+    assert found["parent_model"] == model
+    assert found["parent_model_uri"] == f"https://{REGION}-aiplatform.googleapis.com/v1/{model}"
+    assert found["endpoint"] == endpoint
+    assert found["endpoint_uri"] == f"https://{REGION}-aiplatform.googleapis.com/v1/{endpoint}"
