@@ -70,7 +70,7 @@ KFP_HOST ?= http://localhost:8080
 kind-up: ## create the kind cluster with KFP standalone (the SDK's version); UI and API on localhost:8080
 	bash infra/kind/up.sh
 
-kind-load: ## build containers/Dockerfile.cpu and load the image into the kind cluster
+kind-load: ## build containers/cpu.Dockerfile and load the image into the kind cluster
 	bash infra/kind/load.sh
 
 kind-down: ## stop the port-forward and delete the kind cluster

@@ -51,7 +51,7 @@ for ((i = 0; i < 90; i++)); do
     cat >&2 <<DONE
 
 KFP ${KFP_VERSION} is up: UI and API at http://localhost:${UI_PORT}
-  make kind-load     # build containers/Dockerfile.cpu and load ${CPU_IMAGE} into the cluster
+  make kind-load     # build containers/cpu.Dockerfile and load ${CPU_IMAGE} into the cluster
   .venv/bin/python pipelines/submit.py --experiment digits --target kfp --host http://localhost:${UI_PORT} --wait
   make kind-down     # stop the port-forward and delete the cluster
 The port-forward runs in the background (pid $(cat "${PORT_FORWARD_PID}"), log ${PORT_FORWARD_LOG});

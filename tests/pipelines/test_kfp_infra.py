@@ -147,7 +147,7 @@ def test_load_builds_the_cpu_image_the_experiments_name():
     load = (KIND_DIR / "load.sh").read_text()
 
     assert f'CPU_IMAGE="{Images().cpu}"' in common
-    assert "containers/Dockerfile.cpu" in load
+    assert "containers/cpu.Dockerfile" in load
     assert 'kind load docker-image "${CPU_IMAGE}"' in load
 
 
@@ -308,8 +308,6 @@ def test_load_needs_the_dockerfile_and_the_cluster(stub_path, tmp_path):
     completed = run_script("load.sh", stub_path, tmp_path, tmp_path / "calls.log")
 
     assert completed.returncode == 1
-    if (REPO_ROOT / "containers" / "Dockerfile.cpu").exists():
-        assert "there is no kind cluster named imgclf; run make kind-up first" in completed.stderr
-    else:
-        assert "containers/Dockerfile.cpu does not exist" in completed.stderr
+    assert (REPO_ROOT / "containers" / "cpu.Dockerfile").is_file()
+    assert "there is no kind cluster named imgclf; run make kind-up first" in completed.stderr
     assert "docker build" not in (tmp_path / "calls.log").read_text()
