@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= tf,dev
+EXTRAS ?= tf,hf,dev
 EXPERIMENT ?= digits
 TARGET ?= local
 PYTEST_ARGS ?=
@@ -21,7 +21,7 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,dev)
+install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,hf,dev)
 
 run: install ## run an experiment locally with kfp.local (EXPERIMENT=digits)
 	$(BIN)/python pipelines/submit.py --experiment $(EXPERIMENT)
@@ -54,6 +54,7 @@ compile: install ## compile every experiment for every target into build/compile
 bench: install ## benchmarks, each printing ratios measured side by side in one run
 	$(BIN)/python benchmarks/pipeline_overhead.py
 	$(BIN)/python benchmarks/train_input.py
+	$(BIN)/python benchmarks/train_hf.py
 
 PROJECT ?=
 REGION ?= us-central1

@@ -12,6 +12,13 @@ from pathlib import Path
 from typing import Any
 
 
+def local_path(path: str | Path) -> Path:
+    """A path plain file I/O can use: Vertex AI hands out `gs://` URIs (e.g. AIP_CHECKPOINT_DIR)
+    whose Cloud Storage FUSE mount in every step is /gcs/<bucket>/<path>."""
+    text = str(path)
+    return Path("/gcs") / text[len("gs://") :] if text.startswith("gs://") else Path(text)
+
+
 def write_json(path: str | Path, payload: Any) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -120,7 +120,8 @@ def compare(
             "framework": best_run.get("framework", ""),
         },
         "gate": gate,
-        "reference": reference,
+        # KFP cannot return None inside a pipeline output: no reference is an empty mapping.
+        "reference": reference or {},
         "runs": len(results),
         "all_runs": all_runs,
     }

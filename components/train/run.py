@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from components.common.files import local_path
 from components.common.model_card import ModelCard
 from components.train.curves import write_curves_report
 from pipelines.config import ModelSpec
@@ -19,14 +20,15 @@ def train(
     checkpoint_dir: str | Path | None = None,
 ) -> ModelCard:
     spec = ModelSpec.model_validate(model_spec)
+    if checkpoint_dir is not None:
+        checkpoint_dir = local_path(checkpoint_dir)
     if spec.framework == "keras":
         from components.train.keras_trainer import train_keras
 
         card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     else:
-        raise NotImplementedError(
-            f"model '{spec.name}': framework 'transformers' training is not available in this "
-            "version; use a keras architecture"
-        )
+        from components.train.hf_trainer import train_transformers
+
+        card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)
     return card

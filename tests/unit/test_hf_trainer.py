@@ -1,0 +1,631 @@
+"""Hugging Face fine-tuning on tiny ViT / ConvNeXt V2 checkpoints built from configs.
+
+Nothing is downloaded: each checkpoint is a randomly initialised model saved with
+save_pretrained, plus an image processor config, in a temp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import torch  # noqa: E402
+
+from components.common.model_card import ModelCard  # noqa: E402
+from components.evaluate.loaders import ModelLoadError, load_classifier  # noqa: E402
+from components.ingest.run import ingest  # noqa: E402
+from components.train.hf_input import (  # noqa: E402
+    BatchOrder,
+    SplitBatches,
+    augment_batch,
+    parse_example,
+    read_records,
+    read_split,
+)
+from components.train.hf_model import (  # noqa: E402
+    CheckpointError,
+    Preprocessing,
+    load_model,
+    model_inputs,
+    resolve_checkpoint,
+)
+from components.train.hf_trainer import (  # noqa: E402
+    LAST,
+    PROGRESS,
+    STATE_DIR,
+    Progress,
+    fine_tune,
+    layer_ids,
+    parameter_groups,
+    schedule,
+    train_transformers,
+)
+from pipelines.config import Augment, DataConfig, ModelSpec, load_experiment  # noqa: E402
+
+CLASSES = ["bright", "dark", "mid"]  # ingest orders class names alphabetically
+LEVELS = {"dark": 50, "mid": 128, "bright": 205}
+
+
+def save_tiny_checkpoint(folder: Path, kind: str) -> Path:
+    """A tiny randomly initialised classifier (5 labels) and its image processor config."""
+    from transformers import (
+        ConvNextImageProcessorPil,
+        ConvNextV2Config,
+        ConvNextV2ForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessorPil,
+    )
+
+    torch.manual_seed(0)
+    if kind == "vit":
+        config = ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=5,
+        )
+        model: Any = ViTForImageClassification(config)
+        processor: Any = ViTImageProcessorPil(
+            size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
+    else:
+        config = ConvNextV2Config(
+            num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], patch_size=4, num_labels=5
+        )
+        model = ConvNextV2ForImageClassification(config)
+        # ImageNet statistics and ConvNeXt's resize-then-crop: 36 x 36, centre 32 x 32.
+        processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def make_dataset(root: Path, per_class: int = 24) -> Path:
+    """Three classes of noisy flat images (20 x 28, so every model resizes them)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, level in LEVELS.items():
+        folder = root / "images" / name
+        folder.mkdir(parents=True)
+        for index in range(per_class):
+            pixels = np.clip(rng.normal(level, 25, (20, 28, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(folder / f"{index}.png")
+    config = DataConfig(
+        source=f"folder:{root / 'images'}",
+        image_size=(32, 32),
+        splits={"validation": 0.15, "test": 0.15},
+    )
+    ingest(config, root / "dataset", root / "quarantine.csv")
+    return root / "dataset"
+
+
+def hf_spec(name: str, checkpoint: Path, **overrides: Any) -> ModelSpec:
+    fields: dict[str, Any] = {
+        "name": name,
+        "framework": "transformers",
+        "checkpoint": str(checkpoint),
+        "epochs": 2,
+        "batch_size": 16,
+        "optimizer": {
+            "name": "adamw",
+            "learning_rate": 1e-3,
+            "weight_decay": 0.05,
+            "schedule": "cosine",
+            "warmup_epochs": 1,
+        },
+        **overrides,
+    }
+    return ModelSpec.model_validate(fields)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("hf-data"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hf-checkpoints")
+    return {kind: save_tiny_checkpoint(root / kind, kind) for kind in ("vit", "convnextv2")}
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(
+    dataset: Path, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Any, Path]]:
+    """Each tiny model fine-tuned for 2 epochs with the whole recipe switched on."""
+    results = {}
+    for kind, checkpoint in checkpoints.items():
+        root = tmp_path_factory.mktemp(f"hf-{kind}")
+        spec = hf_spec(
+            kind,
+            checkpoint,
+            augment={"flip": "horizontal", "rotation": 0.05, "zoom": 0.1, "contrast": 0.1},
+            label_smoothing=0.1,
+            layer_decay=0.8,
+            gradient_accumulation_steps=2,
+            early_stopping_patience=3,
+        )
+        result = fine_tune(
+            str(dataset), spec.model_dump(), 0, str(root / "model"), str(root / "checkpoints")
+        )
+        results[kind] = (result, root / "model")
+    return results
+
+
+# --- preprocessing and config ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "input_size", "crop_size"),
+    [
+        ({"size": {"height": 224, "width": 224}}, (224, 224), None),
+        ({"size": {"shortest_edge": 224}, "crop_pct": 0.875}, (256, 256), (224, 224)),
+        ({"size": {"shortest_edge": 384}, "crop_pct": 0.875}, (384, 384), None),
+        ({"size": 256, "do_center_crop": True, "crop_size": 224}, (256, 256), (224, 224)),
+        (
+            {
+                "size": {"shortest_edge": 256},
+                "do_center_crop": True,
+                "crop_size": {"height": 224, "width": 224},
+            },
+            (256, 256),
+            (224, 224),
+        ),
+    ],
+)
+def test_preprocessing_follows_the_processor_config(
+    config: dict[str, Any], input_size: tuple[int, int], crop_size: tuple[int, int] | None
+) -> None:
+    prep = Preprocessing.from_processor_config(
+        {**config, "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    )
+    assert prep.input_size == input_size
+    assert prep.crop_size == crop_size
+    assert prep.mean == (0.485, 0.456, 0.406) and prep.rescale_factor == pytest.approx(1 / 255)
+    unnormalised = Preprocessing.from_processor_config({**config, "do_normalize": False})
+    assert (unnormalised.mean, unnormalised.std) == ((0.0,) * 3, (1.0,) * 3)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"do_resize": False, "size": 224}, "do_resize: false"),
+        ({"size": {"longest_edge": 1333}}, "fixed size is needed"),
+        ({"size": 224, "do_center_crop": True, "crop_size": 256}, "larger than the resized"),
+    ],
+)
+def test_processor_configs_without_a_fixed_size_are_rejected(
+    config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CheckpointError, match=message):
+        Preprocessing.from_processor_config(config, "some/checkpoint")
+
+
+def test_new_spec_fields_validate_per_framework() -> None:
+    spec = hf_spec("vit", Path("ckpt"), gradient_accumulation_steps=4, layer_decay=0.75)
+    assert (spec.gradient_accumulation_steps, spec.layer_decay) == (4, 0.75)
+    with pytest.raises(ValueError, match="are for framework: transformers"):
+        ModelSpec(name="cnn", architecture="cnn3", layer_decay=0.8)
+    with pytest.raises(ValueError, match=r"keras-only settings given \(fine_tune, jit_compile\)"):
+        hf_spec("vit", Path("ckpt"), fine_tune={"epochs": 2}, jit_compile=True)
+    with pytest.raises(ValueError, match="greater than 0"):
+        hf_spec("vit", Path("ckpt"), layer_decay=0)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "pets", "cub200", "cats_vs_dogs"])
+def test_reference_recipes_warm_up_and_decay(name: str) -> None:
+    models = [m for m in load_experiment(name).models if m.framework == "transformers"]
+    assert models
+    for model in models:
+        assert model.optimizer.name == "adamw"
+        assert model.optimizer.schedule == "cosine"
+        # a warm-up epoch protects the pretrained weights from the new head's first gradients
+        assert model.optimizer.warmup_epochs >= 1 or model.epochs < 10
+
+
+# --- recipe pieces ---------------------------------------------------------------------------
+
+
+def test_layer_ids_order_the_backbone_blocks(checkpoints: dict[str, Path]) -> None:
+    vit = load_model(checkpoints["vit"])
+    ids, top = layer_ids(name for name, _ in vit.named_parameters())
+    assert top == 3  # embeddings 0, two blocks, then the final norm and head
+    assert ids["vit.embeddings.cls_token"] == 0
+    assert {ids[n] for n in ids if ".layers.0." in n} == {1}
+    assert {ids[n] for n in ids if ".layers.1." in n} == {2}
+    assert ids["classifier.weight"] == ids["vit.layernorm.weight"] == top
+
+    convnext = load_model(checkpoints["convnextv2"])
+    ids, top = layer_ids(name for name, _ in convnext.named_parameters())
+    assert ids["convnextv2.embeddings.patch_embeddings.weight"] == 0
+    assert ids["convnextv2.encoder.stages.0.layers.0.dwconv.weight"] == 1
+    # a stage's downsampling layer goes with the stage's first block
+    assert ids["convnextv2.encoder.stages.1.downsampling_layer.1.weight"] == 2
+    assert ids["convnextv2.encoder.stages.1.layers.0.dwconv.weight"] == 2
+    assert ids["classifier.bias"] == top == 3
+
+
+def test_parameter_groups_decay_the_rate_and_skip_norms(checkpoints: dict[str, Path]) -> None:
+    model = load_model(checkpoints["convnextv2"])
+    spec = hf_spec("c", checkpoints["convnextv2"], layer_decay=0.5)
+    groups = parameter_groups(model, spec)
+    named = {id(p): n for n, p in model.named_parameters()}
+    rate = spec.optimizer.learning_rate
+    for group in groups:
+        assert group["lr"] == pytest.approx(rate * 0.5 ** (3 - group["layer_id"]))
+        # biases, norm scales and ConvNeXt V2's GRN (shaped 1x1x1xC) are not decayed
+        exempt = [p.ndim <= 1 or ".grn." in named[id(p)] for p in group["params"]]
+        if group["weight_decay"] == 0.0:
+            assert all(exempt)
+        else:
+            assert group["weight_decay"] == 0.05 and not any(exempt)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    flat = parameter_groups(model, hf_spec("c", checkpoints["convnextv2"]))
+    assert {g["lr"] for g in flat} == {rate}
+
+
+def test_schedule_matches_the_keras_trainer() -> None:
+    from components.train.keras_trainer import learning_rate
+
+    for overrides in ({}, {"warmup_epochs": 0}, {"schedule": "constant"}):
+        optimizer = {
+            "name": "adamw",
+            "learning_rate": 0.01,
+            "schedule": "cosine",
+            "warmup_epochs": 2,
+        }
+        spec = hf_spec("s", Path("ckpt"), epochs=6, optimizer={**optimizer, **overrides})
+        factor = schedule(spec, steps_per_epoch=5)
+        keras_rate = learning_rate(spec, 0.01, 6, 5)
+        for step in (0, 3, 10, 17, 29, 30):
+            expected = float(keras_rate(step)) if callable(keras_rate) else keras_rate
+            assert 0.01 * factor(step) == pytest.approx(expected, rel=1e-4, abs=1e-8), step
+
+
+def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
+    images = torch.rand((6, 3, 16, 24), generator=torch.Generator().manual_seed(1)) * 255
+    everything = Augment(
+        flip="horizontal_and_vertical", rotation=0.2, zoom=0.2, translation=0.1, contrast=0.3
+    )
+
+    def run(augment: Augment, seed: int) -> torch.Tensor:
+        return augment_batch(images.clone(), augment, torch.Generator().manual_seed(seed))
+
+    out = run(everything, 0)
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert float(out.min()) >= 0 and float(out.max()) <= 255
+    assert torch.equal(out, run(everything, 0)) and not torch.equal(out, run(everything, 1))
+    flipped = run(Augment(flip="horizontal"), 0)
+    for original, result in zip(images, flipped, strict=True):
+        assert torch.equal(result, original) or torch.equal(result, original.flip(-1))
+    assert not torch.equal(flipped, images)
+    # a zero affine transform samples every pixel at its own place
+    assert torch.allclose(run(Augment(zoom=1e-9), 0), images, atol=1e-3)
+
+
+def test_batch_order_is_seeded_per_epoch_and_shared_across_processes() -> None:
+    order = BatchOrder(10, 3, shuffle=True, seed=4)
+    first = [i for batch in order for i in batch]
+    assert sorted(first) == list(range(10)) and len(order) == 4
+    order.epoch = 1
+    assert [i for batch in order for i in batch] != first
+    order.epoch = 0
+    assert [i for batch in order for i in batch] == first
+    shards = [BatchOrder(10, 3, shuffle=True, seed=4, rank=r, world=3).indices() for r in range(3)]
+    assert {len(s) for s in shards} == {4}  # padded to the same number of steps
+    assert set().union(*shards) == set(range(10))
+    unpadded = [BatchOrder(10, 3, False, rank=r, world=3, pad=False).indices() for r in range(3)]
+    assert sorted(i for s in unpadded for i in s) == list(range(10))
+
+
+def test_early_stopping_progress() -> None:
+    progress = Progress()
+    scores = [0.5, 0.7, 0.6, 0.7, 0.65]
+    improved = [progress.record({"val_accuracy": s}, "val_accuracy", 3) for s in scores]
+    assert improved == [True, True, False, False, False]
+    assert (progress.best, progress.best_epoch, progress.wait, progress.stopped) == (
+        0.7,
+        2,
+        3,
+        True,
+    )
+    assert progress.history["val_accuracy"] == scores
+
+
+def test_our_tfrecord_reader_matches_tensorflow(dataset: Path) -> None:
+    from components.common.dataset import iterate_examples
+
+    for split in ("train", "validation", "test"):
+        encoded, labels = read_split(dataset, split)
+        expected = list(iterate_examples(dataset, split))
+        assert encoded == [e["image"] for e in expected]
+        assert labels.tolist() == [e["label"] for e in expected]
+    record = next(read_records(next(iter(sorted(dataset.glob("test-*.tfrecord"))))))
+    assert set(parse_example(record)) == {"image/encoded", "image/format", "key", "label"}
+
+
+def test_input_pipeline_resizes_with_the_processor_filter(dataset: Path) -> None:
+    prep = Preprocessing.from_processor_config({"size": {"height": 40, "width": 24}, "resample": 3})
+    cached = SplitBatches(dataset, "validation", prep, 4, cache=True)
+    streamed = SplitBatches(dataset, "validation", prep, 4, cache=False, workers=0)
+    batches = list(cached.epoch(0))
+    assert batches[0][0].shape == (4, 3, 40, 24) and batches[0][0].dtype == torch.uint8
+    for (a, la), (b, lb) in zip(batches, streamed.epoch(0), strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+    labels = torch.cat([labels for _, labels in batches])
+    means = torch.cat([images.float().mean(dim=(1, 2, 3)) for images, _ in batches])
+    for label, mean in zip(labels.tolist(), means.tolist(), strict=True):
+        assert abs(mean - LEVELS[CLASSES[label]]) < 15  # pixels stay with their labels
+
+
+# --- fine-tuning, the Model artifact and loading ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnextv2"])
+def test_fine_tuned_model_reloads_with_the_same_logits(
+    fine_tuned: dict[str, tuple[Any, Path]], kind: str
+) -> None:
+    result, model_dir = fine_tuned[kind]
+    card = ModelCard.load(model_dir)
+    assert card == result.card
+    assert card.framework == "transformers" and card.preprocessing == "hf_image_processor"
+    assert card.channels == 3 and len(card.mean or []) == len(card.std or []) == 3
+    assert card.training["epochs_run"] == 2 == len(card.history["val_accuracy"])
+    assert card.training["optimizer_steps_per_epoch"] == 2  # 4 micro-batches, accumulated by 2
+    assert json.loads((model_dir / "history.json").read_text()) == card.history
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert (model_dir / "hf" / name).is_file()
+    if kind == "convnextv2":
+        assert tuple(card.input_size) == (36, 36) and card.model_extra["crop_size"] == [32, 32]
+    else:
+        assert tuple(card.input_size) == (32, 32) and card.model_extra["crop_size"] is None
+
+    images = np.random.default_rng(1).uniform(0, 255, (5, *card.input_size, 3)).astype("float32")
+    batch = torch.from_numpy(images).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        inputs = model_inputs(batch, result.preprocessing)
+        in_memory = result.model(pixel_values=inputs).logits.numpy()
+        reloaded = load_model(model_dir / "hf")(pixel_values=inputs).logits.numpy()
+    np.testing.assert_allclose(reloaded, in_memory, rtol=1e-5, atol=1e-5)
+    classifier = load_classifier(model_dir)
+    assert type(classifier).__name__ == "TransformersClassifier"
+    np.testing.assert_allclose(classifier.logits(images), in_memory, rtol=1e-5, atol=1e-5)
+    probabilities = classifier.predict(images)
+    expected = torch.softmax(torch.from_numpy(in_memory), dim=1).numpy()
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (5, 3)
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnextv2"])
+def test_label_mapping_round_trip(
+    fine_tuned: dict[str, tuple[Any, Path]], dataset: Path, kind: str
+) -> None:
+    from transformers import AutoConfig, AutoImageProcessor
+
+    _, model_dir = fine_tuned[kind]
+    card = ModelCard.load(model_dir)
+    info = json.loads((dataset / "dataset_info.json").read_text())
+    assert card.class_names == info["class_names"] == CLASSES
+    saved = json.loads((model_dir / "hf" / "config.json").read_text())
+    assert saved["id2label"] == {str(i): name for i, name in enumerate(CLASSES)}
+    assert saved["label2id"] == {name: i for i, name in enumerate(CLASSES)}
+    config = AutoConfig.from_pretrained(model_dir / "hf")
+    assert [config.id2label[i] for i in range(config.num_labels)] == card.class_names
+    processor = AutoImageProcessor.from_pretrained(model_dir / "hf")
+    assert list(processor.image_mean) == card.mean
+
+
+def test_early_stopping_keeps_the_best_epoch(fine_tuned: dict[str, tuple[Any, Path]]) -> None:
+    for result, model_dir in fine_tuned.values():
+        training, history = result.card.training, result.card.history
+        assert training["restored_best"]
+        assert training["best_epoch"] == int(np.argmax(history["val_accuracy"])) + 1
+        best = torch.load(model_dir.parent / "checkpoints" / STATE_DIR / "best.pt")
+        state = result.model.state_dict()
+        assert best.keys() == state.keys()
+        assert all(torch.equal(best[name], state[name]) for name in best)
+
+
+def test_fine_tuning_learns_the_classes(fine_tuned: dict[str, tuple[Any, Path]]) -> None:
+    for kind, (result, _) in fine_tuned.items():
+        history = result.card.history
+        assert history["loss"][-1] < history["loss"][0], kind
+        assert max(history["val_accuracy"]) >= 0.6, (kind, history)
+
+
+def test_the_evaluate_step_reads_the_model(
+    fine_tuned: dict[str, tuple[Any, Path]], dataset: Path
+) -> None:
+    from components.evaluate.run import predict_split
+
+    _, model_dir = fine_tuned["convnextv2"]
+    predictions = predict_split(model_dir, dataset, "test")
+    assert predictions["probabilities"].shape == (len(predictions["keys"]), 3)
+    np.testing.assert_allclose(predictions["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_finished_run_only_writes_its_outputs_again(
+    dataset: Path, checkpoints: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    spec = hf_spec("twice", checkpoints["vit"], epochs=1)
+    first = train_transformers(dataset, spec, 0, tmp_path / "a", tmp_path / "ckpt")
+    capfd.readouterr()
+    again = train_transformers(dataset, spec, 0, tmp_path / "b", tmp_path / "ckpt")
+    out = capfd.readouterr().out
+    assert "(training had finished)" in out and "Epoch 1/1" not in out
+    assert again.history == first.history and again.training["resumed_after_epoch"] == 1
+    a = load_classifier(tmp_path / "a").logits(np.full((1, 32, 32, 3), 99, "float32"))
+    b = load_classifier(tmp_path / "b").logits(np.full((1, 32, 32, 3), 99, "float32"))
+    np.testing.assert_array_equal(a, b)
+    other = hf_spec("twice", checkpoints["vit"], epochs=1, label_smoothing=0.2)
+    with pytest.raises(RuntimeError, match="another spec, seed or dataset"):
+        train_transformers(dataset, other, 0, tmp_path / "c", tmp_path / "ckpt")
+
+
+def test_checkpoint_problems_say_what_to_fix(
+    dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        resolve_checkpoint(str(tmp_path / "missing"))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_text((checkpoints["vit"] / "config.json").read_text())
+    with pytest.raises(CheckpointError, match="no usable image processor config"):
+        train_transformers(dataset, hf_spec("bare", bare), 0, tmp_path / "m")
+    with pytest.raises(CheckpointError, match="is not a folder"):
+        resolve_checkpoint("ram://nowhere/vit")
+    spec = hf_spec("typo", checkpoints["vit"], params={"drop_path_rat": 0.1})
+    with pytest.raises(CheckpointError, match="drop_path_rat are not fields of ViTConfig"):
+        train_transformers(dataset, spec, 0, tmp_path / "m")
+
+
+def test_remote_checkpoints_are_copied_down(checkpoints: dict[str, Path]) -> None:
+    import tensorflow as tf
+
+    # ram:// stands in for gs://: both go through tf.io.gfile
+    remote = "ram://bucket/models/vit"
+    for file in checkpoints["vit"].iterdir():
+        tf.io.gfile.makedirs(remote)
+        tf.io.gfile.copy(str(file), f"{remote}/{file.name}", overwrite=True)
+    local = Path(resolve_checkpoint(remote))
+    assert sorted(p.name for p in local.iterdir()) == sorted(
+        p.name for p in checkpoints["vit"].iterdir()
+    )
+    assert (local / "model.safetensors").read_bytes() == (
+        checkpoints["vit"] / "model.safetensors"
+    ).read_bytes()
+    from components.common.files import local_path
+
+    assert local_path("gs://bucket/run/checkpoints") == Path("/gcs/bucket/run/checkpoints")
+    assert local_path("/tmp/checkpoints") == Path("/tmp/checkpoints")
+
+
+def test_the_classifier_checks_its_input(fine_tuned: dict[str, tuple[Any, Path]]) -> None:
+    _, model_dir = fine_tuned["vit"]
+    classifier = load_classifier(model_dir)
+    with pytest.raises(ValueError, match=r"takes \(N, 32, 32, 3\)"):
+        classifier.predict(np.zeros((1, 28, 28, 3), "float32"))
+
+
+def test_a_model_folder_without_hf_is_reported(
+    fine_tuned: dict[str, tuple[Any, Path]], tmp_path: Path
+) -> None:
+    _, model_dir = fine_tuned["vit"]
+    (tmp_path / "model_card.json").write_text((model_dir / "model_card.json").read_text())
+    with pytest.raises(ModelLoadError, match="hf/"):
+        load_classifier(tmp_path)
+
+
+def test_two_processes_train_with_ddp_on_cpu(
+    dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    spec = hf_spec("ddp", checkpoints["vit"], epochs=1, batch_size=8)
+    card = train_transformers(dataset, spec, 0, tmp_path / "model", tmp_path / "ckpt", processes=2)
+    assert card.training["processes"] == 2 and card.training["effective_batch_size"] == 16
+    assert (
+        card.training["epochs_run"] == 1 and (tmp_path / "model" / "hf" / "config.json").is_file()
+    )
+    assert load_classifier(tmp_path / "model").predict(
+        np.zeros((2, 32, 32, 3), "float32")
+    ).shape == (2, 3)
+
+
+# --- preemption ------------------------------------------------------------------------------
+
+EPOCHS = 6
+SCRIPT = """
+import json, sys
+from components.train.run import train
+dataset, spec, model_dir, checkpoints = sys.argv[1:5]
+card = train(dataset, json.loads(spec), 0, model_dir, model_dir + ".html", checkpoints)
+print("DONE", card.training["epochs_run"], "tensorflow" in sys.modules)
+"""
+
+
+def _epochs_done(progress: Path) -> int:
+    try:
+        return int(json.loads(progress.read_text())["epochs_done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
+    checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    dataset = make_dataset(tmp_path / "data", per_class=40)
+    spec = hf_spec("resume", checkpoints["vit"], epochs=EPOCHS, augment={"flip": "horizontal"})
+    model_dir, checkpoint_dir = tmp_path / "model", tmp_path / "checkpoints"
+    argv = [
+        sys.executable,
+        "-c",
+        SCRIPT,
+        str(dataset),
+        json.dumps(spec.model_dump(mode="json")),
+        str(model_dir),
+        str(checkpoint_dir),
+    ]
+    # One thread, so the uninterrupted run below does the same arithmetic in this process.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
+    progress = checkpoint_dir / STATE_DIR / PROGRESS
+    first = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 240
+    while _epochs_done(progress) < 1 and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed_after = _epochs_done(progress)
+    assert 1 <= killed_after < EPOCHS, (
+        f"the first run finished {killed_after} epochs before the kill"
+    )
+    assert (progress.parent / LAST).is_file()
+    assert not (model_dir / "model_card.json").exists()
+
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resuming after epoch {killed_after}/{EPOCHS}" in second.stdout
+    assert f"Epoch 1/{EPOCHS}" not in second.stdout
+    assert f"Epoch {killed_after + 1}/{EPOCHS}" in second.stdout
+    # all epochs run, and training never imported TensorFlow
+    assert f"DONE {EPOCHS} False" in second.stdout
+    resumed = ModelCard.load(model_dir)
+    assert resumed.training["epochs_run"] == len(resumed.history["loss"]) == EPOCHS
+    assert resumed.training["resumed_after_epoch"] == killed_after
+    assert (tmp_path / "model.html").is_file()
+    assert math.isclose(resumed.history["learning_rate"][-1], 0.0, abs_tol=1e-12)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        uninterrupted = train_transformers(dataset, spec, 0, tmp_path / "whole")
+    finally:
+        torch.set_num_threads(threads)
+    for name, values in uninterrupted.history.items():
+        np.testing.assert_allclose(resumed.history[name], values, rtol=1e-5, err_msg=name)
+    images = np.random.default_rng(2).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        load_classifier(model_dir).logits(images),
+        load_classifier(tmp_path / "whole").logits(images),
+        rtol=1e-4,
+        atol=1e-5,
+    )
