@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= tf,hf,dev
+EXTRAS ?= tf,hf,data,dev
 EXPERIMENT ?= digits
 TARGET ?= local
 PYTEST_ARGS ?=
@@ -21,7 +21,7 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,hf,dev)
+install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,hf,data,dev)
 
 run: install ## run an experiment locally with kfp.local (EXPERIMENT=digits)
 	$(BIN)/python pipelines/submit.py --experiment $(EXPERIMENT)
@@ -55,6 +55,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/pipeline_overhead.py
 	$(BIN)/python benchmarks/train_input.py
 	$(BIN)/python benchmarks/train_hf.py
+	$(BIN)/python benchmarks/ingest.py
 
 PROJECT ?=
 REGION ?= us-central1

@@ -35,7 +35,9 @@ def _images_per_second(model_builder, dataset, images: int, epochs: int) -> floa
     return images * epochs / (time.perf_counter() - started)
 
 
-def input_ratio(workdir: Path, images: int, size: int, epochs: int, batch: int) -> tuple[float, float]:
+def input_ratio(
+    workdir: Path, images: int, size: int, epochs: int, batch: int
+) -> tuple[float, float]:
     import keras
     import tensorflow as tf
 
@@ -46,20 +48,38 @@ def input_ratio(workdir: Path, images: int, size: int, epochs: int, batch: int) 
     from pipelines.config import DataConfig
 
     _make_npz(workdir / "data.npz", images, size)
-    ingest(DataConfig(source=f"npz:{workdir / 'data.npz'}", image_size=(size, size), splits={"validation": 0.0, "test": 0.0}), workdir / "dataset", workdir / "q.csv")
+    ingest(
+        DataConfig(
+            source=f"npz:{workdir / 'data.npz'}",
+            image_size=(size, size),
+            splits={"validation": 0.0, "test": 0.0},
+        ),
+        workdir / "dataset",
+        workdir / "q.csv",
+    )
     n_train = read_info(workdir / "dataset")["num_examples"]["train"]
 
     def builder():
         keras.utils.set_random_seed(0)
-        model = build_model("cnn3", 10, (size, size), 3, {"filters": [16, 32, 64], "dense": 64}).model
+        model = build_model(
+            "cnn3", 10, (size, size), 3, {"filters": [16, 32, 64], "dense": 64}
+        ).model
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         return model
 
     records = make_dataset(workdir / "dataset", "train", (size, size), 3, batch, shuffle=True)
-    tensors = [(x.numpy(), y.numpy()) for x, y in make_dataset(workdir / "dataset", "train", (size, size), 3, 4096, cache=False)]
+    tensors = [
+        (x.numpy(), y.numpy())
+        for x, y in make_dataset(workdir / "dataset", "train", (size, size), 3, 4096, cache=False)
+    ]
     x = np.concatenate([t[0] for t in tensors])
     y = np.concatenate([t[1] for t in tensors])
-    memory = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(10_000, seed=0).batch(batch).prefetch(tf.data.AUTOTUNE)
+    memory = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(10_000, seed=0)
+        .batch(batch)
+        .prefetch(tf.data.AUTOTUNE)
+    )
     ours = _images_per_second(builder, records, n_train, epochs)
     baseline = _images_per_second(builder, memory, n_train, epochs)
     return ours, baseline
@@ -67,7 +87,6 @@ def input_ratio(workdir: Path, images: int, size: int, epochs: int, batch: int) 
 
 def time_to_accuracy(workdir: Path, target: float = 0.97) -> tuple[float | None, int]:
     """Seconds of training (ingest excluded) until validation accuracy first reaches `target`."""
-    import keras
 
     from components.ingest.run import ingest
     from components.train.keras_trainer import train_keras
@@ -75,7 +94,6 @@ def time_to_accuracy(workdir: Path, target: float = 0.97) -> tuple[float | None,
 
     experiment = load_experiment("digits")
     ingest(experiment.data, workdir / "digits", workdir / "digits-q.csv")
-
 
     spec = experiment.models[0]
     started = time.perf_counter()
@@ -90,23 +108,31 @@ def time_to_accuracy(workdir: Path, target: float = 0.97) -> tuple[float | None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--images", type=int, default=6000)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        ours, baseline = input_ratio(Path(folder), args.images, args.size, args.epochs, args.batch_size)
+        ours, baseline = input_ratio(
+            Path(folder), args.images, args.size, args.epochs, args.batch_size
+        )
         seconds, epochs = time_to_accuracy(Path(folder))
-    print(f"keras input pipeline ({args.images} images {args.size}x{args.size}, cnn3, {args.epochs} epochs):")
+    print(
+        f"keras input pipeline ({args.images} images {args.size}x{args.size}, cnn3, {args.epochs} epochs):"
+    )
     print(f"  TFRecord pipeline : {ours:9.0f} images/s")
     print(f"  in-memory tensors : {baseline:9.0f} images/s")
     print(f"  ratio             : {ours / baseline:9.2f}  (goal >= 0.95)")
     if seconds is None:
         print(f"digits: 97% validation accuracy not reached in {epochs} epochs")
     else:
-        print(f"digits: 97% validation accuracy after {epochs} epochs, about {seconds:.1f} s of training")
+        print(
+            f"digits: 97% validation accuracy after {epochs} epochs, about {seconds:.1f} s of training"
+        )
     return 0
 
 

@@ -19,6 +19,12 @@ FEATURE_IMAGE = "image/encoded"
 FEATURE_FORMAT = "image/format"
 FEATURE_LABEL = "label"
 FEATURE_KEY = "key"
+# What `image/format` holds: the stored bytes are one of these, and decode as they are to
+# dataset_info's `channels` (ingest converts everything else).
+IMAGE_FORMATS = ("jpeg", "png")
+# The Quarantine artifact: a CSV with this header, one row per rejected item; `reason` is
+# "<code>: <detail>" (codes in components.ingest.validate.REASONS).
+QUARANTINE_FIELDS = ("key", "source", "reason")
 
 
 def shard_name(split: str, index: int, count: int) -> str:

@@ -20,8 +20,10 @@ def ingest(
             class subset and label map).
         dataset: Sharded TFRecords per split plus dataset_info.json (class names, counts,
             content fingerprint).
-        quarantine: CSV of every rejected item (key, source, reason).
-        report: HTML data report: counts per split and class, quarantine reasons.
+        quarantine: CSV of every rejected item (key, source, reason), duplicates and leakage
+            included.
+        report: HTML data report: counts per split and class, quarantine reasons and examples,
+            conversions, image sizes, thumbnails per class.
 
     Returns:
         fingerprint: Content hash of the kept images, labels and splits.
@@ -30,17 +32,15 @@ def ingest(
     """
     from collections import namedtuple
 
-    from components.ingest.report import write_data_report
     from components.ingest.run import ingest as run_ingest
 
-    info = run_ingest(data_config, dataset.path, quarantine.path)
-    write_data_report(info, report.path)
+    info = run_ingest(data_config, dataset.path, quarantine.path, report.path)
     dataset.metadata.update(
         fingerprint=info["fingerprint"],
         num_classes=info["num_classes"],
         class_names=info["class_names"],
         num_examples=info["num_examples"],
     )
-    quarantine.metadata["count"] = info["quarantined"]
+    quarantine.metadata.update(count=info["quarantined"], reasons=info["quarantine_reasons"])
     outputs = namedtuple("IngestOutputs", ["fingerprint", "num_classes", "num_examples"])
     return outputs(info["fingerprint"], info["num_classes"], info["num_examples"])

@@ -1,170 +1,514 @@
-"""The ingest step: read a source, validate every image, split, write the Dataset artifact."""
+"""The ingest step: read the sources, validate every image, split, write the Dataset artifact.
+
+Two passes, neither holding the images in memory:
+
+1. decode: the sources are streamed through `check_in_order` (every core, input order). A
+   rejected item goes to the Quarantine CSV at once; the bytes of a kept image are appended to
+   a scratch file by the process that checked it, and only a small record (key, label, content
+   hash, where its bytes are) stays in memory.
+2. write: with every key and content hash known, exact duplicates and cross-split leakage are
+   resolved, splits assigned, and each split is copied from the scratch files into sharded
+   TFRecords in key-hash order (deterministic, and shuffled across classes).
+
+The scratch files live in a temporary folder (TMPDIR): it needs about the dataset's size free.
+
+Nothing is dropped silently: every seen item is either written or has a quarantine row, and
+the step raises if those books do not balance. Items left out by `data.classes` or
+`data.label_map` are not "seen"; they are counted in `excluded_by_config`.
+"""
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import json
+import posixpath
+import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, BinaryIO
 
-from components.common.dataset import INFO_FILE, SPLITS
+from components.common.dataset import INFO_FILE, QUARANTINE_FIELDS, SPLITS
 from components.common.files import write_json
 from components.common.progress import progress
-from components.ingest.sources import Item, SourceError, open_source
+from components.ingest.parallel import WorkerStartError, check_in_order
+from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
+from components.ingest.sources import Item, Source, SourceError, open_source
 from components.ingest.split import assign_splits, key_hash
 from components.ingest.tfrecords import ShardedWriter, serialize_example
-from components.ingest.validate import check_image
 from pipelines.config import DataConfig
 
-QUARANTINE_FIELDS = ("key", "source", "reason")
+THUMBNAILS_PER_CLASS = 4
+THUMBNAILS_TOTAL = 240
+EXAMPLES_PER_REASON = 8
+EXAMPLE_MISMATCHES = 50
+# The format a file's extension promises (a Pillow format name, lower case).
+SUFFIX_FORMATS = {
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".jpe": "jpeg",
+    ".png": "png",
+    ".gif": "gif",
+    ".bmp": "bmp",
+    ".webp": "webp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+}
+SAME_FORMAT = {"mpo": "jpeg"}  # a multi-picture JPEG is a JPEG file
 
 
 class IngestError(ValueError):
     """The data cannot make a usable dataset; the message names what to fix."""
 
 
-def ingest(data: DataConfig | dict[str, Any], output_dir: str | Path, quarantine_csv: str | Path) -> dict[str, Any]:
-    """Build the Dataset artifact in `output_dir`; return its dataset_info."""
+@dataclass(slots=True)
+class _Kept:
+    """What stays in memory of a kept image; its origin and bytes wait in scratch files."""
+
+    key: str
+    label: str
+    group: str  # "pool" (to be split), the source's own "validation"/"test", or "extra" (train)
+    digest: bytes
+    origin_offset: int
+    origin_length: int
+    file: int  # index of the scratch file that holds the image bytes
+    offset: int
+    length: int
+    format: str
+    width: int
+    height: int
+    split: str = ""  # set once splits are assigned
+
+
+@dataclass
+class _Tally:
+    seen: int = 0
+    converted: int = 0
+    labels: set[str] = field(default_factory=set)
+    conversions: Counter[str] = field(default_factory=Counter)
+    source_formats: Counter[str] = field(default_factory=Counter)
+    mismatches: int = 0
+    mismatch_examples: list[tuple[str, str, str]] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)
+    leakage: Counter[str] = field(default_factory=Counter)
+
+
+def ingest(
+    data: DataConfig | dict[str, Any],
+    output_dir: str | Path,
+    quarantine_csv: str | Path,
+    report_html: str | Path | None = None,
+    *,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Build the Dataset artifact in `output_dir`; return its dataset_info.
+
+    Args:
+        data: The experiment's data section.
+        output_dir: Folder for the TFRecord shards and dataset_info.json.
+        quarantine_csv: File for the Quarantine CSV (key, source, reason).
+        report_html: File for the HTML data report, if wanted.
+        workers: Processes that decode images (default: every core this process may use).
+    """
     data = data if isinstance(data, DataConfig) else DataConfig.model_validate(data)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    for stale in output_dir.glob("*-*-of-*.tfrecord"):
+        stale.unlink()
     started = time.monotonic()
-
-    items, excluded = _select(data)
-    class_names = _class_names(data, items)
-    _check_class_sizes(data, items)
-    splits = assign_splits(((i.key, i.label, i.split) for i in items), data.splits.validation, data.splits.test)
-
-    by_split: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        by_split[splits[item.key]].append(item)
-
-    label_index = {name: index for index, name in enumerate(class_names)}
-    counts: dict[str, Counter[str]] = {split: Counter() for split in SPLITS}
-    reasons: Counter[str] = Counter()
-    fingerprint = hashlib.sha256()
-    sizes: list[tuple[int, int]] = []
-    converted = 0
-    quarantine_path = Path(quarantine_csv)
-    quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-    with quarantine_path.open("w", newline="") as quarantine_file:
-        quarantine = csv.writer(quarantine_file)
-        quarantine.writerow(QUARANTINE_FIELDS)
-        for split in SPLITS:
-            # Hash order: deterministic and already shuffled across classes.
-            members = sorted(by_split.get(split, []), key=lambda i: key_hash(i.key))
-            with ShardedWriter(output_dir, split, len(members), data.shard_size) as writer:
-                for item in progress(members, len(members), f"ingest {split}"):
-                    try:
-                        raw = item.read()
-                    except OSError as exc:
-                        quarantine.writerow((item.key, item.origin, f"unreadable ({exc})"))
-                        reasons["unreadable"] += 1
-                        continue
-                    checked = check_image(raw, data.channels, data.min_image_side)
-                    if checked.data is None:
-                        quarantine.writerow((item.key, item.origin, checked.reason))
-                        reasons[str(checked.reason).split(" (")[0]] += 1
-                        continue
-                    converted += checked.converted
-                    label = label_index[item.label]
-                    writer.write(serialize_example(checked.data, checked.format, label, item.key))
-                    fingerprint.update(f"{split}\0{item.key}\0{label}\0".encode())
-                    fingerprint.update(hashlib.sha256(checked.data).digest())
-                    counts[split][item.label] += 1
-                    if len(sizes) < 20000:
-                        sizes.append((checked.width, checked.height))
-
-    if sum(counts["train"].values()) == 0:
-        raise IngestError("no valid training images: every item was quarantined; see the quarantine CSV")
-    seen = len(items)
-    kept = sum(sum(c.values()) for c in counts.values())
+    tally = _Tally()
+    sources = _open_sources(data)
+    with (
+        tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
+        _Quarantine(Path(quarantine_csv)) as quarantine,
+        _Scratch(Path(scratch)) as spill,
+    ):
+        kept = _decode(data, sources, quarantine, spill, tally, workers)
+        class_names = _class_names(data, tally.labels)
+        source_splits = sorted({r.group for r in kept} & {"validation", "test"})
+        members = _resolve(data, kept, quarantine, spill, tally)
+        del kept
+        counts = {split: Counter(r.label for r in members[split]) for split in SPLITS}
+        quarantine.flush()
+        _check_classes(data, class_names, counts)
+        fingerprint, thumbnails, shards = _write(data, output_dir, members, class_names, spill)
+        quarantined = quarantine.count
+        reasons = dict(quarantine.reasons)
+        examples = {code: list(rows) for code, rows in quarantine.examples.items()}
+    kept_count = sum(len(members[split]) for split in SPLITS)
+    if kept_count + quarantined != tally.seen:
+        raise IngestError(
+            f"internal error: {tally.seen} items seen but {kept_count} kept + {quarantined} "
+            "quarantined; the books do not balance (please report this with the quarantine CSV)"
+        )
+    widths = [r.width for split in SPLITS for r in members[split]]
+    heights = [r.height for split in SPLITS for r in members[split]]
     info = {
         "source": data.source,
+        "extra_train_sources": list(data.extra_train_sources),
+        "source_splits": source_splits,
         "class_names": class_names,
         "num_classes": len(class_names),
         "image_size": list(data.image_size),
         "channels": data.channels,
         "counts": {split: {name: counts[split][name] for name in class_names} for split in SPLITS},
-        "num_examples": {split: sum(counts[split].values()) for split in SPLITS},
-        "seen": seen,
-        "kept": kept,
-        "quarantined": seen - kept,
-        "quarantine_reasons": dict(reasons),
-        "excluded_by_config": excluded,
-        "converted": converted,
-        "image_sizes": _size_stats(sizes),
-        "fingerprint": fingerprint.hexdigest(),
+        "num_examples": {split: len(members[split]) for split in SPLITS},
+        "shards": shards,
+        "seen": tally.seen,
+        "kept": kept_count,
+        "quarantined": quarantined,
+        "quarantine_reasons": reasons,
+        "duplicates": reasons.get("duplicate", 0),
+        "leakage": dict(tally.leakage),
+        "excluded_by_config": dict(tally.excluded),
+        "converted": tally.converted,
+        "conversions": dict(tally.conversions),
+        "source_formats": dict(tally.source_formats),
+        "extension_mismatches": tally.mismatches,
+        "image_sizes": _size_stats(widths, heights),
+        "fingerprint": fingerprint,
         "seconds": round(time.monotonic() - started, 2),
     }
     write_json(output_dir / INFO_FILE, info)
+    if report_html is not None:
+        details = ReportDetails(
+            thumbnails=thumbnails,
+            widths=widths,
+            heights=heights,
+            quarantine_examples=examples,
+            extension_mismatches=tally.mismatch_examples,
+        )
+        write_data_report(info, report_html, details)
     return info
 
 
-def _select(data: DataConfig) -> tuple[list[Item], dict[str, int]]:
-    """All items after label_map and the class subset; counts of what the config excluded."""
-    sources = [data.source, *data.extra_train_sources]
-    items: list[Item] = []
-    excluded: Counter[str] = Counter()
-    keys: set[str] = set()
-    for index, source in enumerate(sources):
+def _open_sources(data: DataConfig) -> list[tuple[int, Source]]:
+    """Open every source first, so a bad one fails before anything is decoded."""
+    opened = []
+    for index, source in enumerate([data.source, *data.extra_train_sources]):
         try:
-            for item in open_source(source, data):
-                label = data.label_map.get(item.label) if data.label_map else item.label
-                if label is None:
-                    excluded[f"label '{item.label}' not in label_map"] += 1
-                    continue
-                if data.classes is not None and label not in data.classes:
-                    excluded[f"class '{label}' not in classes"] += 1
-                    continue
-                split = item.split if index == 0 else "train"
-                key = item.key if index == 0 else f"extra{index}/{item.key}"
-                if key in keys:
-                    raise IngestError(f"{source}: two items share the key '{key}'")
-                keys.add(key)
-                items.append(Item(key, label, item.read, item.origin, split))
+            opened.append((index, open_source(source, data)))
         except SourceError as exc:
             raise IngestError(str(exc)) from None
-    if not items:
-        raise IngestError(f"{data.source} yielded no images (after label_map/classes)")
-    return items, dict(excluded)
+    return opened
 
 
-def _class_names(data: DataConfig, items: list[Item]) -> list[str]:
+def _entries(
+    data: DataConfig, sources: list[tuple[int, Source]], tally: _Tally
+) -> Iterator[tuple[tuple[Item, str], Any]]:
+    """`((item, group), read)` for each item the config keeps, lazily."""
+    totals = [source.total for _, source in sources]
+    stream: Iterator[tuple[int, Item]] = chain.from_iterable(
+        ((index, item) for item in source) for index, source in sources
+    )
+    if all(total is not None for total in totals):
+        stream = progress(stream, sum(t for t in totals if t is not None), "ingest: decode")
+    keys: set[str] = set()
+    try:
+        for index, item in stream:
+            if item.label is None:
+                tally.excluded["unlabelled in the source"] += 1
+                continue
+            label = data.label_map.get(item.label) if data.label_map else item.label
+            if label is None:
+                tally.excluded[f"label '{item.label}' not in label_map"] += 1
+                continue
+            if data.classes is not None and label not in data.classes:
+                tally.excluded[f"class '{label}' not in classes"] += 1
+                continue
+            if index == 0:
+                key = item.key
+                group = item.split if item.split in ("validation", "test") else "pool"
+            else:
+                key, group = f"extra{index}/{item.key}", "extra"
+            if key in keys:
+                source = data.source if index == 0 else data.extra_train_sources[index - 1]
+                raise IngestError(f"{source}: two items share the key '{key}'; keys must be unique")
+            keys.add(key)
+            yield (Item(key, label, item.read, item.origin, item.split), group), item.read
+    except SourceError as exc:
+        raise IngestError(str(exc)) from None
+
+
+def _decode(
+    data: DataConfig,
+    sources: list[tuple[int, Source]],
+    quarantine: _Quarantine,
+    spill: _Scratch,
+    tally: _Tally,
+    workers: int | None,
+) -> list[_Kept]:
+    kept = []
+    entries = _entries(data, sources, tally)
+    checked_stream = check_in_order(
+        entries, data.channels, data.min_image_side, workers, spill_dir=str(spill.folder)
+    )
+    for (item, group), checked, stored in _starting(checked_stream):
+        tally.seen += 1
+        assert item.label is not None
+        tally.labels.add(item.label)
+        if checked.reason is not None:
+            quarantine.add(item.key, item.origin, checked.reason)
+            continue
+        assert stored is not None, "a kept image is stored by the process that checked it"
+        origin = item.origin.encode()
+        kept.append(
+            _Kept(
+                item.key,
+                item.label,
+                group,
+                checked.digest,
+                spill.add_origin(origin),
+                len(origin),
+                spill.file_index(stored.path),
+                stored.offset,
+                stored.length,
+                checked.format,
+                checked.width,
+                checked.height,
+            )
+        )
+        tally.converted += checked.converted
+        tally.conversions.update(checked.conversions)
+        tally.source_formats[checked.source_format] += 1
+        suffix = posixpath.splitext(item.origin)[1].lower()
+        promised = SUFFIX_FORMATS.get(suffix)
+        real = SAME_FORMAT.get(checked.source_format, checked.source_format)
+        if promised is not None and real != promised:
+            tally.mismatches += 1
+            if len(tally.mismatch_examples) < EXAMPLE_MISMATCHES:
+                tally.mismatch_examples.append((item.key, suffix, checked.source_format))
+    spill.flush()
+    return kept
+
+
+def _starting(stream: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from stream
+    except WorkerStartError as exc:
+        raise IngestError(str(exc)) from None
+
+
+def _resolve(
+    data: DataConfig, kept: list[_Kept], quarantine: _Quarantine, spill: _Scratch, tally: _Tally
+) -> dict[str, list[_Kept]]:
+    """Drop duplicates and leakage, assign splits; each split's records in write order."""
+
+    def order(record: _Kept) -> str:
+        return key_hash(record.key)
+
+    # Exact copies within the pool go first, so that a pair cannot straddle train/validation.
+    pool: list[_Kept] = []
+    first: dict[bytes, str] = {}
+    for record in sorted((r for r in kept if r.group == "pool"), key=order):
+        if record.digest in first:
+            quarantine.add(
+                record.key, spill.origin(record), f"duplicate: same image as {first[record.digest]}"
+            )
+        else:
+            first[record.digest] = record.key
+            pool.append(record)
+    del first
+    honoured = [r for r in kept if r.group in ("validation", "test")]
+    assignment = assign_splits(
+        chain(
+            ((r.key, r.label, None) for r in pool), ((r.key, r.label, r.group) for r in honoured)
+        ),
+        data.splits.validation,
+        data.splits.test,
+    )
+    by_split: dict[str, list[_Kept]] = {split: [] for split in SPLITS}
+    for record in chain(pool, honoured):
+        by_split[assignment[record.key]].append(record)
+    by_split["train"].extend(r for r in kept if r.group == "extra")
+    # An image in test is removed from validation and train, one in validation from train.
+    members: dict[str, list[_Kept]] = {}
+    owner: dict[bytes, _Kept] = {}
+    for split in ("test", "validation", "train"):
+        members[split] = []
+        for record in sorted(by_split[split], key=order):
+            record.split = split
+            previous = owner.get(record.digest)
+            if previous is None:
+                owner[record.digest] = record
+                members[split].append(record)
+            elif previous.split == split:
+                quarantine.add(
+                    record.key, spill.origin(record), f"duplicate: same image as {previous.key}"
+                )
+            else:
+                quarantine.add(
+                    record.key,
+                    spill.origin(record),
+                    f"leakage: same image as {previous.key} in {previous.split}; removed from {split}",
+                )
+                tally.leakage[f"{split}/{previous.split}"] += 1
+    return members
+
+
+def _write(
+    data: DataConfig,
+    output_dir: Path,
+    members: dict[str, list[_Kept]],
+    class_names: list[str],
+    spill: _Scratch,
+) -> tuple[str, dict[str, list[str]], dict[str, int]]:
+    """Write the shards; return the content fingerprint, thumbnails per class, shards per split."""
+    label_index = {name: index for index, name in enumerate(class_names)}
+    header = json.dumps({"class_names": class_names, "channels": data.channels}, sort_keys=True)
+    fingerprint = hashlib.sha256(header.encode())
+    per_class = max(1, min(THUMBNAILS_PER_CLASS, THUMBNAILS_TOTAL // max(1, len(class_names))))
+    thumbnails: dict[str, list[str]] = defaultdict(list)
+    shards = {}
+    for split in SPLITS:
+        records = members[split]
+        with ShardedWriter(output_dir, split, len(records), data.shard_size) as writer:
+            for record in progress(records, len(records), f"ingest: write {split}"):
+                image = spill.image(record)
+                label = label_index[record.label]
+                writer.write(serialize_example(image, record.format, label, record.key))
+                fingerprint.update(f"{split}\0{record.key}\0{label}\0".encode())
+                fingerprint.update(record.digest)
+                if len(thumbnails[record.label]) < per_class:
+                    thumbnails[record.label].append(thumbnail_uri(image))
+        shards[split] = writer.count if records else 0
+    return fingerprint.hexdigest(), dict(thumbnails), shards
+
+
+def _class_names(data: DataConfig, found: set[str]) -> list[str]:
     if data.classes is not None:
         return list(data.classes)
-    found = {item.label for item in items}
     if all(name.lstrip("-").isdigit() for name in found):
         return sorted(found, key=int)
     return sorted(found)
 
 
-def _check_class_sizes(data: DataConfig, items: list[Item]) -> None:
-    sizes = Counter(item.label for item in items)
-    if data.classes is not None:
-        missing = [name for name in data.classes if sizes[name] == 0]
-        if missing:
-            raise IngestError(f"classes {missing} have no images in {data.source}")
-    small = {name: n for name, n in sorted(sizes.items()) if n < data.min_images_per_class}
+def _check_classes(
+    data: DataConfig, class_names: list[str], counts: dict[str, Counter[str]]
+) -> None:
+    sizes: Counter[str] = Counter()
+    for split in SPLITS:
+        sizes.update(counts[split])
+    small = {name: sizes[name] for name in class_names if sizes[name] < data.min_images_per_class}
     if small:
         listed = ", ".join(f"'{name}' ({n})" for name, n in small.items())
         raise IngestError(
-            f"classes below data.min_images_per_class={data.min_images_per_class}: {listed}; "
-            "add images, drop the class with data.classes, or lower the minimum"
+            f"classes below data.min_images_per_class={data.min_images_per_class} (valid images, "
+            f"after quarantine, in {data.source}): {listed}; add images, drop the class with "
+            "data.classes, or lower the minimum (the quarantine CSV lists what was rejected)"
         )
-    if len(sizes) < 2:
-        raise IngestError(f"{data.source} has {len(sizes)} class(es); a classifier needs at least 2")
+    if len(class_names) < 2:
+        raise IngestError(
+            f"{data.source} has {len(class_names)} class(es); a classifier needs at least 2"
+        )
+    if not counts["train"]:
+        raise IngestError(
+            "no valid training images: every training item was quarantined or leaked into an "
+            "evaluation split; see the quarantine CSV"
+        )
 
 
-def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, Any]:
-    if not sizes:
+def _size_stats(widths: list[int], heights: list[int]) -> dict[str, Any]:
+    if not widths:
         return {}
-    widths = sorted(w for w, _ in sizes)
-    heights = sorted(h for _, h in sizes)
+    w, h = sorted(widths), sorted(heights)
     return {
-        "sampled": len(sizes),
-        "width": {"min": widths[0], "median": widths[len(widths) // 2], "max": widths[-1]},
-        "height": {"min": heights[0], "median": heights[len(heights) // 2], "max": heights[-1]},
+        "sampled": len(w),
+        "width": {"min": w[0], "median": w[len(w) // 2], "max": w[-1]},
+        "height": {"min": h[0], "median": h[len(h) // 2], "max": h[-1]},
     }
+
+
+class _Quarantine:
+    """The Quarantine CSV, written as items are rejected, with counts and examples per reason."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(QUARANTINE_FIELDS)
+        self.count = 0
+        self.reasons: Counter[str] = Counter()
+        self.examples: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
+
+    def add(self, key: str, origin: str, reason: str) -> None:
+        self._writer.writerow((key, origin, reason))
+        self.count += 1
+        code = reason.split(":", 1)[0]
+        self.reasons[code] += 1
+        if len(self.examples[code]) < EXAMPLES_PER_REASON:
+            self.examples[code].append((key, origin, reason))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def __enter__(self) -> _Quarantine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._file.close()
+
+
+class _Scratch:
+    """Scratch files: kept images' origins (written here) and bytes (written by the checkers).
+
+    All writes (pass 1) precede all reads (pass 2).
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._origins: BinaryIO = (folder / "origins.bin").open("w+b")
+        self._size = 0
+        self._paths: dict[str, int] = {}
+        self._files: list[BinaryIO | None] = []
+
+    def add_origin(self, origin: bytes) -> int:
+        offset = self._size
+        self._origins.write(origin)
+        self._size += len(origin)
+        return offset
+
+    def file_index(self, path: str) -> int:
+        if path not in self._paths:
+            self._paths[path] = len(self._files)
+            self._files.append(None)
+        return self._paths[path]
+
+    def flush(self) -> None:
+        self._origins.flush()
+
+    def image(self, record: _Kept) -> bytes:
+        file = self._files[record.file]
+        if file is None:
+            path = next(p for p, index in self._paths.items() if index == record.file)
+            file = self._files[record.file] = open(path, "rb")  # noqa: SIM115 - closed in __exit__
+        file.seek(record.offset)
+        return file.read(record.length)
+
+    def origin(self, record: _Kept) -> str:
+        self._origins.seek(record.origin_offset)
+        return self._origins.read(record.origin_length).decode()
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._origins.close()
+        for file in self._files:
+            if file is not None:
+                file.close()

@@ -16,24 +16,25 @@ def assign_splits(
 ) -> dict[str, str]:
     """Map each key to train/validation/test.
 
-    `items` are (key, label, source_split). Within each class, keys are ranked by their hash; the
-    first `test` fraction goes to test (unless the source has its own test split), the next
-    `validation` fraction to validation. The same keys give the same splits on every machine.
+    `items` are (key, label, source_split). Items of the source's own validation or test split
+    keep it. The others form a pool that, within each class, is ranked by key hash: the first
+    `test` fraction goes to test (only when the source has no test split), the next `validation`
+    fraction to validation (only when it has no validation split), the rest to train. The same
+    keys give the same splits on every run and machine; no hash depends on the process.
     """
-    by_class: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_class: dict[str, list[str]] = defaultdict(list)
     assignment: dict[str, str] = {}
-    has_source_test = False
     for key, label, source_split in items:
-        if source_split == "test":
-            assignment[key] = "test"
-            has_source_test = True
+        if source_split in ("validation", "test"):
+            assignment[key] = source_split
         else:
-            by_class[(label, "pool")].append(key)
-    for (_, _), keys in sorted(by_class.items()):
+            by_class[label].append(key)
+    source_splits = set(assignment.values())
+    for _, keys in sorted(by_class.items()):
         keys.sort(key=key_hash)
         n = len(keys)
-        n_test = 0 if has_source_test else _count(n, test)
-        n_validation = _count(n, validation)
+        n_test = 0 if "test" in source_splits else _count(n, test)
+        n_validation = 0 if "validation" in source_splits else _count(n, validation)
         for rank, key in enumerate(keys):
             if rank < n_test:
                 assignment[key] = "test"
