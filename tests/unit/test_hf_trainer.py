@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,6 @@ import torch  # noqa: E402
 
 from components.common.model_card import ModelCard  # noqa: E402
 from components.evaluate.loaders import ModelLoadError, load_classifier  # noqa: E402
-from components.ingest.run import ingest  # noqa: E402
 from components.train.hf_input import (  # noqa: E402
     BatchOrder,
     SplitBatches,
@@ -53,7 +53,7 @@ from components.train.hf_trainer import (  # noqa: E402
     schedule,
     train_transformers,
 )
-from pipelines.config import Augment, DataConfig, ModelSpec, load_experiment  # noqa: E402
+from pipelines.config import Augment, ModelSpec, load_experiment  # noqa: E402
 
 CLASSES = ["bright", "dark", "mid"]  # ingest orders class names alphabetically
 LEVELS = {"dark": 50, "mid": 128, "bright": 205}
@@ -97,24 +97,9 @@ def save_tiny_checkpoint(folder: Path, kind: str) -> Path:
     return folder
 
 
-def make_dataset(root: Path, per_class: int = 24) -> Path:
+def make_dataset(image_dataset: Callable[..., Path], root: Path, per_class: int = 24) -> Path:
     """Three classes of noisy flat images (20 x 28, so every model resizes them)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name, level in LEVELS.items():
-        folder = root / "images" / name
-        folder.mkdir(parents=True)
-        for index in range(per_class):
-            pixels = np.clip(rng.normal(level, 25, (20, 28, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / f"{index}.png")
-    config = DataConfig(
-        source=f"folder:{root / 'images'}",
-        image_size=(32, 32),
-        splits={"validation": 0.15, "test": 0.15},
-    )
-    ingest(config, root / "dataset", root / "quarantine.csv")
-    return root / "dataset"
+    return image_dataset(root, LEVELS, per_class, (20, 28), noise=25, image_size=(32, 32))
 
 
 def hf_spec(name: str, checkpoint: Path, **overrides: Any) -> ModelSpec:
@@ -137,8 +122,8 @@ def hf_spec(name: str, checkpoint: Path, **overrides: Any) -> ModelSpec:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_dataset(tmp_path_factory.mktemp("hf-data"))
+def dataset(tmp_path_factory: pytest.TempPathFactory, image_dataset: Callable[..., Path]) -> Path:
+    return make_dataset(image_dataset, tmp_path_factory.mktemp("hf-data"))
 
 
 @pytest.fixture(scope="module")
@@ -569,9 +554,9 @@ def _epochs_done(progress: Path) -> int:
 
 
 def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
-    checkpoints: dict[str, Path], tmp_path: Path
+    checkpoints: dict[str, Path], tmp_path: Path, image_dataset: Callable[..., Path]
 ) -> None:
-    dataset = make_dataset(tmp_path / "data", per_class=40)
+    dataset = make_dataset(image_dataset, tmp_path / "data", per_class=40)
     spec = hf_spec("resume", checkpoints["vit"], epochs=EPOCHS, augment={"flip": "horizontal"})
     model_dir, checkpoint_dir = tmp_path / "model", tmp_path / "checkpoints"
     argv = [

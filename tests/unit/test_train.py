@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from components.ingest.run import ingest
 from components.train.models import APPLICATIONS, SCRATCH, build_model
-from pipelines.config import KERAS_ARCHITECTURES, DataConfig, ModelSpec
+from pipelines.config import KERAS_ARCHITECTURES, ModelSpec
 
 
 def test_registry_matches_the_config_schema() -> None:
@@ -60,31 +60,16 @@ def test_cnn3_knobs_change_the_model() -> None:
     assert "BatchNormalization" not in {layer.__class__.__name__ for layer in plain.layers}
 
 
-def _colour_dataset(tmp_path: Path) -> Path:
-    """Two classes that a CNN separates in a few steps: dark and bright noisy squares."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 40), ("bright", 210)):
-        folder = tmp_path / "images" / name
-        folder.mkdir(parents=True)
-        for index in range(30):
-            pixels = np.clip(rng.normal(level, 20, (16, 16, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / f"{index}.png")
-    config = DataConfig(
-        source=f"folder:{tmp_path / 'images'}",
-        image_size=(16, 16),
-        splits={"validation": 0.2, "test": 0.2},
-    )
-    ingest(config, tmp_path / "dataset", tmp_path / "quarantine.csv")
-    return tmp_path / "dataset"
-
-
-def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(tmp_path: Path) -> None:
+def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
+    tmp_path: Path, image_dataset: Callable[..., Path]
+) -> None:
     from components.evaluate.loaders import load_classifier
     from components.train.run import train
 
-    dataset = _colour_dataset(tmp_path)
+    # Two classes that a CNN separates in a few steps: dark and bright noisy squares.
+    dataset = image_dataset(
+        tmp_path, {"dark": 40, "bright": 210}, 30, (16, 16), validation=0.2, test=0.2
+    )
     spec = ModelSpec(
         name="tiny", architecture="small_cnn", epochs=3, batch_size=8, params={"filters": 4}
     )
@@ -121,10 +106,13 @@ def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(tmp_path: Pat
     )
 
 
-def test_same_seed_same_weights(tmp_path: Path) -> None:
+def test_same_seed_same_weights(tmp_path: Path, image_dataset: Callable[..., Path]) -> None:
     from components.train.run import train
 
-    dataset = _colour_dataset(tmp_path)
+    # Two classes that a CNN separates in a few steps: dark and bright noisy squares.
+    dataset = image_dataset(
+        tmp_path, {"dark": 40, "bright": 210}, 30, (16, 16), validation=0.2, test=0.2
+    )
     spec = ModelSpec(
         name="tiny", architecture="small_cnn", epochs=1, batch_size=8, params={"filters": 4}
     ).model_dump()

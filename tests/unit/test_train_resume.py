@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from components.ingest.run import ingest
-from pipelines.config import DataConfig, ModelSpec
+from pipelines.config import ModelSpec
 
 EPOCHS = 8
 SCRIPT = """
@@ -26,23 +25,8 @@ print("DONE", card.training["epochs_run"])
 """
 
 
-def _dataset(tmp_path: Path) -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 60), ("bright", 190)):
-        folder = tmp_path / "images" / name
-        folder.mkdir(parents=True)
-        for index in range(300):
-            pixels = np.clip(rng.normal(level, 60, (32, 32, 3)), 0, 255).astype("uint8")
-            Image.fromarray(pixels).save(folder / f"{index}.png")
-    config = DataConfig(
-        source=f"folder:{tmp_path / 'images'}",
-        image_size=(32, 32),
-        splits={"validation": 0.1, "test": 0.1},
-    )
-    ingest(config, tmp_path / "dataset", tmp_path / "quarantine.csv")
-    return tmp_path / "dataset"
+def _dataset(image_dataset: Callable[..., Path], root: Path) -> Path:
+    return image_dataset(root, {"dark": 60, "bright": 190}, 300, noise=60, validation=0.1, test=0.1)
 
 
 def _epochs_logged(history_csv: Path) -> int:
@@ -51,8 +35,8 @@ def _epochs_logged(history_csv: Path) -> int:
     return max(len(history_csv.read_text().strip().splitlines()) - 1, 0)
 
 
-def test_sigkill_then_restart_resumes(tmp_path: Path) -> None:
-    dataset = _dataset(tmp_path)
+def test_sigkill_then_restart_resumes(tmp_path: Path, image_dataset: Callable[..., Path]) -> None:
+    dataset = _dataset(image_dataset, tmp_path)
     spec = ModelSpec(
         name="resume",
         architecture="cnn3",
@@ -99,10 +83,12 @@ def test_sigkill_then_restart_resumes(tmp_path: Path) -> None:
     )
 
 
-def test_a_finished_phase_is_not_trained_again(tmp_path: Path) -> None:
+def test_a_finished_phase_is_not_trained_again(
+    tmp_path: Path, image_dataset: Callable[..., Path]
+) -> None:
     from components.train.run import train
 
-    dataset = _dataset(tmp_path)
+    dataset = _dataset(image_dataset, tmp_path)
     spec = ModelSpec(
         name="twice", architecture="small_cnn", epochs=2, batch_size=32, params={"filters": 4}
     ).model_dump()
@@ -113,11 +99,13 @@ def test_a_finished_phase_is_not_trained_again(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("unfreeze", [0, 5])
-def test_transfer_recipe_freezes_then_unfreezes(tmp_path: Path, unfreeze: int) -> None:
+def test_transfer_recipe_freezes_then_unfreezes(
+    tmp_path: Path, image_dataset: Callable[..., Path], unfreeze: int
+) -> None:
     from components.train.models import build_model
     from components.train.run import train
 
-    dataset = _dataset(tmp_path)
+    dataset = _dataset(image_dataset, tmp_path)
     # Stand-in for downloaded ImageNet weights: a saved backbone loaded through `weights: PATH`.
     backbone = build_model("mobilenetv3small", 2, (32, 32), 3).backbone
     weights = tmp_path / "backbone.weights.h5"
