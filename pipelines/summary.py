@@ -66,6 +66,8 @@ def format_result(result: dict[str, Any]) -> str:
         )
     if result.get("run_dir"):
         lines.append(f"artifacts: {result['run_dir']}")
+    for report in result.get("reports") or []:
+        lines.append(f"  html: {report}")
     if result.get("seconds") is not None:
         lines.append(f"total: {result['seconds']:.1f} s")
     return "\n".join(lines)

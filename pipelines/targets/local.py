@@ -116,7 +116,8 @@ class LocalTarget(Target):
             "error": error,
             "seconds": round(time.time() - started, 2),
             "pipeline_root": str(root),
-            "run_dir": _newest_run_dir(root, started),
+            "run_dir": (run_dir := _newest_run_dir(root, started)),
+            "reports": _html_reports(run_dir),
             "tasks": [
                 {"name": t.name, "status": t.status, "seconds": round(t.seconds, 2)}
                 for t in observer.tasks.values()
@@ -141,6 +142,14 @@ class LocalTarget(Target):
             if record.get("source_model") == source:
                 return record
         return None
+
+
+def _html_reports(run_dir: str | None) -> list[str]:
+    """The HTML artifacts (data report, training curves, evaluation and comparison reports)."""
+    if run_dir is None:
+        return []
+    names = {"report", "curves"}
+    return sorted(str(p) for p in Path(run_dir).rglob("*") if p.name in names and p.is_file())
 
 
 def _newest_run_dir(root: Path, since: float) -> str | None:

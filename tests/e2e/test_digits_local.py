@@ -70,6 +70,10 @@ def test_artifacts_on_disk(first_run: dict) -> None:
         card and first_run["summary"]["best"]["metrics"]["accuracy"]
     )
     assert "small-cnn" in (run_dir / "compare" / "table").read_text()
+    reports = {Path(p).relative_to(run_dir).as_posix() for p in first_run["reports"]}
+    assert {"ingest/report", "compare/report"} <= reports
+    assert any(r.endswith("evaluate/report") for r in reports)
+    assert any(r.endswith("train/curves") for r in reports)
 
 
 def test_best_model_is_registered(first_run: dict, runs_dir: Path) -> None:
