@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,3 +48,49 @@ def write_image_dataset(
 def image_dataset() -> Callable[..., Path]:
     """Build a small class-per-brightness Dataset artifact: `image_dataset(root, levels, ...)`."""
     return write_image_dataset
+
+
+def write_tiny_hf_checkpoint(folder: Path, kind: str) -> Path:
+    """A tiny randomly initialised classifier (5 labels) and its image processor config, saved
+    with save_pretrained: a checkpoint folder that needs no Hub download."""
+    import torch
+    from transformers import (
+        ConvNextImageProcessorPil,
+        ConvNextV2Config,
+        ConvNextV2ForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+        ViTImageProcessorPil,
+    )
+
+    torch.manual_seed(0)
+    if kind == "vit":
+        config = ViTConfig(
+            image_size=32,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=5,
+        )
+        model: Any = ViTForImageClassification(config)
+        processor: Any = ViTImageProcessorPil(
+            size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+        )
+    else:
+        config = ConvNextV2Config(
+            num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], patch_size=4, num_labels=5
+        )
+        model = ConvNextV2ForImageClassification(config)
+        # ImageNet statistics and ConvNeXt's resize-then-crop: 36 x 36, centre 32 x 32.
+        processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_checkpoint() -> Callable[..., Path]:
+    """Save a tiny ViT or ConvNeXt V2 checkpoint: `tiny_hf_checkpoint(folder, "vit")`."""
+    return write_tiny_hf_checkpoint

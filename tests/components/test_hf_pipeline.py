@@ -4,6 +4,7 @@ ViT checkpoint from a temp folder) -> evaluate -> compare -> gate -> register.""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +20,6 @@ from pipelines.cli import main  # noqa: E402
 pytestmark = pytest.mark.e2e
 
 
-def _tiny_vit(folder: Path) -> Path:
-    import torch
-    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessorPil
-
-    torch.manual_seed(0)
-    config = ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_labels=7,
-    )
-    ViTForImageClassification(config).save_pretrained(folder)
-    ViTImageProcessorPil(size={"height": 32, "width": 32}).save_pretrained(folder)
-    return folder
-
-
 def _images(folder: Path) -> Path:
     from PIL import Image
 
@@ -51,7 +33,7 @@ def _images(folder: Path) -> Path:
 
 
 def test_a_transformers_candidate_runs_end_to_end(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], tiny_hf_checkpoint: Callable[..., Path]
 ) -> None:
     experiment = {
         "description": "tiny ViT smoke run",
@@ -67,7 +49,7 @@ def test_a_transformers_candidate_runs_end_to_end(
             {
                 "name": "tiny-vit",
                 "framework": "transformers",
-                "checkpoint": str(_tiny_vit(tmp_path / "vit")),
+                "checkpoint": str(tiny_hf_checkpoint(tmp_path / "vit", "vit")),
                 "epochs": 1,
                 "batch_size": 8,
                 "optimizer": {"name": "adamw", "learning_rate": 1.0e-3, "weight_decay": 0.05},

@@ -59,44 +59,6 @@ CLASSES = ["bright", "dark", "mid"]  # ingest orders class names alphabetically
 LEVELS = {"dark": 50, "mid": 128, "bright": 205}
 
 
-def save_tiny_checkpoint(folder: Path, kind: str) -> Path:
-    """A tiny randomly initialised classifier (5 labels) and its image processor config."""
-    from transformers import (
-        ConvNextImageProcessorPil,
-        ConvNextV2Config,
-        ConvNextV2ForImageClassification,
-        ViTConfig,
-        ViTForImageClassification,
-        ViTImageProcessorPil,
-    )
-
-    torch.manual_seed(0)
-    if kind == "vit":
-        config = ViTConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            num_labels=5,
-        )
-        model: Any = ViTForImageClassification(config)
-        processor: Any = ViTImageProcessorPil(
-            size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-        )
-    else:
-        config = ConvNextV2Config(
-            num_stages=2, hidden_sizes=[16, 32], depths=[1, 1], patch_size=4, num_labels=5
-        )
-        model = ConvNextV2ForImageClassification(config)
-        # ImageNet statistics and ConvNeXt's resize-then-crop: 36 x 36, centre 32 x 32.
-        processor = ConvNextImageProcessorPil(size={"shortest_edge": 32}, crop_pct=0.875)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
-
-
 def make_dataset(image_dataset: Callable[..., Path], root: Path, per_class: int = 24) -> Path:
     """Three classes of noisy flat images (20 x 28, so every model resizes them)."""
     return image_dataset(root, LEVELS, per_class, (20, 28), noise=25, image_size=(32, 32))
@@ -127,9 +89,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, image_dataset: Callable[..
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, tiny_hf_checkpoint: Callable[..., Path]
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hf-checkpoints")
-    return {kind: save_tiny_checkpoint(root / kind, kind) for kind in ("vit", "convnextv2")}
+    return {kind: tiny_hf_checkpoint(root / kind, kind) for kind in ("vit", "convnextv2")}
 
 
 @pytest.fixture(scope="module")
