@@ -27,7 +27,7 @@ import numpy as np
 
 def _make_dataset(workdir: Path, images: int, size: int) -> Path:
     from components.ingest.run import ingest
-    from pipelines.config import DataConfig
+    from components.spec import DataConfig
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 10, images)
@@ -112,10 +112,10 @@ def measure(
     """Median images/s per mode, and the seconds the cached mode spent decoding up front."""
     import torch
 
+    from components.spec import ModelSpec
     from components.train.hf_input import SplitBatches
     from components.train.hf_model import Preprocessing, load_processor_config
     from components.train.hf_trainer import load_pretrained
-    from pipelines.config import ModelSpec
 
     spec = ModelSpec(name="bench", framework="transformers", checkpoint=str(checkpoint))
     prep = Preprocessing.from_processor_config(load_processor_config(str(checkpoint)))

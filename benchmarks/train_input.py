@@ -43,9 +43,9 @@ def input_ratio(
 
     from components.common.dataset import read_info
     from components.ingest.run import ingest
+    from components.spec import DataConfig
     from components.train.input import make_dataset
     from components.train.models import build_model
-    from pipelines.config import DataConfig
 
     _make_npz(workdir / "data.npz", images, size)
     ingest(

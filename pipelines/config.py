@@ -2,52 +2,30 @@
 
 An experiment file states only what differs from the defaults below. It is validated once,
 before anything is compiled or submitted; every error names the field, the bad value and
-what is allowed. This module imports no KFP so the step modules can use the same types.
+what is allowed. The step configs it is made of (data, models and their recipes) are the steps' own
+vocabulary from `components/spec.py`; this module adds targets, resources and registration.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from components.common.images import BASE_IMAGE
+from components.spec import (
+    DataConfig,
+    MetricName,
+    ModelSpec,
+    Slug,
+    Strict,
 )
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 
-SOURCE_SCHEMES = ("sklearn", "folder", "csv", "npz", "tfds", "hf")
-SKLEARN_DATASETS = ("digits",)
-KERAS_SCRATCH_ARCHITECTURES = ("small_cnn", "lenet5", "cifar_cnn", "cnn3")
-KERAS_APPLICATIONS = (
-    "resnet50v2",
-    "inceptionv3",
-    "efficientnetv2b0",
-    "efficientnetv2b1",
-    "efficientnetv2b2",
-    "efficientnetv2b3",
-    "efficientnetv2s",
-    "efficientnetv2m",
-    "efficientnetv2l",
-    "convnexttiny",
-    "convnextsmall",
-    "convnextbase",
-    "convnextlarge",
-    "convnextxlarge",
-    "densenet121",
-    "densenet169",
-    "mobilenetv3small",
-    "mobilenetv3large",
-)
-KERAS_ARCHITECTURES = KERAS_SCRATCH_ARCHITECTURES + KERAS_APPLICATIONS
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "top5_accuracy")
 GPU_TYPES = (
     "NVIDIA_TESLA_T4",
     "NVIDIA_TESLA_V100",
@@ -62,239 +40,27 @@ GPU_TYPES = (
 TPU_TYPES = ("TPU_V5_LITEPOD", "TPU_V6E", "TPU_V5P")
 RESERVATION = re.compile(r"projects/[^/]+/zones/[^/]+/reservations/[^/]+")
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")]
-Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
-
 
 class ConfigError(ValueError):
     """A bad experiment file or override; the message says what to fix."""
 
 
-class _Strict(BaseModel):
-    # YAML (and so --set) reads 8, 2024 or 123456789012 as numbers; text fields take them as text
-    # (cpu_limit: 8, a numeric project, folder class names 0-9).
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True)
-
-
-class Reference(_Strict):
+class Reference(Strict):
     """What the reference system reached on the test set."""
 
-    metric: Literal[METRICS] = "accuracy"  # type: ignore[valid-type]
+    metric: MetricName = "accuracy"
     value: float = Field(ge=0.0, le=1.0)
     note: str | None = None
 
 
-class Splits(_Strict):
-    """Fractions carved out of the source's training data (test only when the source has none)."""
-
-    validation: Fraction = 0.1
-    test: Fraction = 0.1
-
-    @model_validator(mode="after")
-    def _leave_training_data(self) -> Splits:
-        if self.validation + self.test >= 0.9:
-            raise ValueError(
-                f"validation + test = {self.validation + self.test:.2f} leaves almost nothing to "
-                "train on; keep their sum below 0.9"
-            )
-        return self
-
-
-class DataConfig(_Strict):
-    """Where the images come from and how they are shaped."""
-
-    source: str
-    image_size: tuple[
-        Annotated[int, Field(ge=8, le=1024)], Annotated[int, Field(ge=8, le=1024)]
-    ] = (
-        224,
-        224,
-    )
-    channels: Literal[1, 3] = 3
-    splits: Splits = Splits()
-    min_images_per_class: int = Field(default=1, ge=1)
-    min_image_side: int = Field(default=1, ge=1)
-    classes: list[str] | None = Field(
-        default=None, description="keep only these source classes (after label_map)"
-    )
-    label_map: dict[str, str] | None = Field(
-        default=None, description="source class name -> target class name"
-    )
-    image_column: str = "image"
-    label_column: str = "label"
-    extra_train_sources: list[str] = Field(default_factory=list)
-    shard_size: int = Field(default=2000, ge=10, description="images per TFRecord shard")
-
-    @field_validator("source", "extra_train_sources")
-    @classmethod
-    def _known_scheme(cls, value: Any) -> Any:
-        for source in value if isinstance(value, list) else [value]:
-            check_source(source)
-        return value
-
-    @field_validator("classes")
-    @classmethod
-    def _distinct_classes(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            if len(value) < 2:
-                raise ValueError("a classifier needs at least 2 classes")
-            if len(set(value)) != len(value):
-                raise ValueError("class names must be distinct")
-        return value
-
-    @property
-    def scheme(self) -> str:
-        return self.source.split(":", 1)[0]
-
-
-def check_source(source: str) -> None:
-    scheme, sep, rest = source.partition(":")
-    if not sep or scheme not in SOURCE_SCHEMES or not rest:
-        raise ValueError(
-            f"'{source}' is not a data source; use one of "
-            + ", ".join(f"{s}:..." for s in SOURCE_SCHEMES)
-            + " (e.g. sklearn:digits, folder:/data/pets, tfds:cifar10)"
-        )
-    if scheme == "sklearn" and rest not in SKLEARN_DATASETS:
-        raise ValueError(
-            f"sklearn:{rest} is not embedded; available: {', '.join(SKLEARN_DATASETS)}"
-        )
-
-
-class Optimizer(_Strict):
-    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
-    learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_epochs: int = Field(
-        default=0, ge=0, description="linear warm-up before the cosine decay"
-    )
-
-
-class Augment(_Strict):
-    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
-    rotation: Fraction = 0.0
-    zoom: Fraction = 0.0
-    translation: Fraction = 0.0
-    contrast: Fraction = 0.0
-
-
-class FineTune(_Strict):
-    """Second phase of transfer learning: unfreeze the top layers at a lower learning rate."""
-
-    epochs: int = Field(default=0, ge=0)
-    unfreeze_layers: int = Field(default=0, ge=0, description="0 unfreezes the whole backbone")
-    learning_rate: float = Field(default=1e-5, gt=0.0)
-
-
-class ModelSpec(_Strict):
-    """One candidate model and its training recipe."""
-
-    name: Slug
-    framework: Literal["keras", "transformers"] = "keras"
-    architecture: str | None = None
-    weights: str = Field(default="none", description="keras: imagenet | none | path")
-    checkpoint: str | None = Field(default=None, description="transformers: Hub id or folder")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description="architecture knobs, e.g. filters, dropout, l2"
-    )
-    epochs: int = Field(default=10, ge=1, le=1000)
-    batch_size: int = Field(default=32, ge=1, le=65536)
-    optimizer: Optimizer = Optimizer()
-    augment: Augment = Augment()
-    label_smoothing: Fraction = 0.0
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    reduce_lr_patience: int | None = Field(
-        default=None, ge=1, description="ReduceLROnPlateau patience (constant schedule only)"
-    )
-    mixed_precision: Literal["auto", "off"] = Field(
-        default="auto", description="auto: float16 on GPU, bfloat16 on TPU, float32 on CPU"
-    )
-    jit_compile: bool = Field(default=False, description="compile the training step with XLA")
-    fine_tune: FineTune = FineTune()
-    gradient_accumulation_steps: int = Field(
-        default=1, ge=1, le=1024, description="transformers: micro-batches per optimizer step"
-    )
-    layer_decay: float | None = Field(
-        default=None,
-        gt=0.0,
-        le=1.0,
-        description="transformers: layer-wise learning-rate decay (each block down from the "
-        "head gets this factor once more)",
-    )
-
-    @model_validator(mode="after")
-    def _framework_fields(self) -> ModelSpec:
-        if self.framework == "keras":
-            if self.architecture is None:
-                raise ValueError(
-                    f"model '{self.name}': keras models need 'architecture' (one of "
-                    f"{', '.join(KERAS_ARCHITECTURES)})"
-                )
-            if self.architecture not in KERAS_ARCHITECTURES:
-                raise ValueError(
-                    f"model '{self.name}': architecture '{self.architecture}' is unknown; "
-                    f"use one of {', '.join(KERAS_ARCHITECTURES)}"
-                )
-            if self.checkpoint is not None:
-                raise ValueError(
-                    f"model '{self.name}': 'checkpoint' is for framework: transformers; "
-                    "keras models take 'architecture' and 'weights'"
-                )
-            if self.reduce_lr_patience and self.optimizer.schedule != "constant":
-                raise ValueError(
-                    f"model '{self.name}': reduce_lr_patience needs optimizer.schedule: constant "
-                    "(a cosine schedule already sets the learning rate every step)"
-                )
-            if self.architecture in KERAS_SCRATCH_ARCHITECTURES and self.weights != "none":
-                raise ValueError(
-                    f"model '{self.name}': {self.architecture} trains from scratch; "
-                    "set weights: none (pretrained weights exist only for keras applications)"
-                )
-            if self.gradient_accumulation_steps != 1 or self.layer_decay is not None:
-                raise ValueError(
-                    f"model '{self.name}': gradient_accumulation_steps and layer_decay are for "
-                    "framework: transformers; remove them or raise batch_size for keras models"
-                )
-        else:
-            if not self.checkpoint:
-                raise ValueError(
-                    f"model '{self.name}': transformers models need 'checkpoint' "
-                    "(a Hub id such as google/vit-base-patch16-224 or a local folder)"
-                )
-            if self.architecture is not None:
-                raise ValueError(
-                    f"model '{self.name}': 'architecture' is for framework: keras; "
-                    "transformers models take 'checkpoint'"
-                )
-            keras_only = [
-                name
-                for name, unset in (
-                    ("weights", self.weights == "none"),
-                    ("fine_tune", not self.fine_tune.epochs),
-                    ("reduce_lr_patience", self.reduce_lr_patience is None),
-                    ("jit_compile", not self.jit_compile),
-                )
-                if not unset
-            ]
-            if keras_only:
-                raise ValueError(
-                    f"model '{self.name}': keras-only settings given ({', '.join(keras_only)}); "
-                    "remove them: transformers models fine-tune the whole checkpoint in one "
-                    "phase (use optimizer.schedule: cosine with warmup_epochs, and layer_decay)"
-                )
-        return self
-
-
-class Gate(_Strict):
+class Gate(Strict):
     """The best candidate must reach this before it is registered."""
 
-    metric: Literal[METRICS] = "accuracy"  # type: ignore[valid-type]
+    metric: MetricName = "accuracy"
     min: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
-class VertexResources(_Strict):
+class VertexResources(Strict):
     machine_type: str = "n1-standard-8"
     accelerator: str | None = None
     count: int = Field(default=1, ge=1, le=16)
@@ -363,7 +129,7 @@ class VertexResources(_Strict):
         return self.accelerator in TPU_TYPES
 
 
-class Toleration(_Strict):
+class Toleration(Strict):
     key: str
     operator: Literal["Equal", "Exists"] = "Equal"
     value: str | None = None
@@ -380,7 +146,7 @@ class Toleration(_Strict):
         return self
 
 
-class KfpResources(_Strict):
+class KfpResources(Strict):
     """Resources of the training step on a KFP cluster (Kubernetes names)."""
 
     gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu per training pod")
@@ -400,7 +166,7 @@ KIND_REGISTRY_PVC = "imgclf-registry"  # created by infra/kind (storage.yaml)
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
-class Kfp(_Strict):
+class Kfp(Strict):
     """Where the kfp target puts things on a KFP standalone cluster (e.g. infra/kind).
 
     These settings go through kfp-kubernetes into the kfp compile only: Vertex rejects them.
@@ -449,21 +215,21 @@ class Kfp(_Strict):
         return value
 
 
-class Resources(_Strict):
+class Resources(Strict):
     vertex: VertexResources = VertexResources()
     kfp: KfpResources = KfpResources()
 
 
-class Images(_Strict):
+class Images(Strict):
     """Container images of the steps (each has this project installed)."""
 
-    cpu: str = "image-classification-cpu:latest"
+    cpu: str = BASE_IMAGE
     gpu: str = "image-classification-gpu:latest"
     tpu: str = "image-classification-tpu:latest"
     transformers: str = "image-classification-transformers:latest"
 
 
-class Gcp(_Strict):
+class Gcp(Strict):
     project: str | None = None
     region: str = "us-central1"
     bucket: str | None = Field(default=None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$")
@@ -503,7 +269,7 @@ class Gcp(_Strict):
         return value
 
 
-class Register(_Strict):
+class Register(Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
     deploy: bool = False
@@ -527,7 +293,7 @@ class Register(_Strict):
     )
 
 
-class Experiment(_Strict):
+class Experiment(Strict):
     """The whole experiment: what to train on, which candidates, and where to run it."""
 
     name: Slug = "experiment"

@@ -33,7 +33,7 @@ def format_result(result: dict[str, Any]) -> str:
         lines += ["", f"error: {result['error']}", "the failing step's log is above (stderr)"]
     summary = result.get("summary")
     if summary:
-        from components.compare.run import TABLE_METRICS
+        from components.spec import TABLE_METRICS
 
         metrics = [m for m in TABLE_METRICS if m in summary["rows"][0]]
         rows = []

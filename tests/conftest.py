@@ -26,7 +26,7 @@ def write_image_dataset(
     from PIL import Image
 
     from components.ingest.run import ingest
-    from pipelines.config import DataConfig
+    from components.spec import DataConfig
 
     rng = np.random.default_rng(0)
     for name, level in levels.items():

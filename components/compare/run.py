@@ -12,24 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from components.common import html
-from components.evaluate.metrics import LOWER_IS_BETTER, SCALARS
 from components.gate.run import verdict
+from components.spec import LOWER_IS_BETTER, SCALARS, TABLE_METRICS
 
-# The metrics the tables (and the CLI summary) show, when present.
-TABLE_METRICS = (
-    "accuracy",
-    "top5_accuracy",
-    "balanced_accuracy",
-    "macro_f1",
-    "weighted_f1",
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "ece",
-)
 STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
 
-__all__ = ["LOWER_IS_BETTER", "TABLE_METRICS", "compare", "to_markdown", "write_html"]
+__all__ = ["compare", "to_markdown", "write_html"]
 
 
 def mean_std(values: list[float]) -> dict[str, float]:

@@ -11,28 +11,11 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-ECE_BINS = 15
+from components.spec import ECE_BINS, METRICS, SCALARS, TOP_K
+
 MOST_CONFUSED = 20
 # Clip probabilities away from 0 before the log, as scikit-learn does for float64.
 LOG_EPSILON = 1e-15
-
-# Scalars in the order reports and tables show them; absent ones were not applicable.
-SCALARS = (
-    "accuracy",
-    "top5_accuracy",
-    "balanced_accuracy",
-    "macro_precision",
-    "macro_recall",
-    "macro_f1",
-    "weighted_precision",
-    "weighted_recall",
-    "weighted_f1",
-    "roc_auc",
-    "pr_auc",
-    "log_loss",
-    "ece",
-)
-LOWER_IS_BETTER = frozenset({"log_loss", "ece"})
 
 
 def classification_metrics(
@@ -76,9 +59,9 @@ def classification_metrics(
         result[f"{average}_precision"] = float(p)
         result[f"{average}_recall"] = float(r)
         result[f"{average}_f1"] = float(f)
-    if n_classes > 10:
-        result["top5_accuracy"] = top_k_accuracy(labels, probabilities, 5)
-    if n_classes == 2:
+    if METRICS["top5_accuracy"].applies(n_classes):
+        result["top5_accuracy"] = top_k_accuracy(labels, probabilities, TOP_K)
+    if METRICS["roc_auc"].applies(n_classes):
         result.update(binary_curves(labels, probabilities[:, 1]))
     result["per_class"] = {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from components.common import html
-from components.evaluate.metrics import ECE_BINS, LOWER_IS_BETTER, SCALARS
+from components.spec import LOWER_IS_BETTER, METRIC_CATALOGUE, SCALARS
 
 GALLERY_SIZE = 24
 THUMBNAIL_SIDE = 112
@@ -28,21 +28,7 @@ LABELLED_CLASSES = 40
 CELL_TEXT_CLASSES = 20
 CLOSE_UP_CLASSES = 20
 
-DESCRIPTIONS = {
-    "accuracy": "share of test images whose top class is right",
-    "top5_accuracy": "share whose true class is among the 5 most probable",
-    "balanced_accuracy": "mean recall over classes",
-    "macro_precision": "unweighted mean over classes",
-    "macro_recall": "unweighted mean over classes",
-    "macro_f1": "unweighted mean over classes",
-    "weighted_precision": "mean over classes weighted by support",
-    "weighted_recall": "mean over classes weighted by support (equals accuracy)",
-    "weighted_f1": "mean over classes weighted by support",
-    "roc_auc": "area under the ROC curve (positive class: the second class)",
-    "pr_auc": "average precision (area under the precision-recall curve)",
-    "log_loss": "mean negative log probability of the true class",
-    "ece": f"expected calibration error, {ECE_BINS} equal-width confidence bins",
-}
+DESCRIPTIONS = {m.name: m.description for m in METRIC_CATALOGUE}
 
 REPORT_STYLE = """<style>
 .t-metrics td:nth-child(3),.t-metrics th:nth-child(3),.t-pairs td:nth-child(2),.t-pairs th:nth-child(2),.t-classes td:nth-child(6),.t-classes th:nth-child(6){text-align:left}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.evaluate.metrics import LOWER_IS_BETTER
+from components.spec import LOWER_IS_BETTER
 
 
 def verdict(metric: str, value: float, threshold: float, name: str, seed: int) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from components.ingest.report import ReportDetails, thumbnail_uri, write_data_re
 from components.ingest.sources import Item, Source, SourceError, open_source
 from components.ingest.split import assign_splits, key_hash
 from components.ingest.tfrecords import ShardedWriter, serialize_example
-from pipelines.config import DataConfig
+from components.spec import DataConfig
 
 THUMBNAILS_PER_CLASS = 4
 THUMBNAILS_TOTAL = 240

@@ -23,8 +23,8 @@ from typing import Any, cast
 import numpy as np
 
 from components.common.dataset import FEATURE_IMAGE, FEATURE_LABEL, shard_files
+from components.spec import Augment
 from components.train.hf_model import Preprocessing
-from pipelines.config import Augment
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 MAX_WORKERS = 8

@@ -33,6 +33,7 @@ import numpy as np
 from components.common.dataset import read_info
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
+from components.spec import Augment, ModelSpec
 from components.train.hf_input import BatchOrder, SplitBatches, augment_batch
 from components.train.hf_model import (
     HF_DIR,
@@ -45,7 +46,6 @@ from components.train.hf_model import (
     quiet_transformers,
     resolve_checkpoint,
 )
-from pipelines.config import Augment, ModelSpec
 
 STATE_DIR = "transformers"
 LAST = "last.pt"

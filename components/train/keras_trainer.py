@@ -18,9 +18,9 @@ from typing import Any
 from components.common.dataset import read_info
 from components.common.files import write_json
 from components.common.model_card import ModelCard
+from components.spec import ModelSpec
 from components.train.input import make_dataset
 from components.train.models import build_model
-from pipelines.config import ModelSpec
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 

@@ -10,28 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# (module, class, preprocessing) of keras.applications backbones.
-# "tf": scale to [-1, 1]; "torch": /255 then ImageNet mean/std; "none": the model includes it.
-APPLICATIONS: dict[str, tuple[str, str]] = {
-    "resnet50v2": ("ResNet50V2", "tf"),
-    "inceptionv3": ("InceptionV3", "tf"),
-    "mobilenetv3small": ("MobileNetV3Small", "none"),
-    "mobilenetv3large": ("MobileNetV3Large", "none"),
-    "efficientnetv2b0": ("EfficientNetV2B0", "none"),
-    "efficientnetv2b1": ("EfficientNetV2B1", "none"),
-    "efficientnetv2b2": ("EfficientNetV2B2", "none"),
-    "efficientnetv2b3": ("EfficientNetV2B3", "none"),
-    "efficientnetv2s": ("EfficientNetV2S", "none"),
-    "efficientnetv2m": ("EfficientNetV2M", "none"),
-    "efficientnetv2l": ("EfficientNetV2L", "none"),
-    "convnexttiny": ("ConvNeXtTiny", "none"),
-    "convnextsmall": ("ConvNeXtSmall", "none"),
-    "convnextbase": ("ConvNeXtBase", "none"),
-    "convnextlarge": ("ConvNeXtLarge", "none"),
-    "convnextxlarge": ("ConvNeXtXLarge", "none"),
-    "densenet121": ("DenseNet121", "torch"),
-    "densenet169": ("DenseNet169", "torch"),
-}
+from components.spec import KERAS_APPLICATIONS
+
+APPLICATIONS = KERAS_APPLICATIONS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from components.common.files import local_path
 from components.common.model_card import ModelCard
+from components.spec import ModelSpec
 from components.train.curves import write_curves_report
-from pipelines.config import ModelSpec
 
 
 def train(

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from components.spec import KERAS_APPLICATIONS
 from pipelines.config import (
     EXPERIMENTS_DIR,
-    KERAS_APPLICATIONS,
     ConfigError,
     Experiment,
     list_experiments,
@@ -657,7 +657,7 @@ def test_register_in_the_file_wins():
 
 def test_keras_applications_accept_imagenet_weights(tmp_path):
     applications = variant(
-        lambda r: model(r).update(architecture=KERAS_APPLICATIONS[0], weights="imagenet")
+        lambda r: model(r).update(architecture=next(iter(KERAS_APPLICATIONS)), weights="imagenet")
     )
 
     experiment = load_experiment(str(write(tmp_path, applications)))

@@ -27,6 +27,7 @@ import torch  # noqa: E402
 
 from components.common.model_card import ModelCard  # noqa: E402
 from components.evaluate.loaders import ModelLoadError, load_classifier  # noqa: E402
+from components.spec import Augment, ModelSpec  # noqa: E402
 from components.train.hf_input import (  # noqa: E402
     BatchOrder,
     SplitBatches,
@@ -53,7 +54,7 @@ from components.train.hf_trainer import (  # noqa: E402
     schedule,
     train_transformers,
 )
-from pipelines.config import Augment, ModelSpec, load_experiment  # noqa: E402
+from pipelines.config import load_experiment  # noqa: E402
 
 CLASSES = ["bright", "dark", "mid"]  # ingest orders class names alphabetically
 LEVELS = {"dark": 50, "mid": 128, "bright": 205}

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from components.ingest.sources import SourceError, open_source
-from pipelines.config import DataConfig
+from components.spec import DataConfig
 
 
 def _config(source: str, **fields: Any) -> DataConfig:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.spec import KERAS_ARCHITECTURES, ModelSpec
 from components.train.models import APPLICATIONS, SCRATCH, build_model
-from pipelines.config import KERAS_ARCHITECTURES, ModelSpec
 
 
 def test_registry_matches_the_config_schema() -> None:

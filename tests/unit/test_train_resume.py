@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ModelSpec
+from components.spec import ModelSpec
 
 EPOCHS = 8
 SCRIPT = """

@@ -1,0 +1,364 @@
+"""The step vocabulary: typed step configs, architecture names and the metric catalogue.
+
+Ground floor: imports nothing of ours and no KFP, so every step module, the model registry and
+the orchestration layer (`pipelines/config.py`, which wraps these in the `Experiment`) share one
+definition of each. A step validates its config once, at its `component.py` boundary, with
+these models; the modules below take the typed objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SOURCE_SCHEMES = ("sklearn", "folder", "csv", "npz", "tfds", "hf")
+SKLEARN_DATASETS = ("digits",)
+
+# Architectures trained from scratch (builders in components/models/keras).
+KERAS_SCRATCH_ARCHITECTURES = ("small_cnn", "lenet5", "cifar_cnn", "cnn3")
+# keras.applications backbones: name -> (class in keras.applications, preprocessing the
+# backbone expects). "tf": scale to [-1, 1]; "torch": /255 then ImageNet mean/std;
+# "none": the backbone includes its own.
+KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
+    "resnet50v2": ("ResNet50V2", "tf"),
+    "inceptionv3": ("InceptionV3", "tf"),
+    "efficientnetv2b0": ("EfficientNetV2B0", "none"),
+    "efficientnetv2b1": ("EfficientNetV2B1", "none"),
+    "efficientnetv2b2": ("EfficientNetV2B2", "none"),
+    "efficientnetv2b3": ("EfficientNetV2B3", "none"),
+    "efficientnetv2s": ("EfficientNetV2S", "none"),
+    "efficientnetv2m": ("EfficientNetV2M", "none"),
+    "efficientnetv2l": ("EfficientNetV2L", "none"),
+    "convnexttiny": ("ConvNeXtTiny", "none"),
+    "convnextsmall": ("ConvNeXtSmall", "none"),
+    "convnextbase": ("ConvNeXtBase", "none"),
+    "convnextlarge": ("ConvNeXtLarge", "none"),
+    "convnextxlarge": ("ConvNeXtXLarge", "none"),
+    "densenet121": ("DenseNet121", "torch"),
+    "densenet169": ("DenseNet169", "torch"),
+    "mobilenetv3small": ("MobileNetV3Small", "none"),
+    "mobilenetv3large": ("MobileNetV3Large", "none"),
+}
+KERAS_ARCHITECTURES = KERAS_SCRATCH_ARCHITECTURES + tuple(KERAS_APPLICATIONS)
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+# --- the metric catalogue ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar an evaluation reports."""
+
+    name: str
+    description: str
+    lower_is_better: bool = False
+    in_table: bool = True  # shown in the comparison table and the CLI summary
+    min_classes: int = 2  # computed only for tasks with at least this many classes
+    max_classes: int | None = None  # ... and at most this many
+
+    def applies(self, num_classes: int) -> bool:
+        return num_classes >= self.min_classes and (
+            self.max_classes is None or num_classes <= self.max_classes
+        )
+
+
+ECE_BINS = 15
+TOP_K = 5
+# top-k accuracy only means something when k is well below the number of classes.
+TOP_K_MIN_CLASSES = 11
+
+# In the order reports and tables show them.
+METRIC_CATALOGUE: tuple[Metric, ...] = (
+    Metric("accuracy", "share of test images whose top class is right"),
+    Metric(
+        "top5_accuracy",
+        "share whose true class is among the 5 most probable",
+        min_classes=TOP_K_MIN_CLASSES,
+    ),
+    Metric("balanced_accuracy", "mean recall over classes"),
+    Metric("macro_precision", "unweighted mean over classes", in_table=False),
+    Metric("macro_recall", "unweighted mean over classes", in_table=False),
+    Metric("macro_f1", "unweighted mean over classes"),
+    Metric("weighted_precision", "mean over classes weighted by support", in_table=False),
+    Metric(
+        "weighted_recall",
+        "mean over classes weighted by support (equals accuracy)",
+        in_table=False,
+    ),
+    Metric("weighted_f1", "mean over classes weighted by support"),
+    Metric("roc_auc", "area under the ROC curve (positive class: the second class)", max_classes=2),
+    Metric("pr_auc", "average precision (area under the precision-recall curve)", max_classes=2),
+    Metric("log_loss", "mean negative log probability of the true class", lower_is_better=True),
+    Metric(
+        "ece",
+        f"expected calibration error, {ECE_BINS} equal-width confidence bins",
+        lower_is_better=True,
+    ),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in METRIC_CATALOGUE}
+SCALARS = tuple(METRICS)
+LOWER_IS_BETTER = frozenset(m.name for m in METRIC_CATALOGUE if m.lower_is_better)
+TABLE_METRICS = tuple(m.name for m in METRIC_CATALOGUE if m.in_table)
+MetricName = Literal[SCALARS]  # type: ignore[valid-type]
+
+
+def metrics_for(num_classes: int) -> tuple[str, ...]:
+    """The scalars every evaluation of a `num_classes` task computes."""
+    return tuple(m.name for m in METRIC_CATALOGUE if m.applies(num_classes))
+
+
+def metric_unavailable(metric: str, num_classes: int) -> str | None:
+    """Why `metric` cannot rank or gate a `num_classes` task, or None when it can."""
+    known = METRICS.get(metric)
+    if known is None:
+        return f"'{metric}' is not a metric; use one of {', '.join(SCALARS)}"
+    if known.applies(num_classes):
+        return None
+    if known.max_classes is not None and num_classes > known.max_classes:
+        need = f"at most {known.max_classes} classes"
+    else:
+        need = f"at least {known.min_classes} classes"
+    return (
+        f"{metric} needs {need} and this task has {num_classes}; "
+        f"use one of {', '.join(metrics_for(num_classes))}"
+    )
+
+
+# --- step configs -----------------------------------------------------------------------------
+
+
+class Strict(BaseModel):
+    # YAML (and so --set) reads 8, 2024 or 123456789012 as numbers; text fields take them as text
+    # (cpu_limit: 8, a numeric project, folder class names 0-9).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True)
+
+
+class Splits(Strict):
+    """Fractions carved out of the source's training data (test only when the source has none)."""
+
+    validation: Fraction = 0.1
+    test: Fraction = 0.1
+
+    @model_validator(mode="after")
+    def _leave_training_data(self) -> Splits:
+        if self.validation + self.test >= 0.9:
+            raise ValueError(
+                f"validation + test = {self.validation + self.test:.2f} leaves almost nothing to "
+                "train on; keep their sum below 0.9"
+            )
+        return self
+
+
+def check_source(source: str) -> None:
+    scheme, sep, rest = source.partition(":")
+    if not sep or scheme not in SOURCE_SCHEMES or not rest:
+        raise ValueError(
+            f"'{source}' is not a data source; use one of "
+            + ", ".join(f"{s}:..." for s in SOURCE_SCHEMES)
+            + " (e.g. sklearn:digits, folder:/data/pets, tfds:cifar10)"
+        )
+    if scheme == "sklearn" and rest not in SKLEARN_DATASETS:
+        raise ValueError(
+            f"sklearn:{rest} is not embedded; available: {', '.join(SKLEARN_DATASETS)}"
+        )
+
+
+class DataConfig(Strict):
+    """Where the images come from and how they are shaped."""
+
+    source: str
+    image_size: tuple[
+        Annotated[int, Field(ge=8, le=1024)], Annotated[int, Field(ge=8, le=1024)]
+    ] = (
+        224,
+        224,
+    )
+    channels: Literal[1, 3] = 3
+    splits: Splits = Splits()
+    min_images_per_class: int = Field(default=1, ge=1)
+    min_image_side: int = Field(default=1, ge=1)
+    classes: list[str] | None = Field(
+        default=None, description="keep only these source classes (after label_map)"
+    )
+    label_map: dict[str, str] | None = Field(
+        default=None, description="source class name -> target class name"
+    )
+    image_column: str = "image"
+    label_column: str = "label"
+    extra_train_sources: list[str] = Field(default_factory=list)
+    shard_size: int = Field(default=2000, ge=10, description="images per TFRecord shard")
+
+    @field_validator("source", "extra_train_sources")
+    @classmethod
+    def _known_scheme(cls, value: Any) -> Any:
+        for source in value if isinstance(value, list) else [value]:
+            check_source(source)
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if len(value) < 2:
+                raise ValueError("a classifier needs at least 2 classes")
+            if len(set(value)) != len(value):
+                raise ValueError("class names must be distinct")
+        return value
+
+    @property
+    def scheme(self) -> str:
+        return self.source.split(":", 1)[0]
+
+
+class Optimizer(Strict):
+    name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(
+        default=0.0, ge=0.0, description="decoupled weight decay; 0 trains without decay"
+    )
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="linear warm-up before the cosine decay"
+    )
+
+
+class Augment(Strict):
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: Fraction = 0.0
+    zoom: Fraction = 0.0
+    translation: Fraction = 0.0
+    contrast: Fraction = 0.0
+
+
+class FineTune(Strict):
+    """Second phase of transfer learning: unfreeze the top layers at a lower learning rate."""
+
+    epochs: int = Field(default=0, ge=0)
+    unfreeze_layers: int = Field(default=0, ge=0, description="0 unfreezes the whole backbone")
+    learning_rate: float = Field(default=1e-5, gt=0.0)
+
+
+class ModelSpec(Strict):
+    """One candidate model and its training recipe."""
+
+    name: Slug
+    framework: Literal["keras", "transformers"] = "keras"
+    architecture: str | None = None
+    weights: str = Field(default="none", description="keras: imagenet | none | path")
+    checkpoint: str | None = Field(default=None, description="transformers: Hub id or folder")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="architecture knobs, e.g. filters, dropout, l2"
+    )
+    epochs: int = Field(default=10, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    optimizer: Optimizer = Optimizer()
+    augment: Augment = Augment()
+    label_smoothing: Fraction = 0.0
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    reduce_lr_patience: int | None = Field(
+        default=None, ge=1, description="ReduceLROnPlateau patience (constant schedule only)"
+    )
+    mixed_precision: Literal["auto", "off"] = Field(
+        default="auto", description="auto: float16 on GPU, bfloat16 on TPU, float32 on CPU"
+    )
+    jit_compile: bool = Field(default=False, description="compile the training step with XLA")
+    fine_tune: FineTune = FineTune()
+    gradient_accumulation_steps: int = Field(
+        default=1, ge=1, le=1024, description="transformers: micro-batches per optimizer step"
+    )
+    layer_decay: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="transformers: layer-wise learning-rate decay (each block down from the "
+        "head gets this factor once more)",
+    )
+
+    @model_validator(mode="after")
+    def _framework_fields(self) -> ModelSpec:
+        if self.framework == "keras":
+            self._check_keras()
+        else:
+            self._check_transformers()
+        return self
+
+    def _check_keras(self) -> None:
+        if self.architecture is None:
+            raise ValueError(
+                f"model '{self.name}': keras models need 'architecture' (one of "
+                f"{', '.join(KERAS_ARCHITECTURES)})"
+            )
+        if self.architecture not in KERAS_ARCHITECTURES:
+            raise ValueError(
+                f"model '{self.name}': architecture '{self.architecture}' is unknown; "
+                f"use one of {', '.join(KERAS_ARCHITECTURES)}"
+            )
+        if self.checkpoint is not None:
+            raise ValueError(
+                f"model '{self.name}': 'checkpoint' is for framework: transformers; "
+                "keras models take 'architecture' and 'weights'"
+            )
+        if self.reduce_lr_patience and self.optimizer.schedule != "constant":
+            raise ValueError(
+                f"model '{self.name}': reduce_lr_patience needs optimizer.schedule: constant "
+                "(a cosine schedule already sets the learning rate every step)"
+            )
+        if self.architecture in KERAS_SCRATCH_ARCHITECTURES and self.weights != "none":
+            raise ValueError(
+                f"model '{self.name}': {self.architecture} trains from scratch; "
+                "set weights: none (pretrained weights exist only for keras applications)"
+            )
+        if self.gradient_accumulation_steps != 1 or self.layer_decay is not None:
+            raise ValueError(
+                f"model '{self.name}': gradient_accumulation_steps and layer_decay are for "
+                "framework: transformers; remove them or raise batch_size for keras models"
+            )
+
+    def _check_transformers(self) -> None:
+        if not self.checkpoint:
+            raise ValueError(
+                f"model '{self.name}': transformers models need 'checkpoint' "
+                "(a Hub id such as google/vit-base-patch16-224 or a local folder)"
+            )
+        if self.architecture is not None:
+            raise ValueError(
+                f"model '{self.name}': 'architecture' is for framework: keras; "
+                "transformers models take 'checkpoint'"
+            )
+        keras_only = [
+            name
+            for name, unset in (
+                ("weights", self.weights == "none"),
+                ("fine_tune", not self.fine_tune.epochs),
+                ("reduce_lr_patience", self.reduce_lr_patience is None),
+                ("jit_compile", not self.jit_compile),
+            )
+            if not unset
+        ]
+        if keras_only:
+            raise ValueError(
+                f"model '{self.name}': keras-only settings given ({', '.join(keras_only)}); "
+                "remove them: transformers models fine-tune the whole checkpoint in one "
+                "phase (use optimizer.schedule: cosine with warmup_epochs, and layer_decay)"
+            )
+
+
+class Candidate(Strict):
+    """One training task: a candidate model and the seed of this repeat (a ParallelFor item)."""
+
+    model_spec: ModelSpec
+    seed: int = Field(ge=0, le=2**32 - 1)
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _whole_seed(cls, value: Any) -> Any:
+        # kfp.local hands loop items' ints over as floats (0.0); repair them here, once.
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
