@@ -329,6 +329,12 @@ class Experiment(Strict):
     def _cross_checks(self) -> Experiment:
         if self.registration is None:
             self.registration = Register(name=f"{self.name}-classifier"[:40].strip("-"))
+        searched = [m.name for m in self.models if m.search is not None]
+        if searched and not self.data.splits.validation:
+            raise ValueError(
+                f"{', '.join(searched)} search on the validation split; set "
+                "data.splits.validation above 0 (e.g. 0.1)"
+            )
         if self.resources.vertex.is_tpu:
             hf = [m.name for m in self.models if m.framework == "transformers"]
             if hf:
@@ -340,13 +346,18 @@ class Experiment(Strict):
         return self
 
     def candidates(self) -> list[dict[str, Any]]:
-        """Every model x seed, as the loop items of the pipeline (keys must not clash with
-        PipelineChannel attributes such as `name`)."""
+        """Every model without a search x seed, as the loop items of the pipeline (keys must not
+        clash with PipelineChannel attributes such as `name`)."""
         return [
             {"model_spec": m.model_dump(mode="json", exclude_none=True), "seed": seed}
             for m in self.models
+            if m.search is None
             for seed in self.seeds
         ]
+
+    def searched(self) -> list[ModelSpec]:
+        """The models with a search: searched on the first seed, the winner trained on all."""
+        return [m for m in self.models if m.search is not None]
 
     def frameworks(self) -> list[str]:
         return sorted({m.framework for m in self.models})

@@ -1,0 +1,91 @@
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Model, Output
+
+from components.common.images import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def suggest(
+    model_spec: dict,
+    study_config: dict,
+    seed: int,
+    count: int,
+    study: Output[Artifact],
+    previous: Input[Artifact] | None = None,
+) -> list:
+    """Asks the candidate's Optuna study for the next round of trials.
+
+    Args:
+        model_spec: The candidate's recipe without its search section: every trial starts here.
+        study_config: The search without its trial count: space, algorithm, metric,
+            parallel_trials, early_stop.
+        seed: Seed of the sampler (a new study's) and of every trial's training.
+        count: Trials to ask for in this round.
+        study: The study's journal after the ask (Optuna JournalStorage file).
+        previous: The journal the previous round's tell step wrote; absent in the first round.
+
+    Returns:
+        One train candidate per trial: the recipe with the trial's parameters, the seed, the
+        trial number and, with early_stop, the finished trials' curves.
+    """
+    from components.search.study import suggest as run_suggest
+
+    return run_suggest(
+        previous.path if previous is not None else None,
+        study.path,
+        model_spec,
+        study_config,
+        int(seed),
+        int(count),
+    )
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def tell(
+    model_spec: dict,
+    study_config: dict,
+    seeds: list,
+    previous: Input[Artifact],
+    trial_models: Input[list[Model]],
+    study: Output[Artifact],
+    report: Output[HTML],
+) -> NamedTuple("TellOutputs", summary=dict, candidates=list):
+    """Tells the study the round's results and reports on every trial so far.
+
+    Args:
+        model_spec: The candidate's recipe without its search section.
+        study_config: The search without its trial count.
+        seeds: The experiment's seeds: the winner is retrained once per seed.
+        previous: The journal the round's suggest step wrote.
+        trial_models: The round's trial Models; each one's objective is the best epoch of the
+            validation metric in its model card's history.
+        study: The study's journal after the tell.
+        report: HTML search report: trials ranked by the metric, each parameter against the
+            metric, the best trial's curves.
+
+    Returns:
+        summary: Every trial (number, state, value, parameters) and the best one.
+        candidates: The best trial's recipe once per seed, with the search's outcome.
+    """
+    from collections import namedtuple
+
+    from components.search.report import write_report
+    from components.search.study import tell as run_tell
+    from components.search.study import winner_candidates
+
+    summary = run_tell(
+        previous.path,
+        study.path,
+        model_spec,
+        study_config,
+        [(m.path, m.uri) for m in trial_models],
+    )
+    write_report(summary, report.path)
+    outputs = namedtuple("TellOutputs", ["summary", "candidates"])
+    candidates = winner_candidates(summary, model_spec, [int(s) for s in seeds])
+    # The best trial's history is in the report and the study; the summary stays small.
+    if summary["best"] is not None:
+        summary["best"].pop("history", None)
+    return outputs(summary, candidates)

@@ -1,0 +1,147 @@
+"""The search report (HTML): trials ranked by the metric, each parameter against the metric,
+and the best trial's training curves."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from components.common import html
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Trials with a value, best first (ties: the earlier trial), then those without one."""
+    sign = 1.0 if summary["direction"] == "maximize" else -1.0
+    scored = [t for t in summary["trials"] if t["value"] is not None]
+    scored.sort(key=lambda t: (-sign * t["value"], t["trial"]))
+    return scored + [t for t in summary["trials"] if t["value"] is None]
+
+
+def _table(summary: dict[str, Any]) -> str:
+    params = list(summary["space"])
+    best = (summary["best"] or {}).get("trial")
+    rows = []
+    for rank, trial in enumerate(ranked(summary), start=1):
+        state = trial["state"].lower()
+        if trial["pruned_at_epoch"] is not None:
+            state += f" (epoch {int(trial['pruned_at_epoch']) + 1})"
+        number = str(trial["trial"])
+        rows.append(
+            [
+                rank,
+                html.Markup(f"<b>{number}</b>") if trial["trial"] == best else number,
+                state,
+                "" if trial["value"] is None else f"{trial['value']:.4f}",
+                trial["epochs"],
+                *(_format(trial["params"].get(p, "")) for p in params),
+            ]
+        )
+    return html.table(["rank", "trial", "state", summary["metric"], "epochs", *params], rows)
+
+
+def _scatter(summary: dict[str, Any]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = list(summary["space"])
+    trials = [t for t in summary["trials"] if t["value"] is not None]
+    if not params or not trials:
+        return ""
+    columns = min(len(params), 3)
+    rows = math.ceil(len(params) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
+    best = (summary["best"] or {}).get("trial")
+    for axis, param in zip(axes.flat, params, strict=False):
+        kind = next(iter(summary["space"][param]))
+        values = [t["params"][param] for t in trials]
+        metric = [t["value"] for t in trials]
+        if kind == "choice":
+            labels = [str(c) for c in summary["space"][param]["choice"]]
+            xs: list[float] = [labels.index(str(v)) for v in values]
+            axis.set_xticks(range(len(labels)), labels)
+        else:
+            xs = [float(v) for v in values]
+            if kind == "log_uniform":
+                axis.set_xscale("log")
+        colors = ["#cf222e" if t["trial"] == best else "#0969da" for t in trials]
+        axis.scatter(xs, metric, c=colors, s=36, alpha=0.8)
+        axis.set_xlabel(param)
+        axis.set_ylabel(summary["metric"])
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(params) :]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    return html.image_tag(html.figure_to_data_uri(figure), "parameter against metric")
+
+
+def _curves(history: dict[str, list[float]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = sorted({n.removeprefix("val_") for n in history if n != "learning_rate"})
+    if not metrics:
+        return "<p class='muted'>The best trial recorded no curves.</p>"
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.4), squeeze=False)
+    for axis, metric in zip(axes[0], metrics, strict=True):
+        for name, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if name in history:
+                axis.plot(
+                    range(1, len(history[name]) + 1), history[name], style, marker=".", label=name
+                )
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    return html.image_tag(html.figure_to_data_uri(figure), "best trial's training curves")
+
+
+def write_report(summary: dict[str, Any], path: str | Path) -> Path:
+    """The search report of one study's summary (`components.search.study.summarize`)."""
+    best = summary["best"]
+    finished = sum(t["state"] == "COMPLETE" for t in summary["trials"])
+    pruned = sum(t["state"] == "PRUNED" for t in summary["trials"])
+    goal = "highest" if summary["direction"] == "maximize" else "lowest"
+    sections = [
+        f"<p>{len(summary['trials'])} trials ({finished} finished, {pruned} stopped early), "
+        f"algorithm {html.escape(summary['algorithm'])}; the objective is the {goal} "
+        f"{html.escape(summary['metric'])} over a trial's epochs (validation split).</p>",
+    ]
+    if best is not None:
+        params = ", ".join(f"{k} = {_format(v)}" for k, v in best["params"].items())
+        sections.append(
+            f"<p class='ok'>Best: trial {best['trial']}, {html.escape(summary['metric'])} "
+            f"{best['value']:.4f}: {html.escape(params)}</p>"
+        )
+    space = [
+        [p, next(iter(d)), ", ".join(map(_format, next(iter(d.values()))))]
+        for p, d in summary["space"].items()
+    ]
+    sections += [
+        "<h2>Trials, best first</h2>",
+        _table(summary),
+        "<h2>Each parameter against the metric</h2>",
+        "<p class='muted'>Red: the best trial.</p>",
+        _scatter(summary),
+        "<h2>Search space</h2>",
+        html.table(["parameter", "distribution", "range or values"], space),
+    ]
+    if best is not None:
+        sections += [
+            f"<h2>Best trial's curves (trial {best['trial']})</h2>",
+            _curves(best["history"]),
+        ]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html.page(f"Search: {summary['study']}", sections), encoding="utf-8")
+    return path
