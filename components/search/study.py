@@ -60,8 +60,10 @@ def sampler(search: Study, seed: int, finished: int) -> Any:
     if search.algorithm == "random":
         return optuna.samplers.RandomSampler(seed=round_seed)
     if search.algorithm == "grid":
+        # The seed shuffles the grid, and grid points are numbered in that order: it must not
+        # change between rounds, or a round would revisit points under new numbers.
         return optuna.samplers.GridSampler(
-            {path: d.choice or [] for path, d in search.space.items()}, seed=round_seed
+            {path: d.choice or [] for path, d in search.space.items()}, seed=seed
         )
     # TPE after one round of random points; the constant liar keeps a round's trials apart.
     return optuna.samplers.TPESampler(
@@ -79,9 +81,12 @@ def study_copy(
     spec: ModelSpec,
     config: Study,
     seed: int,
+    asking: bool = True,
 ) -> Iterator[Any]:
     """Open the study of candidate `spec` from `journal_in` (None: a new study, whose sampler
-    seed is `seed`) on a private copy; on a clean exit, write the journal to `journal_out`."""
+    seed is `seed`) on a private copy; on a clean exit, write the journal to `journal_out`.
+    Only `asking` opens it with the configured sampler: telling needs none, and GridSampler's
+    after-trial hook would stop the study, which Optuna allows only inside `optimize`."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -109,7 +114,11 @@ def study_copy(
                 study_name=spec.name,
                 storage=storage,
                 direction=config.direction,
-                sampler=sampler(config, seed, finished),
+                sampler=(
+                    sampler(config, seed, finished)
+                    if asking
+                    else optuna.samplers.RandomSampler(seed=seed)
+                ),
                 load_if_exists=True,
             )
         if journal_in is None:
@@ -204,7 +213,7 @@ def tell(
     spec = ModelSpec.model_validate(model_spec)
     config = Study.model_validate(study_config)
     # The study exists already (its seed was set by the first suggest).
-    with study_copy(journal_in, journal_out, spec, config, 0) as study:
+    with study_copy(journal_in, journal_out, spec, config, 0, asking=False) as study:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
         for folder, uri in trial_models:
             card = ModelCard.load(folder)
