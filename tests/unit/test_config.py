@@ -84,7 +84,7 @@ def test_bundled_experiment_loads_and_validates(name):
     assert experiment.reference is not None, f"{name} states no reference result"
     assert 0.0 <= experiment.reference.value <= 1.0
     assert experiment.registration is not None
-    assert experiment.candidates()
+    assert experiment.candidates() or experiment.searched()
     # By name and by path it is the same experiment.
     assert load_experiment(str(EXPERIMENTS_DIR / f"{name}.yaml")) == experiment
 
