@@ -57,6 +57,7 @@ def format_result(result: dict[str, Any]) -> str:
                 lines.append(
                     f"  best {reference['metric']} {ours:.4f} vs reference {reference['value']:.4f} ({ours - reference['value']:+.4f})"
                 )
+        lines += _searches(summary)
         lines.append(f"  {summary['gate']['message']}")
         lines.append(f"  best model: {best['model_uri']}")
     registration = result.get("registration")
@@ -71,3 +72,20 @@ def format_result(result: dict[str, Any]) -> str:
     if result.get("seconds") is not None:
         lines.append(f"total: {result['seconds']:.1f} s")
     return "\n".join(lines)
+
+
+def _searches(summary: dict[str, Any]) -> list[str]:
+    """One line per searched candidate: its best trial and that trial's parameters."""
+    found = {r["name"]: r["search"] for r in summary.get("all_runs", []) if r.get("search")}
+    lines = []
+    for name, search in sorted(found.items()):
+        params = ", ".join(f"{k}={_value(v)}" for k, v in search["params"].items())
+        lines.append(
+            f"  search {name}: best of {int(search['trials'])} trials is trial "
+            f"{int(search['best_trial'])} ({search['metric']} {search['value']:.4f}): {params}"
+        )
+    return lines
+
+
+def _value(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

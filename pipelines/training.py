@@ -12,6 +12,7 @@ from components.gate.component import gate
 from components.ingest.component import ingest
 from components.train.component import train
 from pipelines.config import Experiment
+from pipelines.search import add_searches
 from pipelines.targets.base import Target
 
 
@@ -23,8 +24,13 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         else {}
     )
     groups = {
-        framework: [c for c in experiment.candidates() if c["model_spec"]["framework"] == framework]
+        framework: items
         for framework in experiment.frameworks()
+        if (
+            items := [
+                c for c in experiment.candidates() if c["model_spec"]["framework"] == framework
+            ]
+        )
     }
     assert experiment.registration is not None
 
@@ -69,6 +75,15 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
                 ).set_display_name(f"evaluate {framework}")
                 target.configure(evaluate_task, "evaluate", framework)
             collected[f"{framework}_results"] = dsl.Collected(evaluate_task.outputs["Output"])
+        collected.update(
+            add_searches(
+                experiment.searched(),
+                experiment.seeds,
+                ingest_task.outputs["dataset"],
+                reference,
+                target,
+            )
+        )
         compare_task = compare(
             metric=gate_metric, gate_min=gate_min, reference=reference, **collected
         ).set_display_name("compare")

@@ -15,6 +15,7 @@ def compare(
     report: Output[HTML],
     keras_results: list = [],
     transformers_results: list = [],
+    searched_results: list = [],
 ) -> NamedTuple("CompareOutputs", summary=dict, best_model_uri=str):
     """Compares every candidate x seed, picks the best and applies the quality gate.
 
@@ -31,6 +32,7 @@ def compare(
         report: The same as HTML, plus every run's metrics.
         keras_results: Results of the keras candidates' evaluate tasks.
         transformers_results: Results of the transformers candidates' evaluate tasks.
+        searched_results: Results of the evaluate tasks of the searched candidates' winners.
 
     Returns:
         summary: Table rows (mean and std per metric), best run, gate verdict (passed, min,
@@ -43,7 +45,10 @@ def compare(
     from components.compare.run import to_markdown, write_html
 
     summary = run_compare(
-        list(keras_results) + list(transformers_results), metric, gate_min, reference or None
+        list(keras_results) + list(transformers_results) + list(searched_results),
+        metric,
+        gate_min,
+        reference or None,
     )
     with open(table.path, "w") as handle:
         handle.write(to_markdown(summary))

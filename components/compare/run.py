@@ -91,6 +91,7 @@ def compare(
             "framework": r.get("framework", ""),
             "model_uri": r["model_uri"],
             "metrics": r["metrics"],
+            "search": r.get("search") or {},
         }
         for name in sorted(by_name)
         for r in by_name[name]
@@ -106,6 +107,7 @@ def compare(
             "model_uri": best_run["model_uri"],
             "metrics": best_run["metrics"],
             "framework": best_run.get("framework", ""),
+            "search": best_run.get("search") or {},
         },
         "gate": gate,
         # KFP cannot return None inside a pipeline output: no reference is an empty mapping.

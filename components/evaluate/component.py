@@ -35,7 +35,8 @@ def evaluate(
         gallery_size: How many misclassified images the report shows.
 
     Returns:
-        The candidate's name, seed, framework, model URI and scalar test metrics.
+        The candidate's name, seed, framework, model URI, scalar test metrics and, for the
+        winner of a search, the search's outcome (best trial and its parameters).
     """
     import json
 
@@ -71,4 +72,6 @@ def evaluate(
         "framework": card.framework,
         "model_uri": model.uri,
         "metrics": result["scalars"],
+        # A retrain of a search's winner: what the search found ({} for other candidates).
+        "search": card.training.get("search") or {},
     }

@@ -89,3 +89,17 @@ def tell(
     if summary["best"] is not None:
         summary["best"].pop("history", None)
     return outputs(summary, candidates)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def gather(first: list, second: list) -> list:
+    """Joins the evaluate results of two searches' winners (a pipeline input takes one list).
+
+    Args:
+        first: Evaluate results.
+        second: More evaluate results.
+
+    Returns:
+        Both lists, in order.
+    """
+    return list(first) + list(second)

@@ -16,26 +16,32 @@ def train(
     Args:
         dataset: The ingested Dataset (TFRecords + dataset_info.json).
         candidate: `model_spec` (one entry of the experiment's `models` list: framework,
-            architecture or checkpoint, training recipe) and `seed` (this repeat's seed).
+            architecture or checkpoint, training recipe) and `seed` (this repeat's seed); a
+            search trial adds `trial` (and `prune`), a retrain of a search's winner `searched`.
         model: The trained model: model_card.json plus keras/ or hf/.
         curves: HTML training curves (loss and accuracy per epoch).
     """
     import os
     from pathlib import Path
 
+    from components.spec import Candidate
     from components.train.run import train as run_train
 
+    task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
     checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
         Path(model.path).parent / "checkpoints"
     )
     card = run_train(
         dataset.path,
-        candidate["model_spec"],
-        int(candidate["seed"]),
+        task.model_spec.model_dump(mode="json", exclude_none=True),
+        task.seed,
         model.path,
         curves.path,
         checkpoint_dir,
+        trial=task.trial,
+        prune=task.prune,
+        searched=task.searched,
     )
     model.metadata.update(
         framework=card.framework,
@@ -43,3 +49,5 @@ def train(
         seed=card.seed,
         dataset_fingerprint=card.dataset_fingerprint or "",
     )
+    if task.trial is not None:
+        model.metadata["trial"] = task.trial

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from components.common.dataset import read_info
-from components.common.files import write_json
+from components.common.files import read_json, write_json
 from components.common.model_card import ModelCard
-from components.spec import ModelSpec
+from components.spec import ModelSpec, Pruning
 from components.train.input import make_dataset
 from components.train.models import build_model
 
@@ -134,6 +134,31 @@ def set_trainable(built: Any, phase: str, unfreeze_layers: int) -> None:
             layer.trainable = False
 
 
+def median_stopping(prune: Pruning, offset: int, earlier: list[float]) -> Any:
+    """A callback that ends training once Optuna's MedianPruner would prune the trial.
+
+    `offset` is the epochs of earlier phases (the trial's curve runs across phases); `earlier`
+    are the monitor values already recorded, replayed after a restart."""
+    import keras
+
+    from components.train.pruning import MedianStop
+
+    stopper = MedianStop(prune)
+    for epoch, value in enumerate(earlier):
+        stopper.should_stop(epoch, value)
+
+    class MedianStopping(keras.callbacks.Callback):
+        stopped_epoch: int | None = None
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            value = (logs or {}).get(prune.monitor)
+            if value is not None and stopper.should_stop(offset + epoch, value):
+                self.stopped_epoch = offset + epoch
+                self.model.stop_training = True
+
+    return MedianStopping()
+
+
 # --- training --------------------------------------------------------------------------------
 
 
@@ -143,8 +168,12 @@ def train_keras(
     seed: int,
     model_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
+    prune: Pruning | None = None,
 ) -> ModelCard:
-    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`."""
+    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
+
+    With `prune` (a search trial with early_stop: median), training ends at the epoch where
+    MedianPruner prunes it; the card records that epoch as `pruned_at_epoch`."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -214,7 +243,10 @@ def train_keras(
     started = time.monotonic()
     history: dict[str, list[float]] = {}
     phase_log = []
+    pruned_at: int | None = None
     for phase, epochs, base_rate in phases:
+        if pruned_at is not None:
+            break
         phase_dir = checkpoints / phase
         done_marker = checkpoints / f"{phase}.done.weights.h5"
         set_trainable(built, phase if pretrained else "fine_tune", spec.fine_tune.unfreeze_layers)
@@ -235,6 +267,8 @@ def train_keras(
         if done_marker.is_file():
             model.load_weights(done_marker)
             print(f"phase {phase}: finished before a restart, weights restored from {done_marker}")
+            if (checkpoints / "pruned.json").is_file():
+                pruned_at = int(read_json(checkpoints / "pruned.json")["epoch"])
         else:
             phase_dir.mkdir(parents=True, exist_ok=True)
             callbacks: list[Any] = [
@@ -256,6 +290,12 @@ def train_keras(
                         monitor=monitor, mode="max", factor=0.2, patience=spec.reduce_lr_patience
                     )
                 )
+            stopping = None
+            if prune is not None:
+                offset = len(history.get(prune.monitor, []))
+                earlier = read_history_csv(phase_dir / "history.csv").get(prune.monitor, [])
+                stopping = median_stopping(prune, offset, history.get(prune.monitor, []) + earlier)
+                callbacks.append(stopping)
             if os.environ.get("AIP_TENSORBOARD_LOG_DIR"):
                 callbacks.append(
                     keras.callbacks.TensorBoard(
@@ -266,6 +306,9 @@ def train_keras(
                 train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=2
             )
             model.save_weights(done_marker)
+            if stopping is not None and stopping.stopped_epoch is not None:
+                pruned_at = stopping.stopped_epoch
+                write_json(checkpoints / "pruned.json", {"epoch": pruned_at})
         phase_history = read_history_csv(phase_dir / "history.csv")
         for name, values in phase_history.items():
             history.setdefault(name, []).extend(values)
@@ -300,6 +343,7 @@ def train_keras(
             "strategy": type(strategy).__name__,
             "replicas": int(strategy.num_replicas_in_sync),
             "precision": policy,
+            "pruned_at_epoch": pruned_at,
         },
         history=history,
         dataset_fingerprint=info.get("fingerprint"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from components.common.files import local_path
 from components.common.model_card import ModelCard
-from components.spec import ModelSpec
+from components.spec import ModelSpec, Pruning, SearchOutcome
 from components.train.curves import write_curves_report
 
 
@@ -18,17 +18,30 @@ def train(
     model_dir: str | Path,
     curves_html: str | Path,
     checkpoint_dir: str | Path | None = None,
+    *,
+    trial: int | None = None,
+    prune: Pruning | None = None,
+    searched: SearchOutcome | None = None,
 ) -> ModelCard:
+    """Train; a search trial's card records its trial number, a winner's the search outcome."""
     spec = ModelSpec.model_validate(model_spec)
     if checkpoint_dir is not None:
         checkpoint_dir = local_path(checkpoint_dir)
     if spec.framework == "keras":
         from components.train.keras_trainer import train_keras
 
-        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
+        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir, prune)
     else:
         from components.train.hf_trainer import train_transformers
 
         card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
-    write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)
+    if trial is not None or searched is not None:
+        card.training.update(
+            trial=trial, search=searched.model_dump(mode="json") if searched else None
+        )
+        card.save(model_dir)
+    title = f"Training curves: {spec.name} (seed {seed}" + (
+        f", trial {trial})" if trial is not None else ")"
+    )
+    write_curves_report(card.history, title, curves_html)
     return card
