@@ -22,7 +22,7 @@ def add_search(
     winner's training and evaluation on every seed; returns the winner's collected results."""
     assert spec.search is not None
     base = base_spec(spec)
-    study = spec.search.study().model_dump(mode="json", by_alias=True)
+    study = spec.search.study().model_dump(mode="json", by_alias=True, exclude_none=True)
     rounds = spec.search.rounds()
     previous: dict[str, Any] = {}
     tell_task: Any = None
@@ -48,7 +48,7 @@ def add_search(
         ).set_display_name(f"{label}: tell")
         target.configure(tell_task, "tell")
         previous = {"previous": tell_task.outputs["study"]}
-    with dsl.ParallelFor(tell_task.outputs["candidates"], parallelism=target.parallelism) as winner:
+    with dsl.ParallelFor(tell_task.outputs["Output"], parallelism=target.parallelism) as winner:
         train_task = target.component_for("train", train, spec.framework)(
             dataset=dataset, candidate=winner
         ).set_display_name(f"train {spec.name} (search winner)")

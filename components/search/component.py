@@ -1,5 +1,3 @@
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Model, Output
 
@@ -51,7 +49,7 @@ def tell(
     trial_models: Input[list[Model]],
     study: Output[Artifact],
     report: Output[HTML],
-) -> NamedTuple("TellOutputs", summary=dict, candidates=list):
+) -> list:
     """Tells the study the round's results and reports on every trial so far.
 
     Args:
@@ -61,19 +59,20 @@ def tell(
         previous: The journal the round's suggest step wrote.
         trial_models: The round's trial Models; each one's objective is the best epoch of the
             validation metric in its model card's history.
-        study: The study's journal after the tell.
+        study: The study's journal after the tell, and summary.json (every trial's number,
+            state, value and parameters, and the best trial).
         report: HTML search report: trials ranked by the metric, each parameter against the
             metric, the best trial's curves.
 
     Returns:
-        summary: Every trial (number, state, value, parameters) and the best one.
-        candidates: The best trial's recipe once per seed, with the search's outcome.
+        The best trial's recipe once per seed, with the search's outcome: the candidates that
+        retrain the winner. (A single output: kfp.local loops over `Output` only.)
     """
-    from collections import namedtuple
+    import json
 
     from components.search.report import write_report
+    from components.search.study import SUMMARY_FILE, winner_candidates
     from components.search.study import tell as run_tell
-    from components.search.study import winner_candidates
 
     summary = run_tell(
         previous.path,
@@ -83,12 +82,9 @@ def tell(
         [(m.path, m.uri) for m in trial_models],
     )
     write_report(summary, report.path)
-    outputs = namedtuple("TellOutputs", ["summary", "candidates"])
-    candidates = winner_candidates(summary, model_spec, [int(s) for s in seeds])
-    # The best trial's history is in the report and the study; the summary stays small.
-    if summary["best"] is not None:
-        summary["best"].pop("history", None)
-    return outputs(summary, candidates)
+    with open(f"{study.path}/{SUMMARY_FILE}", "w") as handle:
+        json.dump(summary, handle, indent=2)
+    return winner_candidates(summary, model_spec, [int(s) for s in seeds])
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -29,6 +29,7 @@ from components.spec import (
 )
 
 JOURNAL_FILE = "journal.log"
+SUMMARY_FILE = "summary.json"  # beside the journal in a tell step's study artifact
 # MedianPruner: a trial may stop once this many trials have finished and after this many epochs.
 PRUNE_WARMUP_EPOCHS = 2
 
@@ -123,7 +124,9 @@ def study_copy(
             )
         if journal_in is None:
             study.set_user_attr("model_spec", base_spec(spec))
-            study.set_user_attr("study", config.model_dump(mode="json", by_alias=True))
+            study.set_user_attr(
+                "study", config.model_dump(mode="json", by_alias=True, exclude_none=True)
+            )
             study.set_user_attr("seed", seed)
         yield study
         out = Path(journal_out)

@@ -62,8 +62,27 @@ class Compiled:
         for dag in dags:
             yield from dag["tasks"].items()
 
-    def loops(self) -> list[dict[str, Any]]:
+    def all_loops(self) -> list[dict[str, Any]]:
         return [task for _, task in self.tasks() if "parameterIterator" in task]
+
+    def loops(self) -> list[dict[str, Any]]:
+        """The candidate loops: over literal items (a search's loops run over a task's output)."""
+        return [t for t in self.all_loops() if "raw" in t["parameterIterator"]["items"]]
+
+    def search_loops(self) -> list[dict[str, Any]]:
+        return [t for t in self.all_loops() if "raw" not in t["parameterIterator"]["items"]]
+
+    def loop_framework(self, loop: dict[str, Any]) -> str:
+        """The framework of a loop's candidates: from its items, or for a search's loop from
+        the recipe its producer (suggest or tell) is given."""
+        iterator = loop["parameterIterator"]["items"]
+        if "raw" in iterator:
+            frameworks = {item["model_spec"]["framework"] for item in self.loop_items(loop)}
+            assert len(frameworks) == 1, f"a loop mixes frameworks: {frameworks}"
+            return frameworks.pop()
+        channel = loop["inputs"]["parameters"][iterator["inputParameter"]]
+        producer = self.spec["root"]["dag"]["tasks"][channel["taskOutputParameter"]["producerTask"]]
+        return producer["inputs"]["parameters"]["model_spec"]["runtimeValue"]["constant"]["framework"]
 
     def loop_items(self, loop: dict[str, Any]) -> list[dict[str, Any]]:
         return json.loads(loop["parameterIterator"]["items"]["raw"])
@@ -76,18 +95,16 @@ class Compiled:
         return self.spec["deploymentSpec"]["executors"][label]
 
     def train_tasks(self) -> list[tuple[str, dict[str, Any]]]:
-        """(framework, train task) of each loop; the framework read from the loop's items."""
+        """(framework, train task) of each loop, search trials and winners included."""
         found = []
-        for loop in self.loops():
-            frameworks = {item["model_spec"]["framework"] for item in self.loop_items(loop)}
-            assert len(frameworks) == 1, f"a loop mixes frameworks: {frameworks}"
+        for loop in self.all_loops():
             trains = [
                 t
                 for t in self.loop_tasks(loop).values()
                 if t["componentRef"]["name"].startswith("comp-train")
             ]
             assert len(trains) == 1
-            found.append((frameworks.pop(), trains[0]))
+            found.append((self.loop_framework(loop), trains[0]))
         return found
 
     def containers(self) -> dict[str, dict[str, Any]]:
@@ -179,12 +196,15 @@ def test_dag_has_every_step(compile_spec, name, target):
 def test_one_training_loop_per_framework(compile_spec, name, target):
     compiled = compile_spec(name, target)
     raw = raw_experiment(name)
-    frameworks = {m.get("framework", "keras") for m in raw["models"]}
+    frameworks = {m.get("framework", "keras") for m in raw["models"] if "search" not in m}
+    searched = [m for m in compiled.experiment.models if m.search is not None]
 
     loops = compiled.loops()
 
     assert len(loops) == len(frameworks)
-    assert sorted(framework for framework, _ in compiled.train_tasks()) == sorted(frameworks)
+    assert sorted(compiled.loop_framework(loop) for loop in loops) == sorted(frameworks)
+    # a search: one loop of trials per round, then one loop over the winner's seeds
+    assert len(compiled.search_loops()) == sum(len(m.search.rounds()) + 1 for m in searched)
     for loop in loops:
         loop_tasks = compiled.loop_tasks(loop)
         assert len(loop_tasks) == 2
@@ -196,9 +216,10 @@ def test_one_training_loop_per_framework(compile_spec, name, target):
     # compare waits for every loop
     compare_inputs = compiled.spec["root"]["dag"]["tasks"]["compare"]["inputs"]["parameters"]
     assert {f"{f}_results" for f in frameworks} <= set(compare_inputs)
+    assert ("searched_results" in compare_inputs) == bool(searched)
 
 
-@pytest.mark.parametrize("name", ["cats_vs_dogs", "cifar10"])
+@pytest.mark.parametrize("name", ["cifar10"])
 def test_mixed_experiments_have_a_keras_and_a_transformers_loop(compile_spec, name):
     compiled = compile_spec(name, "vertex")
 
@@ -215,7 +236,12 @@ def test_loop_items_are_every_model_times_every_seed(compile_spec, name, target)
 
     items = [item for loop in compiled.loops() for item in compiled.loop_items(loop)]
 
-    expected = sorted((m["name"], seed) for m in raw["models"] for seed in raw.get("seeds", [0]))
+    expected = sorted(
+        (m["name"], seed)
+        for m in raw["models"]
+        if "search" not in m  # a searched model trains through its search
+        for seed in raw.get("seeds", [0])
+    )
     assert sorted((i["model_spec"]["name"], i["seed"]) for i in items) == expected
     for item in items:
         source = next(m for m in raw["models"] if m["name"] == item["model_spec"]["name"])
@@ -371,15 +397,16 @@ def test_vertex_resource_overrides_reach_the_spec(compile_spec):
         ),
     )
 
-    ((_, train),) = compiled.train_tasks()
-    container = compiled.executor(train)["container"]
-
-    assert accelerator(container) == ("NVIDIA_TESLA_T4", 2)
-    assert container["image"] == compiled.experiment.images.gpu
-    resources = container["resources"]
-    # KFP 2.17 writes both the old float fields and the new string ones.
-    assert resources.get("resourceCpuLimit", resources.get("cpuLimit")) in ("8", 8.0)
-    assert resources.get("resourceMemoryLimit") == "32G" or resources.get("memoryLimit") == 32.0
+    trains = compiled.train_tasks()
+    assert len(trains) == 5  # mnist searches: 4 rounds of trials, then the winner
+    for _, train in trains:
+        container = compiled.executor(train)["container"]
+        assert accelerator(container) == ("NVIDIA_TESLA_T4", 2)
+        assert container["image"] == compiled.experiment.images.gpu
+        resources = container["resources"]
+        # KFP 2.17 writes both the old float fields and the new string ones.
+        assert resources.get("resourceCpuLimit", resources.get("cpuLimit")) in ("8", 8.0)
+        assert resources.get("resourceMemoryLimit") == "32G" or resources.get("memoryLimit") == 32.0
 
 
 def test_pets_train_retries_on_vertex(compile_spec):

@@ -81,20 +81,32 @@ class Spec:
         return [t for _, t in self.tasks() if pattern.fullmatch(t["componentRef"]["name"])]
 
     def train_tasks(self) -> dict[str, dict[str, Any]]:
-        """framework -> train task, the framework read from its loop's items."""
-        found = {}
+        """framework -> train task (of a search: the winner's), read from its loop's items."""
+        return dict(self.all_train_tasks())
+
+    def all_train_tasks(self) -> list[tuple[str, dict[str, Any]]]:
+        """(framework, train task) of every loop, a search's trials included."""
+        found = []
         for _, loop in self.tasks():
             if "parameterIterator" not in loop:
                 continue
-            items = yaml.safe_load(loop["parameterIterator"]["items"]["raw"])
-            (framework,) = {item["model_spec"]["framework"] for item in items}
+            iterator = loop["parameterIterator"]["items"]
+            if "raw" in iterator:
+                items = yaml.safe_load(iterator["raw"])
+                (framework,) = {item["model_spec"]["framework"] for item in items}
+            else:  # a search's loop: the recipe is an input of the task that feeds it
+                channel = loop["inputs"]["parameters"][iterator["inputParameter"]]
+                producer = self.spec["root"]["dag"]["tasks"][
+                    channel["taskOutputParameter"]["producerTask"]
+                ]
+                framework = self.inputs(producer)["model_spec"]["framework"]
             body = self.component(loop)["dag"]["tasks"]
             (train,) = [
                 t
                 for t in body.values()
                 if re.fullmatch(r"comp-train(-\d+)?", t["componentRef"]["name"])
             ]
-            found[framework] = train
+            found.append((framework, train))
         return found
 
     def inputs(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -301,7 +313,7 @@ def test_tensorboard_gets_a_log_directory_per_task(compile_vertex):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_retries_only_on_training(compile_vertex, name):
     compiled = compile_vertex(name)
-    trains = [id(t) for t in compiled.train_tasks().values()]
+    trains = [id(t) for _, t in compiled.all_train_tasks()]
 
     retried = [id(t) for _, t in compiled.tasks() if "retryPolicy" in t]
 
@@ -348,7 +360,7 @@ def test_network_and_key_follow_the_pipeline_job(compile_vertex):
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_task_runs_in_an_image_of_the_experiment(compile_vertex, name):
     compiled = compile_vertex(name)
-    trains = {id(t): f for f, t in compiled.train_tasks().items()}
+    trains = {id(t): f for f, t in compiled.all_train_tasks()}
     raw = raw_vertex(name)
 
     for _, task in compiled.tasks():

@@ -1,0 +1,128 @@
+"""A search of 4 trials on digits through kfp.local, and a rerun with more trials that continues it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipelines.config import load_experiment
+from pipelines.summary import format_result
+from pipelines.targets.base import RunOptions
+from pipelines.targets.local import LocalTarget
+
+pytestmark = pytest.mark.e2e
+
+SEARCH = (
+    "models.0.search={trials: TRIALS, parallel_trials: 2, algorithm: random, space: "
+    "{optimizer.learning_rate: {log_uniform: [3.0e-4, 3.0e-2]}, batch_size: {choice: [16, 64]}}}"
+)
+
+
+def run(runs_dir: Path, trials: int) -> dict[str, Any]:
+    experiment = load_experiment(
+        "digits",
+        [
+            "models.0.epochs=3",
+            "models.0.early_stopping_patience=null",
+            "seeds=[0, 1]",
+            "gate.min=0.0",
+            SEARCH.replace("TRIALS", str(trials)),
+        ],
+    )
+    return LocalTarget(experiment, RunOptions(runs_dir=runs_dir)).run()
+
+
+def cards(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted(run_dir.rglob("model_card.json"))]
+
+
+def study(run_dir: Path) -> Any:
+    """The journal of the run's last tell step (the one that holds the most trials)."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    studies = [
+        optuna.load_study(
+            study_name="small-cnn",
+            storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))),
+        )
+        for journal in run_dir.rglob("study/journal.log")
+    ]
+    return max(studies, key=lambda s: len(s.trials))
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def first(runs_dir: Path) -> dict[str, Any]:
+    return run(runs_dir, trials=4)
+
+
+@pytest.fixture(scope="module")
+def rerun(runs_dir: Path, first: dict[str, Any]) -> dict[str, Any]:
+    return run(runs_dir, trials=6)
+
+
+def test_four_trials_train_four_models_and_the_best_is_retrained_per_seed(first):
+    assert first["status"] == "SUCCEEDED", first["error"]
+    run_dir = Path(first["run_dir"])
+    trials = {c["training"]["trial"]: c for c in cards(run_dir) if c["training"].get("trial") is not None}
+    assert sorted(trials) == [0, 1, 2, 3]
+    assert {c["seed"] for c in trials.values()} == {0}  # the search runs on the first seed
+    recorded = {n: max(c["history"]["val_accuracy"]) for n, c in trials.items()}
+    best_trial = max(sorted(recorded), key=lambda n: recorded[n])
+    winners = [c for c in cards(run_dir) if c["training"].get("search")]
+    assert sorted(c["seed"] for c in winners) == [0, 1]
+    for card in winners:
+        outcome = card["training"]["search"]
+        assert outcome["best_trial"] == best_trial
+        assert outcome["value"] == pytest.approx(recorded[best_trial])
+        assert outcome["trials"] == 4
+        spec = card["training"]["spec"]
+        assert spec["optimizer"]["learning_rate"] == outcome["params"]["optimizer.learning_rate"]
+        assert spec["batch_size"] == outcome["params"]["batch_size"]
+        assert spec["optimizer"]["learning_rate"] == trials[best_trial]["training"]["spec"]["optimizer"]["learning_rate"]
+
+
+def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(first):
+    summary = first["summary"]
+    assert [row["name"] for row in summary["rows"]] == ["small-cnn"]
+    assert summary["rows"][0]["seeds"] == 2
+    record = first["registration"]
+    assert record is not None, "the winner was not registered"
+    card = json.loads((Path(record["path"]) / "model_card.json").read_text())
+    assert card["training"]["search"] == summary["best"]["search"]
+    best = summary["best"]["search"]
+    text = format_result(first)
+    assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial'])} (" in text
+    assert "optimizer.learning_rate=" in text
+
+
+def test_the_search_report_ranks_the_trials(first):
+    run_dir = Path(first["run_dir"])
+    reports = [Path(p) for p in first["reports"] if "Trials, best first" in Path(p).read_text()]
+    assert reports, first["reports"]
+    last = max(reports, key=lambda p: p.read_text().count("<tr>"))
+    assert "4 trials (4 finished" in last.read_text()
+    assert study(run_dir).best_trial.number == first["summary"]["best"]["search"]["best_trial"]
+
+
+def test_a_rerun_with_more_trials_continues_the_study_from_the_cache(first, rerun):
+    assert rerun["status"] == "SUCCEEDED", rerun["error"]
+    tasks = rerun["tasks"]
+    trial_tasks = [t for t in tasks if t["name"].startswith("train")]
+    cached = [t for t in trial_tasks if t["status"] == "CACHED"]
+    assert len(cached) >= 4, tasks  # the first run's four trials are not trained again
+    grown = study(Path(rerun["run_dir"]))
+    assert [t.number for t in grown.trials] == list(range(6))
+    old = study(Path(first["run_dir"]))
+    assert [t.params for t in grown.trials[:4]] == [t.params for t in old.trials]
+    new_cards = [c for c in cards(Path(rerun["run_dir"])) if c["training"].get("trial") is not None]
+    assert sorted(c["training"]["trial"] for c in new_cards) == [4, 5]
+    assert rerun["summary"]["best"]["search"]["trials"] == 6
