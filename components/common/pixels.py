@@ -49,7 +49,7 @@ def _open(data: bytes, channels: int) -> Any:
 
 
 def _array(image: Any) -> np.ndarray:
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # a writable copy (torch wraps it as it is)
     return array[:, :, None] if array.ndim == 2 else array
 
 
