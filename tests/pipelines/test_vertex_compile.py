@@ -549,6 +549,6 @@ def test_the_other_targets_keep_the_folder_registry_only(tmp_path, target):
 
 
 def test_tpu_chips_follow_the_topology():
-    from pipelines.targets.vertex import tpu_chips
+    from pipelines.targets.vertex.hardware import tpu_chips
 
     assert [tpu_chips(t) for t in ("1x1", "2x2", "2x4", "4x4x4")] == [1, 4, 8, 64]

@@ -19,8 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from components.common.results import CompareSummary, EvaluationResult, RegistrationRecord
+from components.compare.run import compare
+from components.register.vertex import plan_registration
 from pipelines.cli import main
-from pipelines.targets.vertex import VertexTarget, plan_registration
+from pipelines.targets.vertex import VertexTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT, REGION = "my-project", "us-central1"
@@ -534,27 +537,30 @@ def test_transformers_without_a_serving_image_warn(vertex_api, capsys):
 # --- what the registration step looks up when it runs --------------------------------------
 
 
-def summary(framework: str) -> dict[str, Any]:
-    return {
-        "metric": "accuracy",
-        "best": {
-            "name": "convnextv2-tiny",
-            "seed": 0.0,  # numbers come back from the Struct as floats
-            "framework": framework,
-            "model_uri": "gs://my-bucket/pipeline-root/pets/123/train_456/model",
-            "value": 0.951234,
-        },
-    }
+def summary(framework: str) -> CompareSummary:
+    best = EvaluationResult(
+        name="convnextv2-tiny",
+        seed=0,
+        framework=framework,
+        model_uri="gs://my-bucket/pipeline-root/pets/123/train_456/model",
+        metrics={"accuracy": 0.951234},
+    )
+    output = compare([best], "accuracy", 0.5).to_output()
+    output["best"]["seed"] = 0.0  # numbers come back from the Struct as floats
+    return CompareSummary.model_validate(output)
 
 
-def record(framework: str) -> dict[str, Any]:
+def record(framework: str) -> RegistrationRecord:
     """What the register step returns on Vertex (the folder registry in the bucket)."""
-    return {
-        "name": "pets-classifier",
-        "version": "v3",
-        "path": "/gcs/my-bucket/registry/pets-classifier/v3",
-        "framework": framework,
-    }
+    return RegistrationRecord(
+        name="pets-classifier",
+        version="v3",
+        path="/gcs/my-bucket/registry/pets-classifier/v3",
+        source_model="gs://my-bucket/pipeline-root/pets/123/train_456/model",
+        framework=framework,
+        metrics={"accuracy": 0.951234},
+        registered_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def plan(framework: str, endpoint: str = "") -> dict[str, Any]:
