@@ -94,3 +94,19 @@ def write_tiny_hf_checkpoint(folder: Path, kind: str) -> Path:
 def tiny_hf_checkpoint() -> Callable[..., Path]:
     """Save a tiny ViT or ConvNeXt V2 checkpoint: `tiny_hf_checkpoint(folder, "vit")`."""
     return write_tiny_hf_checkpoint
+
+
+def _assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
+    for key, value in expected.items():
+        assert key in actual, key
+        if isinstance(value, dict):
+            _assert_contains(actual[key], value)
+        else:
+            assert actual[key] == value, key
+
+
+@pytest.fixture(scope="session")
+def assert_contains() -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    """Asserts that a mapping holds every key of another with the same value, nested alike."""
+    return _assert_contains

@@ -116,10 +116,11 @@ class GateVerdict(Result):
 
 
 class Reference(Result):
-    """What the reference system reached."""
+    """What the reference system reached (the experiment's `reference`, as compare receives it)."""
 
     metric: str
     value: float
+    note: str | None = None
 
 
 class CompareSummary(Result):

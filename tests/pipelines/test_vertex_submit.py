@@ -40,16 +40,9 @@ GCP = [
     f"images.tpu={REGISTRY}/tpu:0123abc",
     f"images.transformers={REGISTRY}/transformers@{DIGEST}",
 ]
+
+
 # The same scan as test_compile.py's: keys and tokens that must never reach a package or request.
-CREDENTIALS = re.compile(
-    r"AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|\"?private_key(_id)?\"?\s*:"
-    r"|gh[pousr]_[0-9A-Za-z]{36}|hf_[0-9A-Za-z]{30,}|xox[abpr]-[0-9A-Za-z-]{10,}"
-    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
-    re.IGNORECASE,
-)
-
-
 class VertexStub:
     """Just enough of the Vertex AI REST API for PipelineJob, Model and Endpoint lists and
     Vertex AI Experiments; records every request."""
@@ -262,7 +255,7 @@ def test_the_run_reaches_vertex_as_configured(vertex_api, capsys):
     assert result["images"]["images.transformers"] == f"{REGISTRY}/transformers@{DIGEST}"
 
 
-def test_no_credential_or_token_leaves_the_machine(vertex_api):
+def test_no_credential_or_token_leaves_the_machine(vertex_api, credentials):
     assert submit() == 0
 
     assert vertex_api.requests
@@ -270,7 +263,7 @@ def test_no_credential_or_token_leaves_the_machine(vertex_api):
         assert "authorization" not in request["headers"]
         assert "x-goog-user-project" not in request["headers"]
         text = json.dumps(request)
-        assert not CREDENTIALS.search(text), CREDENTIALS.search(text)
+        assert not credentials.search(text), credentials.search(text)
 
 
 def test_network_key_and_experiment_reach_vertex(vertex_api):

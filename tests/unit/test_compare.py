@@ -166,3 +166,14 @@ def test_the_gate_step_follows_the_verdict_both_ways():
     # lower is better: the threshold is a maximum
     assert decision(compare(RESULTS, "log_loss", 0.25)) == PASSED
     assert decision(compare(RESULTS, "log_loss", 0.15)) == FAILED
+
+
+def test_every_experiments_reference_is_one_compare_reads():
+    # The pipeline hands compare the experiment's reference as a dict; it must validate.
+    from pipelines.config import list_experiments, load_experiment
+
+    for name in list_experiments():
+        reference = load_experiment(name).reference
+        if reference is not None:
+            sent = reference.model_dump(mode="json", exclude_none=True)
+            assert Reference.model_validate(sent).to_output() == sent
