@@ -44,7 +44,7 @@ def recipe(dataset: Path, workdir: Path, seed: int) -> dict[str, float]:
 
     spec = load_experiment("digits").models[0]
     started = time.perf_counter()
-    card = train(dataset, spec.model_dump(mode="json"), seed, workdir / "model", workdir / "c.html")
+    card = train(dataset, spec, seed, workdir / "model", workdir / "c.html")
     seconds = time.perf_counter() - started
     return {
         "val_accuracy": max(card.history["val_accuracy"]),
@@ -74,7 +74,7 @@ def search(dataset: Path, workdir: Path, seed: int, trials: int) -> dict[str, fl
             folder = workdir / f"trial-{candidate.trial}"
             train(
                 dataset,
-                candidate.model_spec.model_dump(mode="json"),
+                candidate.model_spec,
                 candidate.seed,
                 folder,
                 folder / "curves.html",

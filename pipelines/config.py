@@ -293,6 +293,27 @@ class Register(Strict):
     )
 
 
+def check_keras_params(model: ModelSpec) -> None:
+    """Every `params` key of a keras model, and every `params.KEY` its search varies, is a knob
+    of its architecture's builder."""
+    if model.framework != "keras" or model.architecture is None:
+        return
+    from components.models.keras import param_names
+
+    known = param_names(model.architecture)
+    given = [(f"params.{k}", k) for k in model.params] + [
+        (f"search.space.{p}", p.removeprefix("params."))
+        for p in (model.search.space if model.search else {})
+        if p.startswith("params.")
+    ]
+    for where, key in given:
+        if key not in known:
+            raise ValueError(
+                f"model '{model.name}': {where}: {model.architecture} has no parameter "
+                f"'{key}'; it takes {', '.join(sorted(known))}"
+            )
+
+
 class Experiment(Strict):
     """The whole experiment: what to train on, which candidates, and where to run it."""
 
@@ -307,7 +328,17 @@ class Experiment(Strict):
     images: Images = Images()
     gcp: Gcp = Gcp()
     kfp: Kfp = Kfp()
-    registration: Register | None = Field(default=None, alias="register")
+    # Always present: `_default_registration` names it after the experiment when the file does not.
+    registration: Register = Field(alias="register")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_registration(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("register", data.get("registration")) is None:
+            name = data.get("name", "experiment")
+            data = {k: v for k, v in data.items() if k != "registration"}
+            data["register"] = {"name": f"{name}-classifier"[:40].strip("-")}
+        return data
 
     @field_validator("models")
     @classmethod
@@ -327,8 +358,8 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
-        if self.registration is None:
-            self.registration = Register(name=f"{self.name}-classifier"[:40].strip("-"))
+        for model in self.models:
+            check_keras_params(model)
         searched = [m.name for m in self.models if m.search is not None]
         if searched and not self.data.splits.validation:
             raise ValueError(

@@ -3,7 +3,7 @@ winner trained once per seed. Wiring only; the study lives in components/search.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kfp import dsl
 
@@ -12,11 +12,13 @@ from components.search.component import gather, suggest, tell
 from components.search.study import base_spec
 from components.spec import ModelSpec
 from components.train.component import train
-from pipelines.targets.base import Target
+
+if TYPE_CHECKING:
+    from pipelines.training import TaskHooks
 
 
 def add_search(
-    spec: ModelSpec, seeds: list[int], dataset: Any, reference: Any, target: Target
+    spec: ModelSpec, seeds: list[int], dataset: Any, reference: Any, target: TaskHooks
 ) -> Any:
     """Add the search of `spec` (rounds of `parallel_trials` trials on the first seed) and the
     winner's training and evaluation on every seed; returns the winner's collected results."""
@@ -65,7 +67,7 @@ def add_searches(
     seeds: list[int],
     dataset: Any,
     reference: Any,
-    target: Target,
+    target: TaskHooks,
 ) -> dict[str, Any]:
     """Every searched candidate's search; their winners' results as the compare step's
     `searched_results` (nothing when no candidate searches)."""

@@ -1,8 +1,11 @@
 """The training pipeline: ingest -> per framework, ParallelFor(candidate x seed): train -> evaluate
--> compare -> gate -> register. Wiring only; each target configures tasks through its hooks."""
+(and for a searched candidate its search, then its winner per seed) -> compare -> gate -> register.
+Wiring only: the whole DAG is here, in `pipelines/search.py` and in `pipelines/registration.py`;
+a target only configures tasks through the `TaskHooks` it passes in.
+"""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from kfp import dsl
 
@@ -12,17 +15,44 @@ from components.gate.component import gate
 from components.ingest.component import ingest
 from components.train.component import train
 from pipelines.config import Experiment
+from pipelines.registration import add_folder_registration, add_vertex_registration
 from pipelines.search import add_searches
-from pipelines.targets.base import Target
 
 
-def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]:
+class TaskHooks(Protocol):
+    """What a target tells the pipeline: how each task runs, and where models are registered."""
+
+    @property
+    def parallelism(self) -> int:
+        """Loop iterations at once; 0: as many as the backend allows."""
+        ...
+
+    @property
+    def model_registry(self) -> Literal["folder", "vertex"]:
+        """ "vertex": also upload the registered version to the Vertex AI Model Registry."""
+        ...
+
+    def registry_root(self) -> str:
+        """The folder registry's root where the register step runs."""
+        ...
+
+    def configure(self, task: Any, step: str, framework: str | None = None) -> None:
+        """Set image, resources, retries and platform settings of one task."""
+        ...
+
+    def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
+        """The component that runs `step` here; called like the step's own component."""
+        ...
+
+
+def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., Any]:
     """Return the @dsl.pipeline for `experiment` as `target` will run it."""
     reference = (
         experiment.reference.model_dump(mode="json", exclude_none=True)
         if experiment.reference
         else {}
     )
+    # Searched candidates train through their search: a framework may have no plain loop.
     groups = {
         framework: items
         for framework in experiment.frameworks()
@@ -32,7 +62,6 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
             ]
         )
     }
-    assert experiment.registration is not None
 
     @dsl.pipeline(name=f"imgclf-{experiment.name}", description=experiment.description or None)
     def training_pipeline(
@@ -75,15 +104,14 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
                 ).set_display_name(f"evaluate {framework}")
                 target.configure(evaluate_task, "evaluate", framework)
             collected[f"{framework}_results"] = dsl.Collected(evaluate_task.outputs["Output"])
-        collected.update(
-            add_searches(
-                experiment.searched(),
-                experiment.seeds,
-                ingest_task.outputs["dataset"],
-                reference,
-                target,
-            )
+        searched = add_searches(
+            experiment.searched(),
+            experiment.seeds,
+            ingest_task.outputs["dataset"],
+            reference,
+            target,
         )
+        collected.update(searched)
         compare_task = compare(
             metric=gate_metric, gate_min=gate_min, reference=reference, **collected
         ).set_display_name("compare")
@@ -92,13 +120,23 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         target.configure(gate_task, "gate")
         # A single-output task: kfp.local resolves `<task>-Output` in conditions, not named outputs.
         with dsl.If(gate_task.output == "passed", name="gate-passed"):
-            target.add_register(
+            register_task = add_folder_registration(
+                target.configure,
                 best_model_uri=compare_task.outputs["best_model_uri"],
                 summary=compare_task.outputs["summary"],
                 registry_root=registry_root,
                 name=model_name,
                 aliases=model_aliases,
             )
+            if target.model_registry == "vertex":
+                add_vertex_registration(
+                    target.configure,
+                    experiment,
+                    record=register_task.output,
+                    summary=compare_task.outputs["summary"],
+                    name=model_name,
+                    aliases=model_aliases,
+                )
         return compare_task.outputs["summary"]
 
     return training_pipeline

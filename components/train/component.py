@@ -27,6 +27,7 @@ def train(
     from components.spec import Candidate
     from components.train.run import train as run_train
 
+    # Validated once here (this also repairs kfp.local's float seeds); typed from here on.
     task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
     checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
@@ -34,7 +35,7 @@ def train(
     )
     card = run_train(
         dataset.path,
-        task.model_spec.model_dump(mode="json", exclude_none=True),
+        task.model_spec,
         task.seed,
         model.path,
         curves.path,

@@ -196,3 +196,24 @@ def test_nested_space_mappings_are_the_same_dotted_paths():
         {"trials": 2, "space": {"optimizer.learning_rate": {"log_uniform": [1e-4, 1e-2]}}}
     )
     assert nested == dotted
+
+
+@pytest.mark.parametrize(
+    ("path", "where"),
+    [
+        ("params.dropuot", "search.space.params.dropuot"),
+        ("params.filters", "search.space.params.filters"),
+    ],
+)
+def test_searched_params_must_be_knobs_of_the_builder(tmp_path, path, where):
+    with pytest.raises(ConfigError) as error:
+        load_experiment(str(write(tmp_path, with_space(path, {"uniform": [0.1, 0.2]}))))
+    assert f"{where}: lenet5 has no parameter" in str(error.value)
+    assert "batch_norm, dropout" in str(error.value)
+
+
+def test_plain_params_are_checked_too(tmp_path):
+    raw = copy.deepcopy(BASE)
+    raw["models"][0]["params"] = {"activation": "relu", "poolin": "max"}
+    with pytest.raises(ConfigError, match="params.poolin: lenet5 has no parameter 'poolin'"):
+        load_experiment(str(write(tmp_path, raw)))

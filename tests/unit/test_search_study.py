@@ -237,3 +237,32 @@ def test_report_ranks_trials_and_draws_each_parameter(tmp_path):
     assert text.count("<img") == 2  # the scatter plots and the best trial's curves
     for param in summary["space"]:
         assert param in text
+
+
+def test_a_keras_trial_below_the_median_stops_and_its_card_says_when(tmp_path, image_dataset):
+    from components.train.run import train
+
+    dataset = image_dataset(
+        tmp_path, {"dark": 40, "bright": 210}, 30, (16, 16), validation=0.2, test=0.2
+    )
+    spec = ModelSpec(
+        name="tiny", architecture="small_cnn", epochs=6, batch_size=8, params={"filters": 4}
+    )
+    # Finished trials that were perfect from the first epoch: any real curve is below them.
+    prune = Pruning(
+        monitor="val_loss",
+        direction="minimize",
+        finished_curves=[[0.0] * 6, [0.0] * 6],
+        startup_trials=2,
+        warmup_epochs=2,
+    )
+    card = train(
+        dataset, spec, 0, tmp_path / "model", tmp_path / "curves.html", trial=3, prune=prune
+    )
+    assert card.training["pruned_at_epoch"] == 2  # the first epoch past the warm-up
+    assert len(card.history["val_loss"]) == 3
+    assert card.training["trial"] == 3
+    assert "trial 3" in (tmp_path / "curves.html").read_text()
+    free = train(dataset, spec, 0, tmp_path / "free", tmp_path / "free.html", trial=4)
+    assert free.training["pruned_at_epoch"] is None
+    assert len(free.history["val_loss"]) == 6

@@ -1,18 +1,29 @@
-"""Keras model registry: architecture name -> builder and the preprocessing it expects.
+"""Keras models: the registry (architecture name -> builder and the preprocessing it expects),
+saving the keras Model artifact and loading it back as a `Classifier`.
 
 Every model takes raw pixels (float32 in [0, 255], already resized to its input size) and
 carries its own preprocessing as layers, so serving and evaluation never re-implement it.
+The registry is built from the names in `components.spec`, which the config validates against.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-from components.spec import KERAS_APPLICATIONS
+import numpy as np
+
+from components.common.model_card import CARD_FILE, ModelCard
+from components.models.artifact import ModelLoadError
+from components.spec import KERAS_APPLICATIONS, KERAS_SCRATCH_ARCHITECTURES
 
 APPLICATIONS = KERAS_APPLICATIONS
+KERAS_DIR = "keras"
+MODEL_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -84,19 +95,42 @@ def small_cnn(
     return keras.Model(inputs, _head(x, num_classes), name="small_cnn")
 
 
-def lenet5(num_classes: int, input_size: tuple[int, int], channels: int) -> Any:
+def lenet5(
+    num_classes: int,
+    input_size: tuple[int, int],
+    channels: int,
+    activation: Literal["tanh", "relu"] = "tanh",
+    pooling: Literal["average", "max"] = "average",
+    batch_norm: bool = False,
+    dropout: float = 0.0,
+) -> Any:
+    """LeNet-5 (6C5-P2-16C5-P2-120-84). The defaults are the classic network (tanh, average
+    pooling); `activation: relu, pooling: max, batch_norm: true, dropout: 0.4` is the modern
+    variant: batch norm after each convolution, dropout before each dense layer."""
     import keras
     from keras import layers
 
+    if activation not in ("tanh", "relu") or pooling not in ("average", "max"):
+        raise ValueError(
+            f"lenet5: activation must be tanh or relu (got {activation!r}) and pooling average "
+            f"or max (got {pooling!r})"
+        )
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"lenet5: dropout must be in [0, 1) (got {dropout})")
+    pool = layers.MaxPooling2D if pooling == "max" else layers.AveragePooling2D
     inputs = _inputs(input_size, channels)
     x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(6, 5, padding="same", activation="tanh")(x)
-    x = layers.AveragePooling2D(2)(x)
-    x = layers.Conv2D(16, 5, activation="tanh")(x)
-    x = layers.AveragePooling2D(2)(x)
+    for filters, padding in ((6, "same"), (16, "valid")):
+        x = layers.Conv2D(filters, 5, padding=padding, use_bias=not batch_norm)(x)
+        if batch_norm:
+            x = layers.BatchNormalization()(x)
+        x = layers.Activation(activation)(x)
+        x = pool(2)(x)
     x = layers.Flatten()(x)
-    x = layers.Dense(120, activation="tanh")(x)
-    x = layers.Dense(84, activation="tanh")(x)
+    for units in (120, 84):
+        if dropout:
+            x = layers.Dropout(dropout)(x)
+        x = layers.Dense(units, activation=activation)(x)
     return keras.Model(inputs, _head(x, num_classes), name="lenet5")
 
 
@@ -151,12 +185,26 @@ def cifar_cnn(
     )
 
 
-SCRATCH: dict[str, Callable[..., Any]] = {
+_BUILDERS: dict[str, Callable[..., Any]] = {
     "small_cnn": small_cnn,
     "lenet5": lenet5,
     "cnn3": cnn3,
     "cifar_cnn": cifar_cnn,
 }
+# The scratch names come from the spec; a name without a builder fails at import, not at run time.
+SCRATCH: dict[str, Callable[..., Any]] = {
+    name: _BUILDERS[name] for name in KERAS_SCRATCH_ARCHITECTURES
+}
+
+
+def param_names(architecture: str) -> frozenset[str]:
+    """The `params` a keras architecture takes (its builder's knobs, plus input_size)."""
+    import inspect
+
+    if architecture in SCRATCH:
+        knobs = list(inspect.signature(SCRATCH[architecture]).parameters)[3:]
+        return frozenset([*knobs, "input_size"])
+    return frozenset({"dropout", "input_size"})
 
 
 def _application(
@@ -194,3 +242,34 @@ def _application(
     x = layers.Dropout(float(params.get("dropout", 0.2)))(x)
     model = keras.Model(inputs, _head(x, num_classes), name=architecture)
     return BuiltModel(model, input_size, preprocessing, backbone)
+
+
+# --- the Model artifact ----------------------------------------------------------------------
+
+
+def save_model(model: Any, model_dir: Path) -> None:
+    """keras/model.keras (for reloading) and keras/saved_model (for serving)."""
+    keras_dir = Path(model_dir) / KERAS_DIR
+    keras_dir.mkdir(parents=True, exist_ok=True)
+    model.save(keras_dir / MODEL_FILE)
+    model.export(str(keras_dir / SAVED_MODEL_DIR), verbose=False)
+
+
+class KerasClassifier:
+    """A keras Model artifact behind the `Classifier` interface of evaluate/predict."""
+
+    def __init__(self, model_dir: Path, card: ModelCard):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        path = Path(model_dir) / KERAS_DIR / MODEL_FILE
+        if not path.is_file():
+            raise ModelLoadError(
+                f"{path} is missing: a keras Model artifact holds {KERAS_DIR}/{MODEL_FILE} "
+                f"beside {CARD_FILE}; point at the folder the train step wrote"
+            )
+        import keras
+
+        self.card = card
+        self.model = keras.saving.load_model(path, compile=False)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
