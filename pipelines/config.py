@@ -3,7 +3,7 @@
 An experiment file states only what differs from the defaults below. It is validated once,
 before anything is compiled or submitted; every error names the field, the bad value and
 what is allowed. The step configs it is made of (data, models and their recipes) are the steps' own
-vocabulary from `components/spec.py`; this module adds targets, resources and registration.
+vocabulary from `components/spec/`; this module adds targets, resources and registration.
 """
 
 from __future__ import annotations
