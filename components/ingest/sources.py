@@ -7,7 +7,12 @@
   `tf.io.gfile` reads (`gs://bucket/pets`). A folder whose only subfolder holds the class
   folders is entered, so the Kaggle download (`kagglecatsanddogs_5340/PetImages/{Cat,Dog}`)
   works from either level. Every file is an item, whatever its extension: a file that is not an
-  image is quarantined, never silently skipped (hidden files are skipped).
+  image is quarantined, never silently skipped. Hidden files and folders are skipped and
+  counted (`Source.skipped`); links are followed (a link back into a folder already listed is
+  counted, not followed again); a named pipe, device or broken link is an item that is
+  quarantined with its reason. A class folder with no file is an error naming the class.
+  File names that are not valid UTF-8 are read as they are; their keys show the odd bytes
+  escaped (`caf\\xe9.jpg`).
 - `csv:FILE`: a manifest with a path column (`path`, else `data.image_column`) and a label
   column (`data.label_column`), optionally a `split` column (train, validation or test).
   Relative paths are resolved against the CSV's folder; FILE may be a `gs://` URI.
@@ -33,13 +38,17 @@ import csv
 import io
 import os
 import posixpath
+import stat
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from components.ingest.validate import FileRejected
 
 SOURCE_SPLITS = ("train", "validation", "test")
 # Split names of the supported TFDS datasets, for when the builder has no split metadata
@@ -72,6 +81,8 @@ class Source:
 
     items: Iterator[Item]
     total: int | None = None
+    # entries of the listing that are not items, e.g. {"hidden files": 3, "link loops": 1}
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def __iter__(self) -> Iterator[Item]:
         return self.items
@@ -103,16 +114,58 @@ def open_source(source: str, config: Any) -> Source:
 # Picklable readers: an item's `read` is one of these bound with functools.partial.
 
 
-def read_local(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
+def read_local(path: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of the regular file at `path` (links resolved), at most `max_bytes` of them.
+
+    Anything else (a named pipe, a device, a folder, a broken link) raises FileRejected
+    before a byte is read, so that a pipe never blocks and /dev/zero never fills the memory.
+    """
+    try:
+        # O_NONBLOCK: opening a named pipe swapped in after the check must not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileRejected("unreadable", f"broken link to {os.readlink(path)!r}") from None
+        raise
+    with os.fdopen(descriptor, "rb") as file:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileRejected("not a regular file", f"a {file_kind(info.st_mode)}")
+        return _capped(file, info.st_size, max_bytes)
 
 
-def read_uri(uri: str) -> bytes:
+def read_uri(uri: str, max_bytes: int | None = None) -> bytes:
     import tensorflow as tf
 
     with tf.io.gfile.GFile(uri, "rb") as file:
-        return file.read()
+        return _capped(file, file.size(), max_bytes)
+
+
+def _capped(file: Any, size: int, max_bytes: int | None) -> bytes:
+    if max_bytes is not None and size > max_bytes:
+        raise FileRejected("too large", f"{size:,} bytes > data.max_file_bytes = {max_bytes:,}")
+    data = file.read() if max_bytes is None else file.read(max_bytes + 1)
+    if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
+        raise FileRejected("too large", f"more than data.max_file_bytes = {max_bytes:,} bytes")
+    return data
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = (
+        (stat.S_ISFIFO, "named pipe"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISDIR, "folder"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def display_name(name: str) -> str:
+    """`name` as text that round-trips: bytes that are not UTF-8 (os.fsdecode's surrogates)
+    become `\\xNN` escapes, so keys, reports and CSVs can always be written."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def given(value: Any) -> Any:
@@ -189,31 +242,83 @@ class _Files:
             return self.gfile.exists(path) and not self.gfile.isdir(path)
         return os.path.isfile(path)
 
-    def subdirs(self, path: str) -> list[str]:
+    def subdirs(self, path: str, skipped: Counter[str] | None = None) -> list[str]:
+        """The non-hidden subfolders of `path` (links to folders included), sorted.
+
+        Given `skipped`, hidden entries and files beside the subfolders are counted there.
+        """
         if self.uri:
             names = [n.rstrip("/") for n in self.gfile.listdir(path)]
-            found = [n for n in names if self.gfile.isdir(self.join(path, n))]
+            folders = {n for n in names if self.gfile.isdir(self.join(path, n))}
         else:
-            found = [e.name for e in os.scandir(path) if e.is_dir()]
-        return sorted(n for n in found if not n.startswith("."))
+            names = self._scan(path)
+            folders = {n for n in names if os.path.isdir(os.path.join(path, n))}
+        if skipped is not None:
+            for name in names:
+                if name.startswith("."):
+                    skipped["hidden folders" if name in folders else "hidden files"] += 1
+                elif name not in folders:
+                    skipped["files outside the class folders"] += 1
+        return sorted(n for n in folders if not n.startswith("."))
 
-    def files_under(self, path: str) -> list[str]:
-        """Every non-hidden file below `path`, as sorted paths relative to it (posix separators)."""
+    def _scan(self, path: str) -> list[str]:
+        try:
+            return [entry.name for entry in os.scandir(path)]
+        except OSError as exc:
+            raise SourceError(
+                f"{display_name(path)} cannot be listed ({exc.strerror or exc}); "
+                "check that it exists and that this user may read it"
+            ) from None
+
+    def files_under(
+        self, path: str, skipped: Counter[str], visited: set[tuple[int, int]] | None = None
+    ) -> list[str]:
+        """Every non-hidden file below `path`, as sorted paths relative to it (posix separators).
+
+        Hidden entries are counted in `skipped`. Links to folders are followed, once: a link to
+        a folder in `visited` or listed already (a loop, another class's folder, a second way
+        in) is counted instead.
+        """
+        if self.uri:
+            return self._files_under_uri(path, skipped)
         found = []
-        walk = self.gfile.walk(path) if self.uri else os.walk(path)
-        for folder, dirs, files in walk:
-            dirs[:] = [d for d in dirs if not d.rstrip("/").startswith(".")]
-            relative = (
-                posixpath.relpath(folder, path) if self.uri else os.path.relpath(folder, path)
-            )
-            for name in files:
-                if not name.startswith("."):
-                    joined = name if relative == "." else f"{relative}/{name}"
-                    found.append(joined.replace(os.sep, "/"))
+        visited = visited if visited is not None else set()
+        visited.add(_identity(path))
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            folder = os.path.join(path, relative) if relative else path
+            for name in self._scan(folder):
+                joined = f"{relative}/{name}" if relative else name
+                full = os.path.join(folder, name)
+                is_folder = os.path.isdir(full)
+                if name.startswith("."):
+                    skipped["hidden folders" if is_folder else "hidden files"] += 1
+                elif not is_folder:
+                    found.append(joined)  # regular or not: read() says why it is not an image
+                elif _identity(full) in visited:
+                    skipped["links to a folder already listed"] += 1
+                else:
+                    visited.add(_identity(full))
+                    pending.append(joined)
         return sorted(found)
 
-    def reader(self, path: str) -> Callable[[], bytes]:
-        return partial(read_uri if self.uri else read_local, path)
+    def _files_under_uri(self, path: str, skipped: Counter[str]) -> list[str]:
+        found = []
+        for folder, dirs, files in self.gfile.walk(path):
+            hidden = [d for d in dirs if d.rstrip("/").startswith(".")]
+            skipped["hidden folders"] += len(hidden)
+            dirs[:] = [d for d in dirs if d not in hidden]
+            relative = posixpath.relpath(folder, path)
+            for name in files:
+                if name.startswith("."):
+                    skipped["hidden files"] += 1
+                else:
+                    found.append(name if relative == "." else f"{relative}/{name}")
+        return sorted(found)
+
+    def reader(self, path: str, max_bytes: int | None) -> Callable[[], bytes]:
+        return partial(read_uri if self.uri else read_local, path, max_bytes)
 
     def read_text(self, path: str) -> str:
         if self.uri:
@@ -222,40 +327,117 @@ class _Files:
         return Path(path).read_text(encoding="utf-8-sig")
 
 
-def _folder(root: str, config: Any) -> Source:
+def _identity(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+@dataclass
+class FolderListing:
+    """What a `folder:` source holds, without reading a file: the preflight and ingest share it."""
+
+    root: str  # the folder that holds the class folders (a lone wrapper folder entered)
+    classes: dict[str, list[str]]  # class folder name -> files below it, relative, sorted
+    skipped: Counter[str]
+
+
+def list_folder(root: str, config: Any) -> FolderListing:
+    """List `folder:root`; raise SourceError when it cannot make a classification dataset."""
     files = _Files(is_uri(root))
     root = root.rstrip("/") if files.uri else root
+    shown = display_name(root)
     if not files.isdir(root):
-        raise SourceError(
-            f"folder:{root} is not a directory; expected {root}/<class>/<image files>"
-        )
-    class_names = files.subdirs(root)
+        what = "does not exist" if not files.isfile(root) else "is a file, not a folder"
+        raise SourceError(f"folder:{shown} {what}; expected {shown}/<class>/<image files>")
+    skipped: Counter[str] = Counter()
+    class_names = files.subdirs(root, skipped)
     # Enter a lone wrapper folder (Kaggle's PetImages): one class is not a classification task.
     while len(class_names) == 1 and files.subdirs(files.join(root, class_names[0])):
         root = files.join(root, class_names[0])
-        class_names = files.subdirs(root)
+        skipped = Counter()
+        class_names = files.subdirs(root, skipped)
+    shown = display_name(root)
     if not class_names:
         raise SourceError(
-            f"folder:{root} has no class subfolders; expected {root}/<class>/<image files>"
+            f"folder:{shown} has no class subfolders; expected "
+            f"{shown}/<class>/<image files>, one folder per class"
         )
-    listing = [(name, files.files_under(files.join(root, name))) for name in class_names]
+    listing = {}
+    # A link to the source folder or to another class's folder is never followed.
+    visited = set() if files.uri else {_identity(files.join(root, n)) for n in ("", *class_names)}
+    for name in class_names:
+        found: Counter[str] = Counter()
+        listing[name] = files.files_under(files.join(root, name), found, visited)
+        if not listing[name] and wanted_class(display_name(name), config):
+            hidden = f" (only skipped entries: {_counted(found)})" if found else ""
+            raise SourceError(
+                f"folder:{shown}: class folder '{display_name(name)}' has no files"
+                f"{hidden}; add its images, remove the folder, or leave the class out with "
+                "data.classes"
+            )
+        skipped.update(found)
+    return FolderListing(root, listing, skipped)
+
+
+def wanted_class(name: str, config: Any) -> bool:
+    """Whether a source class survives data.label_map and data.classes."""
+    label_map = getattr(config, "label_map", None)
+    if label_map:
+        if name not in label_map:
+            return False
+        name = label_map[name]
+    classes = getattr(config, "classes", None)
+    return classes is None or name in classes
+
+
+def _counted(counts: Counter[str]) -> str:
+    return ", ".join(f"{what}: {n}" for what, n in sorted(counts.items()))
+
+
+def _folder(root: str, config: Any) -> Source:
+    listing = list_folder(root, config)
+    files = _Files(is_uri(listing.root))
+    max_bytes = getattr(config, "max_file_bytes", None)
 
     def items() -> Iterator[Item]:
-        for name, relatives in listing:
+        for name, relatives in listing.classes.items():
+            label = display_name(name)
             for relative in relatives:
-                path = files.join(root, name, *relative.split("/"))
+                path = files.join(listing.root, name, *relative.split("/"))
                 yield Item(
-                    key=f"{name}/{relative}", label=name, read=files.reader(path), origin=path
+                    key=display_name(f"{name}/{relative}"),
+                    label=label,
+                    read=files.reader(path, max_bytes),
+                    origin=display_name(path),
                 )
 
-    return Source(items(), sum(len(relatives) for _, relatives in listing))
+    total = sum(len(relatives) for relatives in listing.classes.values())
+    return Source(items(), total, listing.skipped)
 
 
-def _csv(file: str, config: Any) -> Source:
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    path: str  # as written in the CSV (the item's key)
+    label: str
+    split: str | None
+    location: str  # where the file is: the path resolved against the CSV's folder
+
+
+def list_csv(file: str, config: Any) -> list[CsvRow]:
+    """The rows of a `csv:` manifest, checked; raise SourceError naming what to fix."""
     files = _Files(is_uri(file))
     if not files.isfile(file):
-        raise SourceError(f"csv:{file} does not exist")
-    rows = list(csv.DictReader(io.StringIO(files.read_text(file))))
+        what = "is a folder, not a CSV file" if files.isdir(file) else "does not exist"
+        raise SourceError(f"csv:{file} {what}; give the manifest's path")
+    try:
+        text = files.read_text(file)
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"csv:{file} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"offset {exc.start}); save the manifest as UTF-8"
+        ) from None
+    rows = list(csv.DictReader(io.StringIO(text)))
     header = list(rows[0].keys()) if rows else []
     path_column = "path" if "path" in header else config.image_column
     label_column = config.label_column
@@ -279,13 +461,25 @@ def _csv(file: str, config: Any) -> Source:
             raise SourceError(
                 f"csv:{file} line {line}: split '{split}' is not one of {', '.join(SOURCE_SPLITS)}"
             )
-        manifest.append((path, label, split))
+        location = path if is_uri(path) or os.path.isabs(path) else files.join(base, path)
+        manifest.append(CsvRow(line, path, label, split, location))
+    return manifest
+
+
+def _csv(file: str, config: Any) -> Source:
+    manifest = list_csv(file, config)
+    max_bytes = getattr(config, "max_file_bytes", None)
 
     def items() -> Iterator[Item]:
-        for path, label, split in manifest:
-            absolute = path if is_uri(path) or os.path.isabs(path) else files.join(base, path)
-            reader = partial(read_uri if is_uri(absolute) else read_local, absolute)
-            yield Item(key=path, label=label, read=reader, origin=absolute, split=split)
+        for row in manifest:
+            read = read_uri if is_uri(row.location) else read_local
+            yield Item(
+                key=row.path,
+                label=row.label,
+                read=partial(read, row.location, max_bytes),
+                origin=row.location,
+                split=row.split,
+            )
 
     return Source(items(), len(manifest))
 
@@ -298,7 +492,8 @@ def _npz(file: str, config: Any) -> Source:
     """
     path = Path(file)
     if not path.is_file():
-        raise SourceError(f"npz:{file} does not exist")
+        what = "is a folder, not an .npz file" if path.is_dir() else "does not exist"
+        raise SourceError(f"npz:{file} {what}; give the archive's path")
     with np.load(path, allow_pickle=False) as archive:
         names = set(archive.files)
         if not {"x", "y"} <= names:
@@ -493,10 +688,10 @@ def _hf(spec: str, config: Any) -> Source:
 
 def _hf_file(path: str, location: str) -> Callable[[], bytes]:
     if is_uri(path):
-        return partial(read_uri, path)
+        return partial(read_uri, path, None)
     if not os.path.isabs(path) and os.path.isdir(location):
         path = os.path.join(location, path)
-    return partial(read_local, path)
+    return partial(read_local, path, None)
 
 
 def _hf_label(value: Any, names: list[str] | None) -> str | None:

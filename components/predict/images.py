@@ -39,6 +39,10 @@ def decode(data: bytes, channels: int) -> np.ndarray:
             array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
     except UnidentifiedImageError:
         raise ImageReadError("not a readable image (unknown format or corrupt file)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"too many pixels to decode safely (decompression bomb: {exc})"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
     if array.ndim == 2:
