@@ -312,7 +312,17 @@ class Experiment(Strict):
     images: Images = Images()
     gcp: Gcp = Gcp()
     kfp: Kfp = Kfp()
-    registration: Register | None = Field(default=None, alias="register")
+    # Always present: `_default_registration` names it after the experiment when the file does not.
+    registration: Register = Field(alias="register")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_registration(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("register", data.get("registration")) is None:
+            name = data.get("name", "experiment")
+            data = {k: v for k, v in data.items() if k != "registration"}
+            data["register"] = {"name": f"{name}-classifier"[:40].strip("-")}
+        return data
 
     @field_validator("models")
     @classmethod
@@ -332,8 +342,6 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
-        if self.registration is None:
-            self.registration = Register(name=f"{self.name}-classifier"[:40].strip("-"))
         if self.resources.vertex.is_tpu:
             hf = [m.name for m in self.models if m.framework == "transformers"]
             if hf:
@@ -444,36 +452,45 @@ def format_validation_error(
     `overrides` maps each `--set` argument to the field path it set: a problem in (or below)
     such a field is blamed on that `--set`, not on the file.
     """
-    lines = [f"{source}: {exc.error_count()} problem(s) in the experiment"]
+    lines = []
+    blamed = 0
     for error in exc.errors():
         loc = list(error["loc"])
         field = ".".join(str(p) for p in loc) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field" + _suggestion(loc)
-        elif error["type"] == "missing":
-            message = "required field is missing"
-        elif error["type"] == "string_pattern_mismatch" and (
-            error.get("ctx", {}).get("pattern") == SLUG_PATTERN
-        ):
-            fixed = re.sub(r"[^a-z0-9-]+", "-", str(value).lower()).strip("-")[:40].strip("-")
-            message = f"not a valid name: {SLUG_RULE}" + (f" (e.g. {fixed})" if fixed else "")
         shown = (
             ""
             if error["type"] in ("missing",) or isinstance(value, dict)
             else f" (got {clip(repr(value))})"
         )
+        # The last --set that wrote this field, or a section above or below it.
         blame = next(
             (
                 f" [from --set {clip(override)}]"
-                for override, path in (overrides or {}).items()
-                if loc[: len(path)] == path or path[: len(loc)] == loc
+                for override, path in reversed((overrides or {}).items())
+                if loc and (loc[: len(path)] == path or path[: len(loc)] == loc)
             ),
             "",
         )
-        lines.append(f"  {field}: {clip(message, 400)}{shown}{blame}")
-    return "\n".join(lines)
+        blamed += bool(blame)
+        lines.append(f"  {field}: {clip(_message(error, loc), 400)}{shown}{blame}")
+    origin = f"--set ({source})" if blamed == len(lines) else source
+    return "\n".join([f"{origin}: {exc.error_count()} problem(s) in the experiment", *lines])
+
+
+def _message(error: Any, loc: list[Any]) -> str:
+    """What is wrong, in the experiment's words."""
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return "unknown field" + _suggestion(loc)
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "string_pattern_mismatch" and (
+        error.get("ctx", {}).get("pattern") == SLUG_PATTERN
+    ):
+        fixed = re.sub(r"[^a-z0-9-]+", "-", str(value).lower()).strip("-")[:40].strip("-")
+        return f"not a valid name: {SLUG_RULE}" + (f" (e.g. {fixed})" if fixed else "")
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def _suggestion(loc: list[Any]) -> str:

@@ -3,7 +3,7 @@
 Run by the command line before anything is compiled or submitted, so that a wrong path, a
 manifest without its label column or a class the source lacks is a config error (exit 2)
 instead of a failed ingest step. It lists the sources with the code ingest lists them with
-(`list_folder`, `list_csv` in sources.py), so the two never disagree about what a source holds.
+(`list_folder`, `list_csv` in listing.py), so the two never disagree about what a source holds.
 
 What is not checked here, and is left to ingest: remote sources whose listing needs the network
 (`gs://` folders and manifests, `tfds:` builders, Hub datasets), the images themselves, and
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from components.ingest.sources import (
+from components.ingest.listing import (
     SourceError,
     display_name,
     is_uri,

@@ -186,6 +186,14 @@ def test_errors_from_set_are_blamed_on_set(tmp_path):
     assert "--set" not in from_file  # the file's own mistake stays the file's
 
 
+def test_when_every_problem_comes_from_set_the_heading_says_so(tmp_path):
+    path = write(tmp_path, VALID)
+
+    message = error(path, ("models.0.epochs=0",))
+
+    assert message.startswith(f"--set ({path}): 1 problem(s) in the experiment")
+
+
 def test_a_whole_section_set_is_blamed_for_the_fields_below_it(tmp_path):
     message = error(write(tmp_path, VALID), ("gate={metric: accuracy, min: 7}",))
 
