@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from components.ingest.listing import SourceError, display_name, list_folder
 from components.ingest.report import write_data_report
 from components.ingest.run import IngestError, ingest
-from components.ingest.listing import SourceError, display_name, list_folder
 from components.ingest.sources import open_source
 from components.spec import DataConfig
 
@@ -58,8 +58,6 @@ def _books_balance(info: dict) -> None:
 
 def test_a_name_that_is_not_utf8_is_read_and_its_key_escaped(tmp_path):
     root = _classes(tmp_path / "src")
-    (root / "a" / "café.png").write_bytes(b"")  # placeholder, replaced below by a Latin-1 name
-    os.unlink(root / "a" / "café.png")
     with open(os.path.join(os.fsencode(root / "a"), b"caf\xe9.png"), "wb") as file:
         file.write(_png())
     with open(os.path.join(os.fsencode(root / "b"), b"bad\xff.txt"), "wb") as file:
