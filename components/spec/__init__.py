@@ -49,6 +49,9 @@ __all__ = [
 
 SOURCE_SCHEMES = ("sklearn", "folder", "csv", "npz", "tfds", "hf")
 SKLEARN_DATASETS = ("digits",)
+# data.max_file_bytes: far above any training image (a 9,500 x 9,500 16-bit RGB TIFF is ~540 MB
+# uncompressed, and MAX_PIXELS rejects those anyway), far below what fills a worker's memory.
+MAX_FILE_BYTES = 256 * 2**20
 
 # Architectures trained from scratch (builders in components/models/keras).
 KERAS_SCRATCH_ARCHITECTURES = ("small_cnn", "lenet5", "cifar_cnn", "cnn3")
@@ -77,7 +80,8 @@ KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
 }
 KERAS_ARCHITECTURES = KERAS_SCRATCH_ARCHITECTURES + tuple(KERAS_APPLICATIONS)
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")]
+SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -220,6 +224,11 @@ class DataConfig(Strict):
     label_column: str = "label"
     extra_train_sources: list[str] = Field(default_factory=list)
     shard_size: int = Field(default=2000, ge=10, description="images per TFRecord shard")
+    max_file_bytes: int = Field(
+        default=MAX_FILE_BYTES,
+        ge=1,
+        description="files bigger than this are quarantined unread (too large)",
+    )
 
     @field_validator("source", "extra_train_sources")
     @classmethod
