@@ -72,8 +72,20 @@ def _scatter(summary: dict[str, Any]) -> str:
             xs = [float(v) for v in values]
             if kind == "log_uniform":
                 axis.set_xscale("log")
-        colors = ["#cf222e" if t["trial"] == best else "#0969da" for t in trials]
-        axis.scatter(xs, metric, c=colors, s=36, alpha=0.8)
+        for stopped in (False, True):
+            picked = [i for i, t in enumerate(trials) if (t["state"] == "PRUNED") == stopped]
+            colors = [
+                "#8c959f" if stopped else "#cf222e" if trials[i]["trial"] == best else "#0969da"
+                for i in picked
+            ]
+            axis.scatter(
+                [xs[i] for i in picked],
+                [metric[i] for i in picked],
+                c=colors,
+                s=36,
+                alpha=0.8,
+                marker="x" if stopped else "o",
+            )
         axis.set_xlabel(param)
         axis.set_ylabel(summary["metric"])
         axis.grid(alpha=0.3)
@@ -131,7 +143,8 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
         "<h2>Trials, best first</h2>",
         _table(summary),
         "<h2>Each parameter against the metric</h2>",
-        "<p class='muted'>Red: the best trial.</p>",
+        "<p class='muted'>Red: the best trial; grey crosses: trials stopped early (their best "
+        "value before the stop).</p>",
         _scatter(summary),
         "<h2>Search space</h2>",
         html.table(["parameter", "distribution", "range or values"], space),
