@@ -18,10 +18,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from components.common.images import BASE_IMAGE
 from components.spec import (
     DataConfig,
+    ExportConfig,
     MetricName,
     ModelSpec,
     Slug,
     Strict,
+    export_formats_for,
 )
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -229,10 +231,13 @@ class Images(Strict):
     transformers: str = "image-classification-transformers:latest"
 
 
+GCS_URI = r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$"
+
+
 class Gcp(Strict):
     project: str | None = None
     region: str = "us-central1"
-    bucket: str | None = Field(default=None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$")
+    bucket: str | None = Field(default=None, pattern=GCS_URI)
     service_account: str | None = None
     network: str | None = None
     encryption_key: str | None = None
@@ -269,6 +274,20 @@ class Gcp(Strict):
         return value
 
 
+class BatchPredict(Strict):
+    """Vertex: a batch prediction job on the registered model, after registration."""
+
+    source: str = Field(
+        pattern=GCS_URI,
+        description="JSON Lines file(s) of instances, gs://BUCKET/PATH (wildcards allowed)",
+    )
+    destination: str = Field(
+        pattern=GCS_URI, description="folder the predictions are written under, gs://BUCKET/PATH"
+    )
+    machine_type: str = "n1-standard-4"
+    replicas: int = Field(default=1, ge=1, le=100)
+
+
 class Register(Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
@@ -291,6 +310,7 @@ class Register(Strict):
         description="Vertex: serving container of keras models' SavedModel (default Vertex's "
         "prebuilt TensorFlow CPU container of the region)",
     )
+    batch_predict: BatchPredict | None = None
 
 
 class Experiment(Strict):
@@ -308,6 +328,9 @@ class Experiment(Strict):
     gcp: Gcp = Gcp()
     kfp: Kfp = Kfp()
     registration: Register | None = Field(default=None, alias="register")
+    export: ExportConfig | None = Field(
+        default=None, description="deployable formats of the best model, measured and gated"
+    )
 
     @field_validator("models")
     @classmethod
@@ -337,7 +360,21 @@ class Experiment(Strict):
                     "transformers: train them on a GPU (resources.vertex.accelerator: NVIDIA_L4) "
                     "or use a keras architecture"
                 )
+        if self.export is not None:
+            self._check_export(self.export)
         return self
+
+    def _check_export(self, export: ExportConfig) -> None:
+        # The best candidate is only known at run time, so every candidate must export.
+        for framework in self.frameworks():
+            missing = export.unsupported(framework)
+            if missing:
+                names = [m.name for m in self.models if m.framework == framework]
+                raise ValueError(
+                    f"export.formats: {', '.join(missing)} cannot be made from {framework} "
+                    f"models ({', '.join(names)}); {framework} models export to "
+                    f"{', '.join(export_formats_for(framework))}: remove the others"
+                )
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every model x seed, as the loop items of the pipeline (keys must not clash with

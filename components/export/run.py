@@ -1,0 +1,194 @@
+"""The export step: convert the best model to each configured format, measure each file with its
+own runtime against the original, keep the formats within their accuracy budget.
+
+The Export artifact holds the passing files (names in `formats.FILES`), `export.json` (the
+record: every format, passed or failed, with its figures) and `report.html`. A format that
+loses more test accuracy than `max_accuracy_drop` allows, or whose conversion fails, is in the
+record with the reason and its file is not kept, so it is never registered.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.common.files import write_json
+from components.common.model_card import ModelCard
+from components.export import measure
+from components.export.formats import (
+    FILES,
+    INPUT_CONTRACT,
+    PRECISION_NOTES,
+    RECORD_FILE,
+    REPORT_FILE,
+    RUNTIMES,
+)
+from components.export.onnx_quantize import CALIBRATION_BATCH
+from components.spec import EXPORT_FORMATS, ExportConfig
+
+NATIVE = "native"
+# What the native model's size counts: the Keras file, or the save_pretrained folder.
+NATIVE_FILES = {"keras": "keras/model.keras", "transformers": "hf"}
+# Accuracy is compared to this many decimals, so an equal accuracy never fails on float noise.
+ACCURACY_DECIMALS = 9
+
+
+def export_model(
+    model_dir: str | Path,
+    dataset_dir: str | Path,
+    export_dir: str | Path,
+    config: ExportConfig,
+    report_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Convert, measure and gate every format; returns the record written to export.json."""
+    from components.evaluate.loaders import load_classifier
+
+    model_dir, export_dir = Path(model_dir), Path(export_dir)
+    card = ModelCard.load(model_dir)
+    formats = config.formats_for(card.framework)
+    export_dir.mkdir(parents=True, exist_ok=True)
+    native = load_classifier(model_dir)
+    labels, reference = measure.predict_split(native, dataset_dir)
+    sample = measure.first_images(dataset_dir, card, "test", measure.LATENCY_IMAGES)
+    calibration = measure.first_images(dataset_dir, card, "train", config.calibration_images)
+    native_accuracy = measure.accuracy(labels, reference)
+    rows = [
+        {
+            "format": NATIVE,
+            "runtime": "Keras" if card.framework == "keras" else "PyTorch",
+            "precision": "float32",
+            "size_bytes": measure.size_bytes(model_dir / NATIVE_FILES[card.framework]),
+            "accuracy": native_accuracy,
+            "accuracy_delta": 0.0,
+            "agreement": 1.0,
+            **measure.speed(native, sample).as_dict(),
+            "passed": True,
+        }
+    ]
+    with tempfile.TemporaryDirectory(dir=export_dir, prefix=".convert-") as scratch:
+        for name in formats:
+            candidate = Path(scratch) / FILES[name]
+            row = {"format": name, "file": FILES[name], "runtime": RUNTIMES[name]}
+            row["precision"] = PRECISION_NOTES[name]
+            row["max_accuracy_drop"] = config.max_drop(name)
+            try:
+                convert(name, native, model_dir, candidate, calibration)
+                row.update(_measured(name, candidate, card, dataset_dir, sample, reference))
+            except Exception as exc:  # a format that cannot be made is reported, not fatal
+                row.update(passed=False, reason=f"conversion failed: {type(exc).__name__}: {exc}")
+                rows.append(row)
+                print(f"export {name}: {row['reason']}", flush=True)
+                continue
+            row["accuracy_delta"] = row["accuracy"] - native_accuracy
+            drop = round(native_accuracy - row["accuracy"], ACCURACY_DECIMALS)
+            row["passed"] = drop <= row["max_accuracy_drop"]
+            if row["passed"]:
+                shutil.move(str(candidate), export_dir / FILES[name])
+            else:
+                row["reason"] = (
+                    f"loses {drop:.4f} test accuracy, more than max_accuracy_drop."
+                    f"{EXPORT_FORMATS[name][0]} = {row['max_accuracy_drop']:.4f}; not registered"
+                )
+            rows.append(row)
+            print(_summary_line(row), flush=True)
+    record = {
+        "model": card.name,
+        "framework": card.framework,
+        "input": INPUT_CONTRACT,
+        "input_size": list(card.input_size),
+        "channels": card.channels,
+        "test_images": int(len(labels)),
+        "calibration_images": int(len(calibration)),
+        "cpu": f"{platform.processor() or platform.machine()}, {_cores()} cores",
+        "formats": rows,
+        "passed": [r["format"] for r in rows[1:] if r["passed"]],
+        "failed": [r["format"] for r in rows[1:] if not r["passed"]],
+    }
+    write_json(export_dir / RECORD_FILE, record)
+    from components.export.report import write_report
+
+    write_report(record, export_dir / REPORT_FILE)
+    if report_path is not None:
+        shutil.copyfile(export_dir / REPORT_FILE, report_path)
+    return record
+
+
+def convert(
+    name: str, native: Any, model_dir: Path, destination: Path, calibration: np.ndarray
+) -> Path:
+    """Write the `name` format of the loaded native classifier to `destination`."""
+    from components.export import keras_convert, onnx_quantize
+
+    if name == "saved_model":
+        return keras_convert.copy_saved_model(model_dir, destination)
+    if name in ("onnx", "onnx_int8"):
+        float_path = destination if name == "onnx" else destination.with_suffix(".float.onnx")
+        if native.card.framework == "keras":
+            keras_convert.to_onnx(native.model, float_path)
+        else:
+            from components.export import transformers_convert
+
+            transformers_convert.to_onnx(native, float_path)
+        if name == "onnx":
+            return destination
+        onnx_quantize.quantize_static(
+            float_path, destination, _batches(calibration, CALIBRATION_BATCH)
+        )
+        float_path.unlink()
+        return destination
+    precision = {"tflite": "float32", "tflite_float16": "float16", "tflite_int8": "int8"}[name]
+    return keras_convert.to_tflite(
+        model_dir, destination, precision, calibration=lambda: _batches(calibration, 1)
+    )
+
+
+def _batches(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(images), size):
+        yield np.ascontiguousarray(images[start : start + size], dtype=np.float32)
+
+
+def _measured(
+    name: str,
+    path: Path,
+    card: ModelCard,
+    dataset_dir: str | Path,
+    sample: np.ndarray,
+    reference: np.ndarray,
+) -> dict[str, Any]:
+    from components.export.runtimes import load_exported
+
+    exported = load_exported(path.parent, name, card)
+    labels, probabilities = measure.predict_split(exported, dataset_dir)
+    return {
+        "size_bytes": measure.size_bytes(path),
+        "accuracy": measure.accuracy(labels, probabilities),
+        "agreement": measure.agreement(probabilities, reference),
+        **measure.speed(exported, sample).as_dict(),
+    }
+
+
+def _summary_line(row: dict[str, Any]) -> str:
+    verdict = "ok" if row["passed"] else "FAILED"
+    return (
+        f"export {row['format']}: {verdict}, {row['size_bytes'] / 1e6:.2f} MB, accuracy "
+        f"{row['accuracy']:.4f} ({row['accuracy_delta']:+.4f}), agreement {row['agreement']:.4f}, "
+        f"p50 {row['latency_ms_p50']:.2f} ms, {row['throughput']:.0f} images/s at batch "
+        f"{measure.THROUGHPUT_BATCH}"
+    )
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def passed_exports(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the formats that passed (what a registered version holds)."""
+    return [r for r in record["formats"] if r["format"] != NATIVE and r["passed"]]
