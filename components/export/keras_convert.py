@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from components.export.formats import INPUT_NAME, ONNX_OPSET
+from components.common.export_artifact import INPUT_NAME, ONNX_OPSET
 
 
 def saved_model_dir(model_dir: Path) -> Path:
@@ -46,7 +46,7 @@ def to_onnx(model: Any, destination: Path) -> Path:
 
 def _name_output(model_proto: Any) -> None:
     """Rename the graph's only output to `probabilities` (tf2onnx names it after the layer)."""
-    from components.export.formats import OUTPUT_NAME
+    from components.common.export_artifact import OUTPUT_NAME
 
     graph = model_proto.graph
     old = graph.output[0].name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.export.formats import INPUT_NAME
+from components.common.export_artifact import INPUT_NAME
 
 CALIBRATION_BATCH = 16
 

@@ -18,10 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from components.common.files import write_json
-from components.common.model_card import ModelCard
-from components.export import measure
-from components.export.formats import (
+from components.common.export_artifact import (
     FILES,
     INPUT_CONTRACT,
     PRECISION_NOTES,
@@ -29,6 +26,9 @@ from components.export.formats import (
     REPORT_FILE,
     RUNTIMES,
 )
+from components.common.files import write_json
+from components.common.model_card import ModelCard
+from components.export import measure
 from components.export.onnx_quantize import CALIBRATION_BATCH
 from components.spec import EXPORT_FORMATS, ExportConfig
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from components.common.export_artifact import FILES, INPUT_NAME, RUNTIMES
 from components.common.model_card import ModelCard
-from components.export.formats import FILES, INPUT_NAME, RUNTIMES
 
 
 class ExportMissingError(FileNotFoundError):

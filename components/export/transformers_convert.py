@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from components.export.formats import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
+from components.common.export_artifact import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
 
 
 def to_onnx(classifier: Any, destination: Path) -> Path:

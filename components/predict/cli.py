@@ -205,10 +205,11 @@ def _load(args: argparse.Namespace) -> Any:
     try:
         if args.format == NATIVE:
             return load_classifier(model_dir)
+        from components.common.export_artifact import VERSION_DIR
         from components.common.model_card import ModelCard
         from components.export.runtimes import ExportMissingError, load_exported
 
-        export_dir = Path(args.model) / "export"
+        export_dir = Path(args.model) / VERSION_DIR
         if not export_dir.is_dir():
             raise ModelLoadError(
                 f"{args.model} has no export/ folder: --format {args.format} needs a registered "

@@ -165,7 +165,7 @@ def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
             tmp_path / "export" / f"{name}.onnx",
             calibration.astype(np.float32),
         )
-    from components.export.formats import FILES
+    from components.common.export_artifact import FILES
 
     for name in ("onnx", "onnx_int8"):
         (tmp_path / "export" / f"{name}.onnx").rename(tmp_path / "export" / FILES[name])
@@ -232,3 +232,120 @@ def test_export_section_reads_float_and_int8_budgets(tmp_path):
     assert export.formats_for("keras") == ["saved_model", "onnx_int8"]
     assert export.max_drop("onnx_int8") == 0.03 and export.max_drop("saved_model") == 0.001
     assert export.calibration_images == 50
+
+
+# --- registered with the model, predicted with any format -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def version(exported, digits, tmp_path_factory):
+    from components.register.run import register_local
+
+    registry = tmp_path_factory.mktemp("registry")
+    record = register_local(
+        digits / "model", registry, "digits", {"accuracy": 1.0}, export_dir=digits / "export"
+    )
+    return Path(record["path"])
+
+
+def test_registered_version_holds_the_passing_exports_and_the_card_lists_them(version, exported):
+    from components.common.files import read_json
+
+    card = read_json(version / "model_card.json")
+    listed = {entry["format"]: entry for entry in card["exports"]}
+    assert list(listed) == exported["passed"]
+    for entry in listed.values():
+        assert (version / entry["file"]).exists()
+        assert "[0, 255]" in entry["input"] and entry["input_size"] == [8, 8]
+    assert (version / "export" / "export.json").is_file()
+    assert (version / "export" / "report.html").is_file()
+    assert read_json(version / "registration.json")["exports"] == exported["passed"]
+
+
+def test_a_failed_format_is_not_registered(digits, tmp_path):
+    from components.common.files import read_json, write_json
+    from components.register.run import register_local
+
+    export_dir = tmp_path / "export"
+    shutil.copytree(digits / "export", export_dir)
+    record = read_json(export_dir / "export.json")
+    for row in record["formats"]:
+        if row["format"] == "onnx_int8":
+            row.update(passed=False, reason="loses too much")
+    write_json(export_dir / "export.json", record)
+    registered = register_local(
+        digits / "model", tmp_path / "registry", "digits", {}, export_dir=export_dir
+    )
+    version = Path(registered["path"])
+    assert "onnx_int8" not in registered["exports"] and "onnx" in registered["exports"]
+    assert not (version / "export" / "model_int8.onnx").exists()
+
+
+def write_digit_images(folder: Path, dataset: Path, count: int) -> list[int]:
+    """The first `count` test images of the Dataset as PNG files; their labels."""
+    from components.common.dataset import iterate_examples
+
+    folder.mkdir(parents=True, exist_ok=True)
+    labels = []
+    for index, example in enumerate(iterate_examples(dataset, "test")):
+        if index == count:
+            break
+        (folder / f"{index:03d}.png").write_bytes(example["image"])
+        labels.append(example["label"])
+    return labels
+
+
+@pytest.mark.parametrize("name", ["saved_model", *ALL_FORMATS])
+def test_predict_with_each_format_gives_the_native_top_k(version, digits, tmp_path, capsys, name):
+    from components.predict.cli import main
+
+    write_digit_images(tmp_path / "images", digits / "dataset", 12)
+
+    def top_k(fmt):
+        assert (
+            main(
+                [
+                    "--model",
+                    str(version),
+                    "--format",
+                    fmt,
+                    "-k",
+                    "3",
+                    "--json",
+                    str(tmp_path / "images"),
+                ]
+            )
+            == 0
+        )
+        document = json.loads(capsys.readouterr().out)
+        assert document["format"] == fmt
+        return {r["path"]: r["top"] for r in document["results"]}
+
+    native, other = top_k("native"), top_k(name)
+    assert native.keys() == other.keys() and len(native) == 12
+    if EXPORT_FORMATS[name][0] == "float":
+        for path, top in native.items():
+            assert [e["class"] for e in other[path]] == [e["class"] for e in top], (name, path)
+            np.testing.assert_allclose(
+                [e["probability"] for e in other[path]], [e["probability"] for e in top], atol=2e-3
+            )
+    else:  # int8 keeps the top class; the order of near-tied runners-up may change
+        same = sum(native[p][0]["class"] == other[p][0]["class"] for p in native)
+        assert same >= 11, (name, same)
+
+
+def test_predict_with_a_format_that_was_not_exported(digits, tmp_path, capsys):
+    from components.common.files import read_json, write_json
+    from components.predict.cli import main
+    from components.register.run import register_local
+
+    export_dir = tmp_path / "export"
+    shutil.copytree(digits / "export", export_dir)
+    record = read_json(export_dir / "export.json")
+    record["formats"] = [r for r in record["formats"] if r["format"] in ("native", "onnx")]
+    write_json(export_dir / "export.json", record)
+    registered = register_local(digits / "model", tmp_path / "r", "d", {}, export_dir=export_dir)
+    write_digit_images(tmp_path / "images", digits / "dataset", 1)
+    code = main(["--model", registered["path"], "--format", "tflite", str(tmp_path / "images")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no tflite export (exported: onnx)" in err and "Traceback" not in err

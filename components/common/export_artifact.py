@@ -1,4 +1,4 @@
-"""Where each export format lives in the Export artifact, and how its graph is called.
+"""The Export artifact contract: where each format lives, and how its graph is called.
 
 Every exported graph has the native model's interface: one input `image`, float32 NHWC raw
 pixels in [0, 255] resized to the card's `input_size`, and one output `probabilities`
@@ -18,6 +18,8 @@ INPUT_CONTRACT = (
     "output: class probabilities"
 )
 RECORD_FILE = "export.json"
+# The folder of a registered version that holds its exports (beside model/).
+VERSION_DIR = "export"
 REPORT_FILE = "report.html"
 ONNX_OPSET = 17
 
