@@ -9,7 +9,7 @@ def export(
     model: Input[Model],
     dataset: Input[Dataset],
     config: dict,
-    exported: Output[Model],
+    exports: Output[Model],
     report: Output[HTML],
 ) -> dict:
     """Converts the gated best model to deployable formats and measures what each one costs.
@@ -24,7 +24,7 @@ def export(
         dataset: The ingested Dataset (test split measured, train split calibrates int8).
         config: The experiment's export section (formats, max_accuracy_drop,
             calibration_images).
-        exported: The formats that passed (model.onnx, model_int8.tflite, saved_model/, ...),
+        exports: The formats that passed (model.onnx, model_int8.tflite, saved_model/, ...),
             export.json (every format's figures and verdict) and report.html.
         report: HTML table and size/accuracy/latency chart of every format.
 
@@ -35,5 +35,5 @@ def export(
     from components.spec import ExportConfig
 
     return export_model(
-        model.path, dataset.path, exported.path, ExportConfig.model_validate(config), report.path
+        model.path, dataset.path, exports.path, ExportConfig.model_validate(config), report.path
     )

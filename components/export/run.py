@@ -13,6 +13,7 @@ import platform
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ def export_model(
 ) -> dict[str, Any]:
     """Convert, measure and gate every format; returns the record written to export.json."""
     from components.evaluate.loaders import load_classifier
+    from components.export.report import write_report
 
     model_dir, export_dir = Path(model_dir), Path(export_dir)
     card = ModelCard.load(model_dir)
@@ -55,46 +57,19 @@ def export_model(
     export_dir.mkdir(parents=True, exist_ok=True)
     native = load_classifier(model_dir)
     labels, reference = measure.predict_split(native, dataset_dir)
-    sample = measure.first_images(dataset_dir, card, "test", measure.LATENCY_IMAGES)
+    test = Measured(
+        dataset_dir,
+        labels,
+        reference,
+        measure.first_images(dataset_dir, card, "test", measure.LATENCY_IMAGES),
+    )
     calibration = measure.first_images(dataset_dir, card, "train", config.calibration_images)
-    native_accuracy = measure.accuracy(labels, reference)
-    rows = [
-        {
-            "format": NATIVE,
-            "runtime": "Keras" if card.framework == "keras" else "PyTorch",
-            "precision": "float32",
-            "size_bytes": measure.size_bytes(model_dir / NATIVE_FILES[card.framework]),
-            "accuracy": native_accuracy,
-            "accuracy_delta": 0.0,
-            "agreement": 1.0,
-            **measure.speed(native, sample).as_dict(),
-            "passed": True,
-        }
-    ]
+    rows = [_native_row(native, model_dir, test)]
     with tempfile.TemporaryDirectory(dir=export_dir, prefix=".convert-") as scratch:
         for name in formats:
-            candidate = Path(scratch) / FILES[name]
-            row = {"format": name, "file": FILES[name], "runtime": RUNTIMES[name]}
-            row["precision"] = PRECISION_NOTES[name]
-            row["max_accuracy_drop"] = config.max_drop(name)
-            try:
-                convert(name, native, model_dir, candidate, calibration)
-                row.update(_measured(name, candidate, card, dataset_dir, sample, reference))
-            except Exception as exc:  # a format that cannot be made is reported, not fatal
-                row.update(passed=False, reason=f"conversion failed: {type(exc).__name__}: {exc}")
-                rows.append(row)
-                print(f"export {name}: {row['reason']}", flush=True)
-                continue
-            row["accuracy_delta"] = row["accuracy"] - native_accuracy
-            drop = round(native_accuracy - row["accuracy"], ACCURACY_DECIMALS)
-            row["passed"] = drop <= row["max_accuracy_drop"]
+            row = _format_row(name, native, model_dir, Path(scratch), calibration, test, config)
             if row["passed"]:
-                shutil.move(str(candidate), export_dir / FILES[name])
-            else:
-                row["reason"] = (
-                    f"loses {drop:.4f} test accuracy, more than max_accuracy_drop."
-                    f"{EXPORT_FORMATS[name][0]} = {row['max_accuracy_drop']:.4f}; not registered"
-                )
+                shutil.move(str(Path(scratch) / FILES[name]), export_dir / FILES[name])
             rows.append(row)
             print(_summary_line(row), flush=True)
     record = {
@@ -111,12 +86,73 @@ def export_model(
         "failed": [r["format"] for r in rows[1:] if not r["passed"]],
     }
     write_json(export_dir / RECORD_FILE, record)
-    from components.export.report import write_report
-
     write_report(record, export_dir / REPORT_FILE)
     if report_path is not None:
         shutil.copyfile(export_dir / REPORT_FILE, report_path)
     return record
+
+
+@dataclass(frozen=True)
+class Measured:
+    """The test split and the original model's answers, which every format is compared with."""
+
+    dataset_dir: str | Path
+    labels: np.ndarray
+    reference: np.ndarray  # the native model's probabilities
+    sample: np.ndarray  # the images the speed is measured on
+
+    @property
+    def accuracy(self) -> float:
+        return measure.accuracy(self.labels, self.reference)
+
+
+def _native_row(native: Any, model_dir: Path, test: Measured) -> dict[str, Any]:
+    framework = native.card.framework
+    return {
+        "format": NATIVE,
+        "runtime": "Keras" if framework == "keras" else "PyTorch",
+        "precision": "float32",
+        "size_bytes": measure.size_bytes(model_dir / NATIVE_FILES[framework]),
+        "accuracy": test.accuracy,
+        "accuracy_delta": 0.0,
+        "agreement": 1.0,
+        **measure.speed(native, test.sample).as_dict(),
+        "passed": True,
+    }
+
+
+def _format_row(
+    name: str,
+    native: Any,
+    model_dir: Path,
+    scratch: Path,
+    calibration: np.ndarray,
+    test: Measured,
+    config: ExportConfig,
+) -> dict[str, Any]:
+    """Convert and measure one format; `passed` says whether it stays within its budget."""
+    row: dict[str, Any] = {
+        "format": name,
+        "file": FILES[name],
+        "runtime": RUNTIMES[name],
+        "precision": PRECISION_NOTES[name],
+        "max_accuracy_drop": config.max_drop(name),
+    }
+    try:
+        convert(name, native, model_dir, scratch / FILES[name], calibration)
+        row.update(_measured(name, scratch / FILES[name], native.card, test))
+    except Exception as exc:  # a format that cannot be made is reported, not fatal
+        row.update(passed=False, reason=f"conversion failed: {type(exc).__name__}: {exc}")
+        return row
+    row["accuracy_delta"] = row["accuracy"] - test.accuracy
+    drop = round(test.accuracy - row["accuracy"], ACCURACY_DECIMALS)
+    row["passed"] = drop <= row["max_accuracy_drop"]
+    if not row["passed"]:
+        row["reason"] = (
+            f"loses {drop:.4f} test accuracy, more than max_accuracy_drop."
+            f"{EXPORT_FORMATS[name][0]} = {row['max_accuracy_drop']:.4f}; not registered"
+        )
+    return row
 
 
 def convert(
@@ -153,28 +189,23 @@ def _batches(images: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(images[start : start + size], dtype=np.float32)
 
 
-def _measured(
-    name: str,
-    path: Path,
-    card: ModelCard,
-    dataset_dir: str | Path,
-    sample: np.ndarray,
-    reference: np.ndarray,
-) -> dict[str, Any]:
+def _measured(name: str, path: Path, card: ModelCard, test: Measured) -> dict[str, Any]:
     from components.export.runtimes import load_exported
 
     exported = load_exported(path.parent, name, card)
-    labels, probabilities = measure.predict_split(exported, dataset_dir)
+    labels, probabilities = measure.predict_split(exported, test.dataset_dir)
     return {
         "size_bytes": measure.size_bytes(path),
         "accuracy": measure.accuracy(labels, probabilities),
-        "agreement": measure.agreement(probabilities, reference),
-        **measure.speed(exported, sample).as_dict(),
+        "agreement": measure.agreement(probabilities, test.reference),
+        **measure.speed(exported, test.sample).as_dict(),
     }
 
 
 def _summary_line(row: dict[str, Any]) -> str:
-    verdict = "ok" if row["passed"] else "FAILED"
+    if "accuracy" not in row:
+        return f"export {row['format']}: FAILED, {row['reason']}"
+    verdict = "ok" if row["passed"] else f"FAILED, {row['reason']}"
     return (
         f"export {row['format']}: {verdict}, {row['size_bytes'] / 1e6:.2f} MB, accuracy "
         f"{row['accuracy']:.4f} ({row['accuracy_delta']:+.4f}), agreement {row['agreement']:.4f}, "

@@ -249,9 +249,9 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    problem = _check_args(args)
-    if problem:
-        _error(problem)
+    usage = _check_args(args)
+    if usage:
+        _error(usage)
         return EXIT_ERROR
     from components.evaluate.loaders import ModelLoadError, resolve_model_dir
 
@@ -321,7 +321,8 @@ def _predict_to_file(args: argparse.Namespace) -> int:
     total = count_inputs(args.images)
     if total == 0:
         for item in stream_inputs(args.images):
-            _error(f"{item[0]}: {item[1]}")
+            if isinstance(item, tuple):
+                _error(f"{item[0]}: {item[1]}")
         _error("no images matched: " + " ".join(args.images))
         return EXIT_ERROR
     try:
