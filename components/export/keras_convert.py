@@ -17,7 +17,9 @@ from components.common.export_artifact import INPUT_NAME, ONNX_OPSET
 
 
 def saved_model_dir(model_dir: Path) -> Path:
-    path = Path(model_dir) / "keras" / "saved_model"
+    from components.models.keras import KERAS_DIR, SAVED_MODEL_DIR
+
+    path = Path(model_dir) / KERAS_DIR / SAVED_MODEL_DIR
     if not (path / "saved_model.pb").is_file():
         raise FileNotFoundError(
             f"{path} holds no SavedModel: a keras Model artifact has keras/saved_model/ "

@@ -38,7 +38,7 @@ def split_batches(
     dataset_dir: str | Path, card: ModelCard, split: str, batch_size: int = EVAL_BATCH
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(images, labels) batches of one split, decoded and resized as evaluation does."""
-    from components.train.input import make_dataset
+    from components.common.tfdata import make_dataset
 
     dataset = make_dataset(
         dataset_dir,

@@ -34,8 +34,6 @@ from components.export.onnx_quantize import CALIBRATION_BATCH
 from components.spec import EXPORT_FORMATS, ExportConfig
 
 NATIVE = "native"
-# What the native model's size counts: the Keras file, or the save_pretrained folder.
-NATIVE_FILES = {"keras": "keras/model.keras", "transformers": "hf"}
 # Accuracy is compared to this many decimals, so an equal accuracy never fails on float noise.
 ACCURACY_DECIMALS = 9
 
@@ -48,8 +46,8 @@ def export_model(
     report_path: str | Path | None = None,
 ) -> dict[str, Any]:
     """Convert, measure and gate every format; returns the record written to export.json."""
-    from components.evaluate.loaders import load_classifier
     from components.export.report import write_report
+    from components.models.loading import load_classifier
 
     model_dir, export_dir = Path(model_dir), Path(export_dir)
     card = ModelCard.load(model_dir)
@@ -107,12 +105,17 @@ class Measured:
 
 
 def _native_row(native: Any, model_dir: Path, test: Measured) -> dict[str, Any]:
+    from components.models.keras import KERAS_DIR, MODEL_FILE
+    from components.models.transformers import HF_DIR
+
     framework = native.card.framework
+    # the size of what the native runtime loads: the Keras file, or the save_pretrained folder
+    native_file = {"keras": f"{KERAS_DIR}/{MODEL_FILE}", "transformers": HF_DIR}[framework]
     return {
         "format": NATIVE,
         "runtime": "Keras" if framework == "keras" else "PyTorch",
         "precision": "float32",
-        "size_bytes": measure.size_bytes(model_dir / NATIVE_FILES[framework]),
+        "size_bytes": measure.size_bytes(model_dir / native_file),
         "accuracy": test.accuracy,
         "accuracy_delta": 0.0,
         "agreement": 1.0,

@@ -18,7 +18,7 @@ def to_onnx(classifier: Any, destination: Path) -> Path:
     """`classifier`: the loaded TransformersClassifier (its torch model and preprocessing)."""
     import torch
 
-    from components.train.hf_model import model_inputs
+    from components.models.transformers import model_inputs
 
     preprocessing = classifier.preprocessing
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from components.predict.images import IMAGE_SUFFIXES
+from components.common.pixels import IMAGE_SUFFIXES
 
 OUTPUT_SUFFIXES = (".csv", ".jsonl")
 

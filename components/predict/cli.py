@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from components.predict.images import IMAGE_SUFFIXES, ImageReadError, load_image
+from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
 from components.spec import EXPORT_FORMATS
 
 EXIT_OK, EXIT_ERROR = 0, 2
@@ -199,7 +199,7 @@ def _load(args: argparse.Namespace) -> Any:
     """The classifier `--model` and `--format` name; raises ModelLoadError with what to fix."""
     from pydantic import ValidationError
 
-    from components.evaluate.loaders import ModelLoadError, load_classifier, resolve_model_dir
+    from components.models.loading import ModelLoadError, load_classifier, resolve_model_dir
 
     model_dir = resolve_model_dir(args.model)
     try:
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if usage:
         _error(usage)
         return EXIT_ERROR
-    from components.evaluate.loaders import ModelLoadError, resolve_model_dir
+    from components.models.loading import ModelLoadError, resolve_model_dir
 
     try:
         resolve_model_dir(args.model)
@@ -315,7 +315,7 @@ def _predict_to_file(args: argparse.Namespace) -> int:
     import time
 
     from components.common.progress import progress
-    from components.evaluate.loaders import ModelLoadError
+    from components.models.loading import ModelLoadError
     from components.predict.batch import RowWriter, count_inputs, stream_inputs
 
     total = count_inputs(args.images)

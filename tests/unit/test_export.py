@@ -39,7 +39,7 @@ def digits(tmp_path_factory):
     )
     train(
         root / "dataset",
-        spec.model_dump(),
+        spec,
         0,
         root / "model",
         root / "curves.html",
@@ -95,8 +95,8 @@ def test_int8_files_are_smaller_than_float32(exported):
 @pytest.mark.parametrize("name", ["saved_model", *ALL_FORMATS])
 def test_exported_graphs_take_the_native_models_raw_pixels(exported, digits, name):
     from components.common.model_card import ModelCard
-    from components.evaluate.loaders import load_classifier
     from components.export.runtimes import load_exported
+    from components.models.loading import load_classifier
 
     card = ModelCard.load(digits / "model")
     images = np.random.default_rng(0).uniform(0, 16 * 16, (7, 8, 8, 1)).clip(0, 255)
@@ -135,10 +135,10 @@ def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
     tmp_path, tiny_hf_checkpoint
 ):
     from components.common.model_card import ModelCard
-    from components.evaluate.loaders import load_classifier
     from components.export.run import convert
     from components.export.runtimes import load_exported
-    from components.train.hf_model import Preprocessing, load_processor_config
+    from components.models.loading import load_classifier
+    from components.models.transformers import Preprocessing, load_processor_config
 
     checkpoint = tiny_hf_checkpoint(tmp_path / "checkpoint", "convnextv2")
     model_dir = tmp_path / "model"
@@ -245,7 +245,7 @@ def version(exported, digits, tmp_path_factory):
     record = register_local(
         digits / "model", registry, "digits", {"accuracy": 1.0}, export_dir=digits / "export"
     )
-    return Path(record["path"])
+    return Path(record.path)
 
 
 def test_registered_version_holds_the_passing_exports_and_the_card_lists_them(version, exported):
@@ -276,8 +276,8 @@ def test_a_failed_format_is_not_registered(digits, tmp_path):
     registered = register_local(
         digits / "model", tmp_path / "registry", "digits", {}, export_dir=export_dir
     )
-    version = Path(registered["path"])
-    assert "onnx_int8" not in registered["exports"] and "onnx" in registered["exports"]
+    version = Path(registered.path)
+    assert "onnx_int8" not in registered.exports and "onnx" in registered.exports
     assert not (version / "export" / "model_int8.onnx").exists()
 
 
@@ -346,6 +346,6 @@ def test_predict_with_a_format_that_was_not_exported(digits, tmp_path, capsys):
     write_json(export_dir / "export.json", record)
     registered = register_local(digits / "model", tmp_path / "r", "d", {}, export_dir=export_dir)
     write_digit_images(tmp_path / "images", digits / "dataset", 1)
-    code = main(["--model", registered["path"], "--format", "tflite", str(tmp_path / "images")])
+    code = main(["--model", registered.path, "--format", "tflite", str(tmp_path / "images")])
     err = capsys.readouterr().err
     assert code == 2 and "no tflite export (exported: onnx)" in err and "Traceback" not in err
