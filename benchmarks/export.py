@@ -41,11 +41,12 @@ def train_model(workdir: Path, name: str, data: dict[str, Any], spec: dict[str, 
     return workdir / name
 
 
-def recalibrate_batch_norm(model_dir: Path, dataset_dir: Path, size: int) -> None:
+def recalibrate_batch_norm(model_dir: Path, dataset_dir: Path) -> None:
     """Re-estimate every BatchNormalization's moving mean and variance on 512 train images and
     save the model (model.keras and its SavedModel) again."""
     import keras
 
+    from components.common.model_card import ModelCard
     from components.common.tfdata import make_dataset
 
     path = model_dir / "keras" / "model.keras"
@@ -58,7 +59,8 @@ def recalibrate_batch_norm(model_dir: Path, dataset_dir: Path, size: int) -> Non
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0  # the moving statistics become this batch's statistics
-    images, _ = next(iter(make_dataset(dataset_dir, "train", (size, size), 3, 512, cache=False)))
+    size = tuple(ModelCard.load(model_dir).input_size)
+    images, _ = next(iter(make_dataset(dataset_dir, "train", size, 3, 512, cache=False)))
     model(images, training=True)
     for layer, momentum in zip(layers, momenta, strict=True):
         layer.momentum = momentum
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             "mobilenet",
             {
                 "source": "sklearn:digits",
-                "image_size": [96, 96],
+                "image_size": [32, 32],
                 "channels": 3,
                 "splits": {"validation": 0.1, "test": 0.2},
             },
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         with contextlib.redirect_stdout(sys.stderr):
-            recalibrate_batch_norm(mobilenet, workdir / "mobilenet-data", 32)
+            recalibrate_batch_norm(mobilenet, workdir / "mobilenet-data")
         bench_model(
             workdir, "MobileNetV3Small (32x32x3, no pretrained weights)", mobilenet, args.rounds
         )
