@@ -275,17 +275,27 @@ class Gcp(Strict):
 
 
 class BatchPredict(Strict):
-    """Vertex: a batch prediction job on the registered model, after registration."""
+    """Vertex: a batch prediction job on the registered model, after registration.
+
+    Instances are JSON Lines in the serving container's format: for keras models the SavedModel's
+    input, one image per line as nested lists of pixels in [0, 255] of the card's input size.
+    """
 
     source: str = Field(
-        pattern=GCS_URI,
         description="JSON Lines file(s) of instances, gs://BUCKET/PATH (wildcards allowed)",
     )
-    destination: str = Field(
-        pattern=GCS_URI, description="folder the predictions are written under, gs://BUCKET/PATH"
-    )
+    destination: str = Field(description="folder the predictions go under, gs://BUCKET/PATH")
     machine_type: str = "n1-standard-4"
     replicas: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("source", "destination")
+    @classmethod
+    def _gcs_uri(cls, value: str) -> str:
+        if not re.fullmatch(GCS_URI, value):
+            raise ValueError(
+                "use a Cloud Storage URI, gs://BUCKET/PATH (e.g. gs://my-bucket/batch/in-*.jsonl)"
+            )
+        return value
 
 
 class Register(Strict):
