@@ -16,7 +16,8 @@ CALIBRATION_BATCH = 16
 def quantize_static(
     float_model: Path, destination: Path, calibration: Iterator[np.ndarray]
 ) -> Path:
-    """QDQ int8 weights (per channel) and activations (MinMax ranges over `calibration`)."""
+    """QDQ int8 weights (per channel) and activations (MinMax ranges over `calibration`);
+    the output softmax is left in float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -36,9 +37,13 @@ def quantize_static(
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
+    import onnx
+
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        # The softmax stays float: quantised, probabilities would come in steps of 1/255.
+        softmax = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Softmax"]
         ort_quantize_static(
             str(prepared),
             str(destination),
@@ -48,5 +53,6 @@ def quantize_static(
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=[name for name in softmax if name],
         )
     return destination

@@ -131,48 +131,68 @@ def test_a_format_over_its_accuracy_budget_fails_and_is_not_kept(digits, tmp_pat
     assert not (tmp_path / "export" / "model_int8.tflite").exists()
 
 
-def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
-    tmp_path, tiny_hf_checkpoint
-):
+def tiny_transformers_model(folder: Path, checkpoint: Path) -> Path:
+    """A transformers Model artifact (hf/ and its card) of an untrained tiny ConvNeXt V2."""
     from components.common.model_card import ModelCard
-    from components.export.run import convert
-    from components.export.runtimes import load_exported
-    from components.models.loading import load_classifier
     from components.models.transformers import Preprocessing, load_processor_config
 
-    checkpoint = tiny_hf_checkpoint(tmp_path / "checkpoint", "convnextv2")
-    model_dir = tmp_path / "model"
-    shutil.copytree(checkpoint, model_dir / "hf")
+    shutil.copytree(checkpoint, folder / "hf")
     preprocessing = Preprocessing.from_processor_config(load_processor_config(str(checkpoint)))
-    fields = preprocessing.card_fields()
     ModelCard(
         framework="transformers",
         name="tiny",
         seed=0,
         class_names=[f"c{i}" for i in range(5)],
-        **fields,
-    ).save(model_dir)
+        **preprocessing.card_fields(),
+    ).save(folder)
+    return folder
+
+
+def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
+    tmp_path, tiny_hf_checkpoint
+):
+    from components.common.export_artifact import FILES
+    from components.export.run import convert
+    from components.export.runtimes import load_exported
+    from components.models.loading import load_classifier
+
+    checkpoint = tiny_hf_checkpoint(tmp_path / "checkpoint", "convnextv2")
+    model_dir = tiny_transformers_model(tmp_path / "model", checkpoint)
     native = load_classifier(model_dir)
-    height, width = preprocessing.input_size
-    images = np.random.default_rng(0).uniform(0, 255, (6, height, width, 3)).astype(np.float32)
-    calibration = np.random.default_rng(1).uniform(0, 255, (16, height, width, 3))
+    height, width = native.card.input_size
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (6, height, width, 3)).astype(np.float32)
+    calibration = rng.uniform(0, 255, (16, height, width, 3)).astype(np.float32)
     (tmp_path / "export").mkdir()
     for name in ("onnx", "onnx_int8"):
-        convert(
-            name,
-            native,
-            model_dir,
-            tmp_path / "export" / f"{name}.onnx",
-            calibration.astype(np.float32),
-        )
-    from components.common.export_artifact import FILES
-
-    for name in ("onnx", "onnx_int8"):
-        (tmp_path / "export" / f"{name}.onnx").rename(tmp_path / "export" / FILES[name])
+        convert(name, native, model_dir, tmp_path / "export" / FILES[name], calibration)
     onnx = load_exported(tmp_path / "export", "onnx", native.card).predict(images)
+    # the crop and ImageNet mean/std happen inside the graph: raw pixels in, same answer out
     np.testing.assert_allclose(onnx, native.predict(images), atol=1e-4)
     int8 = load_exported(tmp_path / "export", "onnx_int8", native.card).predict(images)
     assert int8.shape == onnx.shape
+    np.testing.assert_allclose(int8.sum(axis=1), 1.0, atol=1e-5)  # the softmax stays float
+
+
+def test_the_export_step_measures_a_transformers_model_on_the_test_split(
+    tmp_path, tiny_hf_checkpoint, image_dataset
+):
+    from components.export.run import export_model
+
+    checkpoint = tiny_hf_checkpoint(tmp_path / "checkpoint", "convnextv2")
+    model_dir = tiny_transformers_model(tmp_path / "model", checkpoint)
+    levels = {f"c{i}": 30 + 45 * i for i in range(5)}
+    dataset = image_dataset(tmp_path, levels, 12, (36, 36), validation=0.2, test=0.3)
+
+    record = export_model(model_dir, dataset, tmp_path / "export", ExportConfig(formats=["onnx"]))
+
+    table = rows(record)
+    assert list(table) == ["native", "onnx"]
+    assert table["native"]["runtime"] == "PyTorch" and table["onnx"]["runtime"] == "ONNX Runtime"
+    info = json.loads((dataset / "dataset_info.json").read_text())
+    assert record["test_images"] == info["num_examples"]["test"] > 0
+    assert table["onnx"]["agreement"] >= 0.99 and table["onnx"]["passed"]
+    assert (tmp_path / "export" / "model.onnx").is_file()
 
 
 def test_transformers_to_tflite_is_a_config_error():
