@@ -27,6 +27,9 @@ class OnnxClassifier:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads  # 0: one per core
+        # Idle threads wait instead of spinning: on a CPU shared with other work, spinning
+        # threads take turns with it and batch-1 latency jumps by an order of magnitude.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.card = card
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
