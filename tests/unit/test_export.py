@@ -369,3 +369,23 @@ def test_predict_with_a_format_that_was_not_exported(digits, tmp_path, capsys):
     code = main(["--model", registered.path, "--format", "tflite", str(tmp_path / "images")])
     err = capsys.readouterr().err
     assert code == 2 and "no tflite export (exported: onnx)" in err and "Traceback" not in err
+
+
+def test_the_run_summary_names_the_registered_exports():
+    from pipelines.summary import format_result
+
+    registration = {
+        "name": "digits",
+        "version": "v2",
+        "path": "runs/registry/digits/v2",
+        "source_model": "runs/x/model",
+        "metrics": {"accuracy": 0.98},
+        "exports": ["saved_model", "onnx"],
+        "registered_at": "2026-01-01T00:00:00+00:00",
+    }
+    result = {"experiment": "digits", "target": "local", "status": "SUCCEEDED"}
+    text = format_result({**result, "registration": registration})
+    assert "exported: saved_model, onnx (in runs/registry/digits/v2/export/)" in text
+    assert "exported:" not in format_result(
+        {**result, "registration": {**registration, "exports": []}}
+    )
