@@ -34,8 +34,8 @@ examples:
   python -m components.predict --model runs/registry/pets-classifier/v3 --output predictions.csv images/
 
 IMAGE may be a file, a folder (searched recursively for image files) or a quoted glob pattern.
-MODEL_DIR is the Model artifact the train step wrote (model_card.json plus keras/ or hf/) or a
-registry version folder. --format runs one of the version's exported files (export/) with its own
+MODEL_DIR is the Model artifact the train step wrote (model_card.json plus keras/ or hf/), a
+registry version folder, or a registered model's folder (its latest version is used). --format runs one of the version's exported files (export/) with its own
 runtime; every format takes the same images and prints the same kind of top-k output.
 --output streams any number of files into a CSV (path, class_N, probability_N, reason) or JSON
 Lines file, in bounded memory, with a progress bar; unreadable files get a row with the reason.
@@ -139,6 +139,20 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
         else:
             found.problems.append({"path": argument, "error": "no such file or folder"})
     return found
+
+
+def latest_version(path: Path) -> Path:
+    """A registered model's folder (`<registry>/<name>`) -> its latest version; else `path`."""
+    from components.common.model_card import CARD_FILE
+    from components.register.run import versions
+
+    if not path.is_dir() or (path / CARD_FILE).exists():
+        return path
+    found = versions(path)
+    if found:
+        print(f"using {found[-1]} (the latest of {len(found)} version(s))", file=sys.stderr)
+        return found[-1]
+    return path
 
 
 def _batches(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
@@ -256,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.models.loading import ModelLoadError, resolve_model_dir
 
     try:
+        args.model = latest_version(args.model)
         resolve_model_dir(args.model)
     except ModelLoadError as exc:
         _error(str(exc))
