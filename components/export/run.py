@@ -31,6 +31,7 @@ from components.common.files import write_json
 from components.common.model_card import ModelCard
 from components.export import measure
 from components.export.onnx_quantize import CALIBRATION_BATCH
+from components.export.runtimes import usable_cores
 from components.spec import EXPORT_FORMATS, ExportConfig
 
 NATIVE = "native"
@@ -78,7 +79,7 @@ def export_model(
         "channels": card.channels,
         "test_images": int(len(labels)),
         "calibration_images": int(len(calibration)),
-        "cpu": f"{platform.processor() or platform.machine()}, {_cores()} cores",
+        "cpu": f"{platform.processor() or platform.machine()}, {usable_cores()} cores",
         "formats": rows,
         "passed": [r["format"] for r in rows[1:] if r["passed"]],
         "failed": [r["format"] for r in rows[1:] if not r["passed"]],
@@ -215,14 +216,3 @@ def _summary_line(row: dict[str, Any]) -> str:
         f"p50 {row['latency_ms_p50']:.2f} ms, {row['throughput']:.0f} images/s at batch "
         f"{measure.THROUGHPUT_BATCH}"
     )
-
-
-def _cores() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def passed_exports(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of the formats that passed (what a registered version holds)."""
-    return [r for r in record["formats"] if r["format"] != NATIVE and r["passed"]]

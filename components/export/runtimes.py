@@ -17,6 +17,14 @@ from components.common.export_artifact import FILES, INPUT_NAME, RUNTIMES
 from components.common.model_card import ModelCard
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    count = os.cpu_count()
+    return count if count is not None else 1
+
+
 class ExportMissingError(FileNotFoundError):
     """The requested format was not exported (or failed its accuracy check)."""
 
@@ -46,7 +54,7 @@ def _tflite_interpreter(path: Path, threads: int) -> Any:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    return Interpreter(model_path=str(path), num_threads=threads or os.cpu_count() or 1)
+    return Interpreter(model_path=str(path), num_threads=threads if threads > 0 else usable_cores())
 
 
 class TFLiteClassifier:
