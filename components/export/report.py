@@ -69,7 +69,7 @@ def chart(record: dict[str, Any]) -> str:
     panels = (
         ("size (MB)", [r["size_bytes"] / 1e6 for r in measured]),
         ("test accuracy", [r["accuracy"] for r in measured]),
-        ("latency p50 at batch 1 (ms)", [r["latency_ms_p50"] for r in measured]),
+        ("latency p50 at batch 1 (ms, log scale)", [r["latency_ms_p50"] for r in measured]),
     )
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for axis, (title, values) in zip(axes, panels, strict=True):
@@ -79,6 +79,8 @@ def chart(record: dict[str, Any]) -> str:
         for y, value in enumerate(values):
             axis.text(value, y, f" {value:.3g}", va="center", fontsize=8)
         axis.margins(x=0.25)
+    axes[2].set_xscale("log")  # formats differ by orders of magnitude
+    axes[2].set_xlim(min(panels[2][1]) / 2, max(panels[2][1]) * 8)
     accuracies = panels[1][1]
     low = min(accuracies)
     axes[1].set_xlim(max(0.0, low - (1 - low) - 0.02), 1.0)
