@@ -12,6 +12,7 @@ A B A B after a warm-up, one seed per repeat; figures are medians with min-max.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.config import load_experiment
 
     sides: dict[str, list[dict[str, float]]] = {"recipe": [], "search": []}
-    with tempfile.TemporaryDirectory() as folder:
+    # Training logs go to stderr: stdout is the table.
+    with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(sys.stderr):
         root = Path(folder)
         dataset = root / "digits"
         ingest(load_experiment("digits").data, dataset, root / "quarantine.csv")
