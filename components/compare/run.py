@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common import html
+from components.common.names import curves_report, evaluation_report
 from components.gate.run import verdict
 from components.spec import LOWER_IS_BETTER, SCALARS, TABLE_METRICS
 
@@ -166,8 +167,44 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bar_chart(summary: dict[str, Any]) -> str:
+    """The ranking metric per candidate: mean with a bar of +- one std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metric = summary["metric"]
+    rows = [row for row in summary["rows"] if metric in row]
+    names = [row["name"] for row in rows]
+    means = [row[metric]["mean"] for row in rows]
+    stds = [row[metric]["std"] for row in rows]
+    figure, axis = plt.subplots(figsize=(7, max(1.6, 0.45 * len(rows) + 1)))
+    positions = list(range(len(rows)))
+    colours = ["#1a7f37" if n == summary["best"]["name"] else "#4c72b0" for n in names]
+    axis.barh(positions, means, xerr=stds, color=colours, capsize=4)
+    axis.set_yticks(positions, names)
+    axis.invert_yaxis()
+    low = min(m - s for m, s in zip(means, stds, strict=True))
+    high = max(m + s for m, s in zip(means, stds, strict=True))
+    margin = max((high - low) * 0.5, 0.01)
+    axis.set_xlim(max(low - margin, 0.0) if low >= 0 else low - margin, high + margin)
+    axis.set_xlabel(f"{metric} (test set, mean ± std over seeds)")
+    axis.grid(axis="x", alpha=0.3)
+    return html.image_tag(html.figure_to_data_uri(figure), f"{metric} per candidate")
+
+
+def _report_links(name: str, seed: int) -> html.Markup:
+    seed = int(seed)
+    return html.Markup(
+        f'<a href="{html.escape(evaluation_report(name, seed))}">evaluation</a> · '
+        f'<a href="{html.escape(curves_report(name, seed))}">curves</a>'
+    )
+
+
 def write_html(summary: dict[str, Any], path: str | Path) -> Path:
-    """The candidate table, every run's metrics, the best run and the gate verdict as HTML."""
+    """The candidate table and chart, every run's metrics with links to its reports (beside
+    this one in a local run's results folder), the best run and the gate verdict as HTML."""
     metrics = _shown(summary)
     best = summary["best"]
     rows = []
@@ -192,13 +229,16 @@ def write_html(summary: dict[str, Any], path: str | Path) -> Path:
             r["seed"],
             *(f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in metrics),
             "best" if (r["name"], r["seed"]) == (best["name"], best["seed"]) else "",
+            _report_links(r["name"], r["seed"]),
         ]
         for r in summary.get("all_runs", [])
     ]
     css = "ok" if summary["gate"]["passed"] else "bad"
     headings = list(map(_heading, metrics))
     sections = [
+        "<style>td{white-space:nowrap}</style>",
         "<h2>Candidates (mean over seeds)</h2>",
+        _bar_chart(summary),
         html.table(["rank", "candidate", "framework", "seeds", *headings], rows),
         f"<p class='muted'>{html.escape(STD_NOTE)} ↓: lower is better.</p>",
         f"<p>Best run: <b>{html.escape(best['name'])}</b> seed {best['seed']}, "
@@ -215,7 +255,10 @@ def write_html(summary: dict[str, Any], path: str | Path) -> Path:
             f"<p>Reference {html.escape(reference['metric'])}: {reference['value']:.4f}{versus}</p>"
         )
     if runs:
-        sections += ["<h2>Every run</h2>", html.table(["candidate", "seed", *headings, ""], runs)]
+        sections += [
+            "<h2>Every run</h2>",
+            html.table(["candidate", "seed", *headings, "", "reports"], runs),
+        ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html.page(f"Candidates by {summary['metric']}", sections), encoding="utf-8")

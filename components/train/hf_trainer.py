@@ -33,6 +33,7 @@ import numpy as np
 from components.common.dataset import read_info
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
+from components.common.progress import EpochEvents
 from components.spec import Augment, ModelSpec
 from components.train.hf_input import BatchOrder, SplitBatches, augment_batch
 from components.train.hf_model import (
@@ -489,6 +490,7 @@ def fine_tune(
     monitor = "val_accuracy" if validation is not None else "accuracy"
     augments = spec.augment != Augment()
     full_groups = (micro_steps // accumulation) * accumulation
+    events = EpochEvents(spec.epochs, micro_steps, progress.epoch) if rank == 0 else None
     while train is not None and not progress.finished:
         began = time.monotonic()
         epoch = progress.epoch
@@ -510,6 +512,8 @@ def fine_tune(
             loss_sum += loss.double() * len(labels)
             correct += (logits.argmax(1) == labels).sum()
             count += len(labels)
+            if events is not None:
+                events.batch(index + 1)
         train_loss, train_correct, train_count = totals(loss_sum, correct, count)
         metrics: dict[str, float] = {
             "loss": train_loss / train_count,
@@ -528,6 +532,8 @@ def fine_tune(
                 f"Epoch {progress.epoch}/{spec.epochs} - {time.monotonic() - began:.1f}s - {shown}",
                 flush=True,
             )
+            if events is not None:
+                events.epoch_end(metrics)
             if improved and spec.early_stopping_patience:
                 _save(model.state_dict(), state_dir / BEST)
             _save(

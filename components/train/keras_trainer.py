@@ -18,7 +18,9 @@ from typing import Any
 from components.common.dataset import read_info
 from components.common.files import write_json
 from components.common.model_card import ModelCard
+from components.common.progress import EpochEvents
 from components.spec import ModelSpec
+from components.train.events import progress_callbacks
 from components.train.input import make_dataset
 from components.train.models import build_model
 
@@ -188,6 +190,7 @@ def train_keras(
         shuffle=True,
         seed=seed,
         cache=cache,
+        examples=n_train,
     )
     augment = augmentation_layers(spec)
     if augment:
@@ -198,7 +201,13 @@ def train_keras(
     validation = None
     if int(info["num_examples"]["validation"]):
         validation = make_dataset(
-            dataset_dir, "validation", built.input_size, channels, batch_size, cache=cache
+            dataset_dir,
+            "validation",
+            built.input_size,
+            channels,
+            batch_size,
+            cache=cache,
+            examples=int(info["num_examples"]["validation"]),
         )
     if spec.label_smoothing:
         train = train.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
@@ -212,6 +221,8 @@ def train_keras(
         phases.append(("fine_tune", spec.fine_tune.epochs, spec.fine_tune.learning_rate))
 
     started = time.monotonic()
+    events = EpochEvents(sum(epochs for _, epochs, _ in phases), steps_per_epoch)
+    first_epoch = 0
     history: dict[str, list[float]] = {}
     phase_log = []
     for phase, epochs, base_rate in phases:
@@ -240,6 +251,7 @@ def train_keras(
             callbacks: list[Any] = [
                 keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
                 keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
+                *progress_callbacks(events, first_epoch),
             ]
             if spec.early_stopping_patience:
                 callbacks.append(
@@ -262,11 +274,18 @@ def train_keras(
                         os.path.join(os.environ["AIP_TENSORBOARD_LOG_DIR"], phase)
                     )
                 )
+            # The datasets shuffle themselves; Keras would only warn that it cannot.
             model.fit(
-                train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=2
+                train,
+                validation_data=validation,
+                epochs=epochs,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=2,
             )
             model.save_weights(done_marker)
         phase_history = read_history_csv(phase_dir / "history.csv")
+        first_epoch += len(phase_history.get("loss", []))
         for name, values in phase_history.items():
             history.setdefault(name, []).extend(values)
         phase_log.append(

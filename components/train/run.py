@@ -9,6 +9,7 @@ from components.common.files import local_path
 from components.common.model_card import ModelCard
 from components.spec import ModelSpec
 from components.train.curves import write_curves_report
+from components.train.events import training_outcome
 
 
 def train(
@@ -30,5 +31,13 @@ def train(
         from components.train.hf_trainer import train_transformers
 
         card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
-    write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)
+    planned = spec.epochs + (
+        spec.fine_tune.epochs if len(card.training.get("phases", [])) > 1 else 0
+    )
+    outcome = training_outcome(card.history, planned, spec.early_stopping_patience)
+    card.training["outcome"] = outcome
+    card.save(model_dir)
+    write_curves_report(
+        card.history, f"Training curves: {spec.name} (seed {seed})", curves_html, outcome
+    )
     return card
