@@ -167,31 +167,55 @@ def to_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BAR_STYLE = """<style>
+td{white-space:nowrap}
+.bars td{border:none;padding:3px 8px}
+.bar{position:relative;width:420px;height:16px;background:#f6f8fa;border:1px solid #d0d7de}
+.bar .fill{position:absolute;left:0;top:0;bottom:0;background:#4c72b0}
+.bar .fill.best{background:#1a7f37}
+.bar .err{position:absolute;top:6px;height:2px;background:#1f2328}
+.bar .err::before,.bar .err::after{content:"";position:absolute;top:-4px;width:2px;height:10px;background:#1f2328}
+.bar .err::before{left:0}.bar .err::after{right:0}
+</style>"""
+
+
 def _bar_chart(summary: dict[str, Any]) -> str:
-    """The ranking metric per candidate: mean with a bar of +- one std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The ranking metric per candidate: a bar to the mean with a whisker of +- one std over
+    seeds, on an axis zoomed to the values (plain HTML, so the step needs no plotting library)."""
     metric = summary["metric"]
     rows = [row for row in summary["rows"] if metric in row]
-    names = [row["name"] for row in rows]
-    means = [row[metric]["mean"] for row in rows]
-    stds = [row[metric]["std"] for row in rows]
-    figure, axis = plt.subplots(figsize=(7, max(1.6, 0.45 * len(rows) + 1)))
-    positions = list(range(len(rows)))
-    colours = ["#1a7f37" if n == summary["best"]["name"] else "#4c72b0" for n in names]
-    axis.barh(positions, means, xerr=stds, color=colours, capsize=4)
-    axis.set_yticks(positions, names)
-    axis.invert_yaxis()
-    low = min(m - s for m, s in zip(means, stds, strict=True))
-    high = max(m + s for m, s in zip(means, stds, strict=True))
-    margin = max((high - low) * 0.5, 0.01)
-    axis.set_xlim(max(low - margin, 0.0) if low >= 0 else low - margin, high + margin)
-    axis.set_xlabel(f"{metric} (test set, mean ± std over seeds)")
-    axis.grid(axis="x", alpha=0.3)
-    return html.image_tag(html.figure_to_data_uri(figure), f"{metric} per candidate")
+    low = min(row[metric]["mean"] - row[metric]["std"] for row in rows)
+    high = max(row[metric]["mean"] + row[metric]["std"] for row in rows)
+    margin = max((high - low) * 0.25, 0.005)
+    start = max(low - margin, 0.0) if low >= 0 else low - margin
+    span = (high + margin) - start
+
+    def at(value: float) -> float:
+        return 100 * (value - start) / span
+
+    lines = []
+    for row in rows:
+        mean, std = row[metric]["mean"], row[metric]["std"]
+        best = " best" if row["name"] == summary["best"]["name"] else ""
+        bar = (
+            f"<div class='bar'><span class='fill{best}' style='width:{at(mean):.1f}%'></span>"
+            + (
+                f"<span class='err' style='left:{at(mean - std):.1f}%;"
+                f"width:{at(mean + std) - at(mean - std):.1f}%'></span>"
+                if std
+                else ""
+            )
+            + "</div>"
+        )
+        value = f"{mean:.4f}" + (f" ± {std:.4f}" if row["seeds"] > 1 else "")
+        lines.append(f"<tr><td>{html.escape(row['name'])}</td><td>{bar}</td><td>{value}</td></tr>")
+    return (
+        BAR_STYLE
+        + f"<p class='muted'>{html.escape(metric)}, test set; the axis starts at {start:.4f}.</p>"
+        + "<table class='bars'>"
+        + "".join(lines)
+        + "</table>"
+    )
 
 
 def _report_links(name: str, seed: int) -> html.Markup:
@@ -236,7 +260,6 @@ def write_html(summary: dict[str, Any], path: str | Path) -> Path:
     css = "ok" if summary["gate"]["passed"] else "bad"
     headings = list(map(_heading, metrics))
     sections = [
-        "<style>td{white-space:nowrap}</style>",
         "<h2>Candidates (mean over seeds)</h2>",
         _bar_chart(summary),
         html.table(["rank", "candidate", "framework", "seeds", *headings], rows),
