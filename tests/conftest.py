@@ -94,3 +94,29 @@ def write_tiny_hf_checkpoint(folder: Path, kind: str) -> Path:
 def tiny_hf_checkpoint() -> Callable[..., Path]:
     """Save a tiny ViT or ConvNeXt V2 checkpoint: `tiny_hf_checkpoint(folder, "vit")`."""
     return write_tiny_hf_checkpoint
+
+
+class TensorBoardEvents:
+    """Reads TensorBoard event files the way TensorBoard does."""
+
+    @staticmethod
+    def _accumulator(folder: Path) -> Any:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        accumulator = EventAccumulator(str(folder))
+        accumulator.Reload()
+        return accumulator
+
+    def scalar_tags(self, folder: Path) -> set[str]:
+        tags = self._accumulator(folder).Tags()
+        # TensorFlow's summary ops write scalars as tensors; tensorboardX as scalars
+        return set(tags.get("scalars", [])) | set(tags.get("tensors", []))
+
+    def has_keras_graph(self, folder: Path) -> bool:
+        """The Keras model graph (TensorBoard's conceptual graph, summary tag `keras`)."""
+        return "keras" in self._accumulator(folder).Tags().get("tensors", [])
+
+
+@pytest.fixture(scope="session")
+def tensorboard_events() -> TensorBoardEvents:
+    return TensorBoardEvents()

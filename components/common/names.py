@@ -8,6 +8,8 @@ import re
 DATA_REPORT = "data.html"
 COMPARISON_REPORT = "comparison.html"
 INDEX = "index.html"
+# A training task's TensorBoard event files, beside its model (outside Vertex AI).
+TENSORBOARD_DIR = "tensorboard"
 
 
 def run_name(candidate: str, seed: int) -> str:

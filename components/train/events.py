@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from components.common.progress import EpochEvents, events_enabled
@@ -47,3 +48,29 @@ def training_outcome(
         best = max(range(len(values)), key=lambda i: (values[i], -i))
         outcome.update(best_epoch=best + 1, best_value=float(values[best]))
     return outcome
+
+
+class EpochScalars:
+    """Per-epoch scalars as TensorBoard event files laid out as Keras's TensorBoard callback
+    lays them out (`train/` and `validation/`, tags `epoch_<metric>`), so both frameworks'
+    runs line up in one TensorBoard. tensorboardX writes them without TensorFlow."""
+
+    def __init__(self, log_dir: str | Path) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.writers = {
+            "train": SummaryWriter(str(Path(log_dir) / "train")),
+            "validation": SummaryWriter(str(Path(log_dir) / "validation")),
+        }
+
+    def write(self, epoch: int, metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            split = "validation" if name.startswith("val_") else "train"
+            tag = "epoch_" + name.removeprefix("val_")
+            self.writers[split].add_scalar(tag, float(value), epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()

@@ -35,6 +35,7 @@ from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.spec import Augment, ModelSpec
+from components.train.events import EpochScalars
 from components.train.hf_input import BatchOrder, SplitBatches, augment_batch
 from components.train.hf_model import (
     HF_DIR,
@@ -71,11 +72,13 @@ def train_transformers(
     checkpoint_dir: str | Path | None = None,
     *,
     processes: int | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> ModelCard:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
     Args:
         processes: DDP processes on this machine; default one per visible GPU (one on CPU).
+        tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
     """
     spec = spec if isinstance(spec, ModelSpec) else ModelSpec.model_validate(spec)
     if spec.framework != "transformers" or not spec.checkpoint:
@@ -86,7 +89,15 @@ def train_transformers(
         if checkpoint_dir
         else Path(tempfile.mkdtemp(prefix="checkpoints-"))
     )
-    args = (str(dataset_dir), spec.model_dump(mode="json"), seed, str(model_dir), str(checkpoints))
+    board = str(tensorboard_dir) if tensorboard_dir else ""
+    args = (
+        str(dataset_dir),
+        spec.model_dump(mode="json"),
+        seed,
+        str(model_dir),
+        str(checkpoints),
+        board,
+    )
     world = processes if processes is not None else _visible_gpus()
     if world > 1:
         import torch.multiprocessing as mp
@@ -393,6 +404,7 @@ def fine_tune(
     seed: int,
     model_dir: str,
     checkpoint_dir: str,
+    tensorboard_dir: str = "",
     *,
     rank: int = 0,
     world: int = 1,
@@ -491,6 +503,7 @@ def fine_tune(
     augments = spec.augment != Augment()
     full_groups = (micro_steps // accumulation) * accumulation
     events = EpochEvents(spec.epochs, micro_steps, progress.epoch) if rank == 0 else None
+    board = EpochScalars(tensorboard_dir) if rank == 0 and tensorboard_dir else None
     while train is not None and not progress.finished:
         began = time.monotonic()
         epoch = progress.epoch
@@ -534,6 +547,8 @@ def fine_tune(
             )
             if events is not None:
                 events.epoch_end(metrics)
+            if board is not None:
+                board.write(progress.epoch, metrics)
             if improved and spec.early_stopping_patience:
                 _save(model.state_dict(), state_dir / BEST)
             _save(
@@ -559,6 +574,8 @@ def fine_tune(
         if distributed:
             torch.distributed.barrier()
 
+    if board is not None:
+        board.close()
     model.eval()
     if rank != 0:
         return FineTuned(None, model, prep)

@@ -145,8 +145,13 @@ def train_keras(
     seed: int,
     model_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> ModelCard:
-    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`."""
+    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
+
+    `tensorboard_dir` gets TensorBoard event files (per-epoch scalars, learning rate, the
+    graph), one subfolder per phase after the first; None writes none.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
     import tensorflow as tf
@@ -268,12 +273,10 @@ def train_keras(
                         monitor=monitor, mode="max", factor=0.2, patience=spec.reduce_lr_patience
                     )
                 )
-            if os.environ.get("AIP_TENSORBOARD_LOG_DIR"):
-                callbacks.append(
-                    keras.callbacks.TensorBoard(
-                        os.path.join(os.environ["AIP_TENSORBOARD_LOG_DIR"], phase)
-                    )
-                )
+            if tensorboard_dir:
+                # phases after the first get their own run, so their epochs do not overlap
+                board = Path(tensorboard_dir) / ("" if phase == phases[0][0] else phase)
+                callbacks.append(keras.callbacks.TensorBoard(str(board), write_graph=True))
             # The datasets shuffle themselves; Keras would only warn that it cannot.
             model.fit(
                 train,

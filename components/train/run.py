@@ -19,6 +19,7 @@ def train(
     model_dir: str | Path,
     curves_html: str | Path,
     checkpoint_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> ModelCard:
     spec = ModelSpec.model_validate(model_spec)
     if checkpoint_dir is not None:
@@ -26,11 +27,13 @@ def train(
     if spec.framework == "keras":
         from components.train.keras_trainer import train_keras
 
-        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
+        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir)
     else:
         from components.train.hf_trainer import train_transformers
 
-        card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
+        card = train_transformers(
+            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
+        )
     planned = spec.epochs + (
         spec.fine_tune.epochs if len(card.training.get("phases", [])) > 1 else 0
     )

@@ -20,6 +20,7 @@ from components.common.names import (
     COMPARISON_REPORT,
     DATA_REPORT,
     INDEX,
+    TENSORBOARD_DIR,
     curves_report,
     evaluation_report,
     run_name,
@@ -28,9 +29,6 @@ from pipelines.targets.console import TaskRecord
 
 LATEST = "latest"
 QUARANTINE_CSV = "quarantine.csv"
-TENSORBOARD_DIR = "tensorboard"
-# Where a training step writes its event files, inside its task folder.
-TASK_TENSORBOARD = "tensorboard"
 
 
 @dataclass
@@ -129,7 +127,7 @@ def _link(link: Path, target: Path) -> None:
 def _copy_tensorboard(record: TaskRecord, run_dir: Path) -> Path | None:
     """A training's event files, under `tensorboard/<candidate>-seed<k>/` of this run."""
     model = _uri(record, "model")
-    source = model.parent / TASK_TENSORBOARD if model else None
+    source = model.parent / TENSORBOARD_DIR if model else None
     if source is None or not source.is_dir() or record.candidate is None or record.seed is None:
         return None
     target = run_dir / TENSORBOARD_DIR / run_name(record.candidate, record.seed)
