@@ -8,6 +8,8 @@ from typing import Any
 
 from kfp import local
 
+from components.common.results import CompareSummary
+from components.register.run import find_registration
 from pipelines.targets.base import Target
 from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
 from pipelines.targets.results import write_results
@@ -48,7 +50,10 @@ class LocalTarget(Target):
             capture = Capture(console, root)
             try:
                 with capture.installed():
-                    summary = _whole_numbers(pipeline().output)
+                    output = pipeline().output
+                # kfp.local hands the summary over with its ints as floats; the typed
+                # result turns them back (seed 0, not 0.0)
+                summary = CompareSummary.model_validate(output).to_output() if output else None
             except RuntimeError as exc:
                 error = ANSI.sub("", str(exc))
         results = (
@@ -74,22 +79,18 @@ class LocalTarget(Target):
             "registration": self._registration(summary),
         }
 
-    def _registration(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not summary or not summary["gate"]["passed"]:
+    def _registration(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The folder registry's record of the run's best model, when the gate let it through."""
+        if not output:
             return None
-        from components.common.files import read_json
-        from components.register.run import RECORD_FILE, versions
-
-        assert self.experiment.registration is not None
+        summary = CompareSummary.model_validate(output)
+        if not summary.gate.passed:
+            return None
         root = Path(self.registry_root()) / self.experiment.registration.name
         if not root.is_dir():
             return None
-        source = summary["best"]["model_uri"]
-        for version in reversed(versions(root)):
-            record = read_json(version / RECORD_FILE)
-            if record.get("source_model") == source:
-                return record
-        return None
+        record = find_registration(root, summary.best.model_uri)
+        return record.to_output() if record else None
 
 
 def _task_row(task: TaskRecord) -> dict[str, Any]:
@@ -105,18 +106,3 @@ def _task_row(task: TaskRecord) -> dict[str, Any]:
         "log": str(task.log) if task.log else None,
         "figure": task.figure,
     }
-
-
-# Fields that count things; kfp.local hands numbers between tasks over as floats.
-COUNT_FIELDS = {"seed", "seeds", "seed_list", "rank", "num_classes", "epochs_run"}
-
-
-def _whole_numbers(value: Any, key: str = "") -> Any:
-    """`value` with the counting fields as ints (seed 0, not 0.0)."""
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v, key) for v in value]
-    if key in COUNT_FIELDS and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
