@@ -8,6 +8,7 @@ reliability diagram, ROC / precision-recall curves for binary tasks, and the per
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ REPORT_STYLE = """<style>
 .gallery img{width:128px;height:128px;object-fit:contain;image-rendering:pixelated;display:block;margin:0 auto;background:#f6f8fa}
 .gallery .missing{width:128px;height:128px;display:flex;align-items:center;justify-content:center;margin:0 auto;background:#f6f8fa;color:#656d76;text-align:center}
 .gallery figcaption{margin-top:4px;overflow-wrap:break-word;hyphens:none}
-.gallery figcaption .key{word-break:break-all}
+.gallery figcaption .key{overflow-wrap:anywhere}
 </style>"""
 
 
@@ -334,6 +335,11 @@ def _most_confused_section(result: dict[str, Any]) -> str:
     return f"{header}<div class='t-pairs'>{table}</div>"
 
 
+def _breakable(key: str) -> str:
+    """A file key that wraps after its separators (/ _ - .) rather than inside a word."""
+    return re.sub(r"([/_.-])", r"\1<wbr>", html.escape(key))
+
+
 def _gallery_section(gallery: Sequence[GalleryItem], errors: int) -> str:
     header = "<h2 id='gallery'>Most confidently misclassified images</h2>"
     if not gallery:
@@ -353,7 +359,7 @@ def _gallery_section(gallery: Sequence[GalleryItem], errors: int) -> str:
             + f"true: <b>{html.escape(item.true)}</b><br>"
             + f"predicted: <b class='bad'>{html.escape(item.predicted)}</b><br>"
             + f"confidence {item.confidence:.3f}; p(true) {item.true_probability:.3f}<br>"
-            + f"<span class='muted key'>{html.escape(item.key)}</span>"
+            + f"<span class='muted key'>{_breakable(item.key)}</span>"
             + "</figcaption></figure>"
         )
     note = f"<p class='muted'>{len(gallery)} of {errors} misclassified test images, most confident first.</p>"

@@ -10,6 +10,7 @@ lines (components.common.progress), which become task lines and, on a terminal, 
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import inspect
 import logging
@@ -115,7 +116,8 @@ class Console:
             if self._progress is not None:
                 self._progress.console.print(text, markup=False, highlight=False)
             else:
-                print(text, file=self.stream, flush=True)
+                self.stream.write(text + "\n")
+                self.stream.flush()
 
     def new_task(self, **fields: Any) -> TaskRecord:
         with self.lock:
@@ -252,6 +254,9 @@ class Capture:
         self.pipeline_root = pipeline_root
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
+        # The step processes running now (a stop must end them all).
+        self.processes: set[subprocess.Popen[str]] = set()
+        self._processes_lock = threading.Lock()
 
     def _execute(self, original: Any, *args: Any, **kwargs: Any) -> Any:
         from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
@@ -328,6 +333,9 @@ class Capture:
                 )
             )
             assert process.stdout is not None
+            with self._processes_lock:
+                self.processes.add(process)
+            stack.callback(self._forget, process)
             for line in process.stdout:
                 event = parse_event(line)
                 if event is not None:
@@ -341,6 +349,10 @@ class Capture:
                     self.console.print(line.rstrip("\n"))
             return process.wait()
 
+    def _forget(self, process: subprocess.Popen[str]) -> None:
+        with self._processes_lock:
+            self.processes.discard(process)
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[Capture]:
         from kfp.local import subprocess_task_handler
@@ -350,6 +362,9 @@ class Capture:
         original_run = subprocess_task_handler.run_local_subprocess
         root_logger = logging.getLogger()
         handlers, level = root_logger.handlers[:], root_logger.level
+        # kfp.local indents step output by swapping builtins.print per task; two tasks at once
+        # can leave its indenting print installed, so the original is put back here.
+        original_print = builtins.print
 
         def execute(*args: Any, **kwargs: Any) -> Any:
             return self._execute(original_execute, *args, **kwargs)
@@ -370,6 +385,7 @@ class Capture:
             subprocess_task_handler.run_local_subprocess = original_run  # type: ignore[assignment]
             root_logger.handlers = handlers
             root_logger.setLevel(level)
+            builtins.print = original_print
             self.sink.close()
 
     def _warning(self, message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:

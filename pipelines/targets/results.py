@@ -207,15 +207,31 @@ def _index_row(record: TaskRecord, run_dir: Path, log: Path | None, outputs: Pat
     ]
 
 
+# What each kind of report shows, by the start of its name.
+REPORT_KINDS = {
+    DATA_REPORT: "the data: images per split and class, quarantine, sizes, samples",
+    "curves-": "training curves, best and early-stop epochs",
+    "evaluation-": "test metrics, confusion matrix, worst errors, calibration",
+    COMPARISON_REPORT: "every candidate x seed compared, the gate's verdict",
+}
+INDEX_STYLE = "<style>.tasks td,.tasks th{text-align:left}</style>"
+
+
+def _report_item(path: Path, run_dir: Path) -> str:
+    kind = next((text for start, text in REPORT_KINDS.items() if path.name.startswith(start)), "")
+    note = f' <span class="muted">{html.escape(kind)}</span>' if kind else ""
+    return f'<li><a href="{_href(path, run_dir)}">{html.escape(path.name)}</a>{note}</li>'
+
+
 def _index_page(experiment: str, run_dir: Path, results: Results, rows: list) -> str:
-    reports = "".join(
-        f'<li><a href="{_href(p, run_dir)}">{html.escape(p.name)}</a></li>' for p in results.reports
-    )
+    reports = "".join(_report_item(p, run_dir) for p in results.reports)
     sections = [
         f'<p class="muted">{html.escape(run_dir.name)}</p>',
         f"<h2>Reports</h2><ul>{reports or '<li>none</li>'}</ul>",
-        "<h2>Tasks</h2>"
-        + html.table(["#", "task", "status", "seconds", "cache", "result", "log", "outputs"], rows),
+        INDEX_STYLE
+        + "<h2>Tasks</h2><div class='tasks'>"
+        + html.table(["#", "task", "status", "seconds", "cache", "result", "log", "outputs"], rows)
+        + "</div>",
     ]
     if results.data:
         sections.append(
