@@ -24,9 +24,11 @@ def train(
     from pathlib import Path
 
     from components.common.names import TENSORBOARD_DIR
+    from components.common.process import skip_collection_at_exit
     from components.spec import Candidate
     from components.train.run import train as run_train
 
+    skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
     # Validated once here (this also repairs kfp.local's float seeds); typed from here on.
     task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
