@@ -50,6 +50,7 @@ def in_process(experiment_name: str, workdir: Path) -> None:
             model_dir,
             workdir / f"curves-{index}.html",
             workdir / f"ckpt-{index}",
+            workdir / f"tensorboard-{index}",  # the pipeline's train step writes them too
         )
         result = evaluate(
             model_dir,
