@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -249,9 +249,16 @@ def _step_name(display_name: str, has_candidate: bool) -> str:
 class Capture:
     """Installs the console into kfp.local for one run (see the module docstring)."""
 
-    def __init__(self, console: Console, pipeline_root: Path) -> None:
+    def __init__(
+        self,
+        console: Console,
+        pipeline_root: Path,
+        figure: Callable[[TaskRecord], str] = lambda record: "",
+    ) -> None:
+        """`figure(record)` is the key figure a finished task's line ends with."""
         self.console = console
         self.pipeline_root = pipeline_root
+        self.figure = figure
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
@@ -303,9 +310,7 @@ class Capture:
         record.status = task_status.name
         record.cached = is_container and not _current.ran and record.status == "SUCCESS"
         record.outputs = dict(outputs or {})
-        from pipelines.targets.results import task_figure
-
-        record.figure = task_figure(record)
+        record.figure = self.figure(record)
         self.console.finished(record)
         return outputs, task_status
 

@@ -12,7 +12,7 @@ from components.common.results import CompareSummary
 from components.register.run import find_registration
 from pipelines.targets.base import Target
 from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
-from pipelines.targets.results import write_results
+from pipelines.targets.results import task_figure, write_results
 
 
 class LocalTarget(Target):
@@ -47,7 +47,7 @@ class LocalTarget(Target):
         error: str | None = None
         summary: dict[str, Any] | None = None
         with Console(self.expected_tasks(), verbose=self.options.verbose) as console:
-            capture = Capture(console, root)
+            capture = Capture(console, root, figure=task_figure)
             try:
                 with capture.installed():
                     output = pipeline().output

@@ -226,3 +226,34 @@ def test_summary_has_a_row_per_task_the_data_line_and_one_results_path() -> None
     assert "data: 1797 images kept, 0 quarantined (list: /r/quarantine.csv)" in lines
     assert "results: /r/index.html" in lines
     assert "/r/data.html" not in text  # the index links them; the console names one path
+
+
+def test_a_step_process_output_goes_to_its_log_and_events_to_the_console(tmp_path: Path) -> None:
+    import sys
+
+    from pipelines.targets import console as console_module
+    from pipelines.targets.console import Capture
+
+    console, stream = _console(1)
+    capture = Capture(console, tmp_path)
+    record = console.new_task(name="train", step="train", run_dir=tmp_path, candidate="c", seed=0)
+    step = (
+        "import sys; print('Epoch 1/2 noisy library output'); "
+        "print('a warning', file=sys.stderr); "
+        "from components.common.progress import emit; "
+        "emit('epochs', epochs=2, steps=4, done=0); "
+        "emit('epoch', epoch=2, epochs=2, metrics={'loss': 0.5}); sys.exit(3)"
+    )
+    console_module._current.record = record
+    try:
+        code = capture._run_subprocess([sys.executable, "-c", step])
+    finally:
+        console_module._current.record = None
+    assert code == 3
+    log = (tmp_path / "logs" / "train-c-seed0.log").read_text()
+    assert "noisy library output" in log and "a warning" in log
+    assert "imgclf-event" not in log
+    shown = stream.getvalue()
+    assert "noisy" not in shown and "a warning" not in shown
+    assert "train c seed 0  epoch 2/2  loss 0.5" in shown
+    assert record.log == tmp_path / "logs" / "train-c-seed0.log" and not capture.processes
