@@ -25,6 +25,7 @@ from components.common.names import (
     evaluation_report,
     run_name,
 )
+from components.common.results import DATASET_INFO_FILE, DatasetInfo
 from pipelines.targets.console import TaskRecord
 
 LATEST = "latest"
@@ -85,15 +86,16 @@ def task_figure(record: TaskRecord) -> str:
 
 
 def data_counts(record: TaskRecord) -> dict[str, Any]:
+    """Images kept and quarantined, and classes, from the ingest task's Dataset."""
     dataset = _uri(record, "dataset")
-    info = dataset / "dataset_info.json" if dataset else None
-    if info is None or not info.is_file():
+    if dataset is None or not (dataset / DATASET_INFO_FILE).is_file():
         return {}
-    content = read_json(info)
+    info = DatasetInfo.read(dataset)
+    extra = info.model_extra or {}
     return {
-        "kept": int(content["kept"]),
-        "quarantined": int(content["quarantined"]),
-        "classes": int(content["num_classes"]),
+        "kept": int(extra["kept"]),
+        "quarantined": int(extra["quarantined"]),
+        "classes": info.num_classes,
     }
 
 

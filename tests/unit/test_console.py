@@ -106,7 +106,20 @@ def _earlier_run(root: Path) -> dict[str, Path]:
         paths[name].write_text(f"<html>{name}</html>")
     paths["dataset"].mkdir(parents=True)
     (paths["dataset"] / "dataset_info.json").write_text(
-        json.dumps({"kept": 1797, "quarantined": 3, "num_classes": 10})
+        json.dumps(
+            {
+                "source": "sklearn:digits",
+                "class_names": [str(i) for i in range(10)],
+                "num_classes": 10,
+                "image_size": [8, 8],
+                "channels": 1,
+                "counts": {"train": {}, "validation": {}, "test": {}},
+                "num_examples": {"train": 1256, "validation": 179, "test": 359},
+                "fingerprint": "f" * 64,
+                "kept": 1797,
+                "quarantined": 3,
+            }
+        )
     )
     paths["quarantine"].write_text("key,source,reason\n")
     paths["model"].mkdir(parents=True)
