@@ -48,6 +48,8 @@ def _results(result: dict[str, Any]) -> list[str]:
     if result.get("registration"):
         record = RegistrationRecord.model_validate(result["registration"])
         lines.append(f"registered: {record.name} {record.version} at {record.path}")
+        if record.exports:
+            lines.append(f"exported: {', '.join(record.exports)} (in {record.path}/export/)")
     if result.get("index"):
         lines.append(f"results: {result['index']}")
     elif result.get("run_dir"):

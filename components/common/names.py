@@ -7,6 +7,7 @@ import re
 
 DATA_REPORT = "data.html"
 COMPARISON_REPORT = "comparison.html"
+EXPORT_REPORT = "export.html"
 INDEX = "index.html"
 # A training task's TensorBoard event files, beside its model (outside Vertex AI).
 TENSORBOARD_DIR = "tensorboard"

@@ -26,8 +26,10 @@ class LocalTarget(Target):
         return str((self.options.runs_dir / "registry").resolve())
 
     def expected_tasks(self) -> int:
-        """ingest, train and evaluate per candidate x seed, compare, gate, best model, register."""
-        return 1 + 2 * len(self.experiment.candidates()) + 4
+        """ingest, train and evaluate per candidate x seed, compare, gate, best model,
+        export (when the experiment has an export section), register."""
+        export = 1 if self.experiment.export is not None else 0
+        return 1 + 2 * len(self.experiment.candidates()) + 4 + export
 
     def run(self) -> dict[str, Any]:
         """Run the pipeline: a line per task on stderr, each step's output in its log file.

@@ -19,6 +19,7 @@ from components.common.files import read_json
 from components.common.names import (
     COMPARISON_REPORT,
     DATA_REPORT,
+    EXPORT_REPORT,
     INDEX,
     TENSORBOARD_DIR,
     curves_report,
@@ -105,6 +106,8 @@ def _report_names(record: TaskRecord) -> dict[str, str]:
         return {"report": DATA_REPORT}
     if record.name.startswith("compare"):
         return {"report": COMPARISON_REPORT}
+    if record.name.startswith("export"):
+        return {"report": EXPORT_REPORT}
     if record.candidate is not None and record.seed is not None:
         if record.name.startswith("train"):
             return {"curves": curves_report(record.candidate, record.seed)}
@@ -215,6 +218,7 @@ REPORT_KINDS = {
     "curves-": "training curves, best and early-stop epochs",
     "evaluation-": "test metrics, confusion matrix, worst errors, calibration",
     COMPARISON_REPORT: "every candidate x seed compared, the gate's verdict",
+    EXPORT_REPORT: "the best model's exports, measured",
 }
 INDEX_STYLE = "<style>.tasks td,.tasks th{text-align:left}</style>"
 
