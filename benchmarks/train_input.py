@@ -56,7 +56,7 @@ def input_ratio(
         workdir / "dataset",
         workdir / "q.csv",
     )
-    n_train = DatasetInfo.read(workdir / "dataset")["num_examples"]["train"]
+    n_train = DatasetInfo.read(workdir / "dataset").num_examples["train"]
 
     def builder():
         keras.utils.set_random_seed(0)
