@@ -8,6 +8,7 @@ from components.common.files import local_path
 from components.common.model_card import ModelCard
 from components.spec import ModelSpec, Pruning, SearchOutcome
 from components.train.curves import write_curves_report
+from components.train.events import training_outcome
 
 
 def train(
@@ -17,6 +18,7 @@ def train(
     model_dir: str | Path,
     curves_html: str | Path,
     checkpoint_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
     *,
     trial: int | None = None,
     prune: Pruning | None = None,
@@ -28,18 +30,27 @@ def train(
     if spec.framework == "keras":
         from components.train.keras.trainer import train_keras
 
-        card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir, prune)
+        card = train_keras(
+            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir, prune
+        )
     else:
         from components.train.transformers.trainer import train_transformers
 
-        card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
+        card = train_transformers(
+            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
+        )
+    planned = spec.epochs + (
+        spec.fine_tune.epochs if len(card.training.get("phases", [])) > 1 else 0
+    )
+    outcome = training_outcome(card.history, planned, spec.early_stopping_patience)
+    card.training["outcome"] = outcome
     if trial is not None or searched is not None:
         card.training.update(
             trial=trial, search=searched.model_dump(mode="json") if searched else None
         )
-        card.save(model_dir)
+    card.save(model_dir)
     title = f"Training curves: {spec.name} (seed {seed}" + (
         f", trial {trial})" if trial is not None else ")"
     )
-    write_curves_report(card.history, title, curves_html)
+    write_curves_report(card.history, title, curves_html, outcome)
     return card
