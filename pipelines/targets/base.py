@@ -31,6 +31,9 @@ class PreflightError(ValueError):
 class Target:
     name = "base"
     parallelism = 0  # 0: as many loop iterations at once as the backend allows
+    # Registry host -> (user, secret) for pinning image tags to digests; None: the defaults of
+    # pipelines.targets.digests (Google's application default credentials, ~/.docker/config.json).
+    registry_credentials: Any = None
 
     def __init__(self, experiment: Experiment, options: RunOptions | None = None):
         self.experiment = experiment
@@ -96,6 +99,34 @@ class Target:
         if accelerator.accelerator:
             return images.gpu
         return images.cpu
+
+    def used_images(self) -> dict[str, str]:
+        """Config field -> image, for every image this experiment's pipeline runs in."""
+        images = self.experiment.images
+        used = {"images.cpu": images.cpu}
+        for framework in self.experiment.frameworks():
+            image = self.train_image(framework)
+            if framework == "transformers":
+                used["images.transformers"] = image
+            else:  # cpu, gpu or tpu, by the experiment's hardware
+                field = next(f for f, i in images.model_dump().items() if i == image)
+                used[f"images.{field}"] = image
+        return used
+
+    def pin_images(self) -> dict[str, tuple[str, str]]:
+        """Replace every used `images.*` tag that names a registry by its digest, so the run
+        (and the backend's cache) sees exactly which image ran. field -> (tag, digest reference)
+        for those it changed. The submits call this; --compile-only stays offline."""
+        from pipelines.targets.digests import resolve_images
+
+        used = {f: i for f, i in self.used_images().items() if f.startswith("images.")}
+        pinned = resolve_images(used, self.registry_credentials)
+        changed = {f: (used[f], pinned[f]) for f in used if pinned[f] != used[f]}
+        if changed:
+            update = {f.removeprefix("images."): new for f, (_, new) in changed.items()}
+            images = self.experiment.images.model_copy(update=update)
+            self.experiment = self.experiment.model_copy(update={"images": images})
+        return changed
 
     # --- compile and run -----------------------------------------------------------------
 

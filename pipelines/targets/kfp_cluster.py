@@ -116,6 +116,8 @@ class KfpTarget(Target):
         host = self.host()
         health = check_api(host, self.connect_timeout_s)
         _warn_on_version_mismatch(host, health)
+        for field, (tag, pinned) in self.pin_images().items():
+            print(f"pinned {field}: {tag} is {pinned.rsplit('@', 1)[1]}", file=sys.stderr)
         import kfp
 
         with tempfile.TemporaryDirectory() as folder, _client_output_to_stderr():
@@ -177,6 +179,7 @@ class KfpTarget(Target):
             "pipeline_version": version_id,
             "kfp_experiment": experiment_id,
             "pipeline_root": self.experiment.kfp.pipeline_root,
+            "images": self.used_images(),
         }
 
     def _wait(self, client: Any, run_id: str, url: str, host: str) -> dict[str, Any]:

@@ -594,16 +594,7 @@ class VertexTarget(Target):
 
     def used_images(self) -> dict[str, str]:
         """Config field -> image, for every image this experiment's pipeline runs in."""
-        fields = {"cpu": "images.cpu", "gpu": "images.gpu", "tpu": "images.tpu"}
-        images = self.experiment.images
-        used = {"images.cpu": images.cpu}
-        for framework in self.experiment.frameworks():
-            image = self.train_image(framework)
-            if framework == "transformers":
-                used["images.transformers"] = image
-            else:
-                field = next(f for key, f in fields.items() if getattr(images, key) == image)
-                used[field] = image
+        used = super().used_images()
         registration = self.experiment.registration
         if registration and registration.serving_image:
             used["register.serving_image"] = registration.serving_image
@@ -800,6 +791,8 @@ class VertexTarget(Target):
 
         for warning in warnings:
             self._say(f"warning: {warning}")
+        for field, (tag, pinned) in self.pin_images().items():
+            self._say(f"pinned {field}: {tag} is {pinned.rsplit('@', 1)[1]}")
         for line in self.describe():
             self._say(line)
         gcp = self.experiment.gcp
