@@ -10,6 +10,11 @@ from kfp import compiler
 
 from pipelines.config import Experiment
 
+# Retries of the training task on the cluster targets: wait 60 s before the first, twice as long
+# before each next one. The factor stays whole: Argo reads it as an integer (intstr).
+RETRY_BACKOFF = "60s"
+RETRY_BACKOFF_FACTOR = 2.0
+
 
 @dataclass
 class RunOptions:

@@ -29,7 +29,13 @@ from typing import Any
 
 import yaml
 
-from pipelines.targets.base import PreflightError, SubmitError, Target
+from pipelines.targets.base import (
+    RETRY_BACKOFF,
+    RETRY_BACKOFF_FACTOR,
+    PreflightError,
+    SubmitError,
+    Target,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 REGISTRY_MOUNT = "/mnt/registry"
@@ -88,6 +94,16 @@ class KfpTarget(Target):
                 operator=toleration.operator,
                 value=toleration.value,
                 effect=toleration.effect,
+            )
+        if resources.retries:
+            # On the training task itself, a container task directly in the loop body: the
+            # one place KFP 2.17's Argo compiler turns into a retryStrategy (README, "Design
+            # notes"). backoff_max_duration is Argo's deadline for all attempts together.
+            task.set_retry(
+                num_retries=resources.retries,
+                backoff_duration=RETRY_BACKOFF,
+                backoff_factor=RETRY_BACKOFF_FACTOR,
+                backoff_max_duration=resources.retry_max_duration,
             )
 
     def train_image(self, framework: str) -> str:

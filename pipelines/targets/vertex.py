@@ -35,7 +35,13 @@ from typing import Any, NamedTuple
 from kfp import dsl
 
 from components.common.images import BASE_IMAGE
-from pipelines.targets.base import PreflightError, SubmitError, Target
+from pipelines.targets.base import (
+    RETRY_BACKOFF,
+    RETRY_BACKOFF_FACTOR,
+    PreflightError,
+    SubmitError,
+    Target,
+)
 
 CONSOLE = "https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{run}?project={project}"
 API_ROOT = "https://{region}-aiplatform.googleapis.com/v1/"
@@ -476,7 +482,9 @@ class VertexTarget(Target):
         # else: the task only launches the custom job and waits; its machine is in the job.
         if resources.retries:
             task.set_retry(
-                num_retries=resources.retries, backoff_duration="60s", backoff_factor=2.0
+                num_retries=resources.retries,
+                backoff_duration=RETRY_BACKOFF,
+                backoff_factor=RETRY_BACKOFF_FACTOR,
             )
 
     def add_register(

@@ -405,6 +405,71 @@ def test_vertex_retries_follow_the_experiment(compile_spec, name):
             assert "retryPolicy" not in train
 
 
+RETRIED = "resources.kfp.retries=2"
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "overrides", "max_duration"),
+    [
+        ("pets", "vertex", (), "3600s"),  # spot: the retry re-launches the custom job
+        ("cifar10_vehicles_animals", "vertex", (), "3600s"),  # TPU custom job
+        ("cats_vs_dogs", "vertex", (), "3600s"),  # a loop per framework
+        ("pets", "kfp", (RETRIED,), "604800s"),
+        ("cats_vs_dogs", "kfp", (RETRIED,), "604800s"),
+        ("digits", "kfp", (RETRIED, "resources.kfp.retry_max_duration=86400s"), "86400s"),
+    ],
+)
+def test_the_retry_policy_sits_on_the_training_task_in_the_loop_body(
+    compile_spec, name, target, overrides, max_duration
+):
+    """Where both backends honour it (README, "Design notes"): on the training task itself, a
+    component task that is a direct child of the ParallelFor's body, never on a DAG task."""
+    compiled = compile_spec(name, target, overrides)
+    executors = compiled.spec["deploymentSpec"]["executors"]
+
+    trains = compiled.train_tasks()  # one per loop, each a direct child of its loop's body
+    assert trains
+    for _, train in trains:
+        assert train["retryPolicy"] == {
+            "maxRetryCount": 2,
+            "backoffDuration": "60s",
+            "backoffFactor": 2.0,
+            "backoffMaxDuration": max_duration,
+        }
+        # KFP's Argo compiler gives retry templates to tasks of executor components only
+        component = compiled.spec["components"][train["componentRef"]["name"]]
+        assert "dag" not in component
+        assert "container" in executors[component["executorLabel"]]
+    # nothing else carries one: not the loops, conditions or other steps
+    retried = [task for _, task in compiled.tasks() if "retryPolicy" in task]
+    assert len(retried) == len(trains)
+    for loop in compiled.loops():
+        assert "retryPolicy" not in loop
+
+
+def test_the_kfp_compile_retries_nothing_unless_asked(compile_spec):
+    """The control of the test above: no retries by default, and the kfp setting stays kfp's."""
+    assert "retryPolicy" not in compile_spec("pets", "kfp").text
+    assert "retryPolicy" not in compile_spec("mnist", "vertex", (RETRIED,)).text
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "resources.kfp.retries=11",
+            "resources.kfp.retries: Input should be less than or equal to 10",
+        ),
+        ("resources.kfp.retry_max_duration=7d", "write the duration in seconds with an 's'"),
+    ],
+)
+def test_bad_kfp_retry_settings_name_the_field(override, expected):
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_experiment("pets", [override])
+
+
 # --- pipeline parameters -------------------------------------------------------------------
 
 
