@@ -26,6 +26,7 @@ def in_process(experiment_name: str, workdir: Path) -> None:
     from components.evaluate.run import evaluate
     from components.ingest.run import ingest
     from components.register.run import register_local
+    from components.spec import Candidate
     from components.train.run import train
     from pipelines.config import load_experiment
 
@@ -36,11 +37,12 @@ def in_process(experiment_name: str, workdir: Path) -> None:
     results = []
     for index, candidate in enumerate(experiment.candidates()):
         spec = candidate["model_spec"]
+        task = Candidate.model_validate(candidate)
         model_dir = workdir / f"model-{index}"
         train(
             dataset,
-            spec,
-            candidate["seed"],
+            task.model_spec,
+            task.seed,
             model_dir,
             workdir / f"curves-{index}.html",
             workdir / f"ckpt-{index}",

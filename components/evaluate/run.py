@@ -11,9 +11,9 @@ import numpy as np
 from components.common.dataset import iterate_examples, read_info
 from components.common.files import write_json
 from components.common.progress import progress
-from components.evaluate.loaders import Classifier, load_classifier
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
+from components.models.loading import Classifier, load_classifier
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
@@ -40,7 +40,7 @@ def predict_split(
 
     tf.data decodes and resizes in parallel on every core while the model predicts.
     """
-    from components.train.input import make_dataset
+    from components.common.tfdata import make_dataset
 
     if isinstance(classifier, (str, Path)):
         classifier = load_classifier(classifier)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from components.common.files import local_path
 from components.common.model_card import ModelCard
@@ -13,21 +12,20 @@ from components.train.curves import write_curves_report
 
 def train(
     dataset_dir: str | Path,
-    model_spec: dict[str, Any],
+    spec: ModelSpec,
     seed: int,
     model_dir: str | Path,
     curves_html: str | Path,
     checkpoint_dir: str | Path | None = None,
 ) -> ModelCard:
-    spec = ModelSpec.model_validate(model_spec)
     if checkpoint_dir is not None:
         checkpoint_dir = local_path(checkpoint_dir)
     if spec.framework == "keras":
-        from components.train.keras_trainer import train_keras
+        from components.train.keras.trainer import train_keras
 
         card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     else:
-        from components.train.hf_trainer import train_transformers
+        from components.train.transformers.trainer import train_transformers
 
         card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import components.evaluate.loaders as loaders
+import components.models.loading as loaders
 from components.common.dataset import (
     FEATURE_FORMAT,
     FEATURE_IMAGE,
@@ -23,7 +23,6 @@ from components.common.dataset import (
     INFO_FILE,
     shard_name,
 )
-from components.common.model_card import ModelCard
 from components.evaluate.run import default_batch_size, evaluate, worst_misclassified
 
 CLASSES = ["blue", "red"]
@@ -86,20 +85,9 @@ class ColourClassifier:
 
 
 @pytest.fixture
-def colour_model(tmp_path, monkeypatch):
+def colour_model(tmp_path, monkeypatch, model_card):
     monkeypatch.setitem(loaders.LOADERS, "transformers", ColourClassifier)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    ModelCard(
-        framework="transformers",
-        name="colour",
-        seed=3,
-        class_names=CLASSES,
-        input_size=(8, 8),
-        channels=3,
-        preprocessing="none",
-    ).save(folder)
-    return folder
+    return model_card(tmp_path / "model", "transformers", "colour", CLASSES, seed=3)
 
 
 @pytest.fixture
