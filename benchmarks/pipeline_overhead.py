@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def in_process(experiment_name: str, workdir: Path) -> None:
     """ingest -> train -> evaluate (per candidate x seed) -> compare -> gate -> register, no KFP."""
+    from components.common.results import EvaluationResult, Reference
     from components.compare.run import compare
     from components.evaluate.run import evaluate
     from components.ingest.run import ingest
@@ -55,22 +56,26 @@ def in_process(experiment_name: str, workdir: Path) -> None:
             reference,
         )
         results.append(
-            {
-                "name": spec["name"],
-                "seed": candidate["seed"],
-                "framework": spec["framework"],
-                "model_uri": str(model_dir),
-                "metrics": result["scalars"],
-            }
+            EvaluationResult(
+                name=spec["name"],
+                seed=candidate["seed"],
+                framework=spec["framework"],
+                model_uri=str(model_dir),
+                metrics=result["scalars"],
+            )
         )
-    summary = compare(results, experiment.gate.metric, experiment.gate.min, reference)
-    if summary["gate"]["passed"]:
-        assert experiment.registration is not None
+    summary = compare(
+        results,
+        experiment.gate.metric,
+        experiment.gate.min,
+        Reference.model_validate(reference) if reference else None,
+    )
+    if summary.gate.passed:
         register_local(
-            summary["best"]["model_uri"],
+            summary.best.model_uri,
             workdir / "registry",
             experiment.registration.name,
-            summary["best"]["metrics"],
+            summary.best.metrics,
         )
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.common.results import CompareSummary
 from pipelines.config import ConfigError, list_experiments, load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("status") == "FAILED":
         return EXIT_FAILED
     summary = result.get("summary")
-    if summary and not summary["gate"]["passed"]:
+    if summary and not CompareSummary.model_validate(summary).gate.passed:
         return EXIT_GATE
     return 0
 

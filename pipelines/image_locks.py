@@ -32,8 +32,9 @@ LOCK_DIR = Path("containers") / "locks"
 PYTHON_VERSION = "3.11"
 PYTHON_FULL_VERSION = "3.11.11"
 PLATFORM = "x86_64-manylinux_2_36"
-# What each image installs: extras of pyproject.toml. The steps' needs per image are in the vertex
-# target (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py holds the two together.
+# What each image installs: extras of pyproject.toml. The steps' needs per image are in
+# pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
+# holds the two together.
 IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
     "cpu": ("tf", "data", "hf", "vertex"),
     "gpu": ("tf-gpu", "vertex"),

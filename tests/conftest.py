@@ -198,3 +198,19 @@ def write_model_card(
 def model_card() -> Callable[..., Path]:
     """Write a Model card: `model_card(folder, "keras", "name", class_names, ...)`."""
     return write_model_card
+
+
+def _assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
+    for key, value in expected.items():
+        assert key in actual, key
+        if isinstance(value, dict):
+            _assert_contains(actual[key], value)
+        else:
+            assert actual[key] == value, key
+
+
+@pytest.fixture(scope="session")
+def assert_contains() -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    """Asserts that a mapping holds every key of another with the same value, nested alike."""
+    return _assert_contains

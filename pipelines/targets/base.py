@@ -1,14 +1,20 @@
-"""What every target provides: per-task configuration, the registry location, compile and run."""
+"""What every target provides: per-task configuration (the pipeline's `TaskHooks`), the registry
+location, compile and run. A target builds no part of the DAG: it hands itself to
+`pipelines.training.build_pipeline` and compiles or runs what comes back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kfp import compiler
 
 from pipelines.config import Experiment
+from pipelines.errors import PreflightError, SubmitError
+from pipelines.training import build_pipeline
+
+__all__ = ["PreflightError", "RunOptions", "SubmitError", "Target"]
 
 # Retries of the training task on the cluster targets: wait 60 s before the first, twice as long
 # before each next one. The factor stays whole: Argo reads it as an integer (intstr).
@@ -25,17 +31,10 @@ class RunOptions:
     quiet: bool = False
 
 
-class SubmitError(RuntimeError):
-    """The run could not be submitted; the message says what to fix."""
-
-
-class PreflightError(ValueError):
-    """The experiment is not ready for this target (exit code 2); nothing was submitted."""
-
-
 class Target:
     name = "base"
     parallelism = 0  # 0: as many loop iterations at once as the backend allows
+    model_registry: Literal["folder", "vertex"] = "folder"
     # Registry host -> (user, secret) for pinning image tags to digests; None: the defaults of
     # pipelines.targets.digests (Google's application default credentials, ~/.docker/config.json).
     registry_credentials: Any = None
@@ -60,63 +59,11 @@ class Target:
         """
         return component
 
-    def add_register(
-        self,
-        *,
-        best_model_uri: Any,
-        summary: Any,
-        registry_root: Any,
-        name: Any,
-        aliases: Any,
-    ) -> Any:
-        """Add the steps that register the gated best model (called inside the gate's condition).
-
-        The base imports the best Model and copies it into the folder registry
-        `<registry_root>/<name>/vN/` (register_local). Returns the register task.
-        """
-        from kfp import dsl
-        from kfp.dsl import Model
-
-        from components.register.component import register_local
-
-        best_model = dsl.importer(
-            artifact_uri=best_model_uri,
-            artifact_class=Model,
-            reimport=False,
-        ).set_display_name("best model")
-        register_task = register_local(
-            model=best_model.output,
-            registry_root=registry_root,
-            name=name,
-            summary=summary,
-            aliases=aliases,
-        ).set_display_name("register")
-        self.configure(register_task, "register")
-        return register_task
-
-    def train_image(self, framework: str) -> str:
-        images = self.experiment.images
-        if framework == "transformers":
-            return images.transformers
-        accelerator = self.experiment.resources.vertex
-        if accelerator.is_tpu:
-            return images.tpu
-        if accelerator.accelerator:
-            return images.gpu
-        return images.cpu
+    # --- images ----------------------------------------------------------------------------
 
     def used_images(self) -> dict[str, str]:
         """Config field -> image, for every image this experiment's pipeline runs in."""
-        images = self.experiment.images
-        used = {"images.cpu": images.cpu}
-        for framework in self.experiment.frameworks():
-            image = self.train_image(framework)
-            if framework == "transformers":
-                used["images.transformers"] = image
-            else:  # cpu, gpu or tpu, by the experiment's hardware
-                field = next(f for f, i in images.model_dump().items() if i == image)
-                used[f"images.{field}"] = image
-        return used
+        raise NotImplementedError
 
     def pin_images(self) -> dict[str, tuple[str, str]]:
         """Replace every used `images.*` tag that names a registry by its digest, so the run
@@ -136,8 +83,6 @@ class Target:
     # --- compile and run -----------------------------------------------------------------
 
     def pipeline(self) -> Any:
-        from pipelines.training import build_pipeline
-
         return build_pipeline(self.experiment, self)
 
     def compile(self, path: str | Path) -> Path:

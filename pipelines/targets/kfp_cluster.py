@@ -96,9 +96,9 @@ class KfpTarget(Target):
                 effect=toleration.effect,
             )
         if resources.retries:
-            # On the training task itself, a container task directly in the loop body: the
-            # one place KFP 2.17's Argo compiler turns into a retryStrategy (README, "Design
-            # notes"). backoff_max_duration is Argo's deadline for all attempts together.
+            # On the training task itself, a container task directly in the loop body, where
+            # KFP 2.17's Argo compiler puts a retryStrategy on the training pod (README,
+            # "Design notes"). backoff_max_duration is Argo's deadline for all attempts.
             task.set_retry(
                 num_retries=resources.retries,
                 backoff_duration=RETRY_BACKOFF,
@@ -111,6 +111,16 @@ class KfpTarget(Target):
         if framework == "transformers":
             return images.transformers
         return images.gpu if self.experiment.resources.kfp.gpus else images.cpu
+
+    def used_images(self) -> dict[str, str]:
+        used = {"images.cpu": self.experiment.images.cpu}
+        for framework in self.experiment.frameworks():
+            if framework == "transformers":
+                field = "transformers"
+            else:
+                field = "gpu" if self.experiment.resources.kfp.gpus else "cpu"
+            used[f"images.{field}"] = self.train_image(framework)
+        return used
 
     # --- submit --------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from kfp import local
 
+from components.common.results import CompareSummary
+from components.register.run import find_registration
 from pipelines.targets.base import Target
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -94,7 +96,7 @@ class LocalTarget(Target):
         root_logger.addFilter(observer)
         started = time.time()
         error: str | None = None
-        summary: dict[str, Any] | None = None
+        output: dict[str, Any] | None = None
         try:
             with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
                 # Locally every step runs in this environment; images and display names
@@ -103,7 +105,7 @@ class LocalTarget(Target):
                     "ignore", message=".*have no effect in the current local runner.*"
                 )
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-                summary = pipeline().output
+                output = pipeline().output
         except RuntimeError as exc:
             error = ANSI.sub("", str(exc))
         finally:
@@ -122,26 +124,22 @@ class LocalTarget(Target):
                 {"name": t.name, "status": t.status, "seconds": round(t.seconds, 2)}
                 for t in observer.tasks.values()
             ],
-            "summary": summary,
-            "registration": self._registration(summary),
+            "summary": output,
+            "registration": self._registration(output),
         }
 
-    def _registration(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not summary or not summary["gate"]["passed"]:
+    def _registration(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The folder registry's record of the run's best model, when the gate let it through."""
+        if not output:
             return None
-        from components.common.files import read_json
-        from components.register.run import RECORD_FILE, versions
-
-        assert self.experiment.registration is not None
+        summary = CompareSummary.model_validate(output)
+        if not summary.gate.passed:
+            return None
         root = Path(self.registry_root()) / self.experiment.registration.name
         if not root.is_dir():
             return None
-        source = summary["best"]["model_uri"]
-        for version in reversed(versions(root)):
-            record = read_json(version / RECORD_FILE)
-            if record.get("source_model") == source:
-                return record
-        return None
+        record = find_registration(root, summary.best.model_uri)
+        return record.to_output() if record else None
 
 
 def _html_reports(run_dir: str | None) -> list[str]:

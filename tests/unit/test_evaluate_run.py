@@ -64,7 +64,9 @@ def write_dataset(folder, class_names, examples, channels=3, image_size=(8, 8)):
         "num_classes": len(class_names),
         "image_size": list(image_size),
         "channels": channels,
+        "counts": {"train": {}, "validation": {}, "test": {}},
         "num_examples": {"train": 0, "validation": 0, "test": len(examples)},
+        "fingerprint": "synthetic",
     }
     (folder / INFO_FILE).write_text(json.dumps(info))
     return folder

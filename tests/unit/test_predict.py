@@ -136,7 +136,7 @@ def test_registry_version_folder_is_accepted(capsys, colour_model, images, tmp_p
     from components.register.run import register_local
 
     record = register_local(colour_model, tmp_path / "registry", "colours", {"accuracy": 1.0})
-    code, document, _ = run_json(capsys, ["--model", record["path"], str(images / "blue.jpg")])
+    code, document, _ = run_json(capsys, ["--model", record.path, str(images / "blue.jpg")])
     assert code == 0 and top1(document) == {"blue.jpg": "blue"}
 
 
