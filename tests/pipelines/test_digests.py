@@ -122,3 +122,46 @@ def test_an_unreachable_registry_is_a_submit_error():
 
     with pytest.raises(SubmitError, match=r"images.cpu: cannot reach the registry 127.0.0.1:\d+"):
         resolve_images({"images.cpu": f"127.0.0.1:{port}/imgclf/cpu:1"}, no_credentials, timeout=5)
+
+
+def test_default_credentials_read_the_docker_config(tmp_path, monkeypatch):
+    import base64
+    import json
+
+    from pipelines.targets.digests import default_credentials
+
+    config = tmp_path / ".docker" / "config.json"
+    config.parent.mkdir()
+    auth = base64.b64encode(b"robot:s3cret").decode()
+    config.write_text(json.dumps({"auths": {"registry.example:5000": {"auth": auth}}}))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    assert default_credentials("registry.example:5000") == ("robot", "s3cret")
+    assert default_credentials("other.example") is None  # anonymous
+
+
+def test_default_credentials_of_google_registries_are_an_adc_access_token(monkeypatch):
+    import google.auth
+
+    from pipelines.targets.digests import default_credentials
+
+    class Credentials:
+        token = None
+
+        def refresh(self, request: object) -> None:
+            self.token = "access-token-1"
+
+    asked: list[str] = []
+
+    def adc(scopes: list[str]) -> tuple[Credentials, str]:
+        asked.extend(scopes)
+        return Credentials(), "my-project"
+
+    monkeypatch.setattr(google.auth, "default", adc)
+
+    assert default_credentials("us-central1-docker.pkg.dev") == (
+        "oauth2accesstoken",
+        "access-token-1",
+    )
+    assert default_credentials("gcr.io") == ("oauth2accesstoken", "access-token-1")
+    assert asked == ["https://www.googleapis.com/auth/cloud-platform"] * 2
