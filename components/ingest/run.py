@@ -14,7 +14,9 @@ The scratch files live in a temporary folder (TMPDIR): it needs about the datase
 
 Nothing is dropped silently: every seen item is either written or has a quarantine row, and
 the step raises if those books do not balance. Items left out by `data.classes` or
-`data.label_map` are not "seen"; they are counted in `excluded_by_config`.
+`data.label_map` are not "seen"; they are counted in `excluded_by_config`. Entries of a folder
+listing that are not items (hidden files, files beside the class folders, a second link to a
+folder) are counted in `skipped`.
 """
 
 from __future__ import annotations
@@ -167,6 +169,7 @@ def ingest(
         "duplicates": reasons.get("duplicate", 0),
         "leakage": dict(tally.leakage),
         "excluded_by_config": dict(tally.excluded),
+        "skipped": dict(sum((source.skipped for _, source in sources), Counter())),
         "converted": tally.converted,
         "conversions": dict(tally.conversions),
         "source_formats": dict(tally.source_formats),
@@ -260,7 +263,7 @@ def _decode(
             quarantine.add(item.key, item.origin, checked.reason)
             continue
         assert stored is not None, "a kept image is stored by the process that checked it"
-        origin = item.origin.encode()
+        origin = item.origin.encode("utf-8", "surrogateescape")
         kept.append(
             _Kept(
                 item.key,
@@ -433,7 +436,7 @@ class _Quarantine:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w", newline="")
+        self._file = path.open("w", newline="", encoding="utf-8", errors="backslashreplace")
         self._writer = csv.writer(self._file)
         self._writer.writerow(QUARANTINE_FIELDS)
         self.count = 0
@@ -501,7 +504,7 @@ class _Scratch:
 
     def origin(self, record: _Kept) -> str:
         self._origins.seek(record.origin_offset)
-        return self._origins.read(record.origin_length).decode()
+        return self._origins.read(record.origin_length).decode("utf-8", "surrogateescape")
 
     def __enter__(self) -> _Scratch:
         return self

@@ -252,7 +252,7 @@ def test_a_class_below_the_minimum_after_quarantine_is_an_error_naming_it(tmp_pa
 
 
 def test_source_errors_name_the_source(tmp_path: Path) -> None:
-    with pytest.raises(IngestError, match="is not a directory"):
+    with pytest.raises(IngestError, match="does not exist"):
         ingest({"source": f"folder:{tmp_path / 'none'}"}, tmp_path / "out", tmp_path / "q.csv")
     root = _folder(tmp_path / "one", {"only": 3})
     with pytest.raises(IngestError, match="at least 2"):
