@@ -36,7 +36,7 @@ PLATFORM = "x86_64-manylinux_2_36"
 # pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
 # holds the two together.
 IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
-    "cpu": ("tf", "data", "hf", "vertex"),
+    "cpu": ("tf", "data", "hf", "export", "vertex"),
     "gpu": ("tf-gpu", "vertex"),
     "tpu": ("tf-tpu", "vertex"),
     "transformers": ("tf", "hf", "vertex"),

@@ -13,6 +13,7 @@ def register_local(
     name: str,
     summary: dict,
     aliases: list = [],
+    exports: Input[Model] = None,
 ) -> dict:
     """Registers the best model as the next version in a folder registry.
 
@@ -25,6 +26,9 @@ def register_local(
         name: Registered model name.
         summary: The compare step's summary (its best run, metrics and gate are recorded).
         aliases: Labels recorded with the version (e.g. "production").
+        exports: The export step's artifact, when the experiment exports: the formats that
+            passed go into the version's export/ folder with the record and report, and the
+            version's card lists them.
 
     Returns:
         The registration record: name, version, path, source model, metrics.
@@ -42,7 +46,15 @@ def register_local(
         "gate": compared.gate.to_output(),
         "reference": compared.reference.to_output() if compared.reference else None,
     }
-    record = run_register(model.path, registry_root, name, best.metrics, aliases, details)
+    record = run_register(
+        model.path,
+        registry_root,
+        name,
+        best.metrics,
+        aliases,
+        details,
+        export_dir=exports.path if exports is not None else None,
+    )
     print(f"registered {record.name} {record.version} at {record.path}")
     return record.to_output()
 
