@@ -35,9 +35,11 @@ test-slow: install ## the slow tier: builds every keras.applications size (minut
 test-fast: install ## the quick tier: no kfp.local pipeline runs, no large models
 	$(BIN)/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
-lint: install ## ruff lint and format check, mypy
+lint: install typecheck ## ruff lint and format check, mypy
 	$(BIN)/ruff check components pipelines tests benchmarks
 	$(BIN)/ruff format --check components pipelines tests benchmarks
+
+typecheck: install ## mypy on components/ and pipelines/ (the settings in pyproject.toml)
 	$(BIN)/mypy
 
 format: install ## apply ruff fixes and formatting

@@ -9,7 +9,7 @@
 2. Memory: peak resident memory of ingest at 1x and 10x as many (small, distinct) images, each
    ingest in a fresh process. Goal: peak at 10x <= 1.2 x peak at 1x.
 
-    python benchmarks/ingest.py [--images 2500] [--workers N] [--rounds 3] [--workdir DIR]
+    python benchmarks/ingest.py [--images 2500] [--workers N] [--rounds 5] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import io
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sides import ROUNDS, alternate
 
 ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_GOAL = 0.8
@@ -73,25 +76,24 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def bare_decode(paths: list[Path], workers: int) -> dict[str, tuple[float, float]]:
-    """(images/s, CPU ms per image) of a bare Pillow decode, in one process and on a pool."""
+def bare_decode(paths: list[Path], workers: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of a bare Pillow decode: in this process when `workers`
+    is 1, else on a pool of `workers` processes."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from components.ingest.parallel import CHUNK_SIZE, start_method
 
     names = [str(p) for p in paths]
-    results = {}
     wall, cpu = time.perf_counter(), _cpu_seconds()
-    _decode_files(names)
-    results["serial"] = _rates(len(names), wall, cpu)
+    if workers == 1:
+        _decode_files(names)
+        return _rates(len(names), wall, cpu)
     context = multiprocessing.get_context(start_method())
-    wall, cpu = time.perf_counter(), _cpu_seconds()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         chunks = [names[i : i + CHUNK_SIZE] for i in range(0, len(names), CHUNK_SIZE)]
         sum(pool.map(_decode_files, chunks))
-    results["pooled"] = _rates(len(names), wall, cpu)
-    return results
+    return _rates(len(names), wall, cpu)
 
 
 def _rates(images: int, wall_start: float, cpu_start: float) -> tuple[float, float]:
@@ -162,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir", type=Path, default=None, help="keep generated images here between runs"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved throughput rounds (best kept)"
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"alternated throughput rounds after a warm-up (>= {ROUNDS})",
     )
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -182,21 +187,37 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         photos = generate(workdir / "photos", args.images, (384, 288), seed=1)
         print(f"  generated {len(photos)} 384x288 JPEGs in {time.perf_counter() - started:.1f}s")
-        # Other processes may share the machine: interleave the measurements, keep each one's best.
-        best: dict[str, tuple[float, float]] = {}
-        for round_ in range(args.rounds):
-            measured = bare_decode(photos, workers)
-            for name, n, report in (
-                ("ingest", workers, False),
-                ("ingest-1", 1, False),
-                ("step", workers, True),
-            ):
-                result = run_ingest(workdir / "photos", workdir / f"out-{name}-{round_}", n, report)
-                measured[name] = (result["rate"], result["cpu_ms"])
-            for name, (rate, cpu_ms) in measured.items():
-                old_rate, old_cpu = best.get(name, (0.0, float("inf")))
-                best[name] = (max(rate, old_rate), min(cpu_ms, old_cpu))
-        baseline = max(best["serial"][0], best["pooled"][0])
+        # Other processes may share the machine: the sides alternate, medians count.
+        cpu_ms: dict[str, list[float]] = {}
+
+        def side(name: str, measure: Any) -> Any:
+            def timed(round_: int) -> float:
+                rate, ms = measure(round_)
+                if round_ >= 0:
+                    cpu_ms.setdefault(name, []).append(ms)
+                return rate
+
+            return timed
+
+        def ingest_side(name: str, n: int, report: bool) -> Any:
+            def measure(round_: int) -> tuple[float, float]:
+                out = workdir / f"out-{name}-{round_}"
+                result = run_ingest(workdir / "photos", out, n, report)
+                return result["rate"], result["cpu_ms"]
+
+            return side(name, measure)
+
+        sides = alternate(
+            {
+                "serial": side("serial", lambda _: bare_decode(photos, 1)),
+                "pooled": side("pooled", lambda _: bare_decode(photos, workers)),
+                "ingest": ingest_side("ingest", workers, False),
+                "ingest-1": ingest_side("ingest-1", 1, False),
+                "step": ingest_side("step", workers, True),
+            },
+            args.rounds,
+        )
+        baseline = max(("serial", "pooled"), key=sides.median)
         rows = (
             ("bare Pillow decode, 1 process", "serial"),
             (f"bare Pillow decode, {workers} worker processes", "pooled"),
@@ -204,12 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             (f"ingest, {workers} worker processes", "ingest"),
             (f"ingest, {workers} worker processes + HTML report", "step"),
         )
-        print(f"throughput, best of {args.rounds} interleaved rounds:")
-        print(f"  {'':46}{'images/s':>9}{'ratio':>7}{'CPU ms/image':>14}")
+        print(f"throughput, median of {args.rounds} alternated rounds (ratios to {baseline}):")
+        print(f"  {'':46}{'images/s':>9}{'CPU ms/image':>14}  ratio (min, max)")
         for label, name in rows:
-            rate, cpu_ms = best[name]
-            print(f"  {label:46}{rate:9.0f}{rate / baseline:7.2f}{cpu_ms:14.2f}")
-        ratio = best["ingest"][0] / baseline
+            ms = statistics.median(cpu_ms[name])
+            print(f"  {label:46}{sides.median(name):9.0f}{ms:14.2f}  {sides.ratio(name, baseline)}")
+        ratio = statistics.median(sides.ratios("ingest", baseline))
         verdict = "meets" if ratio >= THROUGHPUT_GOAL else "misses"
         print(
             f"  ingest as the step runs it ({workers} worker processes; decode, validate, split, write "
@@ -224,24 +245,36 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  generated {small} + {small * 10} 64x48 JPEGs in {time.perf_counter() - started:.1f}s"
         )
-        one = run_ingest(workdir / "small-1x", workdir / "out-1x", workers)
-        ten = run_ingest(workdir / "small-10x", workdir / "out-10x", workers)
-        peak_ratio = ten["peak_mib"] / one["peak_mib"]
-        print("peak resident memory (MiB):")
+        runs: dict[str, list[dict[str, Any]]] = {"1x": [], "10x": []}
+
+        def memory_side(name: str) -> Any:
+            def measure(round_: int) -> float:
+                row = run_ingest(
+                    workdir / f"small-{name}", workdir / f"out-{name}-{round_}", workers
+                )
+                if round_ >= 0:
+                    runs[name].append(row)
+                return float(row["peak_mib"])
+
+            return measure
+
+        memory = alternate({"1x": memory_side("1x"), "10x": memory_side("10x")}, args.rounds)
+        print(f"peak resident memory (MiB), median of {args.rounds} alternated rounds:")
         print(f"  {'':14}{'images':>8}{'before':>9}{'peak':>9}{'worker peak':>13}{'seconds':>9}")
-        for name, row in (("1x", one), ("10x", ten)):
+        for name, rows_ in runs.items():
+            median = {k: statistics.median(r[k] for r in rows_) for k in rows_[0] if k != "images"}
             print(
-                f"  ingest {name:<7}{row['images']:8d}{row['rss_before_mib']:9.0f}"
-                f"{row['peak_mib']:9.0f}{row['worker_peak_mib']:13.0f}{row['seconds']:9.1f}"
+                f"  ingest {name:<7}{rows_[0]['images']:8d}{median['rss_before_mib']:9.0f}"
+                f"{median['peak_mib']:9.0f}{median['worker_peak_mib']:13.0f}{median['seconds']:9.1f}"
             )
-        growth = (ten["peak_mib"] - ten["rss_before_mib"]) / max(
-            one["peak_mib"] - one["rss_before_mib"], 1e-9
-        )
+        peak_ratio = statistics.median(memory.ratios("10x", "1x"))
         verdict = "meets" if peak_ratio <= MEMORY_GOAL else "misses"
         print(
-            f"  ratio peak 10x / 1x {peak_ratio:.2f} ({verdict} the goal <= {MEMORY_GOAL}); growth over the imports {growth:.2f}x"
+            f"  ratio peak 10x / 1x {memory.ratio('10x', '1x')} ({verdict} the goal <= {MEMORY_GOAL})"
         )
-        print(f"  worker peak ratio 10x / 1x {ten['worker_peak_mib'] / one['worker_peak_mib']:.2f}")
+        worker_peaks = [statistics.median(r["worker_peak_mib"] for r in runs[n]) for n in runs]
+        if worker_peaks[0] > 0:
+            print(f"  worker peak ratio 10x / 1x {worker_peaks[1] / worker_peaks[0]:.2f} (medians)")
     finally:
         if scratch is not None:
             scratch.cleanup()

@@ -5,7 +5,7 @@ Both ways start from a fresh interpreter and are timed from its start, so each p
 once for the single process, once per step for the pipeline (every step is its own process, as
 in a container).
 
-    python benchmarks/pipeline_overhead.py [--experiment digits] [--repeats 1]
+    python benchmarks/pipeline_overhead.py [--experiment digits] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from sides import ROUNDS, alternate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +50,7 @@ def in_process(experiment_name: str, workdir: Path) -> None:
             model_dir,
             workdir / f"curves-{index}.html",
             workdir / f"ckpt-{index}",
+            workdir / f"tensorboard-{index}",  # the pipeline's train step writes them too
         )
         result = evaluate(
             model_dir,
@@ -114,30 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--experiment", default="digits")
     parser.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="alternate the two ways this many times; the best time of each counts",
+        "--rounds", type=int, default=ROUNDS, help=f"alternations after a warm-up (>= {ROUNDS})"
     )
     args = parser.parse_args(argv)
-    direct, pipeline = [], []
     with tempfile.TemporaryDirectory() as folder:
-        for repeat in range(args.repeats):
-            pipeline.append(
-                timed_in_fresh_interpreter(
-                    "through_kfp_local", args.experiment, Path(folder) / f"kfp-{repeat}"
-                )
+
+        def side(function: str) -> Callable[[int], float]:
+            return lambda round_: timed_in_fresh_interpreter(
+                function, args.experiment, Path(folder) / f"{function}-{round_}"
             )
-            direct.append(
-                timed_in_fresh_interpreter(
-                    "in_process", args.experiment, Path(folder) / f"direct-{repeat}"
-                )
-            )
-    ratio = min(pipeline) / min(direct)
-    print(f"pipeline overhead ({args.experiment}, best of {args.repeats}):")
-    print(f"  steps in one process : {min(direct):7.1f} s")
-    print(f"  kfp.local pipeline   : {min(pipeline):7.1f} s")
-    print(f"  ratio                : {ratio:7.2f}  (goal <= 1.3)")
+
+        sides = alternate(
+            {"pipeline": side("through_kfp_local"), "direct": side("in_process")}, args.rounds
+        )
+    print(f"pipeline overhead ({args.experiment}, median of {args.rounds} alternated rounds):")
+    print(f"  steps in one process : {sides.median('direct'):7.1f} s")
+    print(f"  kfp.local pipeline   : {sides.median('pipeline'):7.1f} s")
+    print(f"  ratio                : {sides.ratio('pipeline', 'direct')}  (goal <= 1.3)")
     return 0
 
 

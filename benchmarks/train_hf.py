@@ -8,13 +8,12 @@ batches out of a uint8 tensor that is already in memory. Every mode runs the tra
 (crop, normalise, forward, backward, clip, AdamW); epochs of the modes are interleaved so a
 busy machine slows them alike, and the median epoch counts.
 
-    python benchmarks/train_hf.py [--images 2000] [--batch-size 64] [--repeats 3]
+    python benchmarks/train_hf.py [--images 2000] [--batch-size 64] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sides import ROUNDS, Sides, alternate
 
 
 def _make_dataset(workdir: Path, images: int, size: int) -> Path:
@@ -106,10 +106,8 @@ def _epoch(model: Any, optimizer: Any, prep: Any, batches: Iterator[tuple[Any, A
     return seen
 
 
-def measure(
-    dataset: Path, checkpoint: Path, batch_size: int, repeats: int
-) -> tuple[dict[str, float], float]:
-    """Median images/s per mode, and the seconds the cached mode spent decoding up front."""
+def measure(dataset: Path, checkpoint: Path, batch_size: int, rounds: int) -> tuple[Sides, float]:
+    """Images/s per mode and round, and the seconds the cached mode spent decoding up front."""
     import torch
 
     from components.models.transformers import (
@@ -141,14 +139,18 @@ def measure(
         "our pipeline, streamed": streamed.epoch,
         "our pipeline, cached": cached.epoch,
     }
-    rates: dict[str, list[float]] = {name: [] for name in modes}
-    for epoch in range(repeats + 1):
-        for name, batches in modes.items():
+
+    def rate(batches: Callable[[int], Iterator[tuple[Any, Any]]]) -> Callable[[int], float]:
+        def measure(round_: int) -> float:
             began = time.perf_counter()
-            seen = _epoch(model, optimizer, prep, batches(epoch))
-            if epoch:  # the first round warms up workers, allocator and caches
-                rates[name].append(seen / (time.perf_counter() - began))
-    return {name: statistics.median(values) for name, values in rates.items()}, decode_seconds
+            seen = _epoch(model, optimizer, prep, batches(max(round_, 0)))
+            return seen / (time.perf_counter() - began)
+
+        return measure
+
+    # the warm-up round starts workers and fills the allocator and caches
+    sides = alternate({name: rate(batches) for name, batches in modes.items()}, rounds)
+    return sides, decode_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=32, help="stored image side")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per mode")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"alternated timed epochs per mode after a warm-up (>= {ROUNDS})",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -180,17 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"transformers input pipeline on CPU ({args.images} images {args.size}x{args.size}, "
             f"batch {args.batch_size}, {torch.get_num_threads()} torch threads, "
-            f"{default_workers()} DataLoader workers, median of {args.repeats} epochs):"
+            f"{default_workers()} DataLoader workers, median of {args.rounds} alternated epochs):"
         )
         for kind in ("vit", "convnextv2"):
-            rates, decode = measure(
-                dataset, _checkpoint(workdir / kind, kind), args.batch_size, args.repeats
+            sides, decode = measure(
+                dataset, _checkpoint(workdir / kind, kind), args.batch_size, args.rounds
             )
-            baseline = rates["in-memory tensors"]
+            baseline = "in-memory tensors"
             print(f"  {kind}:")
-            for name, rate in rates.items():
-                ratio = "" if rate is baseline else f"   ratio {rate / baseline:5.2f}"
-                print(f"    {name:24s}: {rate:8.0f} images/s{ratio}")
+            for name in sides.values:
+                ratio = "" if name == baseline else f"   ratio {sides.ratio(name, baseline)}"
+                print(f"    {name:24s}: {sides.median(name):8.0f} images/s{ratio}")
             print(f"    {'cached: decode up front':24s}: {decode:8.2f} s")
     print("goal: ratio >= 0.9 (the input pipeline keeps the model busy)")
     return 0

@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", action="store_true", help="vertex/kfp targets: wait until the run ends"
     )
     parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="local target: stream every step's own output (kfp.local, TensorFlow, Keras) "
+        "instead of keeping it in the task's log file",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the result as JSON on stdout (logs stay on stderr)",
@@ -121,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.targets.base import PreflightError, RunOptions, SubmitError
 
     options = RunOptions(
-        runs_dir=args.runs_dir, cache=not args.no_cache, host=args.host, wait=args.wait
+        runs_dir=args.runs_dir,
+        cache=not args.no_cache,
+        host=args.host,
+        wait=args.wait,
+        verbose=args.verbose,
     )
     target = get_target(args.target, experiment, options)
     if args.compile_only:

@@ -1,4 +1,4 @@
-"""The end-of-run summary printed by the CLI."""
+"""The end-of-run summary printed by the CLI: a few sections, each from one part of the result."""
 
 from __future__ import annotations
 
@@ -12,41 +12,65 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths)
     return [
-        line.format(*headers),
-        line.format(*("-" * w for w in widths)),
-        *(line.format(*map(str, r)) for r in rows),
+        line.format(*headers).rstrip(),
+        line.format(*("-" * w for w in widths)).rstrip(),
+        *(line.format(*map(str, r)).rstrip() for r in rows),
     ]
 
 
-def format_result(result: dict[str, Any]) -> str:
-    lines = [f"experiment {result['experiment']} on {result['target']}: {result['status']}"]
-    if result.get("url"):
-        lines.append(f"run: {result['url']}")
-    tasks = result.get("tasks") or []
-    if tasks:
-        lines += ["", "steps:"]
-        lines += [
-            "  " + s
-            for s in _table(
-                ["step", "status", "seconds"],
-                [[t["name"], t["status"], f"{t['seconds']:.1f}"] for t in tasks],
-            )
+def _steps(tasks: list[dict[str, Any]]) -> list[str]:
+    """One row per task: a candidate x seed iteration has its own train and evaluate rows."""
+    if not tasks:
+        return []
+    rows = [
+        [
+            t.get("label", t["name"]),
+            "SUCCESS" if t.get("cached") else t["status"],
+            f"{t['seconds']:.1f}",
+            ("cached" if t.get("cached") else "ran") if "cached" in t else "",
         ]
-    if result.get("error"):
-        lines += ["", f"error: {result['error']}", "the failing step's log is above (stderr)"]
-    if result.get("summary"):
-        lines += _candidates(CompareSummary.model_validate(result["summary"]))
+        for t in tasks
+    ]
+    return ["", "steps:", *("  " + s for s in _table(["task", "status", "seconds", "cache"], rows))]
+
+
+def _data(data: dict[str, Any] | None) -> list[str]:
+    if not data:
+        return []
+    line = f"data: {data['kept']} images kept, {data['quarantined']} quarantined"
+    if data.get("quarantine_csv"):
+        line += f" (list: {data['quarantine_csv']})"
+    return ["", line]
+
+
+def _results(result: dict[str, Any]) -> list[str]:
+    lines = []
     if result.get("registration"):
         record = RegistrationRecord.model_validate(result["registration"])
         lines.append(f"registered: {record.name} {record.version} at {record.path}")
         if record.exports:
             lines.append(f"exported: {', '.join(record.exports)} (in {record.path}/export/)")
-    if result.get("run_dir"):
+    if result.get("index"):
+        lines.append(f"results: {result['index']}")
+    elif result.get("run_dir"):
         lines.append(f"artifacts: {result['run_dir']}")
-    for report in result.get("reports") or []:
-        lines.append(f"  html: {report}")
+    return lines
+
+
+def format_result(result: dict[str, Any]) -> str:
+    heading = f"experiment {result['experiment']} on {result['target']}: {result['status']}"
     if result.get("seconds") is not None:
-        lines.append(f"total: {result['seconds']:.1f} s")
+        heading += f" in {result['seconds']:.1f} s"
+    lines = [heading]
+    if result.get("url"):
+        lines.append(f"run: {result['url']}")
+    lines += _steps(result.get("tasks") or [])
+    lines += _data(result.get("data"))
+    if result.get("summary"):
+        lines += _candidates(CompareSummary.model_validate(result["summary"]))
+    lines += _results(result)
+    if result.get("error"):
+        lines += ["", f"error: {result['error']}"]
     return "\n".join(lines)
 
 
@@ -64,7 +88,7 @@ def _candidates(summary: CompareSummary) -> list[str]:
                 else ""
             )
         rows.append([row.name, row.framework, str(row.seeds), *cells])
-    lines = ["", "candidates (test set):"]
+    lines = ["", "candidates (test set, mean ± std over seeds):"]
     lines += ["  " + s for s in _table(["candidate", "framework", "seeds", *metrics], rows)]
     reference, best = summary.reference, summary.best
     if reference:

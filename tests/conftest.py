@@ -101,6 +101,32 @@ def tiny_hf_checkpoint() -> Callable[..., Path]:
     return write_tiny_hf_checkpoint
 
 
+class TensorBoardEvents:
+    """Reads TensorBoard event files the way TensorBoard does."""
+
+    @staticmethod
+    def _accumulator(folder: Path) -> Any:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        accumulator = EventAccumulator(str(folder))
+        accumulator.Reload()
+        return accumulator
+
+    def scalar_tags(self, folder: Path) -> set[str]:
+        tags = self._accumulator(folder).Tags()
+        # TensorFlow's summary ops write scalars as tensors; tensorboardX as scalars
+        return set(tags.get("scalars", [])) | set(tags.get("tensors", []))
+
+    def has_keras_graph(self, folder: Path) -> bool:
+        """The Keras model graph (TensorBoard's conceptual graph, summary tag `keras`)."""
+        return "keras" in self._accumulator(folder).Tags().get("tensors", [])
+
+
+@pytest.fixture(scope="session")
+def tensorboard_events() -> TensorBoardEvents:
+    return TensorBoardEvents()
+
+
 # --- preemption: a training process killed with SIGKILL, then restarted ----------------------
 
 TRAIN_SCRIPT = """

@@ -34,8 +34,13 @@ def make_dataset(
     seed: int = 0,
     with_keys: bool = False,
     cache: bool = True,
+    examples: int | None = None,
 ) -> Any:
-    """Batches of (image, label) (or (image, label, key)) from one split."""
+    """Batches of (image, label) (or (image, label, key)) from one split.
+
+    `examples` (the split's size from dataset_info.json) gives the dataset a known number of
+    batches, so Keras sizes its epochs from it instead of running the first one dry.
+    """
     import tensorflow as tf
 
     files = shard_files(dataset_dir, split)
@@ -63,4 +68,8 @@ def make_dataset(
         dataset = dataset.cache()
     if shuffle:
         dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(autotune)
+    dataset = dataset.batch(batch_size)
+    if examples is not None:
+        batches = -(-examples // batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(autotune)

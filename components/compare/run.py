@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from components.common import html
+from components.common.names import curves_report, evaluation_report
 from components.common.results import (
     BestRun,
     CandidateRow,
@@ -159,8 +160,67 @@ def to_markdown(summary: CompareSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+BAR_STYLE = """<style>
+td{white-space:nowrap}
+.bars td{border:none;padding:3px 8px}
+.bar{position:relative;width:420px;height:16px;background:#f6f8fa;border:1px solid #d0d7de}
+.bar .fill{position:absolute;left:0;top:0;bottom:0;background:#4c72b0}
+.bar .fill.best{background:#1a7f37}
+.bar .err{position:absolute;top:6px;height:2px;background:#1f2328}
+.bar .err::before,.bar .err::after{content:"";position:absolute;top:-4px;width:2px;height:10px;background:#1f2328}
+.bar .err::before{left:0}.bar .err::after{right:0}
+</style>"""
+
+
+def _bar_chart(summary: CompareSummary) -> str:
+    """The ranking metric per candidate: a bar to the mean with a whisker of +- one std over
+    seeds, on an axis zoomed to the values (plain HTML, so the step needs no plotting library)."""
+    metric = summary.metric
+    rows = [row for row in summary.rows if metric in row.metrics]
+    low = min(row.metrics[metric].mean - row.metrics[metric].std for row in rows)
+    high = max(row.metrics[metric].mean + row.metrics[metric].std for row in rows)
+    margin = max((high - low) * 0.25, 0.005)
+    start = max(low - margin, 0.0) if low >= 0 else low - margin
+    span = (high + margin) - start
+
+    def at(value: float) -> float:
+        return 100 * (value - start) / span
+
+    lines = []
+    for row in rows:
+        mean, std = row.metrics[metric].mean, row.metrics[metric].std
+        best = " best" if row.name == summary.best.name else ""
+        bar = (
+            f"<div class='bar'><span class='fill{best}' style='width:{at(mean):.1f}%'></span>"
+            + (
+                f"<span class='err' style='left:{at(mean - std):.1f}%;"
+                f"width:{at(mean + std) - at(mean - std):.1f}%'></span>"
+                if std
+                else ""
+            )
+            + "</div>"
+        )
+        value = f"{mean:.4f}" + (f" ± {std:.4f}" if row.seeds > 1 else "")
+        lines.append(f"<tr><td>{html.escape(row.name)}</td><td>{bar}</td><td>{value}</td></tr>")
+    return (
+        BAR_STYLE
+        + f"<p class='muted'>{html.escape(metric)}, test set; the axis starts at {start:.4f}.</p>"
+        + "<table class='bars'>"
+        + "".join(lines)
+        + "</table>"
+    )
+
+
+def _report_links(name: str, seed: int) -> html.Markup:
+    return html.Markup(
+        f'<a href="{html.escape(evaluation_report(name, seed))}">evaluation</a> · '
+        f'<a href="{html.escape(curves_report(name, seed))}">curves</a>'
+    )
+
+
 def write_html(summary: CompareSummary, path: str | Path) -> Path:
-    """The candidate table, every run's metrics, the best run and the gate verdict as HTML."""
+    """The candidate table and chart, every run's metrics with links to its reports (beside
+    this one in a local run's results folder), the best run and the gate verdict as HTML."""
     metrics = summary.shown_metrics(TABLE_METRICS)
     best = summary.best
     rows = []
@@ -181,6 +241,7 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
             r.seed,
             *(f"{r.metrics[m]:.4f}" if m in r.metrics else "" for m in metrics),
             "best" if (r.name, r.seed) == (best.name, best.seed) else "",
+            _report_links(r.name, r.seed),
         ]
         for r in summary.all_runs
     ]
@@ -188,6 +249,7 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
     headings = list(map(_heading, metrics))
     sections = [
         "<h2>Candidates (mean over seeds)</h2>",
+        _bar_chart(summary),
         html.table(["rank", "candidate", "framework", "seeds", *headings], rows),
         f"<p class='muted'>{html.escape(STD_NOTE)} ↓: lower is better.</p>",
         f"<p>Best run: <b>{html.escape(best.name)}</b> seed {best.seed}, "
@@ -204,7 +266,10 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
             f"<p>Reference {html.escape(reference.metric)}: {reference.value:.4f}{versus}</p>"
         )
     if runs:
-        sections += ["<h2>Every run</h2>", html.table(["candidate", "seed", *headings, ""], runs)]
+        sections += [
+            "<h2>Every run</h2>",
+            html.table(["candidate", "seed", *headings, "", "reports"], runs),
+        ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html.page(f"Candidates by {summary.metric}", sections), encoding="utf-8")

@@ -40,9 +40,12 @@ def evaluate(
     import json
 
     from components.common.model_card import ModelCard
+    from components.common.process import skip_collection_at_exit
     from components.common.results import EvaluationResult
     from components.evaluate.metrics import downsample_curve
     from components.evaluate.run import evaluate as run_evaluate
+
+    skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
 
     result = run_evaluate(
         model.path,

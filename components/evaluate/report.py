@@ -8,8 +8,7 @@ reliability diagram, ROC / precision-recall curves for binary tasks, and the per
 
 from __future__ import annotations
 
-import base64
-import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from components.common import html
+from components.common.images import thumbnail_data_uri
 from components.spec import LOWER_IS_BETTER, METRIC_CATALOGUE, SCALARS
 
 GALLERY_SIZE = 24
-THUMBNAIL_SIDE = 112
 # Up to this many classes the whole confusion matrix is labelled; beyond it the report shows an
 # unlabelled overview and a labelled close-up of the classes involved in the most confusions.
 LABELLED_CLASSES = 40
@@ -37,7 +36,8 @@ REPORT_STYLE = """<style>
 .gallery figure{margin:0;width:150px;border:1px solid #d0d7de;border-radius:6px;padding:6px;font-size:.85em}
 .gallery img{width:128px;height:128px;object-fit:contain;image-rendering:pixelated;display:block;margin:0 auto;background:#f6f8fa}
 .gallery .missing{width:128px;height:128px;display:flex;align-items:center;justify-content:center;margin:0 auto;background:#f6f8fa;color:#656d76;text-align:center}
-.gallery figcaption{margin-top:4px;overflow-wrap:anywhere}
+.gallery figcaption{margin-top:4px;overflow-wrap:break-word;hyphens:none}
+.gallery figcaption .key{overflow-wrap:anywhere}
 </style>"""
 
 
@@ -100,10 +100,23 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Any:
     if n <= CELL_TEXT_CLASSES:
         for i, j in zip(*np.nonzero(matrix), strict=True):
             color = "white" if normalised[i, j] > 0.5 else "black"
-            axis.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
+            axis.text(
+                j,
+                i,
+                int(matrix[i, j]),
+                ha="center",
+                va="center",
+                fontsize=cell_font_size(n),
+                color=color,
+            )
     label = "share of the true class" + ("" if labelled else " (colour scale stretched: x^0.4)")
     figure.colorbar(image, ax=axis, fraction=0.046, label=label)
     return figure
+
+
+def cell_font_size(n: int) -> float:
+    """Points for the counts in an n x n matrix: large for a few classes, 7 at twenty."""
+    return max(7.0, min(16.0, 16 - (n - 3) * 9 / 17))
 
 
 def close_up_classes(matrix: np.ndarray, limit: int = CLOSE_UP_CLASSES) -> list[int]:
@@ -141,7 +154,9 @@ def close_up_figure(matrix: np.ndarray, class_names: Sequence[str], indices: lis
     axis.set_ylabel("true class")
     for i, j in zip(*np.nonzero(sub), strict=True):
         color = "white" if normalised[i, j] > 0.6 * normalised.max() else "black"
-        axis.text(j, i, int(sub[i, j]), ha="center", va="center", fontsize=6, color=color)
+        axis.text(
+            j, i, int(sub[i, j]), ha="center", va="center", fontsize=cell_font_size(k), color=color
+        )
     figure.colorbar(image, ax=axis, fraction=0.046, label="share of the true class")
     return figure
 
@@ -204,40 +219,6 @@ def binary_curves_figure(result: dict[str, Any], class_names: Sequence[str]) -> 
         axis.set_ylim(0, 1.02)
     figure.suptitle(f"positive class: {class_names[1]}")
     return figure
-
-
-def thumbnail_data_uri(image: bytes | None, side: int = THUMBNAIL_SIDE) -> str | None:
-    """An encoded image as a small embedded picture; None when it cannot be decoded.
-
-    Tiny images (digits, CIFAR) are enlarged by whole factors without smoothing so their pixels
-    stay visible; larger ones are shrunk to fit `side`.
-    """
-    if not image:
-        return None
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(image)) as opened:
-            picture = opened.convert("L" if opened.mode in ("L", "LA", "I;16", "1") else "RGB")
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-    scale = side / max(picture.size)
-    enlarged = scale >= 2
-    if enlarged:
-        factor = int(scale)
-        picture = picture.resize(
-            (picture.width * factor, picture.height * factor), Image.Resampling.NEAREST
-        )
-    else:
-        picture.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    if enlarged or picture.mode == "L":
-        picture.save(buffer, format="PNG", optimize=True)
-        mime = "image/png"
-    else:
-        picture.save(buffer, format="JPEG", quality=85)
-        mime = "image/jpeg"
-    return f"data:{mime};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 # --- sections ---------------------------------------------------------------------------------
@@ -304,6 +285,14 @@ def _confusion_section(result: dict[str, Any], class_names: Sequence[str]) -> st
     matrix = np.asarray(result["confusion_matrix"])
     n = len(class_names)
     parts = ["<h2 id='confusion'>Confusion matrix</h2>"]
+    never = [class_names[int(i)] for i in np.flatnonzero(matrix.sum(axis=0) == 0)]
+    if never:
+        shown = ", ".join(html.escape(name) for name in never[:20])
+        more = f" and {len(never) - 20} more" if len(never) > 20 else ""
+        parts.append(
+            f"<p class='bad'>Warning: the model never predicts {len(never)} of {n} classes "
+            f"({shown}{more}); their recall is 0 and their precision undefined.</p>"
+        )
     if n > LABELLED_CLASSES:
         parts.append(
             f"<p class='muted'>{n} classes: the overview is unlabelled (axes are class indices, "
@@ -346,6 +335,11 @@ def _most_confused_section(result: dict[str, Any]) -> str:
     return f"{header}<div class='t-pairs'>{table}</div>"
 
 
+def _breakable(key: str) -> str:
+    """A file key that wraps after its separators (/ _ - .) rather than inside a word."""
+    return re.sub(r"([/_.-])", r"\1<wbr>", html.escape(key))
+
+
 def _gallery_section(gallery: Sequence[GalleryItem], errors: int) -> str:
     header = "<h2 id='gallery'>Most confidently misclassified images</h2>"
     if not gallery:
@@ -365,7 +359,7 @@ def _gallery_section(gallery: Sequence[GalleryItem], errors: int) -> str:
             + f"true: <b>{html.escape(item.true)}</b><br>"
             + f"predicted: <b class='bad'>{html.escape(item.predicted)}</b><br>"
             + f"confidence {item.confidence:.3f}; p(true) {item.true_probability:.3f}<br>"
-            + f"<span class='muted'>{html.escape(item.key)}</span>"
+            + f"<span class='muted key'>{_breakable(item.key)}</span>"
             + "</figcaption></figure>"
         )
     note = f"<p class='muted'>{len(gallery)} of {errors} misclassified test images, most confident first.</p>"

@@ -32,7 +32,10 @@ def ingest(
     """
     from collections import namedtuple
 
+    from components.common.process import skip_collection_at_exit
     from components.ingest.run import ingest as run_ingest
+
+    skip_collection_at_exit()  # a tfds: source loads TensorFlow, which lingers seconds at exit
 
     info = run_ingest(data_config, dataset.path, quarantine.path, report.path)
     dataset.metadata.update(

@@ -7,14 +7,13 @@ distribution, and a few thumbnails per class.
 
 from __future__ import annotations
 
-import base64
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.common import html
 from components.common.dataset import SPLITS
+from components.common.images import thumbnail_data_uri
 
 THUMBNAIL_SIDE = 96
 # Up to this many classes the count chart has one labelled bar per class; beyond it, it shows
@@ -37,15 +36,8 @@ class ReportDetails:
 
 
 def thumbnail_uri(encoded: bytes) -> str:
-    """A small JPEG data URI of an encoded image."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(encoded)) as image:
-        small = image.convert("RGB")
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-    buffer = io.BytesIO()
-    small.save(buffer, format="JPEG", quality=80)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    """A small embedded picture of an encoded image; tiny images enlarged without smoothing."""
+    return thumbnail_data_uri(encoded, THUMBNAIL_SIDE) or ""
 
 
 def write_data_report(
@@ -124,10 +116,14 @@ def _count_chart(info: dict[str, Any]) -> str:
     if len(names) <= LABELLED_CLASSES:
         figure, axes = plt.subplots(figsize=(8, max(2.0, 0.28 * len(names) + 1)))
         left = [0] * len(names)
+        # bars at positions, names as tick labels: class names such as "0".."9" are labels,
+        # not numbers to place on an axis
+        positions = list(range(len(names)))
         for split in SPLITS:
             values = [counts[split][name] for name in names]
-            axes.barh(names, values, left=left, label=split, color=SPLIT_COLOURS[split])
+            axes.barh(positions, values, left=left, label=split, color=SPLIT_COLOURS[split])
             left = [a + b for a, b in zip(left, values, strict=True)]
+        axes.set_yticks(positions, names)
         axes.invert_yaxis()
         axes.set_xlabel("images")
         axes.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=3, frameon=False)
@@ -186,6 +182,13 @@ def _conversions(info: dict[str, Any], details: ReportDetails) -> str:
 
 
 def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
+    stats = info.get("image_sizes") or {}
+    if len(set(details.widths)) <= 1 and len(set(details.heights)) <= 1:
+        width, height = details.widths[0], details.heights[0]
+        return (
+            f"<h2>Image sizes</h2><p>All {len(details.widths)} images looked at are "
+            f"{width} x {height} pixels.</p>"
+        )
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -196,7 +199,6 @@ def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
         axis.hist(values, bins=40, color="#4c72b0")
         axis.set_xlabel(f"{name} (pixels)")
         axis.set_ylabel("images")
-    stats = info.get("image_sizes") or {}
     rows = [
         [name, stats[name]["min"], stats[name]["median"], stats[name]["max"]]
         for name in ("width", "height")
@@ -213,7 +215,8 @@ def _thumbnails(info: dict[str, Any], details: ReportDetails) -> str:
     rows = []
     for name in info["class_names"]:
         pictures = "".join(
-            f'<img alt="{html.escape(name)}" src="{uri}" style="margin:2px;max-height:{THUMBNAIL_SIDE}px">'
+            f'<img alt="{html.escape(name)}" src="{uri}" '
+            f'style="margin:2px;max-height:{THUMBNAIL_SIDE}px;image-rendering:pixelated">'
             for uri in details.thumbnails.get(name, [])
         )
         rows.append([name, html.Markup(pictures)])

@@ -23,14 +23,22 @@ def train(
     import os
     from pathlib import Path
 
+    from components.common.names import TENSORBOARD_DIR
+    from components.common.process import skip_collection_at_exit
     from components.spec import Candidate
     from components.train.run import train as run_train
 
+    skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
     # Validated once here (this also repairs kfp.local's float seeds); typed from here on.
     task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
     checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
         Path(model.path).parent / "checkpoints"
+    )
+    # Vertex AI sets the TensorBoard folder when the experiment names one (gcp.tensorboard);
+    # elsewhere the event files go beside the model, where the local results folder finds them.
+    tensorboard_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or str(
+        Path(model.path).parent / TENSORBOARD_DIR
     )
     card = run_train(
         dataset.path,
@@ -39,6 +47,7 @@ def train(
         model.path,
         curves.path,
         checkpoint_dir,
+        tensorboard_dir,
     )
     model.metadata.update(
         framework=card.framework,

@@ -29,6 +29,7 @@ class RunOptions:
     host: str | None = None
     wait: bool = False
     quiet: bool = False
+    verbose: bool = False  # local target: stream every step's output instead of logging it
 
 
 class Target:

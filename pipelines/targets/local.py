@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-import sys
 import time
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +11,8 @@ from kfp import local
 from components.common.results import CompareSummary
 from components.register.run import find_registration
 from pipelines.targets.base import Target
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STARTED = re.compile(r"^Executing task '(?P<task>[^']+)'")
-FINISHED = re.compile(r"^Task '(?P<task>[^']+)' finished with status (?P<status>\w+)")
-CACHE_HIT = re.compile(r"^Task '?(?P<task>[^' ]+)'? cache hit")
-
-
-@dataclass
-class TaskRecord:
-    name: str
-    status: str = "RUNNING"
-    started: float = 0.0
-    finished: float = 0.0
-
-    @property
-    def seconds(self) -> float:
-        return max(self.finished - self.started, 0.0) if self.finished else 0.0
-
-
-@dataclass
-class TaskObserver(logging.Filter):
-    """Collects each task's status and duration from kfp.local's log records.
-
-    kfp.local swaps the root logger's handlers around every task, but keeps its filters, so a
-    filter on the root logger sees every record it emits.
-    """
-
-    tasks: dict[str, TaskRecord] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        super().__init__()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = ANSI.sub("", str(record.getMessage()))
-        if match := STARTED.match(message):
-            name = match["task"]
-            self.tasks[name] = TaskRecord(name, "RUNNING", record.created)
-        elif match := CACHE_HIT.match(message):
-            task = self.tasks.setdefault(
-                match["task"], TaskRecord(match["task"], started=record.created)
-            )
-            task.status, task.finished = "CACHED", record.created
-        elif match := FINISHED.match(message):
-            task = self.tasks.setdefault(
-                match["task"], TaskRecord(match["task"], started=record.created)
-            )
-            task.status, task.finished = match["status"], record.created
-        return True
+from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
+from pipelines.targets.results import task_figure, write_results
 
 
 class LocalTarget(Target):
@@ -77,8 +25,17 @@ class LocalTarget(Target):
     def registry_root(self) -> str:
         return str((self.options.runs_dir / "registry").resolve())
 
+    def expected_tasks(self) -> int:
+        """ingest, train and evaluate per candidate x seed, compare, gate, best model,
+        export (when the experiment has an export section), register."""
+        export = 1 if self.experiment.export is not None else 0
+        return 1 + 2 * len(self.experiment.candidates()) + 4 + export
+
     def run(self) -> dict[str, Any]:
-        """Run the pipeline; logs go to stderr. Returns the run summary."""
+        """Run the pipeline: a line per task on stderr, each step's output in its log file.
+
+        Returns the run summary.
+        """
         root = self.pipeline_root()
         root.mkdir(parents=True, exist_ok=True)
         local.init(
@@ -88,29 +45,24 @@ class LocalTarget(Target):
             raise_on_error=True,
         )
         pipeline = self.pipeline()
-        observer = TaskObserver()
-        root_logger = logging.getLogger()
-        level = root_logger.level
-        # kfp.local logs cache hits at INFO outside its own logging context.
-        root_logger.setLevel(logging.INFO)
-        root_logger.addFilter(observer)
         started = time.time()
         error: str | None = None
-        output: dict[str, Any] | None = None
-        try:
-            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-                # Locally every step runs in this environment; images and display names
-                # matter only on the cluster targets.
-                warnings.filterwarnings(
-                    "ignore", message=".*have no effect in the current local runner.*"
-                )
-                warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-                output = pipeline().output
-        except RuntimeError as exc:
-            error = ANSI.sub("", str(exc))
-        finally:
-            root_logger.removeFilter(observer)
-            root_logger.setLevel(level)
+        summary: dict[str, Any] | None = None
+        with Console(self.expected_tasks(), verbose=self.options.verbose) as console:
+            capture = Capture(console, root, figure=task_figure)
+            try:
+                with capture.installed():
+                    output = pipeline().output
+                # kfp.local hands the summary over with its ints as floats; the typed
+                # result turns them back (seed 0, not 0.0)
+                summary = CompareSummary.model_validate(output).to_output() if output else None
+            except RuntimeError as exc:
+                error = ANSI.sub("", str(exc))
+        results = (
+            write_results(capture.run_dir, self.experiment.name, console.tasks)
+            if capture.run_dir is not None
+            else None
+        )
         return {
             "experiment": self.experiment.name,
             "target": self.name,
@@ -118,14 +70,15 @@ class LocalTarget(Target):
             "error": error,
             "seconds": round(time.time() - started, 2),
             "pipeline_root": str(root),
-            "run_dir": (run_dir := _newest_run_dir(root, started)),
-            "reports": _html_reports(run_dir),
-            "tasks": [
-                {"name": t.name, "status": t.status, "seconds": round(t.seconds, 2)}
-                for t in observer.tasks.values()
-            ],
-            "summary": output,
-            "registration": self._registration(output),
+            "run_dir": str(results.run_dir) if results else None,
+            "index": str(results.index) if results else None,
+            "reports": [str(p) for p in results.reports] if results else [],
+            "logs": [str(p) for p in results.logs] if results else [],
+            "tensorboard": str(results.tensorboard) if results and results.tensorboard else None,
+            "data": results.data if results else {},
+            "tasks": [_task_row(t) for t in console.tasks],
+            "summary": summary,
+            "registration": self._registration(summary),
         }
 
     def _registration(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -142,18 +95,16 @@ class LocalTarget(Target):
         return record.to_output() if record else None
 
 
-def _html_reports(run_dir: str | None) -> list[str]:
-    """The HTML artifacts (data report, training curves, evaluation and comparison reports)."""
-    if run_dir is None:
-        return []
-    names = {"report", "curves"}
-    return sorted(str(p) for p in Path(run_dir).rglob("*") if p.name in names and p.is_file())
-
-
-def _newest_run_dir(root: Path, since: float) -> str | None:
-    runs = [
-        p
-        for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.stat().st_mtime >= since - 1
-    ]
-    return str(max(runs, key=lambda p: p.stat().st_mtime)) if runs else None
+def _task_row(task: TaskRecord) -> dict[str, Any]:
+    return {
+        "name": task.name,
+        "step": task.step,
+        "candidate": task.candidate,
+        "seed": task.seed,
+        "label": task.label,
+        "status": "CACHED" if task.cached else task.status,
+        "cached": task.cached,
+        "seconds": round(task.seconds, 2),
+        "log": str(task.log) if task.log else None,
+        "figure": task.figure,
+    }

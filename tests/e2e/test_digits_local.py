@@ -71,9 +71,13 @@ def test_artifacts_on_disk(first_run: dict) -> None:
     )
     assert "small-cnn" in (run_dir / "compare" / "table").read_text()
     reports = {Path(p).relative_to(run_dir).as_posix() for p in first_run["reports"]}
-    assert {"ingest/report", "compare/report"} <= reports
-    assert any(r.endswith("evaluate/report") for r in reports)
-    assert any(r.endswith("train/curves") for r in reports)
+    assert reports == {
+        "data.html",
+        "curves-small-cnn-seed0.html",
+        "evaluation-small-cnn-seed0.html",
+        "comparison.html",
+    }
+    assert "Confusion matrix" in (run_dir / "evaluation-small-cnn-seed0.html").read_text()
 
 
 def test_best_model_is_registered(first_run: dict, runs_dir: Path) -> None:
@@ -92,6 +96,11 @@ def test_second_run_hits_the_cache(first_run: dict, runs_dir: Path) -> None:
     assert steps["ingest"] == steps["train"] == steps["evaluate"] == "CACHED"
     assert again["summary"]["best"] == first_run["summary"]["best"]
     assert again["registration"]["version"] == "v1"  # the same model is not registered twice
+    # a fully cached run still has its own folder with every report it reports
+    assert again["run_dir"] != first_run["run_dir"]
+    assert [Path(p).name for p in again["reports"]] == [Path(p).name for p in first_run["reports"]]
+    assert all(Path(p).is_file() for p in again["reports"])
+    assert (runs_dir / "digits" / "latest").resolve() == Path(again["run_dir"]).resolve()
 
 
 def test_missed_gate_registers_nothing(

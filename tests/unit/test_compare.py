@@ -120,6 +120,14 @@ def test_html_report(tmp_path):
     assert "<b>cnn-b</b>" in page and "Every run" in page
     assert "class='bad'" in page and "by 0.0150" in page
     assert "Reference accuracy: 0.9700; best run 0.9600 (-0.0100)" in page
+    # a bar per candidate with its std whisker, and links to each run's reports by their
+    # names in the results folder
+    assert page.count("<div class='bar'>") == len({r.name for r in RESULTS})
+    assert "class='err'" in page
+    for r in RESULTS:
+        assert f'href="evaluation-{r.name}-seed{r.seed}.html"' in page
+        assert f'href="curves-{r.name}-seed{r.seed}.html"' in page
+    assert "td{white-space:nowrap}" in page  # "mean ± std" cells stay on one line
 
 
 def test_every_scalar_is_summarised_and_weighted_f1_can_gate():

@@ -37,6 +37,7 @@ MODULE_EXTRAS = {
     "torch": "hf",
     "transformers": "hf",
     "safetensors": "hf",
+    "tensorboardX": "hf",
     "google": "vertex",
     "google_cloud_pipeline_components": "vertex",
     "onnx": "export",

@@ -135,7 +135,11 @@ def test_evaluate_writes_predictions_metrics_and_report(tmp_path, colour_model, 
     page = report.read_text()
     assert "Reference accuracy: 0.9000" in page and "this run: <b>0.8696</b>" in page
     assert "ROC and precision-recall" in page
-    captions = re.findall(r"<span class='muted'>(purple/\d)</span>", page)
+    # keys wrap after their separators, not inside words
+    captions = [
+        key.replace("<wbr>", "")
+        for key in re.findall(r"<span class='muted key'>(purple/<wbr>\d)</span>", page)
+    ]
     assert captions == ["purple/2", "purple/1", "purple/0"]  # bluest = most confidently wrong
     assert page.count('<img alt="purple/') == 3
     assert "3 of 3 misclassified" in page
@@ -337,3 +341,18 @@ def test_200_class_report_renders_in_headless_chromium(report_200, tmp_path):
     assert probe["tables"] >= 3
     console = [line for line in completed.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
+
+
+def test_a_class_the_model_never_predicts_is_called_out(tmp_path) -> None:
+    from components.evaluate.metrics import classification_metrics
+    from components.evaluate.report import write_report
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.array([[0.9, 0.1, 0.0]] * 3 + [[0.1, 0.9, 0.0]] * 3)  # never class 2
+    names = ["cat", "dog", "hamster"]
+    result = classification_metrics(labels, probabilities, names)
+    page = write_report(result, names, "t", tmp_path / "report.html").read_text()
+    assert "never predicts 1 of 3 classes (hamster)" in page
+    everything = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]] * 2)
+    result = classification_metrics(labels, everything, names)
+    assert "never predicts" not in write_report(result, names, "t", tmp_path / "b.html").read_text()

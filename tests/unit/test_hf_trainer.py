@@ -110,7 +110,14 @@ def fine_tuned(
             gradient_accumulation_steps=2,
             early_stopping_patience=3,
         )
-        result = fine_tune(str(dataset), spec, 0, str(root / "model"), str(root / "checkpoints"))
+        result = fine_tune(
+            str(dataset),
+            spec,
+            0,
+            str(root / "model"),
+            str(root / "checkpoints"),
+            str(root / "tensorboard"),
+        )
         results[kind] = (result, root / "model")
     return results
 
@@ -397,6 +404,21 @@ def test_label_mapping_round_trip(
     assert [config.id2label[i] for i in range(config.num_labels)] == card.class_names
     processor = AutoImageProcessor.from_pretrained(model_dir / "hf")
     assert list(processor.image_mean) == card.mean
+
+
+def test_tensorboard_gets_the_epoch_scalars(
+    fine_tuned: dict[str, tuple[Any, Path]], tensorboard_events: Any
+) -> None:
+    for _, model_dir in fine_tuned.values():
+        board = model_dir.parent / "tensorboard"
+        assert {
+            "epoch_loss",
+            "epoch_accuracy",
+            "epoch_learning_rate",
+        } <= tensorboard_events.scalar_tags(board / "train")
+        assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_events.scalar_tags(
+            board / "validation"
+        )
 
 
 def test_early_stopping_keeps_the_best_epoch(fine_tuned: dict[str, tuple[Any, Path]]) -> None:

@@ -274,7 +274,8 @@ def test_the_report_is_one_self_contained_page(tmp_path: Path) -> None:
     ):
         assert heading in page
     assert page.count("data:image/png;base64,") >= 2  # the class chart and the size histograms
-    assert page.count("data:image/jpeg;base64,") == 8  # four thumbnails for each class
+    # four thumbnails for each class, small ones enlarged without smoothing
+    assert page.count("image-rendering:pixelated") == 8
     assert "a/broken.jpg" in page and "empty" in page and "duplicate" in page
     assert "http://" not in page and "https://" not in page
     assert info["fingerprint"][:16] in page
@@ -388,3 +389,13 @@ def test_decoding_reads_the_source_only_a_bounded_window_ahead() -> None:
         next(stream)
         assert pulled - consumed <= max(PARALLEL_MIN_ITEMS, window)
     stream.close()
+
+
+def test_image_sizes_get_histograms_only_when_they_vary() -> None:
+    from components.ingest.report import ReportDetails, _sizes
+
+    info = {"image_sizes": {"width": {"min": 8, "median": 8, "max": 8}}}
+    same = _sizes(info, ReportDetails(widths=[8, 8, 8], heights=[8, 8, 8]))
+    assert "All 3 images looked at are 8 x 8 pixels" in same and "<img" not in same
+    varied = _sizes(info, ReportDetails(widths=[8, 16, 8], heights=[8, 8, 9]))
+    assert "image size distribution" in varied

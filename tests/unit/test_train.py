@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,7 +82,7 @@ def test_cnn3_knobs_change_the_model() -> None:
 
 
 def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
-    tmp_path: Path, image_dataset: Callable[..., Path]
+    tmp_path: Path, image_dataset: Callable[..., Path], tensorboard_events: Any
 ) -> None:
     from components.models.loading import load_classifier
     from components.train.run import train
@@ -100,8 +101,23 @@ def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
         tmp_path / "model",
         tmp_path / "curves.html",
         tmp_path / "ckpt",
+        tmp_path / "tensorboard",
     )
     assert card.class_names == ["bright", "dark"]
+    outcome = card.training["outcome"]
+    assert outcome["planned_epochs"] == outcome["epochs_run"] == 3
+    assert outcome["stopped_early"] is False and 1 <= outcome["best_epoch"] <= 3
+    curves = (tmp_path / "curves.html").read_text()
+    assert (
+        f"at epoch {outcome['best_epoch']}" in curves
+        and f"{outcome['best_epoch']} (best)" in curves
+    )
+    train_tags = tensorboard_events.scalar_tags(tmp_path / "tensorboard" / "train")
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"} <= train_tags
+    assert {"epoch_loss", "epoch_accuracy"} <= tensorboard_events.scalar_tags(
+        tmp_path / "tensorboard" / "validation"
+    )
+    assert tensorboard_events.has_keras_graph(tmp_path / "tensorboard" / "train")
     assert card.training["epochs_run"] == 3
     assert len(card.history["loss"]) == 3 and "val_accuracy" in card.history
     assert json.loads((tmp_path / "model" / "history.json").read_text()) == card.history

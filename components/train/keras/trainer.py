@@ -18,10 +18,12 @@ from typing import Any
 
 from components.common.files import write_json
 from components.common.model_card import ModelCard
+from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
 from components.common.tfdata import make_dataset
 from components.models.keras import BuiltModel, build_model, save_model
 from components.spec import ModelSpec, Optimizer
+from components.train.events import progress_callbacks
 from components.train.keras.strategy import choose_strategy, precision_policy
 from components.train.recipe import NESTEROV, schedule_for, weight_decay
 
@@ -116,6 +118,9 @@ class Setup:
     validation: Any
     steps_per_epoch: int
     checkpoints: Path
+    tensorboard_dir: Path | None = None
+    events: EpochEvents | None = None  # progress events, epochs counted over all phases
+    epochs_done: int = 0  # epochs of the phases before the current one
     history: dict[str, list[float]] = field(default_factory=dict)
     phase_log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -134,13 +139,20 @@ def train_keras(
     seed: int,
     model_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> ModelCard:
-    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`."""
+    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
+
+    `tensorboard_dir` gets TensorBoard event files (per-epoch scalars, learning rate, the Keras
+    graph), the first phase at its top and later phases in a subfolder each; None writes none.
+    """
     started = time.monotonic()
     setup = set_up(dataset_dir, spec, seed, checkpoint_dir)
+    setup.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else None
     phases = [("head", spec.epochs, spec.optimizer.learning_rate)]
     if setup.pretrained and spec.fine_tune.epochs:
         phases.append(("fine_tune", spec.fine_tune.epochs, spec.fine_tune.learning_rate))
+    setup.events = EpochEvents(sum(epochs for _, epochs, _ in phases), setup.steps_per_epoch)
     for phase, epochs, base_rate in phases:
         run_phase(setup, phase, epochs, base_rate)
     return write_out(setup, seed, Path(model_dir), time.monotonic() - started)
@@ -199,7 +211,15 @@ def make_inputs(
     size = built.input_size
     cache = n_train * size[0] * size[1] * channels * 4 < CACHE_LIMIT_BYTES
     train = make_dataset(
-        dataset_dir, "train", size, channels, batch_size, shuffle=True, seed=seed, cache=cache
+        dataset_dir,
+        "train",
+        size,
+        channels,
+        batch_size,
+        shuffle=True,
+        seed=seed,
+        cache=cache,
+        examples=n_train,
     )
     augment = augmentation_layers(spec)
     if augment:
@@ -210,7 +230,13 @@ def make_inputs(
     validation = None
     if info.num_examples["validation"]:
         validation = make_dataset(
-            dataset_dir, "validation", size, channels, batch_size, cache=cache
+            dataset_dir,
+            "validation",
+            size,
+            channels,
+            batch_size,
+            cache=cache,
+            examples=info.num_examples["validation"],
         )
     if spec.label_smoothing:
         train = train.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
@@ -248,15 +274,18 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
         print(f"phase {phase}: finished before a restart, weights restored from {done_marker}")
     else:
         phase_dir.mkdir(parents=True, exist_ok=True)
+        # The datasets shuffle themselves; Keras would only warn that it cannot.
         model.fit(
             setup.train,
             validation_data=setup.validation,
             epochs=epochs,
-            callbacks=callbacks(spec, phase, phase_dir, setup.monitor),
+            callbacks=callbacks(setup, phase, phase_dir),
+            shuffle=False,
             verbose=2,
         )
         model.save_weights(done_marker)
     phase_history = read_history_csv(phase_dir / "history.csv")
+    setup.epochs_done += len(phase_history.get("loss", []))
     for name, values in phase_history.items():
         setup.history.setdefault(name, []).extend(values)
     setup.phase_log.append(
@@ -269,10 +298,12 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
     )
 
 
-def callbacks(spec: ModelSpec, phase: str, phase_dir: Path, monitor: str) -> list[Any]:
-    """Backup (resume), history CSV, and the spec's early stopping / LR reduction."""
+def callbacks(setup: Setup, phase: str, phase_dir: Path) -> list[Any]:
+    """Backup (resume), history CSV, progress events, the spec's early stopping / LR
+    reduction, and TensorBoard."""
     import keras
 
+    spec, monitor = setup.spec, setup.monitor
     stack: list[Any] = [
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
         keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
@@ -292,10 +323,11 @@ def callbacks(spec: ModelSpec, phase: str, phase_dir: Path, monitor: str) -> lis
                 monitor=monitor, mode="max", factor=0.2, patience=spec.reduce_lr_patience
             )
         )
-    if os.environ.get("AIP_TENSORBOARD_LOG_DIR"):
-        stack.append(
-            keras.callbacks.TensorBoard(os.path.join(os.environ["AIP_TENSORBOARD_LOG_DIR"], phase))
-        )
+    if setup.events is not None:
+        stack += progress_callbacks(setup.events, setup.epochs_done)
+    if setup.tensorboard_dir is not None:
+        board = setup.tensorboard_dir / (phase if setup.epochs_done else "")
+        stack.append(keras.callbacks.TensorBoard(str(board), write_graph=True))
     return stack
 
 

@@ -146,8 +146,10 @@ def train_epoch(
     seed: int,
     rank: int,
     totals: Callable[..., list[float]],
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """One pass over this process's training batches -> {loss, accuracy} over all processes."""
+    """One pass over this process's training batches -> {loss, accuracy} over all processes.
+    `on_batch` hears the number of each finished batch."""
     import torch
 
     spec, device = step.spec, step.device
@@ -173,5 +175,7 @@ def train_epoch(
         loss_sum += loss.double() * len(labels)
         correct += (logits.argmax(1) == labels).sum()
         count += len(labels)
+        if on_batch is not None:
+            on_batch(index + 1)
     train_loss, train_correct, train_count = totals(loss_sum, correct, count)
     return {"loss": train_loss / train_count, "accuracy": train_correct / train_count}

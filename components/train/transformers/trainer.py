@@ -29,6 +29,7 @@ import numpy as np
 
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
+from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
 from components.models.transformers import (
     Preprocessing,
@@ -38,6 +39,7 @@ from components.models.transformers import (
     save_model,
 )
 from components.spec import ModelSpec
+from components.train.events import EpochScalars
 from components.train.transformers.input import BatchOrder, SplitBatches
 from components.train.transformers.loop import Progress, Step, save_atomic, train_epoch
 from components.train.transformers.optim import (
@@ -64,11 +66,13 @@ def train_transformers(
     checkpoint_dir: str | Path | None = None,
     *,
     processes: int | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> ModelCard:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
     Args:
         processes: DDP processes on this machine; default one per visible GPU (one on CPU).
+        tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
     """
     if spec.framework != "transformers" or not spec.checkpoint:
         raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
@@ -78,7 +82,8 @@ def train_transformers(
         if checkpoint_dir
         else Path(tempfile.mkdtemp(prefix="checkpoints-"))
     )
-    args = (str(dataset_dir), spec, seed, str(model_dir), str(checkpoints))
+    board = str(tensorboard_dir) if tensorboard_dir else ""
+    args = (str(dataset_dir), spec, seed, str(model_dir), str(checkpoints), board)
     world = processes if processes is not None else _visible_gpus()
     if world > 1:
         import torch.multiprocessing as mp
@@ -176,6 +181,7 @@ def fine_tune(
     seed: int,
     model_dir: str,
     checkpoint_dir: str,
+    tensorboard_dir: str = "",
     *,
     rank: int = 0,
     world: int = 1,
@@ -187,7 +193,7 @@ def fine_tune(
     resumed_after = progress.epoch
     setup.state_dir.mkdir(parents=True, exist_ok=True)
     if not progress.finished:
-        run_epochs(setup, dataset_dir, progress)
+        run_epochs(setup, dataset_dir, progress, tensorboard_dir)
     setup.model.eval()
     if rank != 0:
         return FineTuned(None, setup.model, setup.prep)
@@ -287,8 +293,11 @@ def resume(setup: Setup) -> Progress:
     return progress
 
 
-def run_epochs(setup: Setup, dataset_dir: str, progress: Progress) -> None:
-    """Train epoch after epoch until the spec's epochs or early stopping; save each one."""
+def run_epochs(
+    setup: Setup, dataset_dir: str, progress: Progress, tensorboard_dir: str = ""
+) -> None:
+    """Train epoch after epoch until the spec's epochs or early stopping; save each one.
+    Process 0 also reports progress events and writes TensorBoard scalars."""
     import torch
 
     spec, rank, world = setup.spec, setup.rank, setup.world
@@ -309,10 +318,19 @@ def run_epochs(setup: Setup, dataset_dir: str, progress: Progress) -> None:
             dataset_dir, "validation", setup.prep, spec.batch_size, rank=rank, world=world
         )
     monitor = "val_accuracy" if validation is not None else "accuracy"
+    events = EpochEvents(spec.epochs, len(train), progress.epoch) if rank == 0 else None
+    board = EpochScalars(tensorboard_dir) if rank == 0 and tensorboard_dir else None
     while not progress.finished:
         began = time.monotonic()
         metrics = train_epoch(
-            setup.step, train, setup.prep, progress.epoch, setup.seed, rank, setup.totals
+            setup.step,
+            train,
+            setup.prep,
+            progress.epoch,
+            setup.seed,
+            rank,
+            setup.totals,
+            on_batch=events.batch if events is not None else None,
         )
         if validation is not None:
             metrics["val_loss"], metrics["val_accuracy"] = setup.step.evaluate(
@@ -327,9 +345,15 @@ def run_epochs(setup: Setup, dataset_dir: str, progress: Progress) -> None:
                 f"Epoch {progress.epoch}/{spec.epochs} - {time.monotonic() - began:.1f}s - {shown}",
                 flush=True,
             )
+            if events is not None:
+                events.epoch_end(metrics)
+            if board is not None:
+                board.write(progress.epoch, metrics)
             save_epoch(setup, progress, improved, monitor)
         if setup.distributed:
             torch.distributed.barrier()
+    if board is not None:
+        board.close()
 
 
 def save_epoch(setup: Setup, progress: Progress, improved: bool, monitor: str) -> None:

@@ -1,0 +1,34 @@
+"""Names people read in a run's results folder: one rule, used by the steps that link to each
+other's reports and by the local target that lays the folder out."""
+
+from __future__ import annotations
+
+import re
+
+DATA_REPORT = "data.html"
+COMPARISON_REPORT = "comparison.html"
+EXPORT_REPORT = "export.html"
+INDEX = "index.html"
+# A training task's TensorBoard event files, beside its model (outside Vertex AI).
+TENSORBOARD_DIR = "tensorboard"
+
+
+def run_name(candidate: str, seed: int) -> str:
+    """One training of the experiment: `small-cnn-seed1`."""
+    return f"{candidate}-seed{int(seed)}"
+
+
+def curves_report(candidate: str, seed: int) -> str:
+    return f"curves-{run_name(candidate, seed)}.html"
+
+
+def evaluation_report(candidate: str, seed: int) -> str:
+    return f"evaluation-{run_name(candidate, seed)}.html"
+
+
+def task_slug(step: str, candidate: str | None = None, seed: int | None = None) -> str:
+    """A file-name-safe name of one task: `train-small-cnn-seed1`, `best-model`."""
+    name = step if candidate is None else f"{step}-{candidate}"
+    if candidate is not None and seed is not None:
+        name = f"{step}-{run_name(candidate, seed)}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")

@@ -1,0 +1,397 @@
+"""The local target's console: one line per task, progress while training, every step's own
+output in that task's log file in the run folder.
+
+kfp.local (2.17) streams each step's output and its own executor dumps to stdout and offers no
+hook for either, so while a run lasts `capture()` replaces two of its functions: the one that
+executes a task (to learn the task's candidate, seed, outputs and cache state) and the one that
+runs a step's subprocess (to send its lines to the task's log). Steps report progress as event
+lines (components.common.progress), which become task lines and, on a terminal, live bars.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import inspect
+import logging
+import math
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from components.common.names import task_slug
+from components.common.progress import EVENTS_ENV, parse_event
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+LOGS_DIR = "logs"
+KFP_LOG = "kfp-local.log"
+# Plain (non-terminal) output prints at most this many epoch lines per training.
+PLAIN_EPOCH_LINES = 5
+
+
+@dataclass
+class TaskRecord:
+    """One task of the run (a candidate x seed iteration counts once per task)."""
+
+    name: str  # kfp's task name, e.g. `train`
+    step: str  # what the console calls it, e.g. `train`, `best model`
+    number: int
+    run_dir: Path
+    candidate: str | None = None
+    seed: int | None = None
+    status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE
+    cached: bool = False
+    started: float = field(default_factory=time.time)
+    finished: float = 0.0
+    log: Path | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    figure: str = ""
+    epochs: int = 0
+    steps: int = 0
+    epoch_lines: int = 0
+
+    @property
+    def label(self) -> str:
+        if self.candidate is None:
+            return self.step
+        return f"{self.step} {self.candidate}" + (
+            f" seed {self.seed}" if self.seed is not None else ""
+        )
+
+    @property
+    def slug(self) -> str:
+        return task_slug(self.step, self.candidate, self.seed)
+
+    @property
+    def seconds(self) -> float:
+        return max(self.finished - self.started, 0.0) if self.finished else 0.0
+
+
+class Console:
+    """Renders task lines and progress. Plain lines without escapes unless `live` (a terminal)."""
+
+    def __init__(self, total: int, verbose: bool = False, stream: IO[str] | None = None):
+        self.total = total
+        self.verbose = verbose
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() and not verbose
+        self.tasks: list[TaskRecord] = []
+        self.lock = threading.RLock()
+        self._bars: dict[int, Any] = {}
+        self._progress: Any = None
+        if self.live:
+            from rich.console import Console as RichConsole
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(),
+                console=RichConsole(file=self.stream),
+                redirect_stdout=False,
+                redirect_stderr=False,
+                transient=True,
+            )
+
+    def __enter__(self) -> Console:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def print(self, text: str) -> None:
+        with self.lock:
+            if self._progress is not None:
+                self._progress.console.print(text, markup=False, highlight=False)
+            else:
+                self.stream.write(text + "\n")
+                self.stream.flush()
+
+    def new_task(self, **fields: Any) -> TaskRecord:
+        with self.lock:
+            record = TaskRecord(number=len(self.tasks) + 1, **fields)
+            self.tasks.append(record)
+            return record
+
+    def _head(self, record: TaskRecord) -> str:
+        return f"[{record.number}/{max(self.total, record.number)}] {record.label}"
+
+    def started(self, record: TaskRecord) -> None:
+        self.print(f"{self._head(record)} ...")
+
+    def finished(self, record: TaskRecord) -> None:
+        with self.lock:
+            bar = self._bars.pop(record.number, None)
+            if bar is not None:
+                self._progress.remove_task(bar)
+        if record.cached:
+            outcome = "cached"
+        elif record.status == "SUCCESS":
+            outcome = f"done in {record.seconds:.1f} s"
+        else:
+            outcome = f"FAILED after {record.seconds:.1f} s" + (
+                f", log: {record.log}" if record.log else ""
+            )
+        self.print(
+            f"{self._head(record)} ... {outcome}" + (f", {record.figure}" if record.figure else "")
+        )
+
+    def event(self, record: TaskRecord, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "epochs":
+            record.epochs, record.steps = int(event["epochs"]), int(event["steps"])
+            self._bar(record, int(event.get("done", 0)) * record.steps)
+        elif kind == "batch":
+            self._bar(record, (int(event["epoch"]) - 1) * record.steps + int(event["step"]), event)
+        elif kind == "epoch":
+            epoch = int(event["epoch"])
+            self._bar(record, epoch * record.steps, event)
+            if not self.live and self._plain_epoch_due(record, epoch):
+                record.epoch_lines += 1
+                metrics = "  ".join(f"{k} {v:.4g}" for k, v in event.get("metrics", {}).items())
+                self.print(f"      {record.label}  epoch {epoch}/{record.epochs}  {metrics}")
+
+    def _plain_epoch_due(self, record: TaskRecord, epoch: int) -> bool:
+        stride = max(1, math.ceil(record.epochs / PLAIN_EPOCH_LINES))
+        return epoch % stride == 0 and record.epoch_lines < PLAIN_EPOCH_LINES
+
+    def _bar(self, record: TaskRecord, completed: int, event: dict[str, Any] | None = None) -> None:
+        if self._progress is None or not record.epochs:
+            return
+        epoch = int(event["epoch"]) if event else 1
+        description = f"{record.label}  epoch {epoch}/{record.epochs}"
+        with self.lock:
+            bar = self._bars.get(record.number)
+            if bar is None:
+                bar = self._bars[record.number] = self._progress.add_task(
+                    description, total=record.epochs * max(record.steps, 1)
+                )
+            self._progress.update(bar, completed=completed, description=description)
+
+
+class _Sink:
+    """Where kfp.local's own lines go while the run lasts: its log file (buffered until the run
+    folder is known), and stderr as well when verbose."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.buffer: list[str] = []
+        self.file: IO[str] | None = None
+        self.lock = threading.Lock()
+
+    def open(self, path: Path) -> None:
+        with self.lock:
+            if self.file is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.file = path.open("a", encoding="utf-8")
+                self.file.write("".join(self.buffer))
+                self.buffer.clear()
+
+    def write(self, text: str) -> int:
+        text = ANSI.sub("", text)
+        with self.lock:
+            if self.file is not None:
+                self.file.write(text)
+            else:
+                self.buffer.append(text)
+        if self.verbose and sys.__stderr__ is not None:
+            sys.__stderr__.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.file is not None:
+                self.file.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        with self.lock:
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+
+
+_current = threading.local()
+
+
+def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The candidate and seed a train (candidate parameter) or evaluate (model artifact) runs."""
+    candidate = arguments.get("candidate")
+    if isinstance(candidate, dict) and "model_spec" in candidate:
+        return str(candidate["model_spec"]["name"]), int(candidate["seed"])
+    model = arguments.get("model")
+    metadata = getattr(model, "metadata", None) or {}
+    if "name" in metadata:
+        seed = metadata.get("seed")
+        return str(metadata["name"]), int(seed) if seed is not None else None
+    return None, None
+
+
+def _step_name(display_name: str, has_candidate: bool) -> str:
+    # "train keras" -> "train": the framework shows in the candidate's row of the summary
+    return display_name.split()[0] if has_candidate else display_name
+
+
+class Capture:
+    """Installs the console into kfp.local for one run (see the module docstring)."""
+
+    def __init__(
+        self,
+        console: Console,
+        pipeline_root: Path,
+        figure: Callable[[TaskRecord], str] = lambda record: "",
+    ) -> None:
+        """`figure(record)` is the key figure a finished task's line ends with."""
+        self.console = console
+        self.pipeline_root = pipeline_root
+        self.figure = figure
+        self.sink = _Sink(console.verbose)
+        self.run_dir: Path | None = None
+        # The step processes running now (a stop must end them all).
+        self.processes: set[subprocess.Popen[str]] = set()
+        self._processes_lock = threading.Lock()
+
+    def _execute(self, original: Any, *args: Any, **kwargs: Any) -> Any:
+        from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+        bound = inspect.signature(original).bind(*args, **kwargs).arguments
+        task_spec = bound["task_spec"]
+        resource = str(bound["pipeline_resource_name"])
+        run_dir = self.pipeline_root / resource.split("/")[0]
+        if self.run_dir is None:
+            self.run_dir = run_dir
+            self.sink.open(run_dir / LOGS_DIR / KFP_LOG)
+        try:
+            arguments = OrchestratorUtils.make_task_arguments(
+                task_inputs_spec=task_spec.inputs, io_store=bound["io_store"]
+            )
+        except Exception:  # kfp raises its own error for missing inputs below
+            arguments = {}
+        candidate, seed = _candidate_of(arguments)
+        display = task_spec.task_info.name or str(bound["task_name"])
+        record = self.console.new_task(
+            name=str(bound["task_name"]),
+            step=_step_name(display, candidate is not None),
+            run_dir=run_dir,
+            candidate=candidate,
+            seed=seed,
+        )
+        _current.record, _current.ran = record, False
+        is_container = (
+            bound["executors"][
+                bound["components"][task_spec.component_ref.name].executor_label
+            ].WhichOneof("spec")
+            == "container"
+        )
+        self.console.started(record)
+        try:
+            outputs, task_status = original(*args, **kwargs)
+        except BaseException:
+            record.status, record.finished = "FAILURE", time.time()
+            self.console.finished(record)
+            raise
+        finally:
+            _current.record = None
+        record.finished = time.time()
+        record.status = task_status.name
+        record.cached = is_container and not _current.ran and record.status == "SUCCESS"
+        record.outputs = dict(outputs or {})
+        record.figure = self.figure(record)
+        self.console.finished(record)
+        return outputs, task_status
+
+    def _run_subprocess(
+        self, full_command: list[str], env_vars: dict[str, str] | None = None
+    ) -> int:
+        record: TaskRecord | None = getattr(_current, "record", None)
+        _current.ran = True
+        env = {**os.environ, **(env_vars or {}), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        log_path = None
+        if record is not None:
+            log_path = record.run_dir / LOGS_DIR / f"{record.slug}.log"
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            record.log = log_path
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(log_path.open("a", encoding="utf-8")) if log_path else None
+            process = stack.enter_context(
+                subprocess.Popen(
+                    full_command,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    env=env,
+                )
+            )
+            assert process.stdout is not None
+            with self._processes_lock:
+                self.processes.add(process)
+            stack.callback(self._forget, process)
+            for line in process.stdout:
+                event = parse_event(line)
+                if event is not None:
+                    if record is not None:
+                        self.console.event(record, event)
+                    continue
+                if log is not None:
+                    log.write(line)
+                    log.flush()
+                if self.console.verbose:
+                    self.console.print(line.rstrip("\n"))
+            return process.wait()
+
+    def _forget(self, process: subprocess.Popen[str]) -> None:
+        with self._processes_lock:
+            self.processes.discard(process)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Capture]:
+        from kfp.local import subprocess_task_handler
+        from kfp.local.orchestrator import task_executor
+
+        original_execute = task_executor.execute_single_task
+        original_run = subprocess_task_handler.run_local_subprocess
+        root_logger = logging.getLogger()
+        handlers, level = root_logger.handlers[:], root_logger.level
+        # kfp.local indents step output by swapping builtins.print per task; two tasks at once
+        # can leave its indenting print installed, so the original is put back here.
+        original_print = builtins.print
+
+        def execute(*args: Any, **kwargs: Any) -> Any:
+            return self._execute(original_execute, *args, **kwargs)
+
+        task_executor.execute_single_task = execute  # type: ignore[assignment]
+        subprocess_task_handler.run_local_subprocess = self._run_subprocess  # type: ignore[assignment]
+        root_logger.handlers = [logging.StreamHandler(self.sink)]  # type: ignore[arg-type]
+        root_logger.setLevel(logging.INFO)
+        try:
+            with (
+                contextlib.redirect_stdout(self.sink),  # type: ignore[type-var]
+                warnings.catch_warnings(),
+            ):
+                warnings.showwarning = self._warning  # type: ignore[assignment]
+                yield self
+        finally:
+            task_executor.execute_single_task = original_execute  # type: ignore[assignment]
+            subprocess_task_handler.run_local_subprocess = original_run  # type: ignore[assignment]
+            root_logger.handlers = handlers
+            root_logger.setLevel(level)
+            builtins.print = original_print
+            self.sink.close()
+
+    def _warning(self, message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        self.sink.write(warnings.formatwarning(message, category, filename, lineno))

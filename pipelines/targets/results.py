@@ -1,0 +1,258 @@
+"""A local run's results folder: `runs/<experiment>/<run>/` with index.html, the reports under
+names people read, per-task logs, `<candidate>-seed<k>` links to each training's outputs, the
+TensorBoard event files of every training, and `runs/<experiment>/latest` pointing at it.
+
+Cached tasks' outputs live in the earlier run that produced them; their reports and event files
+are copied here, so every run's folder holds every result it reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.common import html
+from components.common.files import read_json
+from components.common.names import (
+    COMPARISON_REPORT,
+    DATA_REPORT,
+    EXPORT_REPORT,
+    INDEX,
+    TENSORBOARD_DIR,
+    curves_report,
+    evaluation_report,
+    run_name,
+)
+from components.common.results import DATASET_INFO_FILE, DatasetInfo
+from pipelines.targets.console import TaskRecord
+
+LATEST = "latest"
+QUARANTINE_CSV = "quarantine.csv"
+
+
+@dataclass
+class Results:
+    run_dir: Path
+    index: Path
+    reports: list[Path] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+    tensorboard: Path | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # kept, quarantined, quarantine CSV
+
+
+def _uri(record: TaskRecord, output: str) -> Path | None:
+    artifact = record.outputs.get(output)
+    uri = getattr(artifact, "uri", None)
+    return Path(uri) if uri else None
+
+
+def _card_outcome(record: TaskRecord) -> dict[str, Any]:
+    model = _uri(record, "model")
+    card = model / "model_card.json" if model else None
+    if card is None or not card.is_file():
+        return {}
+    return dict(read_json(card).get("training", {}).get("outcome") or {})
+
+
+def training_figure(outcome: dict[str, Any]) -> str:
+    """`best val_accuracy 0.987 at epoch 14 (stopped early at 22)`."""
+    if not outcome.get("best_epoch"):
+        return ""
+    text = f"best {outcome['monitor']} {outcome['best_value']:.4f} at epoch {outcome['best_epoch']}"
+    if outcome.get("stopped_early"):
+        return text + f" (stopped early at {outcome['epochs_run']})"
+    return text + f" (of {outcome['epochs_run']})"
+
+
+def task_figure(record: TaskRecord) -> str:
+    """The one figure a task's console line ends with."""
+    if record.status != "SUCCESS":
+        return ""
+    if record.name.startswith("train"):
+        return training_figure(_card_outcome(record))
+    if record.name.startswith("evaluate"):
+        result = record.outputs.get("Output")
+        if isinstance(result, dict) and "accuracy" in result.get("metrics", {}):
+            return f"test accuracy {result['metrics']['accuracy']:.4f}"
+    if record.name == "ingest":
+        data = data_counts(record)
+        if data:
+            return f"{data['kept']} images kept, {data['quarantined']} quarantined"
+    if record.name == "gate" and isinstance(record.outputs.get("Output"), str):
+        return str(record.outputs["Output"])
+    return ""
+
+
+def data_counts(record: TaskRecord) -> dict[str, Any]:
+    """Images kept and quarantined, and classes, from the ingest task's Dataset."""
+    dataset = _uri(record, "dataset")
+    if dataset is None or not (dataset / DATASET_INFO_FILE).is_file():
+        return {}
+    info = DatasetInfo.read(dataset)
+    extra = info.model_extra or {}
+    return {
+        "kept": int(extra["kept"]),
+        "quarantined": int(extra["quarantined"]),
+        "classes": info.num_classes,
+    }
+
+
+def _report_names(record: TaskRecord) -> dict[str, str]:
+    """HTML output -> the name it gets in the results folder."""
+    if record.name == "ingest":
+        return {"report": DATA_REPORT}
+    if record.name.startswith("compare"):
+        return {"report": COMPARISON_REPORT}
+    if record.name.startswith("export"):
+        return {"report": EXPORT_REPORT}
+    if record.candidate is not None and record.seed is not None:
+        if record.name.startswith("train"):
+            return {"curves": curves_report(record.candidate, record.seed)}
+        if record.name.startswith("evaluate"):
+            return {"report": evaluation_report(record.candidate, record.seed)}
+    return {
+        name: f"{record.slug}-{name}.html"
+        for name, artifact in record.outputs.items()
+        if getattr(artifact, "schema_title", "") == "system.HTML"
+    }
+
+
+def _link(link: Path, target: Path) -> None:
+    """A relative symlink `link` -> `target`, replacing an earlier one."""
+    temporary = link.with_name(f".{link.name}.tmp")
+    if temporary.is_symlink() or temporary.exists():
+        temporary.unlink()
+    temporary.symlink_to(os.path.relpath(target, link.parent))
+    os.replace(temporary, link)
+
+
+def _copy_tensorboard(record: TaskRecord, run_dir: Path) -> Path | None:
+    """A training's event files, under `tensorboard/<candidate>-seed<k>/` of this run."""
+    model = _uri(record, "model")
+    source = model.parent / TENSORBOARD_DIR if model else None
+    if source is None or not source.is_dir() or record.candidate is None or record.seed is None:
+        return None
+    target = run_dir / TENSORBOARD_DIR / run_name(record.candidate, record.seed)
+    if source.resolve() != target.resolve():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    return target
+
+
+def write_results(run_dir: Path, experiment: str, tasks: list[TaskRecord]) -> Results:
+    """Lay out the results folder of the run whose tasks are `tasks`."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results = Results(run_dir=run_dir, index=run_dir / INDEX)
+    rows = []
+    for record in tasks:
+        for output, name in _report_names(record).items():
+            source = _uri(record, output)
+            if source is not None and source.is_file():
+                shutil.copyfile(source, run_dir / name)
+                results.reports.append(run_dir / name)
+        if record.name == "ingest":
+            results.data = data_counts(record)
+            quarantine = _uri(record, "quarantine")
+            if quarantine is not None and quarantine.is_file():
+                shutil.copyfile(quarantine, run_dir / QUARANTINE_CSV)
+                results.data["quarantine_csv"] = str(run_dir / QUARANTINE_CSV)
+        outputs = None
+        if record.name.startswith("train") and record.candidate is not None:
+            model = _uri(record, "model")
+            if model is not None and record.seed is not None and model.parent.parent.is_dir():
+                outputs = run_dir / run_name(record.candidate, record.seed)
+                if outputs.resolve() != model.parent.parent.resolve():
+                    _link(outputs, model.parent.parent)
+            if _copy_tensorboard(record, run_dir) is not None:
+                results.tensorboard = run_dir / TENSORBOARD_DIR
+        log = record.log if record.log and record.log.is_file() else _earlier_log(record)
+        if log is not None:
+            results.logs.append(log)
+        rows.append(_index_row(record, run_dir, log, outputs))
+    results.index.write_text(_index_page(experiment, run_dir, results, rows))
+    _link(run_dir.parent / LATEST, run_dir)
+    return results
+
+
+def _earlier_log(record: TaskRecord) -> Path | None:
+    """A cached task's log, in the run folder that ran it."""
+    for artifact in record.outputs.values():
+        uri = getattr(artifact, "uri", None)
+        if not uri:
+            continue
+        path = Path(uri)
+        for parent in path.parents:
+            log = parent / "logs" / f"{record.slug}.log"
+            if log.is_file():
+                return log
+            if parent == record.run_dir.parent:
+                break
+    return None
+
+
+def _href(path: Path, run_dir: Path) -> str:
+    return html.escape(os.path.relpath(path, run_dir))
+
+
+def _index_row(record: TaskRecord, run_dir: Path, log: Path | None, outputs: Path | None) -> list:
+    cache = "cached" if record.cached else ("ran" if record.status != "RUNNING" else "")
+    return [
+        record.number,
+        record.label,
+        record.status,
+        f"{record.seconds:.1f}",
+        cache,
+        record.figure,
+        html.Markup(f'<a href="{_href(log, run_dir)}">log</a>') if log else "",
+        html.Markup(f'<a href="{_href(outputs, run_dir)}/">{html.escape(outputs.name)}</a>')
+        if outputs
+        else "",
+    ]
+
+
+# What each kind of report shows, by the start of its name.
+REPORT_KINDS = {
+    DATA_REPORT: "the data: images per split and class, quarantine, sizes, samples",
+    "curves-": "training curves, best and early-stop epochs",
+    "evaluation-": "test metrics, confusion matrix, worst errors, calibration",
+    COMPARISON_REPORT: "every candidate x seed compared, the gate's verdict",
+    EXPORT_REPORT: "the best model's exports, measured",
+}
+INDEX_STYLE = "<style>.tasks td,.tasks th{text-align:left}</style>"
+
+
+def _report_item(path: Path, run_dir: Path) -> str:
+    kind = next((text for start, text in REPORT_KINDS.items() if path.name.startswith(start)), "")
+    note = f' <span class="muted">{html.escape(kind)}</span>' if kind else ""
+    return f'<li><a href="{_href(path, run_dir)}">{html.escape(path.name)}</a>{note}</li>'
+
+
+def _index_page(experiment: str, run_dir: Path, results: Results, rows: list) -> str:
+    reports = "".join(_report_item(p, run_dir) for p in results.reports)
+    sections = [
+        f'<p class="muted">{html.escape(run_dir.name)}</p>',
+        f"<h2>Reports</h2><ul>{reports or '<li>none</li>'}</ul>",
+        INDEX_STYLE
+        + "<h2>Tasks</h2><div class='tasks'>"
+        + html.table(["#", "task", "status", "seconds", "cache", "result", "log", "outputs"], rows)
+        + "</div>",
+    ]
+    if results.data:
+        sections.append(
+            f"<h2>Data</h2><p>{results.data['kept']} images kept, "
+            f"{results.data['quarantined']} quarantined"
+            + (
+                f' (<a href="{QUARANTINE_CSV}">{QUARANTINE_CSV}</a>)'
+                if "quarantine_csv" in results.data
+                else ""
+            )
+            + "</p>"
+        )
+    if results.tensorboard is not None:
+        sections.append(
+            "<h2>TensorBoard</h2><p><code>tensorboard --logdir "
+            f"{html.escape(str(run_dir.parent / LATEST))}</code></p>"
+        )
+    return html.page(f"Run of {experiment}", sections)
