@@ -8,7 +8,7 @@ TARGET ?= local
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow test-fast lint format typecheck compile bench images clean kind-up kind-load kind-down test-kind
+.PHONY: help install run test test-slow test-fast lint format typecheck compile bench images clean kind-up kind-load kind-down test-kind lock
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,11 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/export.py
+
+LOCK_ARGS ?=
+
+lock: install ## re-resolve containers/locks/*.txt from pyproject.toml (PyPI and PyTorch's wheel page)
+	$(BIN)/python -m pipelines.image_locks $(LOCK_ARGS)
 
 PROJECT ?=
 REGION ?= us-central1

@@ -3,22 +3,22 @@
 # training without an accelerator, and the Vertex AI launchers (GCPC) of those steps.
 # Build from the repository root (containers/cloudbuild.yaml builds all four images):
 #   docker build -f containers/cpu.Dockerfile -t image-classification-cpu .
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The base image by digest (a tag can be pushed again); README, "Images", says how to refresh it.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Evaluating transformers models needs torch, but not its CUDA libraries: take the CPU build
-# first (the hf extra's pin accepts it; keep TORCH_VERSION equal to that pin).
-ARG TORCH_VERSION=2.13.0
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
+# Every dependency at the version and sha256 of containers/locks/cpu.txt (make lock), in a
+# layer of its own that code changes keep; pip refuses any file the lock does not list.
+COPY containers/locks/cpu.txt ./requirements.lock
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-# The dependencies in a layer of their own (an empty project): code changes keep it.
-RUN mkdir components pipelines && pip install ".[tf,data,hf,export,vertex]"
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install --no-deps --force-reinstall . && pip check
+# The project alone, built with the locked setuptools: nothing else is fetched.
+RUN pip install --no-deps --no-build-isolation . && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin imgclf

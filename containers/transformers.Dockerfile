@@ -4,18 +4,22 @@
 # and the Vertex AI custom job launcher (GCPC) of that step.
 # Build from the repository root:
 #   docker build -f containers/transformers.Dockerfile -t image-classification-transformers .
-ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+# The base image by digest (a tag can be pushed again); README, "Images", says how to refresh it.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Every dependency at the version and sha256 of containers/locks/transformers.txt (make lock), in a
+# layer of its own that code changes keep; pip refuses any file the lock does not list.
+COPY containers/locks/transformers.txt ./requirements.lock
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-# The dependencies in a layer of their own (an empty project): code changes keep it.
-RUN mkdir components pipelines && pip install ".[tf,hf,vertex]"
 COPY components ./components
 COPY pipelines ./pipelines
-RUN pip install --no-deps --force-reinstall . && pip check
+# The project alone, built with the locked setuptools: nothing else is fetched.
+RUN pip install --no-deps --no-build-isolation . && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin imgclf

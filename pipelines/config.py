@@ -65,6 +65,12 @@ class Gate(Strict):
     min: float = Field(default=0.0, ge=0.0, le=1.0)
 
 
+def _whole_seconds(value: str) -> str:
+    if not re.fullmatch(r"\d+s", value):
+        raise ValueError("write the duration in seconds with an 's', e.g. 3600s")
+    return value
+
+
 class VertexResources(Strict):
     machine_type: str = "n1-standard-8"
     accelerator: str | None = None
@@ -92,9 +98,7 @@ class VertexResources(Strict):
     @field_validator("max_wait_duration")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not re.fullmatch(r"\d+s", value):
-            raise ValueError("write the duration in seconds with an 's', e.g. 3600s (0s: no limit)")
-        return value
+        return _whole_seconds(value)
 
     @field_validator("reservation")
     @classmethod
@@ -163,6 +167,23 @@ class KfpResources(Strict):
     tolerations: list[Toleration] = Field(
         default_factory=list, description="taints the training pod tolerates (e.g. GPU nodes)"
     )
+    retries: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="times a failed training pod (e.g. on a preempted spot node) is started "
+        "again; it resumes from its checkpoints",
+    )
+    retry_max_duration: str = Field(
+        default="604800s",
+        description="retries: Argo retries no more, and ends a retried pod, this long after the "
+        "first attempt started; keep it above the whole training time",
+    )
+
+    @field_validator("retry_max_duration")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        return _whole_seconds(value)
 
 
 KFP_DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"

@@ -16,6 +16,11 @@ from pipelines.training import build_pipeline
 
 __all__ = ["PreflightError", "RunOptions", "SubmitError", "Target"]
 
+# Retries of the training task on the cluster targets: wait 60 s before the first, twice as long
+# before each next one. The factor stays whole: Argo reads it as an integer (intstr).
+RETRY_BACKOFF = "60s"
+RETRY_BACKOFF_FACTOR = 2.0
+
 
 @dataclass
 class RunOptions:
@@ -31,6 +36,9 @@ class Target:
     name = "base"
     parallelism = 0  # 0: as many loop iterations at once as the backend allows
     model_registry: Literal["folder", "vertex"] = "folder"
+    # Registry host -> (user, secret) for pinning image tags to digests; None: the defaults of
+    # pipelines.targets.digests (Google's application default credentials, ~/.docker/config.json).
+    registry_credentials: Any = None
 
     def __init__(self, experiment: Experiment, options: RunOptions | None = None):
         self.experiment = experiment
@@ -51,6 +59,27 @@ class Target:
         Vertex AI custom job where a plain task cannot express the hardware (TPUs, spot, ...).
         """
         return component
+
+    # --- images ----------------------------------------------------------------------------
+
+    def used_images(self) -> dict[str, str]:
+        """Config field -> image, for every image this experiment's pipeline runs in."""
+        raise NotImplementedError
+
+    def pin_images(self) -> dict[str, tuple[str, str]]:
+        """Replace every used `images.*` tag that names a registry by its digest, so the run
+        (and the backend's cache) sees exactly which image ran. field -> (tag, digest reference)
+        for those it changed. The submits call this; --compile-only stays offline."""
+        from pipelines.targets.digests import resolve_images
+
+        used = {f: i for f, i in self.used_images().items() if f.startswith("images.")}
+        pinned = resolve_images(used, self.registry_credentials)
+        changed = {f: (used[f], pinned[f]) for f in used if pinned[f] != used[f]}
+        if changed:
+            update = {f.removeprefix("images."): new for f, (_, new) in changed.items()}
+            images = self.experiment.images.model_copy(update=update)
+            self.experiment = self.experiment.model_copy(update={"images": images})
+        return changed
 
     # --- compile and run -----------------------------------------------------------------
 

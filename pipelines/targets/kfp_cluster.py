@@ -29,7 +29,13 @@ from typing import Any
 
 import yaml
 
-from pipelines.targets.base import PreflightError, SubmitError, Target
+from pipelines.targets.base import (
+    RETRY_BACKOFF,
+    RETRY_BACKOFF_FACTOR,
+    PreflightError,
+    SubmitError,
+    Target,
+)
 
 GPU_RESOURCE = "nvidia.com/gpu"
 REGISTRY_MOUNT = "/mnt/registry"
@@ -89,12 +95,32 @@ class KfpTarget(Target):
                 value=toleration.value,
                 effect=toleration.effect,
             )
+        if resources.retries:
+            # On the training task itself, a container task directly in the loop body, where
+            # KFP 2.17's Argo compiler puts a retryStrategy on the training pod (README,
+            # "Design notes"). backoff_max_duration is Argo's deadline for all attempts.
+            task.set_retry(
+                num_retries=resources.retries,
+                backoff_duration=RETRY_BACKOFF,
+                backoff_factor=RETRY_BACKOFF_FACTOR,
+                backoff_max_duration=resources.retry_max_duration,
+            )
 
     def train_image(self, framework: str) -> str:
         images = self.experiment.images
         if framework == "transformers":
             return images.transformers
         return images.gpu if self.experiment.resources.kfp.gpus else images.cpu
+
+    def used_images(self) -> dict[str, str]:
+        used = {"images.cpu": self.experiment.images.cpu}
+        for framework in self.experiment.frameworks():
+            if framework == "transformers":
+                field = "transformers"
+            else:
+                field = "gpu" if self.experiment.resources.kfp.gpus else "cpu"
+            used[f"images.{field}"] = self.train_image(framework)
+        return used
 
     # --- submit --------------------------------------------------------------------------
 
@@ -116,6 +142,8 @@ class KfpTarget(Target):
         host = self.host()
         health = check_api(host, self.connect_timeout_s)
         _warn_on_version_mismatch(host, health)
+        for field, (tag, pinned) in self.pin_images().items():
+            print(f"pinned {field}: {tag} is {pinned.rsplit('@', 1)[1]}", file=sys.stderr)
         import kfp
 
         with tempfile.TemporaryDirectory() as folder, _client_output_to_stderr():
@@ -177,6 +205,7 @@ class KfpTarget(Target):
             "pipeline_version": version_id,
             "kfp_experiment": experiment_id,
             "pipeline_root": self.experiment.kfp.pipeline_root,
+            "images": self.used_images(),
         }
 
     def _wait(self, client: Any, run_id: str, url: str, host: str) -> dict[str, Any]:

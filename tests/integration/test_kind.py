@@ -68,3 +68,39 @@ def test_digits_succeeds_on_kind_and_registers_a_model(kfp_host, monkeypatch, ca
         assert steps.get(step) == "SUCCEEDED", (step, steps)
     # register runs only when the gate passes, and writes the version into the registry volume.
     assert steps.get("register") == "SUCCEEDED", steps
+
+
+def test_a_training_task_in_the_loop_is_retried_on_the_cluster(kfp_host):
+    """The check that the compile tests cannot make: on KFP 2.17's backend the retry policy of a
+    task in the loop body, placed as the kfp target places training's, does start the pod again.
+    Each item fails its first attempt (KFP_RETRY_INDEX 0, which the backend sets in retried pods
+    only) and succeeds on its retry."""
+    import kfp
+    from kfp import dsl
+
+    from components.common.images import BASE_IMAGE
+    from pipelines.config import load_experiment
+
+    target = KfpTarget(load_experiment("digits", ["resources.kfp.retries=1"]))
+
+    @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+    def fails_first_attempt(item: int) -> int:
+        import os
+        import sys
+
+        attempt = os.environ.get("KFP_RETRY_INDEX", "0")
+        if attempt in ("", "0"):
+            sys.exit(f"item {item}, attempt {attempt or 0}: failing on purpose")
+        return item
+
+    @dsl.pipeline(name="imgclf-retry-check")
+    def retry_check() -> None:
+        with dsl.ParallelFor([0, 1]) as item:
+            task = fails_first_attempt(item=item).set_caching_options(False)
+            target.configure(task, "train", "keras")
+
+    client = kfp.Client(host=kfp_host)
+    run = client.create_run_from_pipeline_func(retry_check, arguments={}, enable_caching=False)
+    done = client.wait_for_run_completion(run.run_id, timeout=RUN_TIMEOUT_S)
+
+    assert str(done.state).rsplit(".", 1)[-1].upper() == "SUCCEEDED", done

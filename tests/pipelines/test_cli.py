@@ -282,10 +282,12 @@ def test_vertex_with_gcp_settings_submits_through_aiplatform(aiplatform, capsys)
             "--set",
             "gcp.service_account=runner@my-project.iam.gserviceaccount.com",
             # Vertex pulls images by registry path; the local defaults fail the preflight.
+            # Pinned by digest: a tag would be looked up in its registry (test_digests.py).
             "--set",
-            "images.cpu=us-central1-docker.pkg.dev/my-project/imgclf/cpu:1",
+            "images.cpu=us-central1-docker.pkg.dev/my-project/imgclf/cpu@sha256:" + "a" * 64,
             "--set",
-            "images.transformers=us-central1-docker.pkg.dev/my-project/imgclf/transformers:1",
+            "images.transformers=us-central1-docker.pkg.dev/my-project/imgclf/transformers"
+            "@sha256:" + "b" * 64,
             "--no-cache",
             "--json",
         ]

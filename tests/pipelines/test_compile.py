@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,6 +402,71 @@ def test_vertex_retries_follow_the_experiment(compile_spec, name):
             assert "retryPolicy" not in train
 
 
+RETRIED = "resources.kfp.retries=2"
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "overrides", "max_duration"),
+    [
+        ("pets", "vertex", (), "3600s"),  # spot: the retry re-launches the custom job
+        ("cifar10_vehicles_animals", "vertex", (), "3600s"),  # TPU custom job
+        ("cats_vs_dogs", "vertex", (), "3600s"),  # a loop per framework
+        ("pets", "kfp", (RETRIED,), "604800s"),
+        ("cats_vs_dogs", "kfp", (RETRIED,), "604800s"),
+        ("digits", "kfp", (RETRIED, "resources.kfp.retry_max_duration=86400s"), "86400s"),
+    ],
+)
+def test_the_retry_policy_sits_on_the_training_task_in_the_loop_body(
+    compile_spec, name, target, overrides, max_duration
+):
+    """Where both backends honour it (README, "Design notes"): on the training task itself, a
+    component task that is a direct child of the ParallelFor's body, never on a DAG task."""
+    compiled = compile_spec(name, target, overrides)
+    executors = compiled.spec["deploymentSpec"]["executors"]
+
+    trains = compiled.train_tasks()  # one per loop, each a direct child of its loop's body
+    assert trains
+    for _, train in trains:
+        assert train["retryPolicy"] == {
+            "maxRetryCount": 2,
+            "backoffDuration": "60s",
+            "backoffFactor": 2.0,
+            "backoffMaxDuration": max_duration,
+        }
+        # KFP's Argo compiler gives retry templates to tasks of executor components only
+        component = compiled.spec["components"][train["componentRef"]["name"]]
+        assert "dag" not in component
+        assert "container" in executors[component["executorLabel"]]
+    # nothing else carries one: not the loops, conditions or other steps
+    retried = [task for _, task in compiled.tasks() if "retryPolicy" in task]
+    assert len(retried) == len(trains)
+    for loop in compiled.loops():
+        assert "retryPolicy" not in loop
+
+
+def test_the_kfp_compile_retries_nothing_unless_asked(compile_spec):
+    """The control of the test above: no retries by default, and the kfp setting stays kfp's."""
+    assert "retryPolicy" not in compile_spec("pets", "kfp").text
+    assert "retryPolicy" not in compile_spec("mnist", "vertex", (RETRIED,)).text
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "resources.kfp.retries=11",
+            "resources.kfp.retries: Input should be less than or equal to 10",
+        ),
+        ("resources.kfp.retry_max_duration=7d", "write the duration in seconds with an 's'"),
+    ],
+)
+def test_bad_kfp_retry_settings_name_the_field(override, expected):
+    from pipelines.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_experiment("pets", [override])
+
+
 # --- pipeline parameters -------------------------------------------------------------------
 
 
@@ -494,3 +560,88 @@ def test_no_credentials_in_the_compiled_spec(compile_spec, name, target, credent
     compiled = compile_spec(name, target)
 
     assert not credentials.search(compiled.text), credentials.search(compiled.text)
+
+
+# --- the real protos -----------------------------------------------------------------------
+
+
+def parse_strictly(document: dict[str, Any], message: Any) -> Any:
+    """`document` as the protobuf `message`; an unknown field or a bad value raises ParseError."""
+    from google.protobuf import json_format
+
+    return json_format.ParseDict(document, message, ignore_unknown_fields=False)
+
+
+def worker_pool_specs(spec: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The worker pool specs of every Vertex AI custom job the spec launches."""
+    found = []
+    for component in spec["components"].values():
+        parameters = component.get("inputDefinitions", {}).get("parameters", {})
+        if "worker_pool_specs" in parameters:
+            found.append(parameters["worker_pool_specs"]["defaultValue"])
+    return found
+
+
+def check_against_the_protos(text: str) -> dict[str, int]:
+    """Parse every document of a compiled package as the message its reader parses it into:
+    the pipeline spec as PipelineSpec, a platform document as PlatformSpec with each executor
+    as kfp-kubernetes' KubernetesExecutorConfig, each custom job's worker pools as Vertex AI's
+    CustomJobSpec. Returns how many of each it parsed."""
+    from google.cloud.aiplatform_v1.types import CustomJobSpec
+    from kfp.kubernetes import kubernetes_executor_config_pb2
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    spec, *platforms = [d for d in yaml.load_all(text, Loader=SafeLoader) if d is not None]
+    parse_strictly(spec, pipeline_spec_pb2.PipelineSpec())
+    counts = {"platforms": 0, "executors": 0, "worker_pools": 0}
+    for platform in platforms:
+        parse_strictly(platform, pipeline_spec_pb2.PlatformSpec())
+        counts["platforms"] += 1
+        for executor in platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values():
+            parse_strictly(executor, kubernetes_executor_config_pb2.KubernetesExecutorConfig())
+            counts["executors"] += 1
+    for pools in worker_pool_specs(spec):
+        parse_strictly({"worker_pool_specs": pools}, CustomJobSpec.pb(CustomJobSpec()))
+        counts["worker_pools"] += len(pools)
+    return counts
+
+
+@EVERY
+def test_the_compiled_package_parses_strictly_as_the_real_protos(compile_spec, name, target):
+    compiled = compile_spec(name, target)
+    vertex = compiled.experiment.resources.vertex
+
+    counts = check_against_the_protos(compiled.text)
+
+    # Only the kfp compile has a platform document, and it configures every step.
+    assert counts["platforms"] == (1 if target == "kfp" else 0)
+    assert (counts["executors"] > 0) == (target == "kfp")
+    custom_job = vertex.is_tpu or vertex.spot or vertex.flex_start or vertex.reservation
+    expected_pools = len(compiled.train_tasks()) if target == "vertex" and custom_job else 0
+    assert counts["worker_pools"] == expected_pools
+
+
+@pytest.mark.parametrize(
+    ("where", "target"),
+    [("spec", "vertex"), ("platform", "kfp"), ("executor", "kfp"), ("worker_pool", "vertex")],
+)
+def test_the_strict_parse_rejects_an_unknown_field(compile_spec, where, target):
+    """The control: the same check fails on a package with one field the protos lack."""
+    from google.protobuf.json_format import ParseError
+
+    compiled = compile_spec("pets", target)
+    documents = [d for d in yaml.load_all(compiled.text, Loader=SafeLoader) if d is not None]
+    if where == "spec":
+        documents[0]["root"]["dag"]["tasks"]["ingest"]["retryPolicyy"] = {}
+    elif where == "platform":
+        documents[1]["platforms"]["kubernetes"]["pipelineConfigg"] = {}
+    elif where == "executor":
+        executors = documents[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        next(iter(executors.values()))["nodeSelectorr"] = {}
+    else:
+        (pools,) = worker_pool_specs(documents[0])
+        pools[0]["machine_spec"]["tpu_topologyy"] = "2x2"
+    text = yaml.safe_dump_all(documents)
+
+    with pytest.raises(ParseError):
+        check_against_the_protos(text)

@@ -232,7 +232,39 @@ def test_first_submit_uploads_the_pipeline_and_creates_the_experiment(stub, caps
         "pipeline_version": "pipeline-1-version-1",
         "kfp_experiment": "experiment-1",
         "pipeline_root": "minio://mlpipeline/v2/artifacts",
+        # loaded into kind by `make kind-load`: no registry to pin it from, it stays a tag
+        "images": {"images.cpu": "image-classification-cpu:latest"},
     }
+
+
+def test_registry_images_are_compiled_with_their_digests(stub, registry, capsys):
+    cpu, gpu = f"{registry.host}/imgclf/cpu:0123abc", f"{registry.host}/imgclf/gpu:0123abc"
+
+    code = submit(
+        stub,
+        "--set",
+        f"images.cpu={cpu}",
+        "--set",
+        f"images.gpu={gpu}",
+        "--set",
+        "resources.kfp.gpus=1",
+        "--json",
+    )
+
+    assert code == 0
+    (upload,) = stub.calls("POST", "/pipelines/upload")
+    spec, _ = documents(upload.files()["uploadfile"][1])
+    executors = spec["deploymentSpec"]["executors"].values()
+    images = {e["container"]["image"] for e in executors if "container" in e}
+    pinned_cpu = f"{registry.host}/imgclf/cpu@{registry.digest('imgclf/cpu', '0123abc')}"
+    pinned_gpu = f"{registry.host}/imgclf/gpu@{registry.digest('imgclf/gpu', '0123abc')}"
+    assert images == {pinned_cpu, pinned_gpu}
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["images"] == {
+        "images.cpu": pinned_cpu,
+        "images.gpu": pinned_gpu,
+    }
+    assert f"pinned images.cpu: {cpu} is sha256:" in captured.err
 
 
 def test_the_run_carries_parameters_pipeline_root_and_the_version(stub):

@@ -147,7 +147,8 @@ class VertexStub:
 
 
 @pytest.fixture
-def vertex_api(monkeypatch) -> Iterator[VertexStub]:
+def vertex_api(monkeypatch, every_registry_is) -> Iterator[VertexStub]:
+    """The Vertex AI stub; image lookups of every registry go to the registry stub."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
     from google.cloud.aiplatform import initializer
@@ -255,6 +256,57 @@ def test_the_run_reaches_vertex_as_configured(vertex_api, capsys):
     assert result["images"]["images.transformers"] == f"{REGISTRY}/transformers@{DIGEST}"
 
 
+@pytest.mark.parametrize("experiment", ["pets", "cats_vs_dogs"])
+def test_the_run_is_compiled_with_the_digests_of_the_tags(
+    vertex_api, every_registry_is, experiment
+):
+    assert submit(experiment=experiment) == 0
+
+    (create,) = vertex_api.creates()
+    spec = create["body"]["pipelineSpec"]
+    executors = spec["deploymentSpec"]["executors"].values()
+    images = [e["container"]["image"] for e in executors if "container" in e]
+    images += [
+        pool["container_spec"]["image_uri"]
+        for c in spec["components"].values()
+        for pool in c.get("inputDefinitions", {})
+        .get("parameters", {})
+        .get("worker_pool_specs", {})
+        .get("defaultValue", [])
+    ]
+    looked_up = {r["path"] for r in every_registry_is.manifests()}
+    cpu = every_registry_is.digest(f"{PROJECT}/imgclf/cpu", "0123abc")
+    assert f"{REGISTRY}/cpu@{cpu}" in images
+    assert all("@sha256:" in image for image in images), images
+    assert ":0123abc" not in json.dumps(spec)
+    # only the images the pipeline runs, each once; the pinned transformers image needs none
+    expected = {f"/v2/{PROJECT}/imgclf/cpu/manifests/0123abc"}
+    if experiment == "cats_vs_dogs":
+        expected.add(f"/v2/{PROJECT}/imgclf/gpu/manifests/0123abc")
+    assert looked_up == expected
+    assert len(every_registry_is.manifests()) == len(expected)
+
+
+def test_an_image_missing_from_the_registry_stops_before_submitting(
+    vertex_api, every_registry_is, capsys
+):
+    every_registry_is.missing.add(f"{PROJECT}/imgclf/cpu:0123abc")
+
+    assert submit() == 2
+
+    assert vertex_api.creates() == []
+    assert "images.cpu is" in capsys.readouterr().err
+
+
+def test_compile_only_keeps_the_tags_and_asks_no_registry(every_registry_is, tmp_path):
+    output = tmp_path / "pets.yaml"
+
+    assert submit("--compile-only", str(output)) == 0
+
+    assert every_registry_is.requests == []
+    assert f"{REGISTRY}/cpu:0123abc" in output.read_text()
+
+
 def test_no_credential_or_token_leaves_the_machine(vertex_api, credentials):
     assert submit() == 0
 
@@ -290,11 +342,15 @@ def test_network_key_and_experiment_reach_vertex(vertex_api):
     assert linked["body"] == {"childContexts": [f"{contexts}/{job_id}"]}
 
 
-def test_the_printout_names_each_image_by_tag_or_digest_and_the_console(vertex_api, capsys):
+def test_the_printout_names_each_image_by_digest_and_the_console(
+    vertex_api, every_registry_is, capsys
+):
     assert submit() == 0
 
     captured = capsys.readouterr()
-    assert f"images.cpu: {REGISTRY}/cpu:0123abc (tag 0123abc)" in captured.err
+    pinned = every_registry_is.digest(f"{PROJECT}/imgclf/cpu", "0123abc")
+    assert f"pinned images.cpu: {REGISTRY}/cpu:0123abc is {pinned}" in captured.err
+    assert f"images.cpu: {REGISTRY}/cpu@{pinned} (digest {pinned})" in captured.err
     assert (
         f"images.transformers: {REGISTRY}/transformers@{DIGEST} (digest {DIGEST})" in captured.err
     )

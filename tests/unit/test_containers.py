@@ -1,6 +1,7 @@
 """The step images: each Dockerfile installs the extras of the steps that run in it
-(pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which), from pinned base images, in
-stages, as a non-root user; and the steps' modules import nothing those extras lack."""
+(pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which) from its hash-checked lock
+(pipelines.image_locks), on a base image pinned by digest, in stages, as a non-root user; and the
+steps' modules import nothing those extras lack."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines import image_locks
 from pipelines.config import Images
 from pipelines.targets.vertex.images import EXTRA_BUILDS, IMAGE_STEPS, STEP_EXTRAS, image_extras
 
@@ -71,13 +73,15 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return found
 
 
+def pip_installs(image: str) -> list[str]:
+    return [rest for keyword, rest in instructions(dockerfile(image)) if "pip install" in rest]
+
+
 def installed_extras(image: str) -> set[str]:
-    extras: set[str] = set()
-    for keyword, rest in instructions(dockerfile(image)):
-        if keyword == "RUN" and "pip install" in rest:
-            for group in re.findall(r"\"?\.\[([a-z0-9,-]+)\]\"?", rest):
-                extras.update(group.split(","))
-    return extras
+    """The extras an image gets: those its lock was resolved from (the lock's own inputs)."""
+    copies = [r for k, r in instructions(dockerfile(image)) if k == "COPY" and "locks/" in r]
+    assert copies == [f"containers/locks/{image}.txt ./requirements.lock"], copies
+    return set(image_locks.IMAGE_EXTRAS[image])
 
 
 def declared_extras() -> dict[str, list[str]]:
@@ -118,12 +122,109 @@ def test_every_extra_the_images_use_is_declared():
     assert not landed, f"{sorted(landed)} are declared now: remove them from PENDING_EXTRAS"
 
 
-def test_the_cpu_image_takes_the_torch_the_hf_extra_pins():
+def locked(image: str) -> image_locks.Lock:
+    return image_locks.read_lock(image_locks.lock_path(image, REPO).read_text())
+
+
+def test_the_cpu_image_takes_the_cpu_build_of_the_torch_the_hf_extra_pins():
     pins = [d for d in declared_extras()["hf"] if re.match(r"torch\s*==", d)]
     (pin,) = pins
     version = pin.split("==", 1)[1].strip()
 
-    assert f"ARG TORCH_VERSION={version}" in dockerfile("cpu")
+    assert locked("cpu").pins["torch"] == f"{version}+cpu"
+    assert not any(name.startswith("nvidia-") for name in locked("cpu").pins)
+    # the transformers image trains on GPUs: PyPI's torch, with its CUDA libraries
+    assert locked("transformers").pins["torch"] == version
+    assert any(name.startswith("nvidia-") for name in locked("transformers").pins)
+    assert "tensorflow" not in locked("cpu").pins and "tensorflow-cpu" in locked("cpu").pins
+
+
+# --- locks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_each_lock_matches_pyproject(image):
+    pyproject = image_locks.load_pyproject(REPO)
+    text = image_locks.lock_path(image, REPO).read_text()
+
+    assert image_locks.problems(pyproject, image, text) == []
+    assert len(locked(image).pins) > 50  # the whole tree, not the direct requirements only
+
+
+def test_the_lock_check_runs_offline_from_the_command_line(capsys):
+    assert image_locks.main(["--check"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda p: p["project"]["dependencies"].append("rich>=13"), "run `make lock`"),
+        (lambda p: p["project"]["optional-dependencies"]["vertex"].pop(), "run `make lock`"),
+        (lambda p: p["build-system"]["requires"].append("cython"), "run `make lock`"),
+    ],
+)
+def test_a_changed_pyproject_makes_every_affected_lock_stale(change, expected):
+    pyproject = image_locks.load_pyproject(REPO)
+    change(pyproject)
+
+    for image in IMAGES:
+        text = image_locks.lock_path(image, REPO).read_text()
+        assert any(expected in problem for problem in image_locks.problems(pyproject, image, text))
+
+
+def test_an_extra_only_other_images_use_leaves_a_lock_fresh():
+    pyproject = image_locks.load_pyproject(REPO)
+    pyproject["project"]["optional-dependencies"]["tf-tpu"].append("cloud-tpu-client")
+
+    stale = {
+        image
+        for image in IMAGES
+        if image_locks.problems(pyproject, image, image_locks.lock_path(image, REPO).read_text())
+    }
+    assert stale == {"tpu"}
+
+
+def strip_hashes(text: str, name: str) -> str:
+    """The lock without the --hash lines of `name`'s pin."""
+    lines, inside = [], False
+    for line in text.splitlines():
+        if line.lower().startswith(f"{name}=="):
+            inside = True
+            line = line.removesuffix(" \\")
+        elif inside and line.startswith("    --hash="):
+            continue
+        else:
+            inside = False
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_a_hand_edited_lock_is_caught_even_with_a_fresh_digest():
+    pyproject = image_locks.load_pyproject(REPO)
+    text = image_locks.lock_path("gpu", REPO).read_text()
+    kfp_line = re.search(r"^kfp==\S+", text, re.MULTILINE)
+    assert kfp_line
+    edited = text.replace(kfp_line[0], "kfp==2.16.0", 1)
+    unhashed = strip_hashes(text, "pyyaml")
+
+    assert any(
+        "kfp==2.16.0, outside kfp==2.17.0" in p
+        for p in image_locks.problems(pyproject, "gpu", edited)
+    )
+    assert any("without a --hash" in p for p in image_locks.problems(pyproject, "gpu", unhashed))
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_dockerfile_installs_the_lock_with_hashes_and_the_project_without_deps(image):
+    installs = pip_installs(image)
+    installed_extras(image)  # copies containers/locks/<image>.txt
+
+    assert installs[0] == "pip install --require-hashes -r requirements.lock"
+    for install in installs[1:]:
+        assert "--no-deps" in install, f"{image}: {install} may fetch unlocked distributions"
+    assert "--no-build-isolation" in installs[-1]  # the build backend comes from the lock
+    assert {"setuptools", "wheel"} <= set(locked(image).pins)
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -136,9 +237,11 @@ def test_each_image_is_multi_stage_pinned_and_non_root(image):
     assert any(k == "COPY" and r.startswith("--from=") for k, r in steps)
     for base in bases:
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], base)
-        assert "@sha256:" in resolved or re.search(r":\d+\.\d+\.\d+", resolved), (
-            f"{image}: base image {resolved} is not pinned to a full version or digest"
+        assert re.search(r":\d+\.\d+\.\d+-[a-z]+-[a-z]+@sha256:[0-9a-f]{64}$", resolved), (
+            f"{image}: base image {resolved} is not pinned to a full version and its digest"
         )
+        version = re.search(r":(\d+\.\d+\.\d+)", resolved)
+        assert version and version[1] == image_locks.PYTHON_FULL_VERSION, "the locks' Python"
         assert not resolved.endswith(":latest")
     users = [rest for keyword, rest in steps if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in ("root", "0"), f"{image} runs as root"
@@ -191,3 +294,10 @@ def test_cloud_build_builds_and_pushes_every_image_tagged_with_the_commit():
         assert tag in build["images"]
         assert steps[image]["waitFor"] == ["check-tag"]
     assert "^[0-9a-f]{40}$$" in steps["check-tag"]["args"][-1]  # _TAG must be a commit
+
+
+def test_cloud_build_runs_one_builder_pinned_by_digest():
+    build = yaml.safe_load((CONTAINERS / "cloudbuild.yaml").read_text())
+
+    (builder,) = {step["name"] for step in build["steps"]}
+    assert re.fullmatch(r"gcr\.io/cloud-builders/docker@sha256:[0-9a-f]{64}", builder)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from pipelines.targets.base import Target
+from pipelines.targets.base import RETRY_BACKOFF, RETRY_BACKOFF_FACTOR, Target
 from pipelines.targets.vertex import hardware, images, preflight, submit
 
 
@@ -61,7 +61,9 @@ class VertexTarget(Target):
         # else: the task only launches the custom job and waits; its machine is in the job.
         if resources.retries:
             task.set_retry(
-                num_retries=resources.retries, backoff_duration="60s", backoff_factor=2.0
+                num_retries=resources.retries,
+                backoff_duration=RETRY_BACKOFF,
+                backoff_factor=RETRY_BACKOFF_FACTOR,
             )
 
     # --- submit --------------------------------------------------------------------------
@@ -90,6 +92,8 @@ class VertexTarget(Target):
     def run(self) -> dict[str, Any]:
         for warning in self.preflight():
             self._say(f"warning: {warning}")
+        for field, (tag, pinned) in self.pin_images().items():
+            self._say(f"pinned {field}: {tag} is {pinned.rsplit('@', 1)[1]}")
         for line in self.describe():
             self._say(line)
         gcp = self.experiment.gcp

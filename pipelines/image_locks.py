@@ -1,0 +1,273 @@
+"""Locked, hash-checked dependencies of the step images: `make lock` writes them, tests check them.
+
+Each image (containers/<image>.Dockerfile) installs `containers/locks/<image>.txt` with
+`pip install --require-hashes`: every distribution pinned to one version and checked against its
+sha256, so two builds of one commit install the same files. A lock is resolved by `uv pip
+compile` from pyproject.toml (the project's dependencies, the image's extras, the build
+requirements) for the base image's Python and platform. Its header records a digest of those
+inputs; `python -m pipelines.image_locks --check` (and the tests) compare it with pyproject.toml as
+it is now, without the network, and say to run `make lock` when they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+LOCK_DIR = Path("containers") / "locks"
+# The base image of every Dockerfile (PYTHON_IMAGE): CPython 3.11 on Debian bookworm, whose glibc
+# (2.36) takes manylinux_2_36 wheels. The images are built for x86_64 only.
+PYTHON_VERSION = "3.11"
+PYTHON_FULL_VERSION = "3.11.11"
+PLATFORM = "x86_64-manylinux_2_36"
+# What each image installs: extras of pyproject.toml. The steps' needs per image are in
+# pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
+# holds the two together.
+IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
+    "cpu": ("tf", "data", "hf", "export", "vertex"),
+    "gpu": ("tf-gpu", "vertex"),
+    "tpu": ("tf-tpu", "vertex"),
+    "transformers": ("tf", "hf", "vertex"),
+}
+# The cpu image evaluates transformers models without CUDA: torch's CPU build (the hf extra's
+# version with the +cpu label), from PyTorch's page of torch wheels, which pip reads as well.
+CPU_TORCH_IMAGES = frozenset({"cpu"})
+TORCH_WHEELS = "https://download.pytorch.org/whl/torch/"
+# The environment markers of the base image, to evaluate `; platform_machine == ...` and the like.
+MARKERS = {
+    "python_version": PYTHON_VERSION,
+    "python_full_version": PYTHON_FULL_VERSION,
+    "platform_machine": "x86_64",
+    "platform_system": "Linux",
+    "sys_platform": "linux",
+    "os_name": "posix",
+    "implementation_name": "cpython",
+    "platform_python_implementation": "CPython",
+}
+DIGEST_LINE = re.compile(r"^# inputs-sha256: (?P<digest>[0-9a-f]{64})$", re.MULTILINE)
+PIN_LINE = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>\S+)", re.MULTILINE)
+
+
+class LockError(RuntimeError):
+    """A lock could not be written or does not match pyproject.toml; the message says why."""
+
+
+@dataclass(frozen=True)
+class Lock:
+    digest: str | None
+    pins: dict[str, str]  # canonical name -> version
+    unhashed: tuple[str, ...]  # pins without a --hash line (pip --require-hashes refuses them)
+
+
+def load_pyproject(root: Path = REPO) -> dict[str, Any]:
+    import tomllib  # Python 3.11+, as the images and `make lock` use
+
+    return tomllib.loads((root / "pyproject.toml").read_text())
+
+
+def lock_path(image: str, root: Path = REPO) -> Path:
+    return root / LOCK_DIR / f"{image}.txt"
+
+
+def cpu_torch_pin(pyproject: dict[str, Any]) -> str:
+    """`torch==X+cpu` for the torch version the hf extra pins."""
+    for text in pyproject["project"]["optional-dependencies"]["hf"]:
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == "torch":
+            pins = [s.version for s in requirement.specifier if s.operator == "=="]
+            if len(pins) == 1:
+                return f"torch=={pins[0]}+cpu"
+    raise LockError("the hf extra of pyproject.toml must pin torch with ==, e.g. torch==2.13.0")
+
+
+def lock_inputs(pyproject: dict[str, Any], image: str) -> dict[str, Any]:
+    """Everything in pyproject.toml (and here) that determines the lock of `image`."""
+    project = pyproject["project"]
+    extras = project.get("optional-dependencies", {})
+    chosen: dict[str, list[str]] = {}
+    pending = list(IMAGE_EXTRAS[image])
+    while pending:  # an extra may name the project's own extras: image-classification-pipelines[x]
+        extra = pending.pop()
+        if extra in chosen:
+            continue
+        if extra not in extras:
+            raise LockError(f"pyproject.toml declares no extra {extra!r} (IMAGE_EXTRAS[{image!r}])")
+        chosen[extra] = list(extras[extra])
+        for text in extras[extra]:
+            requirement = Requirement(text)
+            if canonicalize_name(requirement.name) == canonicalize_name(project["name"]):
+                pending.extend(requirement.extras)
+    additions = [cpu_torch_pin(pyproject)] if image in CPU_TORCH_IMAGES else []
+    return {
+        "python": PYTHON_FULL_VERSION,
+        "platform": PLATFORM,
+        "requires-python": project.get("requires-python", ""),
+        "build-system": list(pyproject["build-system"]["requires"]),
+        "dependencies": list(project.get("dependencies", [])),
+        "extras": dict(sorted(chosen.items())),
+        "additions": additions,
+    }
+
+
+def inputs_digest(pyproject: dict[str, Any], image: str) -> str:
+    canonical = json.dumps(lock_inputs(pyproject, image), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def header(pyproject: dict[str, Any], image: str) -> str:
+    lines = [
+        f"# Locked dependencies of the {image} image (containers/{image}.Dockerfile): pyproject.toml's",
+        f"# dependencies, extras {', '.join(IMAGE_EXTRAS[image])} and build requirements, for CPython "
+        f"{PYTHON_FULL_VERSION} on {PLATFORM}.",
+        "# Written by `make lock`; run it again after changing pyproject.toml (the tests say when).",
+        f"# inputs-sha256: {inputs_digest(pyproject, image)}",
+    ]
+    if image in CPU_TORCH_IMAGES:
+        lines.append(f"--find-links {TORCH_WHEELS}")
+    return "\n".join(lines) + "\n"
+
+
+def read_lock(text: str) -> Lock:
+    digest = DIGEST_LINE.search(text)
+    pins: dict[str, str] = {}
+    unhashed = []
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
+    for block in blocks:
+        pin = PIN_LINE.match(block)
+        if not pin:
+            continue
+        name = canonicalize_name(pin["name"])
+        pins[name] = pin["version"]
+        if "--hash=sha256:" not in block:
+            unhashed.append(name)
+    return Lock(digest["digest"] if digest else None, pins, tuple(unhashed))
+
+
+def requirements_of(pyproject: dict[str, Any], image: str) -> list[Requirement]:
+    """The direct requirements the lock must satisfy in the image's environment."""
+    inputs = lock_inputs(pyproject, image)
+    texts = inputs["build-system"] + inputs["dependencies"] + inputs["additions"]
+    for requirements in inputs["extras"].values():
+        texts += requirements
+    own = canonicalize_name(pyproject["project"]["name"])
+    found = []
+    for text in texts:
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == own:
+            continue
+        if requirement.marker is None or requirement.marker.evaluate(dict(MARKERS, extra="")):
+            found.append(requirement)
+    return found
+
+
+def problems(pyproject: dict[str, Any], image: str, text: str) -> list[str]:
+    """Why the lock `text` does not fit pyproject.toml for `image` (empty when it does)."""
+    lock = read_lock(text)
+    name = f"{LOCK_DIR / image}.txt"
+    found = []
+    if lock.digest != inputs_digest(pyproject, image):
+        found.append(
+            f"{name} was locked from other inputs than pyproject.toml has now "
+            "(dependencies, extras, build requirements); run `make lock`"
+        )
+    for requirement in requirements_of(pyproject, image):
+        version = lock.pins.get(canonicalize_name(requirement.name))
+        if version is None:
+            found.append(f"{name} lacks {requirement.name} ({requirement}); run `make lock`")
+        elif not requirement.specifier.contains(version, prereleases=True):
+            found.append(f"{name} pins {requirement.name}=={version}, outside {requirement}")
+    found += [f"{name} pins {pin} without a --hash" for pin in lock.unhashed]
+    return found
+
+
+def compile_lock(image: str, root: Path = REPO, wheels: Path | None = None) -> str:
+    """Resolve the lock of `image` with `uv pip compile` (PyPI, and PyTorch's wheel page or the
+    folder `wheels` for the CPU torch); its text, header first."""
+    pyproject = load_pyproject(root)
+    inputs = lock_inputs(pyproject, image)
+    command = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "-"]
+    for extra in IMAGE_EXTRAS[image]:
+        command += ["--extra", extra]
+    command += [
+        "--python-version",
+        PYTHON_VERSION,
+        "--python-platform",
+        PLATFORM,
+        "--generate-hashes",
+        "--no-header",
+        "--quiet",
+    ]
+    if image in CPU_TORCH_IMAGES:
+        command += ["--find-links", str(wheels) if wheels else TORCH_WHEELS]
+    stdin = "\n".join(inputs["build-system"] + inputs["additions"]) + "\n"
+    if importlib.util.find_spec("uv") is None:
+        raise LockError("uv is not installed; install the dev extra: pip install -e '.[dev]'")
+    done = subprocess.run(
+        command, cwd=root, input=stdin, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise LockError(f"uv pip compile failed for the {image} image:\n{done.stderr.strip()}")
+    return header(pyproject, image) + done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.image_locks",
+        description="Write (or --check) containers/locks/<image>.txt from pyproject.toml.",
+    )
+    parser.add_argument(
+        "images", nargs="*", metavar="IMAGE", help=f"default: {' '.join(IMAGE_EXTRAS)}"
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only compare the locks with pyproject.toml (offline)"
+    )
+    parser.add_argument(
+        "--wheels",
+        type=Path,
+        metavar="DIR",
+        help="a folder holding torch's CPU wheel, to lock without PyTorch's wheel page "
+        "(the lock still tells pip to fetch it from there)",
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.images) - set(IMAGE_EXTRAS))
+    if unknown:
+        parser.error(f"unknown image {', '.join(unknown)}; use any of {', '.join(IMAGE_EXTRAS)}")
+    images = args.images or list(IMAGE_EXTRAS)
+    pyproject = load_pyproject()
+    failures = 0
+    for image in images:
+        path = lock_path(image)
+        try:
+            if args.check:
+                found = problems(pyproject, image, path.read_text() if path.exists() else "")
+                for line in found:
+                    print(f"error: {line}", file=sys.stderr)
+                failures += bool(found)
+                continue
+            text = compile_lock(image, wheels=args.wheels)
+        except LockError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(
+            f"{path.relative_to(REPO)}: {len(read_lock(text).pins)} distributions", file=sys.stderr
+        )
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
