@@ -28,7 +28,17 @@ IMAGES = sorted(IMAGE_STEPS)
 PENDING_EXTRAS: set[str] = set()
 # Top-level modules of the project's own dependencies, and the extra of every other one.
 # (google_crc32c comes with kfp, through google-cloud-storage.)
-BASE_MODULES = {"numpy", "PIL", "sklearn", "matplotlib", "pydantic", "yaml", "kfp", "google_crc32c"}
+BASE_MODULES = {
+    "numpy",
+    "PIL",
+    "sklearn",
+    "matplotlib",
+    "pydantic",
+    "yaml",
+    "kfp",
+    "google_crc32c",
+    "optuna",
+}
 MODULE_EXTRAS = {
     "tensorflow": "tf",
     "keras": "tf",
@@ -51,6 +61,7 @@ STEP_PACKAGES = {
     "evaluate": "evaluate",
     "compare": "compare",
     "export": "export",
+    "search": "search",
 }
 
 
