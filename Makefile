@@ -56,6 +56,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/train_input.py
 	$(BIN)/python benchmarks/train_hf.py
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/snapshot.py
 
 PROJECT ?=
 REGION ?= us-central1
