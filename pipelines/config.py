@@ -272,6 +272,11 @@ class Gcp(Strict):
 class Register(Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
+    allow_class_change: bool = Field(
+        default=False,
+        description="register a version whose class names differ from the latest version's "
+        "(refused otherwise: the versions of one name should predict the same classes)",
+    )
     deploy: bool = False
     endpoint: str | None = Field(
         default=None,

@@ -11,6 +11,7 @@ def register_local(
     name: str,
     summary: dict,
     aliases: list = [],
+    allow_class_change: bool = False,
 ) -> dict:
     """Registers the best model as the next version in a folder registry.
 
@@ -23,6 +24,8 @@ def register_local(
         name: Registered model name.
         summary: The compare step's summary (its best run, metrics and gate are recorded).
         aliases: Labels recorded with the version (e.g. "production").
+        allow_class_change: Register even when the class names differ from the latest
+            version's (otherwise the step fails and says so).
 
     Returns:
         The registration record: name, version, path, source model, metrics.
@@ -38,6 +41,8 @@ def register_local(
         "gate": summary["gate"],
         "reference": summary.get("reference"),
     }
-    record = run_register(model.path, registry_root, name, best["metrics"], aliases, details)
+    record = run_register(
+        model.path, registry_root, name, best["metrics"], aliases, details, allow_class_change
+    )
     print(f"registered {record['name']} {record['version']} at {record['path']}")
     return record
