@@ -1,7 +1,8 @@
 """`python pipelines/submit.py`: compile an experiment into a KFP pipeline and run or submit it.
 
 Exit codes: 0 success; 1 the run failed; 2 usage, config or preflight error (nothing ran);
-3 the run finished but the best model missed the gate (nothing registered).
+3 the run finished but the best model missed the gate (nothing registered); 130 / 143 the run
+was stopped by SIGINT / SIGTERM (the same command resumes it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError, list_experiments, load_experiment
+from pipelines.config import ConfigError, check_metrics, list_experiments, load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 
@@ -24,7 +25,8 @@ examples:
   python pipelines/submit.py --experiment my_experiment.yaml --target kfp --host http://localhost:8080
   python pipelines/submit.py --list
 
-exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered)
+exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered),
+  130/143 stopped by SIGINT/SIGTERM (run the same command again to resume)
 """
 
 
@@ -71,7 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-cache",
         action="store_true",
-        help="re-run every step instead of reusing cached results",
+        help="re-run every step instead of reusing cached results (training still resumes "
+        "from its checkpoints)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="re-run every step and train from scratch, ignoring training checkpoints",
     )
     parser.add_argument(
         "--runs-dir",
@@ -103,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--experiment is required (or use --list to see the experiments)")
     try:
         experiment = load_experiment(args.experiment, args.overrides)
+        check_metrics(experiment)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -111,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.targets.base import PreflightError, RunOptions, SubmitError
 
     options = RunOptions(
-        runs_dir=args.runs_dir, cache=not args.no_cache, host=args.host, wait=args.wait
+        runs_dir=args.runs_dir,
+        cache=not (args.no_cache or args.fresh),
+        host=args.host,
+        wait=args.wait,
+        fresh=args.fresh,
     )
     target = get_target(args.target, experiment, options)
     if args.compile_only:
@@ -124,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
         return 0
     try:
+        options.data_snapshot = _data_snapshot(experiment)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         result = target.run()
     except PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -131,18 +149,30 @@ def main(argv: list[str] | None = None) -> int:
     except SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    summary = result.get("summary")
+    gate_missed = bool(summary and not summary["gate"]["passed"])
+    if result.get("status") == "SUCCEEDED" and gate_missed:
+        result["status"] = "GATE MISSED"
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         from pipelines.summary import format_result
 
         print(format_result(result))
+    if result.get("status") == "STOPPED":
+        return int(result["exit_code"])
     if result.get("status") == "FAILED":
         return EXIT_FAILED
-    summary = result.get("summary")
-    if summary and not summary["gate"]["passed"]:
-        return EXIT_GATE
-    return 0
+    return EXIT_GATE if gate_missed else 0
+
+
+def _data_snapshot(experiment: Any) -> str:
+    """Snapshot the source (the cache key of ingest) and say so on stderr."""
+    from components.ingest.snapshot import take_snapshot
+
+    snapshot = take_snapshot(experiment.data)
+    print(snapshot.describe(), file=sys.stderr)
+    return snapshot.digest
 
 
 def _list(as_json: bool) -> int:

@@ -22,6 +22,7 @@ from components.spec import (
     ModelSpec,
     Slug,
     Strict,
+    metric_unavailable,
 )
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
@@ -446,6 +447,27 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
         )
         lines.append(f"  {field}: {message}{shown}")
     return "\n".join(lines)
+
+
+def check_metrics(experiment: Experiment) -> int | None:
+    """Refuse a gate (or reference) metric the evaluations of this experiment cannot compute.
+
+    Uses the class count when it is knowable before ingest (components/ingest/classes.py);
+    returns that count, or None when only ingest can tell (compare then says so).
+    """
+    from components.ingest.classes import known_class_count
+
+    num_classes = known_class_count(experiment.data)
+    if num_classes is None:
+        return None
+    checked = [("gate.metric", experiment.gate.metric)]
+    if experiment.reference is not None:
+        checked.append(("reference.metric", experiment.reference.metric))
+    for field, metric in checked:
+        why = metric_unavailable(metric, num_classes)
+        if why:
+            raise ConfigError(f"{field}: {why} (data: {experiment.data.source})")
+    return num_classes
 
 
 def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:

@@ -29,8 +29,6 @@ def format_result(result: dict[str, Any]) -> str:
                 [[t["name"], t["status"], f"{t['seconds']:.1f}"] for t in tasks],
             )
         ]
-    if result.get("error"):
-        lines += ["", f"error: {result['error']}", "the failing step's log is above (stderr)"]
     summary = result.get("summary")
     if summary:
         from components.spec import TABLE_METRICS
@@ -70,4 +68,17 @@ def format_result(result: dict[str, Any]) -> str:
         lines.append(f"  html: {report}")
     if result.get("seconds") is not None:
         lines.append(f"total: {result['seconds']:.1f} s")
+    lines += _error_lines(result)
     return "\n".join(lines)
+
+
+def _error_lines(result: dict[str, Any]) -> list[str]:
+    """Why the run failed or stopped, last: the failing step's own message and its log."""
+    if not result.get("error"):
+        return []
+    lines = [""]
+    if result.get("error_log"):
+        lines.append(f"full log of {result['failed_step']}: {result['error_log']}")
+    if result.get("status") == "STOPPED":
+        return [*lines, result["error"]]
+    return [*lines, f"error: {result['error']}"]

@@ -18,6 +18,8 @@ class RunOptions:
     host: str | None = None
     wait: bool = False
     quiet: bool = False
+    data_snapshot: str = ""  # hash of the source's listing (components/ingest/snapshot.py)
+    fresh: bool = False  # train from scratch: existing checkpoints are not resumed
 
 
 class SubmitError(RuntimeError):

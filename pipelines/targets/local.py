@@ -14,11 +14,16 @@ from typing import Any
 
 from kfp import local
 
+from pipelines.failures import failure
 from pipelines.targets.base import Target
+from pipelines.targets.stopping import StopGuard
+from pipelines.targets.task_logs import TaskLogs
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"^Executing task '(?P<task>[^']+)'")
 FINISHED = re.compile(r"^Task '(?P<task>[^']+)' finished with status (?P<status>\w+)")
+# Folders of the pipeline root that are not runs: the task logs and the training checkpoints.
+NOT_RUNS = ("logs", "checkpoints")
 CACHE_HIT = re.compile(r"^Task '?(?P<task>[^' ]+)'? cache hit")
 
 
@@ -43,6 +48,7 @@ class TaskObserver(logging.Filter):
     """
 
     tasks: dict[str, TaskRecord] = field(default_factory=dict)
+    logs: TaskLogs | None = None
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -52,6 +58,8 @@ class TaskObserver(logging.Filter):
         if match := STARTED.match(message):
             name = match["task"]
             self.tasks[name] = TaskRecord(name, "RUNNING", record.created)
+            if self.logs is not None:
+                self.logs.begin(name)
         elif match := CACHE_HIT.match(message):
             task = self.tasks.setdefault(
                 match["task"], TaskRecord(match["task"], started=record.created)
@@ -86,7 +94,8 @@ class LocalTarget(Target):
             raise_on_error=True,
         )
         pipeline = self.pipeline()
-        observer = TaskObserver()
+        logs = TaskLogs(root / "logs" / time.strftime("%Y%m%d-%H%M%S"), sys.stderr)
+        observer = TaskObserver(logs=logs)
         root_logger = logging.getLogger()
         level = root_logger.level
         # kfp.local logs cache hits at INFO outside its own logging context.
@@ -95,8 +104,9 @@ class LocalTarget(Target):
         started = time.time()
         error: str | None = None
         summary: dict[str, Any] | None = None
+        guard = StopGuard()
         try:
-            with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            with guard, contextlib.redirect_stdout(logs), warnings.catch_warnings():
                 # Locally every step runs in this environment; images and display names
                 # matter only on the cluster targets.
                 warnings.filterwarnings(
@@ -104,16 +114,21 @@ class LocalTarget(Target):
                 )
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
                 summary = pipeline().output
-        except RuntimeError as exc:
+        except Exception as exc:
+            # kfp.local raises RuntimeError for a failed step; after a stop, whatever it raised
+            if guard.signal is None and not isinstance(exc, RuntimeError):
+                raise
             error = ANSI.sub("", str(exc))
         finally:
             root_logger.removeFilter(observer)
             root_logger.setLevel(level)
+            logs.close_all()
+        registration = self._registration(summary)
+        outcome = _outcome(observer, logs, guard, error, summary, registration)
         return {
             "experiment": self.experiment.name,
             "target": self.name,
-            "status": "FAILED" if error else "SUCCEEDED",
-            "error": error,
+            **outcome,
             "seconds": round(time.time() - started, 2),
             "pipeline_root": str(root),
             "run_dir": (run_dir := _newest_run_dir(root, started)),
@@ -123,7 +138,7 @@ class LocalTarget(Target):
                 for t in observer.tasks.values()
             ],
             "summary": summary,
-            "registration": self._registration(summary),
+            "registration": registration,
         }
 
     def _registration(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -144,6 +159,48 @@ class LocalTarget(Target):
         return None
 
 
+def _outcome(
+    observer: TaskObserver,
+    logs: TaskLogs,
+    guard: StopGuard,
+    error: str | None,
+    summary: dict[str, Any] | None,
+    registration: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """status, error and where to read more: a stop, a failed step (its own exception), a gate
+    that passed without registering, or success."""
+    if guard.signal is not None:
+        running = [t.name for t in observer.tasks.values() if t.status in ("RUNNING", "FAILURE")]
+        steps = ", ".join(running) or "between steps"
+        return {
+            "status": "STOPPED",
+            "error": f"stopped by {guard.signal.name} during {steps}; run the same command "
+            "again to resume (finished steps come from the cache, training from its checkpoints)",
+            "exit_code": guard.exit_code,
+            "stopped_steps": running,
+        }
+    if error is not None:
+        failed = next((t.name for t in observer.tasks.values() if t.status == "FAILURE"), None)
+        if failed is None:
+            return {"status": "FAILED", "error": error}
+        reason = failure(failed, logs.path(failed), error)
+        return {
+            "status": "FAILED",
+            "error": reason.error,
+            "failed_step": failed,
+            "error_log": reason.log,
+        }
+    if summary and summary["gate"]["passed"] and registration is None:
+        # kfp.local counts a condition it fails to evaluate as False, with only a log line.
+        return {
+            "status": "FAILED",
+            "error": "the gate passed but the register step did not run: "
+            f"{summary['gate']['message']}; nothing was registered (see the gate-passed "
+            "condition in the log)",
+        }
+    return {"status": "SUCCEEDED", "error": None}
+
+
 def _html_reports(run_dir: str | None) -> list[str]:
     """The HTML artifacts (data report, training curves, evaluation and comparison reports)."""
     if run_dir is None:
@@ -156,6 +213,9 @@ def _newest_run_dir(root: Path, since: float) -> str | None:
     runs = [
         p
         for p in root.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.stat().st_mtime >= since - 1
+        if p.is_dir()
+        and not p.name.startswith(".")
+        and p.name not in NOT_RUNS
+        and p.stat().st_mtime >= since - 1
     ]
     return str(max(runs, key=lambda p: p.stat().st_mtime)) if runs else None
