@@ -387,3 +387,20 @@ def test_submit_script_runs_as_a_file():
     assert completed.stdout.startswith("usage: submit.py")
     assert "--experiment" in completed.stdout
     assert "Traceback" not in completed.stderr
+
+
+def test_a_gate_metric_the_evaluation_cannot_compute_exits_2_before_running(capsys):
+    code = main(["--experiment", "digits", "--set", "gate.metric=top5_accuracy"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "gate.metric: top5_accuracy needs at least 11 classes and this task has 10" in err
+    assert "Traceback" not in err
+    assert not Path("runs").exists()  # nothing ran
+
+
+def test_a_source_that_cannot_be_snapshotted_exits_2(tmp_path, capsys):
+    code = main(["--experiment", "digits", "--set", f"data.source=folder:{tmp_path / 'absent'}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is not a directory" in err and "Traceback" not in err
+    assert not Path("runs").exists()
