@@ -97,7 +97,9 @@ def _tfds(spec: str, data: DataConfig) -> set[str] | None:
     except Exception:  # unknown name: preflight or ingest says so
         return None
     features = builder.info.features
-    label = features.get(data.label_column, None)
+    if data.label_column not in features:  # FeaturesDict has no .get
+        return None
+    label = features[data.label_column]
     if not isinstance(label, tfds.features.ClassLabel):
         return None
     return {str(n) for n in label.names}
