@@ -37,6 +37,7 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         model_name: str = experiment.registration.name,
         model_aliases: list = list(experiment.registration.aliases),
         registry_root: str = target.registry_root(),
+        data_snapshot: str = target.options.data_snapshot,
     ) -> dict:
         """Trains and compares the experiment's candidate models and registers the best.
 
@@ -48,11 +49,14 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
             model_name: Name of the registered model.
             model_aliases: Aliases recorded with the registered version.
             registry_root: Folder registry the best model is copied into.
+            data_snapshot: Hash of the source's listing, taken before the run: changed data
+                re-runs ingest instead of reusing its cached result.
 
         Returns:
             The compare step's summary: table rows, best run, gate verdict.
         """
-        ingest_task = ingest(data_config=data_config).set_display_name("ingest")
+        ingest_task = ingest(data_config=data_config, data_snapshot=data_snapshot)
+        ingest_task.set_display_name("ingest")
         target.configure(ingest_task, "ingest")
         collected = {}
         for framework, items in groups.items():
@@ -60,6 +64,8 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
                 train_task = target.component_for("train", train, framework)(
                     dataset=ingest_task.outputs["dataset"],
                     candidate=candidate,
+                    checkpoint_root=target.checkpoint_root(),
+                    fresh=target.options.fresh,
                 ).set_display_name(f"train {framework}")
                 target.configure(train_task, "train", framework)
                 evaluate_task = evaluate(

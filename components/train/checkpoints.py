@@ -45,3 +45,10 @@ def checkpoint_dir(
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def resume_message(name: str, seed: int, epochs_done: int, epochs: int) -> str:
+    """What a resumed training prints: `resuming small-cnn seed 0 at epoch 6/40`."""
+    if epochs_done >= epochs:
+        return f"resuming {name} seed {seed}: training had finished ({epochs_done}/{epochs} epochs)"
+    return f"resuming {name} seed {seed} at epoch {epochs_done + 1}/{epochs}"

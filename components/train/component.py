@@ -10,6 +10,8 @@ def train(
     candidate: dict,
     model: Output[Model],
     curves: Output[HTML],
+    checkpoint_root: str = "",
+    fresh: bool = False,
 ):
     """Trains one candidate model with one seed.
 
@@ -19,6 +21,10 @@ def train(
             architecture or checkpoint, training recipe) and `seed` (this repeat's seed).
         model: The trained model: model_card.json plus keras/ or hf/.
         curves: HTML training curves (loss and accuracy per epoch).
+        checkpoint_root: Folder of the experiment's training checkpoints, outside any run's
+            folder; each candidate x seed x dataset x recipe has its own subfolder there, so a
+            rerun resumes. Empty: Vertex's AIP_CHECKPOINT_DIR, else the step's own folder.
+        fresh: Discard this training's checkpoints and start from scratch.
     """
     import os
     from pathlib import Path
@@ -26,16 +32,16 @@ def train(
     from components.train.run import train as run_train
 
     # A retried or restarted task finds its own checkpoints here and resumes.
-    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
-        Path(model.path).parent / "checkpoints"
-    )
+    fallback = os.environ.get("AIP_CHECKPOINT_DIR") or str(Path(model.path).parent / "checkpoints")
     card = run_train(
         dataset.path,
         candidate["model_spec"],
         int(candidate["seed"]),
         model.path,
         curves.path,
-        checkpoint_dir,
+        fallback,
+        checkpoint_root=checkpoint_root or None,
+        fresh=fresh,
     )
     model.metadata.update(
         framework=card.framework,

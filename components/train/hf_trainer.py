@@ -34,6 +34,7 @@ from components.common.dataset import read_info
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
 from components.spec import Augment, ModelSpec
+from components.train.checkpoints import resume_message
 from components.train.hf_input import BatchOrder, SplitBatches, augment_batch
 from components.train.hf_model import (
     HF_DIR,
@@ -455,9 +456,9 @@ def fine_tune(
         scaler.load_state_dict(saved["scaler"])
         progress = Progress(**saved["progress"])
         if rank == 0:
+            done = spec.epochs if progress.finished else progress.epoch
             print(
-                f"resuming after epoch {progress.epoch}/{spec.epochs} from {state_dir / LAST}"
-                + (" (training had finished)" if progress.finished else ""),
+                f"{resume_message(spec.name, seed, done, spec.epochs)} from {state_dir / LAST}",
                 flush=True,
             )
     resumed_after = progress.epoch

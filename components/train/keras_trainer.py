@@ -8,6 +8,7 @@ restarted step skips it. A step killed mid-phase resumes at its last finished ep
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import tempfile
@@ -19,6 +20,7 @@ from components.common.dataset import read_info
 from components.common.files import write_json
 from components.common.model_card import ModelCard
 from components.spec import ModelSpec
+from components.train.checkpoints import resume_message
 from components.train.input import make_dataset
 from components.train.models import build_model
 
@@ -214,6 +216,7 @@ def train_keras(
     started = time.monotonic()
     history: dict[str, list[float]] = {}
     phase_log = []
+    announce_resume(spec.name, seed, checkpoints, phases)
     for phase, epochs, base_rate in phases:
         phase_dir = checkpoints / phase
         done_marker = checkpoints / f"{phase}.done.weights.h5"
@@ -307,6 +310,30 @@ def train_keras(
     card.save(model_dir)
     write_json(model_dir / "history.json", history)
     return card
+
+
+def epochs_backed_up(phase_dir: Path) -> int:
+    """Epochs of a phase that BackupAndRestore saved (its training_metadata.json), else 0."""
+    metadata = phase_dir / "backup" / "training_metadata.json"
+    if not metadata.is_file():
+        return 0
+    return int(json.loads(metadata.read_text())["epoch"])
+
+
+def announce_resume(
+    name: str, seed: int, checkpoints: Path, phases: list[tuple[str, int, float]]
+) -> None:
+    """Say where a restarted training picks up, over all phases (nothing on a first start)."""
+    total = sum(epochs for _, epochs, _ in phases)
+    done = 0
+    for phase, epochs, _ in phases:
+        if (checkpoints / f"{phase}.done.weights.h5").is_file():
+            done += epochs
+            continue
+        done += epochs_backed_up(checkpoints / phase)
+        break
+    if done:
+        print(resume_message(name, seed, done, total), flush=True)
 
 
 def read_history_csv(path: Path) -> dict[str, list[float]]:

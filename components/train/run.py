@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from components.common.dataset import read_info
 from components.common.files import local_path
 from components.common.model_card import ModelCard
 from components.spec import ModelSpec
+from components.train.checkpoints import checkpoint_dir as checkpoint_folder
 from components.train.curves import write_curves_report
 
 
@@ -18,10 +21,26 @@ def train(
     model_dir: str | Path,
     curves_html: str | Path,
     checkpoint_dir: str | Path | None = None,
+    *,
+    checkpoint_root: str | Path | None = None,
+    fresh: bool = False,
 ) -> ModelCard:
+    """Train one candidate x seed.
+
+    Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
+    function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
+    `checkpoint_dir`. `fresh` discards them first.
+    """
     spec = ModelSpec.model_validate(model_spec)
-    if checkpoint_dir is not None:
+    if checkpoint_root is not None:
+        fingerprint = read_info(dataset_dir).get("fingerprint")
+        checkpoint_dir = checkpoint_folder(
+            local_path(checkpoint_root), spec, seed, fingerprint, fresh
+        )
+    elif checkpoint_dir is not None:
         checkpoint_dir = local_path(checkpoint_dir)
+        if fresh and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)
     if spec.framework == "keras":
         from components.train.keras_trainer import train_keras
 

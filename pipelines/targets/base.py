@@ -43,6 +43,12 @@ class Target:
     def registry_root(self) -> str:
         raise NotImplementedError
 
+    def checkpoint_root(self) -> str:
+        """The folder (as the train step sees it) under which training checkpoints live, outside
+        any run's own folder so that a rerun resumes; "" keeps them in the step's own output
+        folder (a retry of the same task resumes, a new run does not)."""
+        return ""
+
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         """Set image, resources and retries of one task."""
 
@@ -78,12 +84,14 @@ class Target:
             artifact_class=Model,
             reimport=False,
         ).set_display_name("best model")
+        assert self.experiment.registration is not None
         register_task = register_local(
             model=best_model.output,
             registry_root=registry_root,
             name=name,
             summary=summary,
             aliases=aliases,
+            allow_class_change=self.experiment.registration.allow_class_change,
         ).set_display_name("register")
         self.configure(register_task, "register")
         return register_task

@@ -83,6 +83,9 @@ class LocalTarget(Target):
     def registry_root(self) -> str:
         return str((self.options.runs_dir / "registry").resolve())
 
+    def checkpoint_root(self) -> str:
+        return str(self.pipeline_root() / "checkpoints")
+
     def run(self) -> dict[str, Any]:
         """Run the pipeline; logs go to stderr. Returns the run summary."""
         root = self.pipeline_root()

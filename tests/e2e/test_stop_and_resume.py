@@ -31,7 +31,13 @@ class Cli:
     """`python pipelines/submit.py ARGS` in a session of its own; stderr read line by line."""
 
     def __init__(self, args: list[str], cwd: Path):
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        # One thread per step: the same arithmetic in every run, and less load on a shared CPU.
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "OMP_NUM_THREADS": "1",
+        }
         self.process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "pipelines" / "submit.py"), *args],
             cwd=REPO_ROOT,

@@ -288,7 +288,7 @@ def test_vertex_with_gcp_settings_submits_through_aiplatform(aiplatform, capsys)
             "--set",
             "images.transformers=us-central1-docker.pkg.dev/my-project/imgclf/transformers:1",
             "--no-cache",
-    "--fresh",
+            "--fresh",
             "--json",
         ]
     )

@@ -553,7 +553,7 @@ def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
 
     second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"resuming after epoch {killed_after}/{EPOCHS}" in second.stdout
+    assert f"resuming resume seed 0 at epoch {killed_after + 1}/{EPOCHS}" in second.stdout
     assert f"Epoch 1/{EPOCHS}" not in second.stdout
     assert f"Epoch {killed_after + 1}/{EPOCHS}" in second.stdout
     # all epochs run, and training never imported TensorFlow
