@@ -127,7 +127,7 @@ class LocalTarget(Target):
             root_logger.setLevel(level)
             logs.close_all()
         registration = self._registration(summary)
-        outcome = _outcome(observer, logs, guard, error, summary, registration)
+        outcome = _outcome(observer, logs, guard, error, summary)
         return {
             "experiment": self.experiment.name,
             "target": self.name,
@@ -168,7 +168,6 @@ def _outcome(
     guard: StopGuard,
     error: str | None,
     summary: dict[str, Any] | None,
-    registration: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """status, error and where to read more: a stop, a failed step (its own exception), a gate
     that passed without registering, or success."""
@@ -193,7 +192,8 @@ def _outcome(
             "failed_step": failed,
             "error_log": reason.log,
         }
-    if summary and summary["gate"]["passed"] and registration is None:
+    registered = any(t.name.startswith("register") for t in observer.tasks.values())
+    if summary and summary["gate"]["passed"] and not registered:
         # kfp.local counts a condition it fails to evaluate as False, with only a log line.
         return {
             "status": "FAILED",
