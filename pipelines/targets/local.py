@@ -172,11 +172,18 @@ def _outcome(
     """status, error and where to read more: a stop, a failed step (its own exception), a gate
     that passed without registering, or success."""
     if guard.signal is not None:
-        running = [t.name for t in observer.tasks.values() if t.status in ("RUNNING", "FAILURE")]
-        steps = ", ".join(running) or "between steps"
+        # kfp.local may log a killed step as SUCCESS: a step still running, or ending after the
+        # signal, is one the stop ended.
+        at = guard.at or 0.0
+        running = [
+            t.name
+            for t in observer.tasks.values()
+            if t.status == "RUNNING" or (t.status != "CACHED" and t.finished >= at)
+        ]
+        where = f"during {', '.join(running)}" if running else "between steps"
         return {
             "status": "STOPPED",
-            "error": f"stopped by {guard.signal.name} during {steps}; run the same command "
+            "error": f"stopped by {guard.signal.name} {where}; run the same command "
             "again to resume (finished steps come from the cache, training from its checkpoints)",
             "exit_code": guard.exit_code,
             "stopped_steps": running,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -48,6 +49,7 @@ class StopGuard:
     def __init__(self, grace: float = GRACE_SECONDS):
         self.grace = grace
         self.signal: signal.Signals | None = None
+        self.at: float | None = None  # when it came (time.time())
         self._previous: dict[int, Any] = {}
         self._done = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -66,7 +68,7 @@ class StopGuard:
         if self.signal is not None:  # a second signal: no more waiting
             end_processes(descendants(), grace=0, kill=True)
             return
-        self.signal = signal.Signals(signum)
+        self.signal, self.at = signal.Signals(signum), time.time()
         self._sweeper = threading.Thread(target=self._sweep, name="stop-sweeper", daemon=True)
         self._sweeper.start()
 

@@ -125,7 +125,7 @@ def test_a_signal_stops_every_step_and_says_how_to_resume(
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     result = json.loads(stdout)
     assert result["status"] == "STOPPED" and result["exit_code"] == code
-    assert [s for s in result["stopped_steps"] if s.startswith("train")]
+    assert [s for s in result["stopped_steps"] if s.startswith("train")], result["tasks"]
     name = signal.Signals(signum).name
     assert result["error"].startswith(f"stopped by {name} during train")
     assert "run the same command again to resume" in result["error"]

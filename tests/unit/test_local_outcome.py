@@ -56,9 +56,11 @@ def test_a_failed_step_reports_the_exception_in_its_log(tmp_path: Path) -> None:
 
 
 def test_a_stop_names_the_running_step(tmp_path: Path) -> None:
-    tasks, logs = observer(tmp_path, ingest="CACHED", train_keras="FAILURE")
+    tasks, logs = observer(tmp_path, ingest="SUCCESS", train_keras="SUCCESS")
+    tasks.tasks["ingest"].finished = 100.0
+    tasks.tasks["train-keras"].finished = 130.0  # logged as a success after it was killed
     guard = StopGuard()
-    guard.signal = signal.SIGTERM
+    guard.signal, guard.at = signal.SIGTERM, 120.0
     outcome = _outcome(tasks, logs, guard, "Inner task failed", None)
     assert outcome["status"] == "STOPPED" and outcome["exit_code"] == 143
     assert outcome["stopped_steps"] == ["train-keras"]
