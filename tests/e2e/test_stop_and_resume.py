@@ -171,17 +171,21 @@ def test_keras_training_killed_mid_run_resumes_at_the_killed_epoch(tmp_path: Pat
     resumed = resumed_run(args, tmp_path, "small-cnn", epochs)
     history = card(resumed)["history"]
     assert len(history["loss"]) == epochs  # the epochs before the kill are kept, not redone
-    assert resumed["summary"]["best"]["metrics"]["accuracy"] > 0.8
 
     uninterrupted = Cli(digits_args(tmp_path / "uninterrupted", epochs), tmp_path)
     returncode, stdout, _ = uninterrupted.finish()
     assert returncode == 0
-    reference = card(json.loads(stdout))["history"]
+    uninterrupted_result = json.loads(stdout)
+    reference = card(uninterrupted_result)["history"]
     assert sorted(history) == sorted(reference)
     assert len(reference["loss"]) == epochs
     # the epochs before the kill are the same computation as in an uninterrupted run
     kept = resumed["resumed_at"] - 1
     assert np.allclose(history["loss"][:kept], reference["loss"][:kept], rtol=1e-4)
+    # after the resume, tf.data's shuffle order restarts, so the rest is close, not identical
+    ours = resumed["summary"]["best"]["metrics"]["accuracy"]
+    theirs = uninterrupted_result["summary"]["best"]["metrics"]["accuracy"]
+    assert abs(ours - theirs) < 0.15
 
 
 def pets_like(folder: Path) -> Path:
