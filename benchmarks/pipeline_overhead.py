@@ -22,10 +22,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def in_process(experiment_name: str, workdir: Path) -> None:
     """ingest -> train -> evaluate (per candidate x seed) -> compare -> gate -> register, no KFP."""
+    from components.common.results import EvaluationResult, Reference
     from components.compare.run import compare
     from components.evaluate.run import evaluate
     from components.ingest.run import ingest
     from components.register.run import register_local
+    from components.spec import Candidate
     from components.train.run import train
     from pipelines.config import load_experiment
 
@@ -36,11 +38,12 @@ def in_process(experiment_name: str, workdir: Path) -> None:
     results = []
     for index, candidate in enumerate(experiment.candidates()):
         spec = candidate["model_spec"]
+        task = Candidate.model_validate(candidate)
         model_dir = workdir / f"model-{index}"
         train(
             dataset,
-            spec,
-            candidate["seed"],
+            task.model_spec,
+            task.seed,
             model_dir,
             workdir / f"curves-{index}.html",
             workdir / f"ckpt-{index}",
@@ -53,22 +56,26 @@ def in_process(experiment_name: str, workdir: Path) -> None:
             reference,
         )
         results.append(
-            {
-                "name": spec["name"],
-                "seed": candidate["seed"],
-                "framework": spec["framework"],
-                "model_uri": str(model_dir),
-                "metrics": result["scalars"],
-            }
+            EvaluationResult(
+                name=spec["name"],
+                seed=candidate["seed"],
+                framework=spec["framework"],
+                model_uri=str(model_dir),
+                metrics=result["scalars"],
+            )
         )
-    summary = compare(results, experiment.gate.metric, experiment.gate.min, reference)
-    if summary["gate"]["passed"]:
-        assert experiment.registration is not None
+    summary = compare(
+        results,
+        experiment.gate.metric,
+        experiment.gate.min,
+        Reference.model_validate(reference) if reference else None,
+    )
+    if summary.gate.passed:
         register_local(
-            summary["best"]["model_uri"],
+            summary.best.model_uri,
             workdir / "registry",
             experiment.registration.name,
-            summary["best"]["metrics"],
+            summary.best.metrics,
         )
 
 

@@ -43,7 +43,7 @@ def _make_dataset(workdir: Path, images: int, size: int) -> Path:
 
 
 def _checkpoint(folder: Path, kind: str) -> Path:
-    from components.train.hf_model import quiet_transformers
+    from components.models.transformers import quiet_transformers
 
     with quiet_transformers():
         return _save_checkpoint(folder, kind)
@@ -90,8 +90,8 @@ def _epoch(model: Any, optimizer: Any, prep: Any, batches: Iterator[tuple[Any, A
     import torch
     import torch.nn.functional as F
 
-    from components.train.hf_model import model_inputs
-    from components.train.hf_trainer import MAX_GRAD_NORM
+    from components.models.transformers import model_inputs
+    from components.train.transformers.loop import MAX_GRAD_NORM
 
     model.train()
     seen = 0
@@ -112,10 +112,13 @@ def measure(
     """Median images/s per mode, and the seconds the cached mode spent decoding up front."""
     import torch
 
+    from components.models.transformers import (
+        Preprocessing,
+        load_pretrained,
+        load_processor_config,
+    )
     from components.spec import ModelSpec
-    from components.train.hf_input import SplitBatches
-    from components.train.hf_model import Preprocessing, load_processor_config
-    from components.train.hf_trainer import load_pretrained
+    from components.train.transformers.input import SplitBatches
 
     spec = ModelSpec(name="bench", framework="transformers", checkpoint=str(checkpoint))
     prep = Preprocessing.from_processor_config(load_processor_config(str(checkpoint)))
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
 
-    from components.train.hf_input import default_workers
+    from components.train.transformers.input import default_workers
 
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)

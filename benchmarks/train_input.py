@@ -42,10 +42,10 @@ def input_ratio(
     import tensorflow as tf
 
     from components.common.dataset import read_info
+    from components.common.tfdata import make_dataset
     from components.ingest.run import ingest
+    from components.models.keras import build_model
     from components.spec import DataConfig
-    from components.train.input import make_dataset
-    from components.train.models import build_model
 
     _make_npz(workdir / "data.npz", images, size)
     ingest(
@@ -89,7 +89,7 @@ def time_to_accuracy(workdir: Path, target: float = 0.97) -> tuple[float | None,
     """Seconds of training (ingest excluded) until validation accuracy first reaches `target`."""
 
     from components.ingest.run import ingest
-    from components.train.keras_trainer import train_keras
+    from components.train.keras.trainer import train_keras
     from pipelines.config import load_experiment
 
     experiment = load_experiment("digits")

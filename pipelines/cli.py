@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.common.results import CompareSummary
+from components.ingest.snapshot import SnapshotError, take_snapshot
 from pipelines.config import ConfigError, check_metrics, list_experiments, load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         options.data_snapshot = _data_snapshot(experiment)
-    except ValueError as exc:
+    except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     summary = result.get("summary")
-    gate_missed = bool(summary and not summary["gate"]["passed"])
+    gate_missed = bool(summary) and not CompareSummary.model_validate(summary).gate.passed
     if result.get("status") == "SUCCEEDED" and gate_missed:
         result["status"] = "GATE MISSED"
     if args.json:
@@ -168,8 +170,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _data_snapshot(experiment: Any) -> str:
     """Snapshot the source (the cache key of ingest) and say so on stderr."""
-    from components.ingest.snapshot import take_snapshot
-
     snapshot = take_snapshot(experiment.data)
     print(snapshot.describe(), file=sys.stderr)
     return snapshot.digest

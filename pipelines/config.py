@@ -313,7 +313,17 @@ class Experiment(Strict):
     images: Images = Images()
     gcp: Gcp = Gcp()
     kfp: Kfp = Kfp()
-    registration: Register | None = Field(default=None, alias="register")
+    # Always present: `_default_registration` names it after the experiment when the file does not.
+    registration: Register = Field(alias="register")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_registration(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("register", data.get("registration")) is None:
+            name = data.get("name", "experiment")
+            data = {k: v for k, v in data.items() if k != "registration"}
+            data["register"] = {"name": f"{name}-classifier"[:40].strip("-")}
+        return data
 
     @field_validator("models")
     @classmethod
@@ -333,8 +343,6 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
-        if self.registration is None:
-            self.registration = Register(name=f"{self.name}-classifier"[:40].strip("-"))
         if self.resources.vertex.is_tpu:
             hf = [m.name for m in self.models if m.framework == "transformers"]
             if hf:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.common.results import CompareSummary, RegistrationRecord
+from components.spec import TABLE_METRICS
+
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
@@ -29,39 +32,11 @@ def format_result(result: dict[str, Any]) -> str:
                 [[t["name"], t["status"], f"{t['seconds']:.1f}"] for t in tasks],
             )
         ]
-    summary = result.get("summary")
-    if summary:
-        from components.spec import TABLE_METRICS
-
-        metrics = [m for m in TABLE_METRICS if m in summary["rows"][0]]
-        rows = []
-        for row in summary["rows"]:
-            cells = []
-            for m in metrics:
-                stats = row.get(m)
-                cells.append(
-                    f"{stats['mean']:.4f}" + (f" ± {stats['std']:.4f}" if row["seeds"] > 1 else "")
-                    if stats
-                    else ""
-                )
-            rows.append([row["name"], row["framework"], str(int(row["seeds"])), *cells])
-        lines += ["", "candidates (test set):"]
-        lines += ["  " + s for s in _table(["candidate", "framework", "seeds", *metrics], rows)]
-        reference = summary.get("reference")
-        best = summary["best"]
-        if reference:
-            ours = best["metrics"].get(reference["metric"])
-            if ours is not None:
-                lines.append(
-                    f"  best {reference['metric']} {ours:.4f} vs reference {reference['value']:.4f} ({ours - reference['value']:+.4f})"
-                )
-        lines.append(f"  {summary['gate']['message']}")
-        lines.append(f"  best model: {best['model_uri']}")
-    registration = result.get("registration")
-    if registration:
-        lines.append(
-            f"registered: {registration['name']} {registration['version']} at {registration['path']}"
-        )
+    if result.get("summary"):
+        lines += _candidates(CompareSummary.model_validate(result["summary"]))
+    if result.get("registration"):
+        record = RegistrationRecord.model_validate(result["registration"])
+        lines.append(f"registered: {record.name} {record.version} at {record.path}")
     if result.get("run_dir"):
         lines.append(f"artifacts: {result['run_dir']}")
     for report in result.get("reports") or []:
@@ -82,3 +57,32 @@ def _error_lines(result: dict[str, Any]) -> list[str]:
     if result.get("status") == "STOPPED":
         return [*lines, result["error"]]
     return [*lines, f"error: {result['error']}"]
+
+
+def _candidates(summary: CompareSummary) -> list[str]:
+    """The comparison table, the best run against the reference, the gate's verdict."""
+    metrics = summary.shown_metrics(TABLE_METRICS)
+    rows = []
+    for row in summary.rows:
+        cells = []
+        for m in metrics:
+            stats = row.metrics.get(m)
+            cells.append(
+                f"{stats.mean:.4f}" + (f" ± {stats.std:.4f}" if row.seeds > 1 else "")
+                if stats
+                else ""
+            )
+        rows.append([row.name, row.framework, str(row.seeds), *cells])
+    lines = ["", "candidates (test set):"]
+    lines += ["  " + s for s in _table(["candidate", "framework", "seeds", *metrics], rows)]
+    reference, best = summary.reference, summary.best
+    if reference:
+        ours = best.metrics.get(reference.metric)
+        if ours is not None:
+            lines.append(
+                f"  best {reference.metric} {ours:.4f} vs reference {reference.value:.4f} "
+                f"({ours - reference.value:+.4f})"
+            )
+    lines.append(f"  {summary.gate.message}")
+    lines.append(f"  best model: {best.model_uri}")
+    return lines

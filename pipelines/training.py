@@ -1,8 +1,10 @@
 """The training pipeline: ingest -> per framework, ParallelFor(candidate x seed): train -> evaluate
--> compare -> gate -> register. Wiring only; each target configures tasks through its hooks."""
+-> compare -> gate -> register. Wiring only: the whole DAG is here and in
+`pipelines/registration.py`; a target only configures tasks through the `TaskHooks` it passes in.
+"""
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from kfp import dsl
 
@@ -12,10 +14,50 @@ from components.gate.component import gate
 from components.ingest.component import ingest
 from components.train.component import train
 from pipelines.config import Experiment
-from pipelines.targets.base import Target
+from pipelines.registration import add_folder_registration, add_vertex_registration
 
 
-def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]:
+class TaskHooks(Protocol):
+    """What a target tells the pipeline: how each task runs, and where models are registered."""
+
+    @property
+    def parallelism(self) -> int:
+        """Loop iterations at once; 0: as many as the backend allows."""
+        ...
+
+    @property
+    def model_registry(self) -> Literal["folder", "vertex"]:
+        """ "vertex": also upload the registered version to the Vertex AI Model Registry."""
+        ...
+
+    def registry_root(self) -> str:
+        """The folder registry's root where the register step runs."""
+        ...
+
+    def configure(self, task: Any, step: str, framework: str | None = None) -> None:
+        """Set image, resources, retries and platform settings of one task."""
+        ...
+
+    def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
+        """The component that runs `step` here; called like the step's own component."""
+        ...
+
+    def checkpoint_root(self) -> str:
+        """Where training checkpoints live, outside any run's folder ("": the step's own)."""
+        ...
+
+    @property
+    def data_snapshot(self) -> str:
+        """Hash of the source's listing, taken before the run (the cache key of ingest)."""
+        ...
+
+    @property
+    def fresh(self) -> bool:
+        """Train from scratch instead of resuming from checkpoints."""
+        ...
+
+
+def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., Any]:
     """Return the @dsl.pipeline for `experiment` as `target` will run it."""
     reference = (
         experiment.reference.model_dump(mode="json", exclude_none=True)
@@ -26,7 +68,6 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         framework: [c for c in experiment.candidates() if c["model_spec"]["framework"] == framework]
         for framework in experiment.frameworks()
     }
-    assert experiment.registration is not None
 
     @dsl.pipeline(name=f"imgclf-{experiment.name}", description=experiment.description or None)
     def training_pipeline(
@@ -37,7 +78,7 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         model_name: str = experiment.registration.name,
         model_aliases: list = list(experiment.registration.aliases),
         registry_root: str = target.registry_root(),
-        data_snapshot: str = target.options.data_snapshot,
+        data_snapshot: str = target.data_snapshot,
     ) -> dict:
         """Trains and compares the experiment's candidate models and registers the best.
 
@@ -65,7 +106,7 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
                     dataset=ingest_task.outputs["dataset"],
                     candidate=candidate,
                     checkpoint_root=target.checkpoint_root(),
-                    fresh=target.options.fresh,
+                    fresh=target.fresh,
                 ).set_display_name(f"train {framework}")
                 target.configure(train_task, "train", framework)
                 evaluate_task = evaluate(
@@ -83,13 +124,24 @@ def build_pipeline(experiment: Experiment, target: Target) -> Callable[..., Any]
         target.configure(gate_task, "gate")
         # A single-output task: kfp.local resolves `<task>-Output` in conditions, not named outputs.
         with dsl.If(gate_task.output == "passed", name="gate-passed"):
-            target.add_register(
+            register_task = add_folder_registration(
+                target.configure,
                 best_model_uri=compare_task.outputs["best_model_uri"],
                 summary=compare_task.outputs["summary"],
                 registry_root=registry_root,
                 name=model_name,
                 aliases=model_aliases,
+                allow_class_change=experiment.registration.allow_class_change,
             )
+            if target.model_registry == "vertex":
+                add_vertex_registration(
+                    target.configure,
+                    experiment,
+                    record=register_task.output,
+                    summary=compare_task.outputs["summary"],
+                    name=model_name,
+                    aliases=model_aliases,
+                )
         return compare_task.outputs["summary"]
 
     return training_pipeline

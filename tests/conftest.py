@@ -1,7 +1,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +99,118 @@ def write_tiny_hf_checkpoint(folder: Path, kind: str) -> Path:
 def tiny_hf_checkpoint() -> Callable[..., Path]:
     """Save a tiny ViT or ConvNeXt V2 checkpoint: `tiny_hf_checkpoint(folder, "vit")`."""
     return write_tiny_hf_checkpoint
+
+
+# --- preemption: a training process killed with SIGKILL, then restarted ----------------------
+
+TRAIN_SCRIPT = """
+import sys
+from components.spec import ModelSpec
+from components.train.run import train
+dataset, spec, model_dir, checkpoints = sys.argv[1:5]
+card = train(
+    dataset, ModelSpec.model_validate_json(spec), 0, model_dir, model_dir + ".html", checkpoints
+)
+print("DONE", card.training["epochs_run"], "tensorflow" in sys.modules)
+"""
+
+
+@dataclass
+class TrainProcess:
+    """`components.train.run.train` of one spec in a fresh interpreter, to kill and restart."""
+
+    argv: list[str]
+    env: dict[str, str]
+
+    def kill_when(self, ready: Callable[[], bool], deadline_s: float = 240) -> None:
+        """Start it, wait until `ready()` (or it exits, or the deadline), then SIGKILL its
+        whole process group, as a preempted machine would."""
+        process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + deadline_s
+        while not ready() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def run(self, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run it to the end (the restart)."""
+        return subprocess.run(
+            self.argv, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+@pytest.fixture(scope="session")
+def train_process() -> Callable[..., TrainProcess]:
+    """`train_process(dataset, spec, model_dir, checkpoint_dir, **env)` -> a `TrainProcess`."""
+
+    def make(
+        dataset: Path, spec: Any, model_dir: Path, checkpoint_dir: Path, **env: str
+    ) -> TrainProcess:
+        argv = [
+            sys.executable,
+            "-c",
+            TRAIN_SCRIPT,
+            str(dataset),
+            spec.model_dump_json(),
+            str(model_dir),
+            str(checkpoint_dir),
+        ]
+        return TrainProcess(argv, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env})
+
+    return make
+
+
+# --- Model artifacts -------------------------------------------------------------------------
+
+
+def write_model_card(
+    folder: Path,
+    framework: str,
+    name: str,
+    class_names: list[str],
+    input_size: tuple[int, int] = (8, 8),
+    preprocessing: str = "none",
+    seed: int = 0,
+) -> Path:
+    """A `model_card.json` for a 3-channel model in `folder` (the model files are the test's)."""
+    from components.common.model_card import ModelCard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ModelCard(
+        framework=framework,
+        name=name,
+        seed=seed,
+        class_names=class_names,
+        input_size=input_size,
+        channels=3,
+        preprocessing=preprocessing,
+    ).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_card() -> Callable[..., Path]:
+    """Write a Model card: `model_card(folder, "keras", "name", class_names, ...)`."""
+    return write_model_card
+
+
+def _assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
+    for key, value in expected.items():
+        assert key in actual, key
+        if isinstance(value, dict):
+            _assert_contains(actual[key], value)
+        else:
+            assert actual[key] == value, key
+
+
+@pytest.fixture(scope="session")
+def assert_contains() -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    """Asserts that a mapping holds every key of another with the same value, nested alike."""
+    return _assert_contains

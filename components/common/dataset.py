@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from components.common.files import read_json
+from components.common.results import DATASET_INFO_FILE as INFO_FILE
 
 SPLITS = ("train", "validation", "test")
-INFO_FILE = "dataset_info.json"
 FEATURE_IMAGE = "image/encoded"
 FEATURE_FORMAT = "image/format"
 FEATURE_LABEL = "label"

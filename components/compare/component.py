@@ -39,14 +39,17 @@ def compare(
     """
     from collections import namedtuple
 
+    from components.common.results import EvaluationResult, Reference
     from components.compare.run import compare as run_compare
     from components.compare.run import to_markdown, write_html
 
+    # The one place the evaluate results are read: validation also turns kfp.local's float ints back.
+    results = [EvaluationResult.model_validate(r) for r in [*keras_results, *transformers_results]]
     summary = run_compare(
-        list(keras_results) + list(transformers_results), metric, gate_min, reference or None
+        results, metric, gate_min, Reference.model_validate(reference) if reference else None
     )
     with open(table.path, "w") as handle:
         handle.write(to_markdown(summary))
     write_html(summary, report.path)
     outputs = namedtuple("CompareOutputs", ["summary", "best_model_uri"])
-    return outputs(summary, summary["best"]["model_uri"])
+    return outputs(summary.to_output(), summary.best.model_uri)

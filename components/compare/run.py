@@ -9,10 +9,17 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from components.common import html
-from components.gate.run import verdict
+from components.common.results import (
+    BestRun,
+    CandidateRow,
+    CompareSummary,
+    EvaluationResult,
+    GateVerdict,
+    Reference,
+    Stats,
+)
 from components.spec import LOWER_IS_BETTER, METRICS, SCALARS, TABLE_METRICS
 
 STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
@@ -20,99 +27,74 @@ STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denomin
 __all__ = ["compare", "to_markdown", "write_html"]
 
 
-def mean_std(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> Stats:
     """Mean and sample standard deviation (0 for a single value)."""
-    return {
-        "mean": statistics.fmean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-    }
+    return Stats(
+        mean=statistics.fmean(values),
+        std=statistics.stdev(values) if len(values) > 1 else 0.0,
+    )
 
 
 def compare(
-    results: list[dict[str, Any]],
+    results: list[EvaluationResult],
     metric: str,
     gate_min: float,
-    reference: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    reference: Reference | None = None,
+) -> CompareSummary:
     """Rank the candidates by the mean of `metric` over their seeds; apply the gate to the
     best seed of the best candidate."""
     if not results:
         raise ValueError(
             "no candidate results to compare: every training run failed or none was configured"
         )
-    by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_name: dict[str, list[EvaluationResult]] = defaultdict(list)
     for result in results:
-        # kfp.local hands Collected integers over as floats
-        result = {**result, "seed": int(result["seed"])}
-        by_name[result["name"]].append(result)
-    seen = {m for r in results for m in r["metrics"]}
+        by_name[result.name].append(result)
+    present = _present_metrics(results, metric)
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    rows = [_row(name, runs, present) for name, runs in by_name.items()]
+    # best mean first; ties go to the name that sorts first, so the order is reproducible
+    rows.sort(key=lambda r: (-sign * r.metrics[metric].mean, r.name))
+    for rank, row in enumerate(rows, start=1):
+        row.rank = rank
+    best_name = rows[0].name
+    best_run = max(by_name[best_name], key=lambda r: (sign * r.metrics[metric], -r.seed))
+    best_value = best_run.metrics[metric]
+    return CompareSummary(
+        metric=metric,
+        higher_is_better=metric not in LOWER_IS_BETTER,
+        rows=rows,
+        best=BestRun(
+            name=best_name,
+            seed=best_run.seed,
+            value=best_value,
+            model_uri=best_run.model_uri,
+            metrics=best_run.metrics,
+            framework=best_run.framework,
+        ),
+        gate=GateVerdict.decide(metric, best_value, float(gate_min), best_name, best_run.seed),
+        reference=reference,
+        runs=len(results),
+        all_runs=[r for name in sorted(by_name) for r in by_name[name]],
+    )
+
+
+def _present_metrics(results: list[EvaluationResult], metric: str) -> list[str]:
+    """The metrics some run reports, catalogue order first; `metric` must be among them."""
+    seen = {m for r in results for m in r.metrics}
     present = [m for m in SCALARS if m in seen] + sorted(seen - set(SCALARS))
     if metric not in present:
         raise ValueError(
             f"gate metric '{metric}' was not computed for any candidate{_requirement(metric)}; "
             f"set gate.metric to one of: {', '.join(present)}"
         )
-    missing = sorted({r["name"] for r in results if metric not in r["metrics"]})
+    missing = sorted({r.name for r in results if metric not in r.metrics})
     if missing:
         raise ValueError(
             f"gate metric '{metric}' is missing for {', '.join(missing)}; choose a metric every "
             "candidate reports (e.g. accuracy)"
         )
-
-    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    rows = []
-    for name, runs in by_name.items():
-        runs.sort(key=lambda r: r["seed"])
-        row: dict[str, Any] = {
-            "name": name,
-            "framework": runs[0].get("framework", ""),
-            "seeds": len(runs),
-            "seed_list": [r["seed"] for r in runs],
-        }
-        for m in present:
-            values = [float(r["metrics"][m]) for r in runs if m in r["metrics"]]
-            if values:
-                row[m] = mean_std(values)
-        rows.append(row)
-    # best mean first; ties go to the name that sorts first, so the order is reproducible
-    rows.sort(key=lambda r: (-sign * r[metric]["mean"], r["name"]))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    best_name = rows[0]["name"]
-    best_run = max(
-        by_name[best_name], key=lambda r: (sign * float(r["metrics"][metric]), -r["seed"])
-    )
-    best_value = float(best_run["metrics"][metric])
-    gate = verdict(metric, best_value, float(gate_min), best_name, best_run["seed"])
-    all_runs = [
-        {
-            "name": r["name"],
-            "seed": r["seed"],
-            "framework": r.get("framework", ""),
-            "model_uri": r["model_uri"],
-            "metrics": r["metrics"],
-        }
-        for name in sorted(by_name)
-        for r in by_name[name]
-    ]
-    return {
-        "metric": metric,
-        "higher_is_better": metric not in LOWER_IS_BETTER,
-        "rows": rows,
-        "best": {
-            "name": best_name,
-            "seed": int(best_run["seed"]),
-            "value": best_value,
-            "model_uri": best_run["model_uri"],
-            "metrics": best_run["metrics"],
-            "framework": best_run.get("framework", ""),
-        },
-        "gate": gate,
-        # KFP cannot return None inside a pipeline output: no reference is an empty mapping.
-        "reference": reference or {},
-        "runs": len(results),
-        "all_runs": all_runs,
-    }
+    return present
 
 
 def _requirement(metric: str) -> str:
@@ -127,108 +109,115 @@ def _requirement(metric: str) -> str:
     return ""
 
 
-def _cell(stats: dict[str, float] | None, seeds: int) -> str:
+def _row(name: str, runs: list[EvaluationResult], present: list[str]) -> CandidateRow:
+    runs.sort(key=lambda r: r.seed)
+    stats = {}
+    for m in present:
+        values = [r.metrics[m] for r in runs if m in r.metrics]
+        if values:
+            stats[m] = mean_std(values)
+    return CandidateRow(
+        name=name,
+        framework=runs[0].framework,
+        seeds=len(runs),
+        seed_list=[r.seed for r in runs],
+        rank=0,
+        metrics=stats,
+    )
+
+
+def _cell(stats: Stats | None, seeds: int) -> str:
     if stats is None:
         return ""
-    return f"{stats['mean']:.4f} ± {stats['std']:.4f}" if seeds > 1 else f"{stats['mean']:.4f}"
-
-
-def _shown(summary: dict[str, Any]) -> list[str]:
-    return [m for m in TABLE_METRICS if any(m in row for row in summary["rows"])]
+    return f"{stats.mean:.4f} ± {stats.std:.4f}" if seeds > 1 else f"{stats.mean:.4f}"
 
 
 def _heading(metric: str) -> str:
     return metric + (" ↓" if metric in LOWER_IS_BETTER else "")
 
 
-def to_markdown(summary: dict[str, Any]) -> str:
+def to_markdown(summary: CompareSummary) -> str:
     """The candidate table (mean ± std over seeds), the best run and the gate verdict."""
-    metrics = _shown(summary)
-    best = summary["best"]
+    metrics = summary.shown_metrics(TABLE_METRICS)
+    best = summary.best
     lines = [
-        f"### Candidates ranked by {summary['metric']} (test set)",
+        f"### Candidates ranked by {summary.metric} (test set)",
         "",
         "| rank | candidate | framework | seeds | " + " | ".join(map(_heading, metrics)) + " |",
         "|---:|---|---|---:|" + "---:|" * len(metrics),
     ]
-    for row in summary["rows"]:
-        cells = [_cell(row.get(m), row["seeds"]) for m in metrics]
-        name = f"**{row['name']}**" if row["name"] == best["name"] else row["name"]
+    for row in summary.rows:
+        cells = [_cell(row.metrics.get(m), row.seeds) for m in metrics]
+        name = f"**{row.name}**" if row.name == best.name else row.name
         lines.append(
-            f"| {row['rank']} | {name} | {row['framework']} | {row['seeds']} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {row.rank} | {name} | {row.framework} | {row.seeds} | " + " | ".join(cells) + " |"
         )
     lines += [
         "",
         f"{STD_NOTE} ↓: lower is better.",
         "",
-        f"Best run: {best['name']} seed {best['seed']}, {summary['metric']} {best['value']:.4f}.",
+        f"Best run: {best.name} seed {best.seed}, {summary.metric} {best.value:.4f}.",
         "",
-        summary["gate"]["message"],
+        summary.gate.message,
     ]
-    reference = summary.get("reference")
+    reference = summary.reference
     if reference:
-        ours = best["metrics"].get(reference["metric"])
+        ours = best.metrics.get(reference.metric)
         versus = (
-            f" (best run: {ours:.4f}, {ours - reference['value']:+.4f})" if ours is not None else ""
+            f" (best run: {ours:.4f}, {ours - reference.value:+.4f})" if ours is not None else ""
         )
         lines.append("")
-        lines.append(f"Reference {reference['metric']}: {reference['value']:.4f}{versus}")
+        lines.append(f"Reference {reference.metric}: {reference.value:.4f}{versus}")
     return "\n".join(lines) + "\n"
 
 
-def write_html(summary: dict[str, Any], path: str | Path) -> Path:
+def write_html(summary: CompareSummary, path: str | Path) -> Path:
     """The candidate table, every run's metrics, the best run and the gate verdict as HTML."""
-    metrics = _shown(summary)
-    best = summary["best"]
+    metrics = summary.shown_metrics(TABLE_METRICS)
+    best = summary.best
     rows = []
-    for row in summary["rows"]:
-        name = (
-            html.Markup(f"<b>{html.escape(row['name'])}</b>")
-            if row["name"] == best["name"]
-            else row["name"]
-        )
+    for row in summary.rows:
+        name = html.Markup(f"<b>{html.escape(row.name)}</b>") if row.name == best.name else row.name
         rows.append(
             [
-                row["rank"],
+                row.rank,
                 name,
-                row["framework"],
-                row["seeds"],
-                *(_cell(row.get(m), row["seeds"]) for m in metrics),
+                row.framework,
+                row.seeds,
+                *(_cell(row.metrics.get(m), row.seeds) for m in metrics),
             ]
         )
     runs = [
         [
-            r["name"],
-            r["seed"],
-            *(f"{r['metrics'][m]:.4f}" if m in r["metrics"] else "" for m in metrics),
-            "best" if (r["name"], r["seed"]) == (best["name"], best["seed"]) else "",
+            r.name,
+            r.seed,
+            *(f"{r.metrics[m]:.4f}" if m in r.metrics else "" for m in metrics),
+            "best" if (r.name, r.seed) == (best.name, best.seed) else "",
         ]
-        for r in summary.get("all_runs", [])
+        for r in summary.all_runs
     ]
-    css = "ok" if summary["gate"]["passed"] else "bad"
+    css = "ok" if summary.gate.passed else "bad"
     headings = list(map(_heading, metrics))
     sections = [
         "<h2>Candidates (mean over seeds)</h2>",
         html.table(["rank", "candidate", "framework", "seeds", *headings], rows),
         f"<p class='muted'>{html.escape(STD_NOTE)} ↓: lower is better.</p>",
-        f"<p>Best run: <b>{html.escape(best['name'])}</b> seed {best['seed']}, "
-        f"{html.escape(summary['metric'])} {best['value']:.4f}.</p>",
-        f"<p class='{css}'>{html.escape(summary['gate']['message'])}</p>",
+        f"<p>Best run: <b>{html.escape(best.name)}</b> seed {best.seed}, "
+        f"{html.escape(summary.metric)} {best.value:.4f}.</p>",
+        f"<p class='{css}'>{html.escape(summary.gate.message)}</p>",
     ]
-    reference = summary.get("reference")
+    reference = summary.reference
     if reference:
-        ours = best["metrics"].get(reference["metric"])
+        ours = best.metrics.get(reference.metric)
         versus = (
-            f"; best run {ours:.4f} ({ours - reference['value']:+.4f})" if ours is not None else ""
+            f"; best run {ours:.4f} ({ours - reference.value:+.4f})" if ours is not None else ""
         )
         sections.append(
-            f"<p>Reference {html.escape(reference['metric'])}: {reference['value']:.4f}{versus}</p>"
+            f"<p>Reference {html.escape(reference.metric)}: {reference.value:.4f}{versus}</p>"
         )
     if runs:
         sections += ["<h2>Every run</h2>", html.table(["candidate", "seed", *headings, ""], runs)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html.page(f"Candidates by {summary['metric']}", sections), encoding="utf-8")
+    path.write_text(html.page(f"Candidates by {summary.metric}", sections), encoding="utf-8")
     return path

@@ -40,6 +40,7 @@ def evaluate(
     import json
 
     from components.common.model_card import ModelCard
+    from components.common.results import EvaluationResult
     from components.evaluate.metrics import downsample_curve
     from components.evaluate.run import evaluate as run_evaluate
 
@@ -65,10 +66,10 @@ def evaluate(
     with open(confusion.path, "w") as handle:
         json.dump(confusion.metadata, handle, allow_nan=False)
     card = ModelCard.load(model.path)
-    return {
-        "name": card.name,
-        "seed": card.seed,
-        "framework": card.framework,
-        "model_uri": model.uri,
-        "metrics": result["scalars"],
-    }
+    return EvaluationResult(
+        name=card.name,
+        seed=card.seed,
+        framework=card.framework,
+        model_uri=model.uri,
+        metrics=result["scalars"],
+    ).to_output()

@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from components.common.dataset import iterate_examples, read_info
+from components.common.dataset import iterate_examples
 from components.common.files import write_json
 from components.common.progress import progress
-from components.evaluate.loaders import Classifier, load_classifier
+from components.common.results import DatasetInfo
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
+from components.models.loading import Classifier, load_classifier
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
@@ -40,13 +41,13 @@ def predict_split(
 
     tf.data decodes and resizes in parallel on every core while the model predicts.
     """
-    from components.train.input import make_dataset
+    from components.common.tfdata import make_dataset
 
     if isinstance(classifier, (str, Path)):
         classifier = load_classifier(classifier)
     card = classifier.card
     batch_size = batch_size or default_batch_size(card.input_size)
-    total = int(read_info(dataset_dir)["num_examples"].get(split, 0))
+    total = DatasetInfo.read(dataset_dir).num_examples.get(split, 0)
     dataset = make_dataset(
         dataset_dir,
         split,
@@ -135,9 +136,9 @@ def evaluate(
     `predictions_dir`, and the HTML report to `report_html`. The result's `scalars` are the
     metrics the compare step ranks by.
     """
-    info = read_info(dataset_dir)
-    class_names = list(info["class_names"])
-    if not int(info["num_examples"]["test"]):
+    info = DatasetInfo.read(dataset_dir)
+    class_names = list(info.class_names)
+    if not info.num_examples.get("test", 0):
         raise ValueError(
             f"{dataset_dir} has no test images to evaluate on; set data.splits.test above 0"
         )
@@ -170,7 +171,7 @@ def evaluate(
         report_html,
         reference,
         gallery=gallery,
-        subtitle=f"{card.framework} model, {info.get('source', 'unknown source')}, test split",
+        subtitle=f"{card.framework} model, {info.source}, test split",
     )
     result["scalars"] = scalar_metrics(result)
     return result

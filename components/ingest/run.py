@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 from components.common.dataset import INFO_FILE, QUARANTINE_FIELDS, SPLITS
 from components.common.files import write_json
 from components.common.progress import progress
+from components.common.results import DatasetInfo
 from components.ingest.parallel import WorkerStartError, check_in_order
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
 from components.ingest.sources import Item, Source, SourceError, open_source
@@ -174,7 +175,8 @@ def ingest(
         "fingerprint": fingerprint,
         "seconds": round(time.monotonic() - started, 2),
     }
-    write_json(output_dir / INFO_FILE, info)
+    # The contract readers rely on: checked here, where it is written.
+    write_json(output_dir / INFO_FILE, DatasetInfo.model_validate(info).model_dump(mode="json"))
     if report_html is not None:
         details = ReportDetails(
             thumbnails=thumbnails,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from components.predict.images import IMAGE_SUFFIXES, ImageReadError, load_image
+from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         _error(f"--batch-size must be at least 1 (got {args.batch_size})")
         return EXIT_ERROR
-    from components.evaluate.loaders import ModelLoadError, load_classifier, resolve_model_dir
+    from components.models.loading import ModelLoadError, load_classifier, resolve_model_dir
 
     try:
         model_dir = resolve_model_dir(args.model)

@@ -1,3 +1,5 @@
+from typing import NamedTuple
+
 from kfp import dsl
 from kfp.dsl import Input, Model
 
@@ -30,19 +32,99 @@ def register_local(
     Returns:
         The registration record: name, version, path, source model, metrics.
     """
+    from components.common.results import CompareSummary
     from components.register.run import register_local as run_register
 
-    best = summary["best"]
+    compared = CompareSummary.model_validate(summary)
+    best = compared.best
     details = {
-        "candidate": best["name"],
-        "seed": int(best["seed"]),  # numbers come back as floats from the summary's Struct
-        "ranked_by": summary["metric"],
-        "value": best["value"],
-        "gate": summary["gate"],
-        "reference": summary.get("reference"),
+        "candidate": best.name,
+        "seed": best.seed,
+        "ranked_by": compared.metric,
+        "value": best.value,
+        "gate": compared.gate.to_output(),
+        "reference": compared.reference.to_output() if compared.reference else None,
     }
     record = run_register(
-        model.path, registry_root, name, best["metrics"], aliases, details, allow_class_change
+        model.path, registry_root, name, best.metrics, aliases, details, allow_class_change
     )
-    print(f"registered {record['name']} {record['version']} at {record['path']}")
-    return record
+    print(f"registered {record.name} {record.version} at {record.path}")
+    return record.to_output()
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def vertex_registration(
+    summary: dict,
+    record: dict,
+    model_name: str,
+    keras_serving_image: str,
+    transformers_serving_image: str,
+    endpoint_name: str,
+    location: str,
+    # A literal: the function's source runs in the step. Vertex resolves it to the run's project.
+    project: str = "{{$.pipeline_google_cloud_project_id}}",
+) -> NamedTuple(  # type: ignore[valid-type]
+    "VertexRegistration",
+    serving_uri=str,
+    serving_image=str,
+    description=str,
+    labels=dict,
+    parent_model=str,
+    parent_model_uri=str,
+    endpoint=str,
+    endpoint_uri=str,
+):
+    """Plans the upload of the best model to the Vertex AI Model Registry.
+
+    Args:
+        summary: The compare step's summary (best run: framework, model URI, metric value).
+        record: The register step's record (version, framework, folder in the bucket).
+        model_name: Display name of the registered model.
+        keras_serving_image: Serving container of keras models (loads the SavedModel).
+        transformers_serving_image: Serving container of transformers models (loads the folder).
+        endpoint_name: Display name of the endpoint to deploy to; empty when not deploying.
+        location: Region of the Model Registry and the endpoint.
+        project: Project of the Model Registry (default: the pipeline's).
+
+    Returns:
+        serving_uri: What the serving container loads, in the folder registry: the SavedModel
+            or the Model folder.
+        serving_image: The serving container for the best model's framework.
+        description: The version's description (best run and its metric).
+        labels: Labels of the uploaded model.
+        parent_model: Resource name of the model already registered under model_name, or "".
+        parent_model_uri: Its API URI, or "".
+        endpoint: Resource name of the endpoint named endpoint_name, or "".
+        endpoint_uri: Its API URI, or "".
+    """
+    import json
+    from collections import namedtuple
+
+    from components.common.results import CompareSummary, RegistrationRecord
+    from components.register.vertex import plan_registration
+
+    plan = plan_registration(
+        CompareSummary.model_validate(summary),
+        RegistrationRecord.model_validate(record),
+        model_name,
+        keras_serving_image,
+        transformers_serving_image,
+        endpoint_name,
+        project,
+        location,
+    )
+    print(json.dumps(plan, indent=2))
+    VertexRegistration = namedtuple(
+        "VertexRegistration",
+        [
+            "serving_uri",
+            "serving_image",
+            "description",
+            "labels",
+            "parent_model",
+            "parent_model_uri",
+            "endpoint",
+            "endpoint_uri",
+        ],
+    )
+    return VertexRegistration(**plan)

@@ -20,6 +20,7 @@ from typing import Any
 
 from components.common.files import copy_tree, read_json, write_json
 from components.common.model_card import CARD_FILE
+from components.common.results import RegistrationRecord
 
 RECORD_FILE = "registration.json"
 METRICS_FILE = "metrics.json"
@@ -35,7 +36,7 @@ def register_local(
     aliases: list[str] | None = None,
     details: dict[str, Any] | None = None,
     allow_class_change: bool = False,
-) -> dict[str, Any]:
+) -> RegistrationRecord:
     """Copy the model into the next version folder; the same source model is registered once.
 
     `details` (e.g. the compare summary's best run and gate) is stored in the record as is.
@@ -64,23 +65,23 @@ def register_local(
         for _ in range(ATTEMPTS):
             version = f"v{next_version_number(root)}"
             target = root / version
-            record = {
-                "name": name,
-                "version": version,
-                "path": str(target),
-                "source_model": str(model_dir),
-                "model_name": card.get("name"),
-                "seed": card.get("seed"),
-                "framework": card.get("framework"),
-                "dataset_fingerprint": card.get("dataset_fingerprint"),
-                "metrics": metrics,
-                "aliases": list(aliases or []),
-                "details": details or {},
-                "registered_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            record = RegistrationRecord(
+                name=name,
+                version=version,
+                path=str(target),
+                source_model=str(model_dir),
+                model_name=card.get("name"),
+                seed=card.get("seed"),
+                framework=card.get("framework"),
+                dataset_fingerprint=card.get("dataset_fingerprint"),
+                metrics=metrics,
+                aliases=list(aliases or []),
+                details=details or {},
+                registered_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
                     timespec="seconds"
                 ),
-            }
-            write_json(staging / RECORD_FILE, record)
+            )
+            write_json(staging / RECORD_FILE, record.model_dump(mode="json"))
             try:
                 # atomic: a version folder is complete or absent. Renaming onto an existing
                 # non-empty folder fails, so two registrations never share a version.
@@ -131,13 +132,18 @@ def check_same_classes(root: Path, name: str, class_names: list[str] | None) -> 
     )
 
 
-def find_registration(root: Path, model_dir: Path) -> dict[str, Any] | None:
+def find_registration(root: Path, model_dir: str | Path) -> RegistrationRecord | None:
     """The record of `model_dir` if it is already registered under `root`."""
     for version in versions(root):
-        record = read_json(version / RECORD_FILE)
-        if record.get("source_model") == str(model_dir):
-            return dict(record)
+        record = read_record(version)
+        if record.source_model == str(model_dir):
+            return record
     return None
+
+
+def read_record(version: Path) -> RegistrationRecord:
+    """The registration record of a version folder."""
+    return RegistrationRecord.model_validate(read_json(version / RECORD_FILE))
 
 
 def next_version_number(root: Path) -> int:

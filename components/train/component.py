@@ -29,14 +29,17 @@ def train(
     import os
     from pathlib import Path
 
+    from components.spec import Candidate
     from components.train.run import train as run_train
 
+    # Validated once here (this also repairs kfp.local's float seeds); typed from here on.
+    task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
     fallback = os.environ.get("AIP_CHECKPOINT_DIR") or str(Path(model.path).parent / "checkpoints")
     card = run_train(
         dataset.path,
-        candidate["model_spec"],
-        int(candidate["seed"]),
+        task.model_spec,
+        task.seed,
         model.path,
         curves.path,
         fallback,

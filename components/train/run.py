@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 from components.common.dataset import read_info
 from components.common.files import local_path
@@ -16,7 +15,7 @@ from components.train.curves import write_curves_report
 
 def train(
     dataset_dir: str | Path,
-    model_spec: dict[str, Any],
+    spec: ModelSpec,
     seed: int,
     model_dir: str | Path,
     curves_html: str | Path,
@@ -31,7 +30,6 @@ def train(
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first.
     """
-    spec = ModelSpec.model_validate(model_spec)
     if checkpoint_root is not None:
         fingerprint = read_info(dataset_dir).get("fingerprint")
         checkpoint_dir = checkpoint_folder(
@@ -42,11 +40,11 @@ def train(
         if fresh and checkpoint_dir.exists():
             shutil.rmtree(checkpoint_dir)
     if spec.framework == "keras":
-        from components.train.keras_trainer import train_keras
+        from components.train.keras.trainer import train_keras
 
         card = train_keras(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     else:
-        from components.train.hf_trainer import train_transformers
+        from components.train.transformers.trainer import train_transformers
 
         card = train_transformers(dataset_dir, spec, seed, model_dir, checkpoint_dir)
     write_curves_report(card.history, f"Training curves: {spec.name} (seed {seed})", curves_html)

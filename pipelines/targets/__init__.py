@@ -1,4 +1,10 @@
-"""Where a pipeline runs: `local` (kfp.local), `vertex` (Vertex AI Pipelines), `kfp` (KFP standalone)."""
+"""Where a pipeline runs: `local` (kfp.local), `vertex` (Vertex AI Pipelines), `kfp` (KFP standalone).
+
+A target configures tasks (images, resources, retries, platform settings) through the hooks
+`pipelines.training.TaskHooks` asks for, compiles and submits; it builds no part of the DAG.
+May import `pipelines.training`, `pipelines.config`, `pipelines.errors`, `components/` and kfp;
+the pipeline never imports a target.
+"""
 
 from __future__ import annotations
 

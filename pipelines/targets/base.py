@@ -1,14 +1,20 @@
-"""What every target provides: per-task configuration, the registry location, compile and run."""
+"""What every target provides: per-task configuration (the pipeline's `TaskHooks`), the registry
+location, compile and run. A target builds no part of the DAG: it hands itself to
+`pipelines.training.build_pipeline` and compiles or runs what comes back."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kfp import compiler
 
 from pipelines.config import Experiment
+from pipelines.errors import PreflightError, SubmitError
+from pipelines.training import build_pipeline
+
+__all__ = ["PreflightError", "RunOptions", "SubmitError", "Target"]
 
 
 @dataclass
@@ -22,17 +28,10 @@ class RunOptions:
     fresh: bool = False  # train from scratch: existing checkpoints are not resumed
 
 
-class SubmitError(RuntimeError):
-    """The run could not be submitted; the message says what to fix."""
-
-
-class PreflightError(ValueError):
-    """The experiment is not ready for this target (exit code 2); nothing was submitted."""
-
-
 class Target:
     name = "base"
     parallelism = 0  # 0: as many loop iterations at once as the backend allows
+    model_registry: Literal["folder", "vertex"] = "folder"
 
     def __init__(self, experiment: Experiment, options: RunOptions | None = None):
         self.experiment = experiment
@@ -42,6 +41,14 @@ class Target:
 
     def registry_root(self) -> str:
         raise NotImplementedError
+
+    @property
+    def data_snapshot(self) -> str:
+        return self.options.data_snapshot
+
+    @property
+    def fresh(self) -> bool:
+        return self.options.fresh
 
     def checkpoint_root(self) -> str:
         """The folder (as the train step sees it) under which training checkpoints live, outside
@@ -60,58 +67,9 @@ class Target:
         """
         return component
 
-    def add_register(
-        self,
-        *,
-        best_model_uri: Any,
-        summary: Any,
-        registry_root: Any,
-        name: Any,
-        aliases: Any,
-    ) -> Any:
-        """Add the steps that register the gated best model (called inside the gate's condition).
-
-        The base imports the best Model and copies it into the folder registry
-        `<registry_root>/<name>/vN/` (register_local). Returns the register task.
-        """
-        from kfp import dsl
-        from kfp.dsl import Model
-
-        from components.register.component import register_local
-
-        best_model = dsl.importer(
-            artifact_uri=best_model_uri,
-            artifact_class=Model,
-            reimport=False,
-        ).set_display_name("best model")
-        assert self.experiment.registration is not None
-        register_task = register_local(
-            model=best_model.output,
-            registry_root=registry_root,
-            name=name,
-            summary=summary,
-            aliases=aliases,
-            allow_class_change=self.experiment.registration.allow_class_change,
-        ).set_display_name("register")
-        self.configure(register_task, "register")
-        return register_task
-
-    def train_image(self, framework: str) -> str:
-        images = self.experiment.images
-        if framework == "transformers":
-            return images.transformers
-        accelerator = self.experiment.resources.vertex
-        if accelerator.is_tpu:
-            return images.tpu
-        if accelerator.accelerator:
-            return images.gpu
-        return images.cpu
-
     # --- compile and run -----------------------------------------------------------------
 
     def pipeline(self) -> Any:
-        from pipelines.training import build_pipeline
-
         return build_pipeline(self.experiment, self)
 
     def compile(self, path: str | Path) -> Path:

@@ -14,6 +14,8 @@ from typing import Any
 
 from kfp import local
 
+from components.common.results import CompareSummary
+from components.register.run import find_registration
 from pipelines.failures import failure
 from pipelines.targets.base import Target
 from pipelines.targets.stopping import StopGuard
@@ -106,7 +108,7 @@ class LocalTarget(Target):
         root_logger.addFilter(observer)
         started = time.time()
         error: str | None = None
-        summary: dict[str, Any] | None = None
+        output: dict[str, Any] | None = None
         guard = StopGuard()
         try:
             with guard, contextlib.redirect_stdout(logs), warnings.catch_warnings():
@@ -116,7 +118,7 @@ class LocalTarget(Target):
                     "ignore", message=".*have no effect in the current local runner.*"
                 )
                 warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-                summary = pipeline().output
+                output = pipeline().output
         except Exception as exc:
             # kfp.local raises RuntimeError for a failed step; after a stop, whatever it raised
             if guard.signal is None and not isinstance(exc, RuntimeError):
@@ -126,8 +128,8 @@ class LocalTarget(Target):
             root_logger.removeFilter(observer)
             root_logger.setLevel(level)
             logs.close_all()
-        registration = self._registration(summary)
-        outcome = _outcome(observer, logs, guard, error, summary)
+        registration = self._registration(output)
+        outcome = _outcome(observer, logs, guard, error, output)
         return {
             "experiment": self.experiment.name,
             "target": self.name,
@@ -140,26 +142,22 @@ class LocalTarget(Target):
                 {"name": t.name, "status": t.status, "seconds": round(t.seconds, 2)}
                 for t in observer.tasks.values()
             ],
-            "summary": summary,
+            "summary": output,
             "registration": registration,
         }
 
-    def _registration(self, summary: dict[str, Any] | None) -> dict[str, Any] | None:
-        if not summary or not summary["gate"]["passed"]:
+    def _registration(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The folder registry's record of the run's best model, when the gate let it through."""
+        if not output:
             return None
-        from components.common.files import read_json
-        from components.register.run import RECORD_FILE, versions
-
-        assert self.experiment.registration is not None
+        summary = CompareSummary.model_validate(output)
+        if not summary.gate.passed:
+            return None
         root = Path(self.registry_root()) / self.experiment.registration.name
         if not root.is_dir():
             return None
-        source = summary["best"]["model_uri"]
-        for version in reversed(versions(root)):
-            record = read_json(version / RECORD_FILE)
-            if record.get("source_model") == source:
-                return record
-        return None
+        record = find_registration(root, summary.best.model_uri)
+        return record.to_output() if record else None
 
 
 def _outcome(
@@ -167,7 +165,7 @@ def _outcome(
     logs: TaskLogs,
     guard: StopGuard,
     error: str | None,
-    summary: dict[str, Any] | None,
+    output: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """status, error and where to read more: a stop, a failed step (its own exception), a gate
     that passed without registering, or success."""
@@ -200,13 +198,13 @@ def _outcome(
             "error_log": reason.log,
         }
     registered = any(t.name.startswith("register") for t in observer.tasks.values())
-    if summary and summary["gate"]["passed"] and not registered:
+    gate = CompareSummary.model_validate(output).gate if output else None
+    if gate is not None and gate.passed and not registered:
         # kfp.local counts a condition it fails to evaluate as False, with only a log line.
         return {
             "status": "FAILED",
-            "error": "the gate passed but the register step did not run: "
-            f"{summary['gate']['message']}; nothing was registered (see the gate-passed "
-            "condition in the log)",
+            "error": f"the gate passed but the register step did not run: {gate.message}; "
+            "nothing was registered (see the gate-passed condition in the log)",
         }
     return {"status": "SUCCEEDED", "error": None}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +26,6 @@ CUSTOM_IMAGES = (
     "images.gpu=registry.example/imgclf/gpu:1",
     "images.tpu=registry.example/imgclf/tpu:1",
     "images.transformers=registry.example/imgclf/transformers:1",
-)
-CREDENTIALS = re.compile(
-    r"AKIA[0-9A-Z]{16}"  # AWS access key id
-    r"|AIza[0-9A-Za-z_-]{35}"  # Google API key
-    r"|ya29\.[0-9A-Za-z_-]+"  # Google OAuth access token
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----"
-    r"|\"?private_key(_id)?\"?\s*:"  # service account key JSON
-    r"|gh[pousr]_[0-9A-Za-z]{36}"  # GitHub token
-    r"|hf_[0-9A-Za-z]{30,}"  # Hugging Face token
-    r"|xox[abpr]-[0-9A-Za-z-]{10,}"  # Slack token
-    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
-    re.IGNORECASE,
 )
 
 
@@ -103,26 +90,6 @@ def _raw_text(name: str) -> str:
 def raw_experiment(name: str) -> dict[str, Any]:
     """The bundled experiment file as written (a fresh copy each call)."""
     return yaml.load(_raw_text(name), Loader=SafeLoader)
-
-
-def assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
-    for key, value in expected.items():
-        assert key in actual, key
-        if isinstance(value, dict):
-            assert_contains(actual[key], value)
-        else:
-            assert actual[key] == value, key
-
-
-def accelerator(container: dict[str, Any]) -> tuple[str, int] | None:
-    """(type, count) of a container's accelerator; KFP versions name the keys differently."""
-    spec = container.get("resources", {}).get("accelerator")
-    if not spec:
-        return None
-    kind = spec.get("resourceType") or spec.get("type")
-    count = spec.get("resourceCount") or spec.get("count")
-    return kind, int(count)
 
 
 @pytest.fixture(scope="module")
@@ -296,7 +263,7 @@ def test_train_image_per_framework_and_accelerator(compile_spec, name, target, e
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_local_compile_runs_every_step_in_this_environment(compile_spec, name):
+def test_local_compile_runs_every_step_in_this_environment(compile_spec, name, accelerator):
     compiled = compile_spec(name, "local")
 
     assert compiled.containers()
@@ -310,7 +277,7 @@ def test_local_compile_runs_every_step_in_this_environment(compile_spec, name):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_vertex_accelerators_follow_the_experiment(compile_spec, name):
+def test_vertex_accelerators_follow_the_experiment(compile_spec, name, accelerator):
     compiled = compile_spec(name, "vertex")
     vertex = compiled.experiment.resources.vertex
 
@@ -331,7 +298,7 @@ def test_vertex_accelerators_follow_the_experiment(compile_spec, name):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_kfp_asks_kubernetes_for_nvidia_gpus(compile_spec, name):
+def test_kfp_asks_kubernetes_for_nvidia_gpus(compile_spec, name, accelerator):
     compiled = compile_spec(name, "kfp")
     gpus = compiled.experiment.resources.kfp.gpus
 
@@ -342,7 +309,7 @@ def test_kfp_asks_kubernetes_for_nvidia_gpus(compile_spec, name):
         assert vertex_type not in compiled.text
 
 
-def test_pets_trains_on_one_l4_on_vertex_and_one_gpu_on_kfp(compile_spec):
+def test_pets_trains_on_one_l4_on_vertex_and_one_gpu_on_kfp(compile_spec, accelerator):
     vertex = compile_spec("pets", "vertex")
     kfp = compile_spec("pets", "kfp")
 
@@ -359,7 +326,7 @@ def test_pets_trains_on_one_l4_on_vertex_and_one_gpu_on_kfp(compile_spec):
     assert "NVIDIA_L4" not in kfp.text
 
 
-def test_vertex_resource_overrides_reach_the_spec(compile_spec):
+def test_vertex_resource_overrides_reach_the_spec(compile_spec, accelerator):
     compiled = compile_spec(
         "mnist",
         "vertex",
@@ -409,7 +376,7 @@ def test_vertex_retries_follow_the_experiment(compile_spec, name):
 
 
 @EVERY
-def test_pipeline_parameters_default_to_the_experiment(compile_spec, name, target):
+def test_pipeline_parameters_default_to_the_experiment(compile_spec, name, target, assert_contains):
     compiled = compile_spec(name, target)
     experiment = compiled.experiment
     raw = raw_experiment(name)
@@ -489,12 +456,12 @@ def test_cli_compile_only_applies_overrides(tmp_path):
         "password: hunter2",
     ],
 )
-def test_the_credential_scan_finds_planted_secrets(planted):
-    assert CREDENTIALS.search(f"image: x\n{planted}\n")
+def test_the_credential_scan_finds_planted_secrets(planted, credentials):
+    assert credentials.search(f"image: x\n{planted}\n")
 
 
 @EVERY
-def test_no_credentials_in_the_compiled_spec(compile_spec, name, target):
+def test_no_credentials_in_the_compiled_spec(compile_spec, name, target, credentials):
     compiled = compile_spec(name, target)
 
-    assert not CREDENTIALS.search(compiled.text), CREDENTIALS.search(compiled.text)
+    assert not credentials.search(compiled.text), credentials.search(compiled.text)

@@ -119,15 +119,6 @@ def compile_package(tmp_path_factory) -> Callable[..., Package]:
     return compile_once
 
 
-def accelerator(container: dict[str, Any]) -> tuple[str, int] | None:
-    spec = container.get("resources", {}).get("accelerator")
-    if not spec:
-        return None
-    return spec.get("resourceType") or spec.get("type"), int(
-        spec.get("resourceCount") or spec.get("count")
-    )
-
-
 # --- defaults: what every kfp compile carries ----------------------------------------------
 
 
@@ -160,7 +151,7 @@ def test_register_mounts_the_registry_volume_where_the_registry_root_points(comp
     assert mounted == ["register"]
 
 
-def test_by_default_no_step_is_pinned_to_nodes(compile_package):
+def test_by_default_no_step_is_pinned_to_nodes(compile_package, accelerator):
     package = compile_package("digits", "kfp")
 
     for settings in package.executors.values():
@@ -175,7 +166,7 @@ def test_by_default_no_step_is_pinned_to_nodes(compile_package):
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_training_gets_gpus_node_selector_and_tolerations(compile_package, name):
+def test_training_gets_gpus_node_selector_and_tolerations(compile_package, name, accelerator):
     package = compile_package(name, "kfp", KUBERNETES)
 
     trains = package.steps()["train"]
@@ -194,7 +185,7 @@ def test_training_gets_gpus_node_selector_and_tolerations(compile_package, name)
         assert settings["imagePullPolicy"] == "Never"
 
 
-def test_only_training_is_pinned_to_gpu_nodes(compile_package):
+def test_only_training_is_pinned_to_gpu_nodes(compile_package, accelerator):
     package = compile_package("cats_vs_dogs", "kfp", KUBERNETES)
 
     for step, tasks in package.steps().items():

@@ -40,16 +40,9 @@ GCP = (
 DEPLOY = (*GCP, "register.deploy=true", f"register.serving_image={REGISTRY}/serve:1")
 CUSTOM_JOB_LAUNCHER = "google_cloud_pipeline_components.container.v1.custom_job.launcher"
 UPLOAD_LAUNCHER = "google_cloud_pipeline_components.container.v1.model.upload_model.launcher"
+
+
 # The same scan as test_compile.py's: keys and tokens that must never reach a package or request.
-CREDENTIALS = re.compile(
-    r"AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|\"?private_key(_id)?\"?\s*:"
-    r"|gh[pousr]_[0-9A-Za-z]{36}|hf_[0-9A-Za-z]{30,}|xox[abpr]-[0-9A-Za-z-]{10,}"
-    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
-    re.IGNORECASE,
-)
-
-
 @dataclass
 class Spec:
     experiment: Experiment
@@ -520,17 +513,17 @@ def test_the_package_loads_in_aiplatform_pipeline_job(compile_vertex, offline, n
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_no_credentials_in_the_package(compile_vertex, name):
+def test_no_credentials_in_the_package(compile_vertex, name, credentials):
     compiled = compile_vertex(name)
 
-    assert not CREDENTIALS.search(compiled.text), CREDENTIALS.search(compiled.text)
+    assert not credentials.search(compiled.text), credentials.search(compiled.text)
 
 
-def test_no_credentials_in_a_package_that_deploys(compile_vertex):
+def test_no_credentials_in_a_package_that_deploys(compile_vertex, credentials):
     compiled = compile_vertex("pets", DEPLOY)
 
     assert compiled.named("model-deploy")
-    assert not CREDENTIALS.search(compiled.text), CREDENTIALS.search(compiled.text)
+    assert not credentials.search(compiled.text), credentials.search(compiled.text)
 
 
 @pytest.mark.parametrize("target", ["local", "kfp"])
@@ -549,6 +542,6 @@ def test_the_other_targets_keep_the_folder_registry_only(tmp_path, target):
 
 
 def test_tpu_chips_follow_the_topology():
-    from pipelines.targets.vertex import tpu_chips
+    from pipelines.targets.vertex.hardware import tpu_chips
 
     assert [tpu_chips(t) for t in ("1x1", "2x2", "2x4", "4x4x4")] == [1, 4, 8, 64]

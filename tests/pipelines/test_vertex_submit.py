@@ -19,8 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from components.common.results import CompareSummary, EvaluationResult, RegistrationRecord
+from components.compare.run import compare
+from components.register.vertex import plan_registration
 from pipelines.cli import main
-from pipelines.targets.vertex import VertexTarget, plan_registration
+from pipelines.targets.vertex import VertexTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT, REGION = "my-project", "us-central1"
@@ -37,16 +40,9 @@ GCP = [
     f"images.tpu={REGISTRY}/tpu:0123abc",
     f"images.transformers={REGISTRY}/transformers@{DIGEST}",
 ]
+
+
 # The same scan as test_compile.py's: keys and tokens that must never reach a package or request.
-CREDENTIALS = re.compile(
-    r"AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|ya29\.[0-9A-Za-z_-]+"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----|\"?private_key(_id)?\"?\s*:"
-    r"|gh[pousr]_[0-9A-Za-z]{36}|hf_[0-9A-Za-z]{30,}|xox[abpr]-[0-9A-Za-z-]{10,}"
-    r"|(password|passwd|secret|api[_-]?key|access[_-]?token)\s*[:=]",
-    re.IGNORECASE,
-)
-
-
 class VertexStub:
     """Just enough of the Vertex AI REST API for PipelineJob, Model and Endpoint lists and
     Vertex AI Experiments; records every request."""
@@ -259,7 +255,7 @@ def test_the_run_reaches_vertex_as_configured(vertex_api, capsys):
     assert result["images"]["images.transformers"] == f"{REGISTRY}/transformers@{DIGEST}"
 
 
-def test_no_credential_or_token_leaves_the_machine(vertex_api):
+def test_no_credential_or_token_leaves_the_machine(vertex_api, credentials):
     assert submit() == 0
 
     assert vertex_api.requests
@@ -267,7 +263,7 @@ def test_no_credential_or_token_leaves_the_machine(vertex_api):
         assert "authorization" not in request["headers"]
         assert "x-goog-user-project" not in request["headers"]
         text = json.dumps(request)
-        assert not CREDENTIALS.search(text), CREDENTIALS.search(text)
+        assert not credentials.search(text), credentials.search(text)
 
 
 def test_network_key_and_experiment_reach_vertex(vertex_api):
@@ -534,27 +530,30 @@ def test_transformers_without_a_serving_image_warn(vertex_api, capsys):
 # --- what the registration step looks up when it runs --------------------------------------
 
 
-def summary(framework: str) -> dict[str, Any]:
-    return {
-        "metric": "accuracy",
-        "best": {
-            "name": "convnextv2-tiny",
-            "seed": 0.0,  # numbers come back from the Struct as floats
-            "framework": framework,
-            "model_uri": "gs://my-bucket/pipeline-root/pets/123/train_456/model",
-            "value": 0.951234,
-        },
-    }
+def summary(framework: str) -> CompareSummary:
+    best = EvaluationResult(
+        name="convnextv2-tiny",
+        seed=0,
+        framework=framework,
+        model_uri="gs://my-bucket/pipeline-root/pets/123/train_456/model",
+        metrics={"accuracy": 0.951234},
+    )
+    output = compare([best], "accuracy", 0.5).to_output()
+    output["best"]["seed"] = 0.0  # numbers come back from the Struct as floats
+    return CompareSummary.model_validate(output)
 
 
-def record(framework: str) -> dict[str, Any]:
+def record(framework: str) -> RegistrationRecord:
     """What the register step returns on Vertex (the folder registry in the bucket)."""
-    return {
-        "name": "pets-classifier",
-        "version": "v3",
-        "path": "/gcs/my-bucket/registry/pets-classifier/v3",
-        "framework": framework,
-    }
+    return RegistrationRecord(
+        name="pets-classifier",
+        version="v3",
+        path="/gcs/my-bucket/registry/pets-classifier/v3",
+        source_model="gs://my-bucket/pipeline-root/pets/123/train_456/model",
+        framework=framework,
+        metrics={"accuracy": 0.951234},
+        registered_at="2026-01-01T00:00:00+00:00",
+    )
 
 
 def plan(framework: str, endpoint: str = "") -> dict[str, Any]:

@@ -6,20 +6,29 @@ import statistics
 
 import pytest
 
+from components.common.results import CompareSummary, EvaluationResult, GateVerdict, Reference
 from components.compare.run import compare, to_markdown, write_html
-from components.gate.run import verdict
+from components.gate.run import FAILED, PASSED, decision
+
+verdict = GateVerdict.decide
 
 
-def run(name: str, seed: float, accuracy: float, log_loss: float = 0.3, **extra: float) -> dict:
-    return {
-        "name": name,
-        "seed": seed,
-        "framework": "keras",
-        "model_uri": f"/models/{name}-{int(seed)}",
-        "metrics": {"accuracy": accuracy, "log_loss": log_loss, **extra},
-    }
+def run(
+    name: str, seed: float, accuracy: float, log_loss: float = 0.3, **extra: float
+) -> EvaluationResult:
+    # Validated from the dict an evaluate task returns, as the compare component does.
+    return EvaluationResult.model_validate(
+        {
+            "name": name,
+            "seed": seed,
+            "framework": "keras",
+            "model_uri": f"/models/{name}-{int(seed)}",
+            "metrics": {"accuracy": accuracy, "log_loss": log_loss, **extra},
+        }
+    )
 
 
+REFERENCE = Reference(metric="accuracy", value=0.97)
 RESULTS = [
     run("cnn-a", 0, 0.90, 0.40),
     run("cnn-a", 1.0, 0.99, 0.20),  # kfp.local hands Collected ints over as floats
@@ -30,65 +39,65 @@ RESULTS = [
 
 def test_mean_and_sample_std_per_candidate():
     summary = compare(RESULTS, "accuracy", 0.9)
-    rows = {row["name"]: row for row in summary["rows"]}
-    assert rows["cnn-a"]["accuracy"]["mean"] == pytest.approx(0.945)
-    assert rows["cnn-a"]["accuracy"]["std"] == pytest.approx(statistics.stdev([0.90, 0.99]))
+    rows = {row.name: row for row in summary.rows}
+    assert rows["cnn-a"].metrics["accuracy"].mean == pytest.approx(0.945)
+    assert rows["cnn-a"].metrics["accuracy"].std == pytest.approx(statistics.stdev([0.90, 0.99]))
     # two values 0.01 apart: sample std = 0.01 / sqrt(2)
-    assert rows["cnn-b"]["accuracy"]["std"] == pytest.approx(0.01 / 2**0.5)
-    assert rows["cnn-b"]["log_loss"]["mean"] == pytest.approx(0.325)
-    assert rows["cnn-a"]["seeds"] == 2 and rows["cnn-a"]["seed_list"] == [0, 1]
+    assert rows["cnn-b"].metrics["accuracy"].std == pytest.approx(0.01 / 2**0.5)
+    assert rows["cnn-b"].metrics["log_loss"].mean == pytest.approx(0.325)
+    assert rows["cnn-a"].seeds == 2 and rows["cnn-a"].seed_list == [0, 1]
 
 
 def test_mean_picks_the_candidate_and_its_best_seed_is_the_model():
     # cnn-a has the single best run (0.99) but cnn-b the better mean (0.955 > 0.945)
     summary = compare(RESULTS, "accuracy", 0.9)
-    assert [row["name"] for row in summary["rows"]] == ["cnn-b", "cnn-a"]
-    assert [row["rank"] for row in summary["rows"]] == [1, 2]
-    best = summary["best"]
-    assert (best["name"], best["seed"], best["value"]) == ("cnn-b", 1, 0.96)
-    assert best["model_uri"] == "/models/cnn-b-1"
-    assert best["metrics"]["accuracy"] == 0.96
-    assert isinstance(best["seed"], int)
+    assert [row.name for row in summary.rows] == ["cnn-b", "cnn-a"]
+    assert [row.rank for row in summary.rows] == [1, 2]
+    best = summary.best
+    assert (best.name, best.seed, best.value) == ("cnn-b", 1, 0.96)
+    assert best.model_uri == "/models/cnn-b-1"
+    assert best.metrics["accuracy"] == 0.96
+    assert isinstance(best.seed, int)
 
 
 def test_lower_is_better_metric_ranks_ascending():
     summary = compare(RESULTS, "log_loss", 0.5)
-    assert summary["rows"][0]["name"] == "cnn-a"  # mean 0.30 < 0.325
-    assert (summary["best"]["seed"], summary["best"]["value"]) == (1, 0.20)
-    assert summary["higher_is_better"] is False
-    assert summary["gate"]["passed"]
+    assert summary.rows[0].name == "cnn-a"  # mean 0.30 < 0.325
+    assert (summary.best.seed, summary.best.value) == (1, 0.20)
+    assert summary.higher_is_better is False
+    assert summary.gate.passed
 
 
 def test_gate_pass():
-    gate = compare(RESULTS, "accuracy", 0.95)["gate"]
-    assert gate["passed"] and gate["missed_by"] == 0.0 and gate["min"] == 0.95
-    assert gate["message"] == "gate passed: cnn-b (seed 1) accuracy 0.9600 >= 0.9500"
+    gate = compare(RESULTS, "accuracy", 0.95).gate
+    assert gate.passed and gate.missed_by == 0.0 and gate.min == 0.95
+    assert gate.message == "gate passed: cnn-b (seed 1) accuracy 0.9600 >= 0.9500"
 
 
 def test_gate_fail_says_by_how_much():
-    gate = compare(RESULTS, "accuracy", 0.975)["gate"]
-    assert not gate["passed"]
-    assert gate["missed_by"] == pytest.approx(0.015)
-    assert "accuracy 0.9600, below the minimum 0.9750 by 0.0150" in gate["message"]
-    assert "cnn-b (seed 1)" in gate["message"] and "nothing is registered" in gate["message"]
+    gate = compare(RESULTS, "accuracy", 0.975).gate
+    assert not gate.passed
+    assert gate.missed_by == pytest.approx(0.015)
+    assert "accuracy 0.9600, below the minimum 0.9750 by 0.0150" in gate.message
+    assert "cnn-b (seed 1)" in gate.message and "nothing is registered" in gate.message
 
 
 def test_gate_for_lower_is_better_metric_is_a_maximum():
     passed = verdict("log_loss", 0.18, 0.2, "m", 0)
-    assert passed["passed"] and "0.1800 <= 0.2000" in passed["message"]
+    assert passed.passed and "0.1800 <= 0.2000" in passed.message
     failed = verdict("ece", 0.25, 0.2, "m", 3)
-    assert not failed["passed"]
-    assert failed["missed_by"] == pytest.approx(0.05)
-    assert "ece 0.2500, above the maximum 0.2000 by 0.0500" in failed["message"]
+    assert not failed.passed
+    assert failed.missed_by == pytest.approx(0.05)
+    assert "ece 0.2500, above the maximum 0.2000 by 0.0500" in failed.message
 
 
 def test_gate_exactly_at_the_minimum_passes():
-    assert verdict("accuracy", 0.9, 0.9, "m", 0)["passed"]
+    assert verdict("accuracy", 0.9, 0.9, "m", 0).passed
 
 
 def test_candidate_ties_break_by_name():
     summary = compare([run("zeta", 0, 0.9), run("alpha", 0, 0.9)], "accuracy", 0.5)
-    assert summary["best"]["name"] == "alpha"
+    assert summary.best.name == "alpha"
 
 
 def test_markdown_table():
@@ -101,12 +110,12 @@ def test_markdown_table():
     assert f"0.9550 ± {0.01 / 2**0.5:.4f}" in row_b and "**cnn-b**" in row_b
     row_solo = next(line for line in lines if "solo" in line and line.startswith("|"))
     assert "0.5000" in row_solo and "±" not in row_solo  # one seed: no spread to show
-    assert summary["gate"]["message"] in markdown
+    assert summary.gate.message in markdown
     assert "sample standard deviation" in markdown
 
 
 def test_html_report(tmp_path):
-    summary = compare(RESULTS, "accuracy", 0.975, {"metric": "accuracy", "value": 0.97})
+    summary = compare(RESULTS, "accuracy", 0.975, REFERENCE)
     page = write_html(summary, tmp_path / "compare.html").read_text()
     assert "<b>cnn-b</b>" in page and "Every run" in page
     assert "class='bad'" in page and "by 0.0150" in page
@@ -119,8 +128,8 @@ def test_every_scalar_is_summarised_and_weighted_f1_can_gate():
         run("a", 1, 0.8, weighted_f1=0.7, ece=0.07),
     ]
     summary = compare(results, "weighted_f1", 0.7)
-    assert summary["rows"][0]["weighted_f1"]["mean"] == pytest.approx(0.75)
-    assert summary["rows"][0]["ece"]["mean"] == pytest.approx(0.06)
+    assert summary.rows[0].metrics["weighted_f1"].mean == pytest.approx(0.75)
+    assert summary.rows[0].metrics["ece"].mean == pytest.approx(0.06)
 
 
 def test_errors_say_what_to_fix():
@@ -142,8 +151,38 @@ def test_a_metric_left_out_for_the_class_count_says_why():
 def test_cli_summary_still_formats_the_new_shape():
     from pipelines.summary import format_result
 
-    summary = compare(RESULTS, "accuracy", 0.975, {"metric": "accuracy", "value": 0.97})
+    summary = compare(RESULTS, "accuracy", 0.975, REFERENCE)
     text = format_result(
         {"experiment": "x", "target": "local", "status": "SUCCEEDED", "summary": summary}
     )
     assert "cnn-b" in text and "0.9550 ± 0.0071" in text and "by 0.0150" in text
+
+
+def test_the_summary_survives_the_trip_through_kfp():
+    # KFP carries the summary as a Struct: ints come back as floats, and None cannot travel.
+    summary = compare(RESULTS, "accuracy", 0.9)
+    output = summary.to_output()
+    assert "reference" not in output
+    output["best"]["seed"] = float(output["best"]["seed"])
+    output["rows"][0]["seeds"] = float(output["rows"][0]["seeds"])
+    back = CompareSummary.model_validate({**output, "reference": {}})
+    assert back == summary and isinstance(back.best.seed, int)
+
+
+def test_the_gate_step_follows_the_verdict_both_ways():
+    assert decision(compare(RESULTS, "accuracy", 0.95)) == PASSED
+    assert decision(compare(RESULTS, "accuracy", 0.975)) == FAILED
+    # lower is better: the threshold is a maximum
+    assert decision(compare(RESULTS, "log_loss", 0.25)) == PASSED
+    assert decision(compare(RESULTS, "log_loss", 0.15)) == FAILED
+
+
+def test_every_experiments_reference_is_one_compare_reads():
+    # The pipeline hands compare the experiment's reference as a dict; it must validate.
+    from pipelines.config import list_experiments, load_experiment
+
+    for name in list_experiments():
+        reference = load_experiment(name).reference
+        if reference is not None:
+            sent = reference.model_dump(mode="json", exclude_none=True)
+            assert Reference.model_validate(sent).to_output() == sent

@@ -49,16 +49,6 @@ def model(raw: dict[str, Any]) -> dict[str, Any]:
     return raw["models"][0]
 
 
-def assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Every key of `expected` is in `actual` with the same value; nested mappings likewise."""
-    for key, value in expected.items():
-        assert key in actual, key
-        if isinstance(value, dict):
-            assert_contains(actual[key], value)
-        else:
-            assert actual[key] == value, key
-
-
 # --- bundled experiments -------------------------------------------------------------------
 
 
@@ -595,7 +585,7 @@ def test_parse_override_splits_keys_and_indices():
 # --- candidates ----------------------------------------------------------------------------
 
 
-def test_candidates_are_every_model_times_every_seed():
+def test_candidates_are_every_model_times_every_seed(assert_contains):
     experiment = load_experiment("cifar10_vehicles_animals")
     raw = yaml.safe_load((EXPERIMENTS_DIR / "cifar10_vehicles_animals.yaml").read_text())
 

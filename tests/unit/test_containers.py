@@ -1,5 +1,5 @@
 """The step images: each Dockerfile installs the extras of the steps that run in it
-(pipelines.targets.vertex.STEP_EXTRAS and IMAGE_STEPS say which), from pinned base images, in
+(pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which), from pinned base images, in
 stages, as a non-root user; and the steps' modules import nothing those extras lack."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from pipelines.config import Images
-from pipelines.targets.vertex import EXTRA_BUILDS, IMAGE_STEPS, STEP_EXTRAS, image_extras
+from pipelines.targets.vertex.images import EXTRA_BUILDS, IMAGE_STEPS, STEP_EXTRAS, image_extras
 
 tomllib = pytest.importorskip("tomllib")
 
@@ -163,7 +163,7 @@ def test_step_extras_cover_what_the_step_modules_import(step):
 
     assert not unknown, (
         f"components/{step} imports {sorted(unknown)}: add them to an extra in pyproject.toml, "
-        "to STEP_EXTRAS in pipelines/targets/vertex.py and to MODULE_EXTRAS here"
+        "to STEP_EXTRAS in pipelines/targets/vertex/images.py and to MODULE_EXTRAS here"
     )
     assert needed <= declared, f"STEP_EXTRAS lacks {sorted(needed - declared)} for {step}"
 

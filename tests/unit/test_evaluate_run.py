@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import components.evaluate.loaders as loaders
+import components.models.loading as loaders
 from components.common.dataset import (
     FEATURE_FORMAT,
     FEATURE_IMAGE,
@@ -23,7 +23,6 @@ from components.common.dataset import (
     INFO_FILE,
     shard_name,
 )
-from components.common.model_card import ModelCard
 from components.evaluate.run import default_batch_size, evaluate, worst_misclassified
 
 CLASSES = ["blue", "red"]
@@ -65,7 +64,9 @@ def write_dataset(folder, class_names, examples, channels=3, image_size=(8, 8)):
         "num_classes": len(class_names),
         "image_size": list(image_size),
         "channels": channels,
+        "counts": {"train": {}, "validation": {}, "test": {}},
         "num_examples": {"train": 0, "validation": 0, "test": len(examples)},
+        "fingerprint": "synthetic",
     }
     (folder / INFO_FILE).write_text(json.dumps(info))
     return folder
@@ -86,20 +87,9 @@ class ColourClassifier:
 
 
 @pytest.fixture
-def colour_model(tmp_path, monkeypatch):
+def colour_model(tmp_path, monkeypatch, model_card):
     monkeypatch.setitem(loaders.LOADERS, "transformers", ColourClassifier)
-    folder = tmp_path / "model"
-    folder.mkdir()
-    ModelCard(
-        framework="transformers",
-        name="colour",
-        seed=3,
-        class_names=CLASSES,
-        input_size=(8, 8),
-        channels=3,
-        preprocessing="none",
-    ).save(folder)
-    return folder
+    return model_card(tmp_path / "model", "transformers", "colour", CLASSES, seed=3)
 
 
 @pytest.fixture

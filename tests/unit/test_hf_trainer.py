@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,32 +21,33 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 
 from components.common.model_card import ModelCard  # noqa: E402
-from components.evaluate.loaders import ModelLoadError, load_classifier  # noqa: E402
-from components.spec import Augment, ModelSpec  # noqa: E402
-from components.train.hf_input import (  # noqa: E402
-    BatchOrder,
-    SplitBatches,
-    augment_batch,
-    parse_example,
-    read_records,
-    read_split,
-)
-from components.train.hf_model import (  # noqa: E402
+from components.common.tfrecord import parse_example, read_records, read_split  # noqa: E402
+from components.models.loading import ModelLoadError, load_classifier  # noqa: E402
+from components.models.transformers import (  # noqa: E402
     CheckpointError,
     Preprocessing,
     load_model,
     model_inputs,
     resolve_checkpoint,
 )
-from components.train.hf_trainer import (  # noqa: E402
+from components.spec import Augment, ModelSpec  # noqa: E402
+from components.train.transformers.input import (  # noqa: E402
+    BatchOrder,
+    SplitBatches,
+    augment_batch,
+)
+from components.train.transformers.loop import Progress  # noqa: E402
+from components.train.transformers.optim import (  # noqa: E402
+    layer_ids,
+    make_optimizer,
+    parameter_groups,
+    schedule,
+)
+from components.train.transformers.trainer import (  # noqa: E402
     LAST,
     PROGRESS,
     STATE_DIR,
-    Progress,
     fine_tune,
-    layer_ids,
-    parameter_groups,
-    schedule,
     train_transformers,
 )
 from pipelines.config import load_experiment  # noqa: E402
@@ -114,9 +110,7 @@ def fine_tuned(
             gradient_accumulation_steps=2,
             early_stopping_patience=3,
         )
-        result = fine_tune(
-            str(dataset), spec.model_dump(), 0, str(root / "model"), str(root / "checkpoints")
-        )
+        result = fine_tune(str(dataset), spec, 0, str(root / "model"), str(root / "checkpoints"))
         results[kind] = (result, root / "model")
     return results
 
@@ -233,8 +227,29 @@ def test_parameter_groups_decay_the_rate_and_skip_norms(checkpoints: dict[str, P
     assert {g["lr"] for g in flat} == {rate}
 
 
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "rmsprop"])
+def test_weight_decay_zero_trains_without_decay(checkpoints: dict[str, Path], name: str) -> None:
+    """With zero gradients only weight decay can move a weight: 0 leaves every one as it is."""
+
+    def after_one_step(decay: float) -> dict[str, torch.Tensor]:
+        model = load_model(checkpoints["vit"])
+        optimizer = {"name": name, "learning_rate": 0.1, "weight_decay": decay}
+        spec = hf_spec("wd", checkpoints["vit"], optimizer=optimizer)
+        torch_optimizer = make_optimizer(spec, parameter_groups(model, spec))
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+        torch_optimizer.step()
+        return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    before = {n: p.detach().clone() for n, p in load_model(checkpoints["vit"]).named_parameters()}
+    without = after_one_step(0.0)
+    assert all(torch.equal(without[n], before[n]) for n in before)
+    decayed = after_one_step(0.05)  # control: the same step with decay moves the weights
+    assert not torch.equal(decayed["classifier.weight"], before["classifier.weight"])
+
+
 def test_schedule_matches_the_keras_trainer() -> None:
-    from components.train.keras_trainer import learning_rate
+    from components.train.keras.trainer import learning_rate
 
     for overrides in ({}, {"warmup_epochs": 0}, {"schedule": "constant"}):
         optimizer = {
@@ -485,6 +500,7 @@ def test_a_model_folder_without_hf_is_reported(
         load_classifier(tmp_path)
 
 
+@pytest.mark.ddp
 def test_two_processes_train_with_ddp_on_cpu(
     dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -502,13 +518,6 @@ def test_two_processes_train_with_ddp_on_cpu(
 # --- preemption ------------------------------------------------------------------------------
 
 EPOCHS = 6
-SCRIPT = """
-import json, sys
-from components.train.run import train
-dataset, spec, model_dir, checkpoints = sys.argv[1:5]
-card = train(dataset, json.loads(spec), 0, model_dir, model_dir + ".html", checkpoints)
-print("DONE", card.training["epochs_run"], "tensorflow" in sys.modules)
-"""
 
 
 def _epochs_done(progress: Path) -> int:
@@ -518,32 +527,20 @@ def _epochs_done(progress: Path) -> int:
         return 0
 
 
+@pytest.mark.restart
 def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
-    checkpoints: dict[str, Path], tmp_path: Path, image_dataset: Callable[..., Path]
+    checkpoints: dict[str, Path],
+    tmp_path: Path,
+    image_dataset: Callable[..., Path],
+    train_process: Callable[..., Any],
 ) -> None:
     dataset = make_dataset(image_dataset, tmp_path / "data", per_class=40)
     spec = hf_spec("resume", checkpoints["vit"], epochs=EPOCHS, augment={"flip": "horizontal"})
     model_dir, checkpoint_dir = tmp_path / "model", tmp_path / "checkpoints"
-    argv = [
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(dataset),
-        json.dumps(spec.model_dump(mode="json")),
-        str(model_dir),
-        str(checkpoint_dir),
-    ]
     # One thread, so the uninterrupted run below does the same arithmetic in this process.
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "OMP_NUM_THREADS": "1"}
+    process = train_process(dataset, spec, model_dir, checkpoint_dir, OMP_NUM_THREADS="1")
     progress = checkpoint_dir / STATE_DIR / PROGRESS
-    first = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + 240
-    while _epochs_done(progress) < 1 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    process.kill_when(lambda: _epochs_done(progress) >= 1)
     killed_after = _epochs_done(progress)
     assert 1 <= killed_after < EPOCHS, (
         f"the first run finished {killed_after} epochs before the kill"
@@ -551,7 +548,7 @@ def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
     assert (progress.parent / LAST).is_file()
     assert not (model_dir / "model_card.json").exists()
 
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    second = process.run()
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming resume seed 0 at epoch {killed_after + 1}/{EPOCHS}" in second.stdout
     assert f"Epoch 1/{EPOCHS}" not in second.stdout

@@ -7,13 +7,25 @@ import io
 import signal
 from pathlib import Path
 
+from components.common.results import EvaluationResult
+from components.compare.run import compare
 from pipelines.targets.local import TaskObserver, TaskRecord, _outcome
 from pipelines.targets.stopping import StopGuard
 from pipelines.targets.task_logs import TaskLogs
 
-PASSED = {
-    "gate": {"passed": True, "message": "gate passed: small-cnn (seed 0) accuracy 0.97 >= 0.90"}
-}
+
+def summary(gate_min: float) -> dict:
+    """A real compare summary, as the pipeline returns it."""
+    result = EvaluationResult.model_validate(
+        {
+            "name": "small-cnn",
+            "seed": 0,
+            "framework": "keras",
+            "model_uri": "/models/small-cnn-0",
+            "metrics": {"accuracy": 0.97},
+        }
+    )
+    return dict(compare([result], "accuracy", gate_min).to_output())
 
 
 def observer(tmp_path: Path, **statuses: str) -> tuple[TaskObserver, TaskLogs]:
@@ -27,14 +39,13 @@ def observer(tmp_path: Path, **statuses: str) -> tuple[TaskObserver, TaskLogs]:
 
 def test_a_gate_that_passed_without_registering_fails_the_run(tmp_path: Path) -> None:
     tasks, logs = observer(tmp_path, ingest="SUCCESS", compare="SUCCESS", gate="SUCCESS")
-    outcome = _outcome(tasks, logs, StopGuard(), None, PASSED)
+    outcome = _outcome(tasks, logs, StopGuard(), None, summary(0.9))
     assert outcome["status"] == "FAILED"
     assert outcome["error"].startswith("the gate passed but the register step did not run")
     tasks, logs = observer(tmp_path, gate="SUCCESS", register_local="CACHED")
-    assert _outcome(tasks, logs, StopGuard(), None, PASSED)["status"] == "SUCCEEDED"
-    missed = {"gate": {"passed": False, "message": "gate failed"}}
+    assert _outcome(tasks, logs, StopGuard(), None, summary(0.9))["status"] == "SUCCEEDED"
     tasks, logs = observer(tmp_path, gate="SUCCESS")
-    assert _outcome(tasks, logs, StopGuard(), None, missed)["status"] == "SUCCEEDED"
+    assert _outcome(tasks, logs, StopGuard(), None, summary(0.99))["status"] == "SUCCEEDED"
 
 
 def test_a_failed_step_reports_the_exception_in_its_log(tmp_path: Path) -> None:

@@ -11,15 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.common.model_card import ModelCard
+from components.common.pixels import load_image, resize_bilinear
 from components.predict.cli import expand_inputs, main
-from components.predict.images import load_image, resize_bilinear
 
 CLASSES = ["red", "green", "blue"]
 
 
 @pytest.fixture(scope="module")
-def colour_model(tmp_path_factory):
+def colour_model(tmp_path_factory, model_card):
     """A keras Model artifact whose weights make the answer certain: the logits are 20 x the
     mean red, green and blue (in [0, 1]), so a solid colour is its class with p > 0.99."""
     import keras
@@ -33,16 +32,7 @@ def colour_model(tmp_path_factory):
     head.set_weights([20 * np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32)])
     (folder / "keras").mkdir()
     model.save(folder / "keras" / "model.keras")
-    ModelCard(
-        framework="keras",
-        name="colours",
-        seed=0,
-        class_names=CLASSES,
-        input_size=(8, 8),
-        channels=3,
-        preprocessing="rescale_0_1",
-    ).save(folder)
-    return folder
+    return model_card(folder, "keras", "colours", CLASSES, preprocessing="rescale_0_1")
 
 
 @pytest.fixture
@@ -146,7 +136,7 @@ def test_registry_version_folder_is_accepted(capsys, colour_model, images, tmp_p
     from components.register.run import register_local
 
     record = register_local(colour_model, tmp_path / "registry", "colours", {"accuracy": 1.0})
-    code, document, _ = run_json(capsys, ["--model", record["path"], str(images / "blue.jpg")])
+    code, document, _ = run_json(capsys, ["--model", record.path, str(images / "blue.jpg")])
     assert code == 0 and top1(document) == {"blue.jpg": "blue"}
 
 
@@ -184,7 +174,7 @@ def test_resize_matches_tensorflow_bilinear(size):
     [("RGB", "png", 3), ("L", "png", 1), ("L", "png", 3), ("RGB", "jpeg", 3)],
 )
 def test_load_image_matches_the_training_input(tmp_path, mode, suffix, channels):
-    from components.train.input import decode_and_resize
+    from components.common.tfdata import decode_and_resize
 
     pixels = (
         np.random.default_rng(2)

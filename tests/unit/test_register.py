@@ -24,12 +24,12 @@ def test_first_version_holds_model_card_metrics_and_record(tmp_path):
         model, tmp_path / "registry", "digits", {"accuracy": 0.97}, ["staging"], {"seed": 0}
     )
     version = tmp_path / "registry" / "digits" / "v1"
-    assert record["version"] == "v1" and record["path"] == str(version)
+    assert record.version == "v1" and record.path == str(version)
     assert (version / "model" / "keras" / "model.keras").read_bytes() == b"weights"
     assert json.loads((version / "model_card.json").read_text())["name"] == "small-cnn"
     assert json.loads((version / "metrics.json").read_text()) == {"accuracy": 0.97}
     stored = json.loads((version / "registration.json").read_text())
-    assert stored == record
+    assert stored == record.model_dump(mode="json")
     assert stored["aliases"] == ["staging"] and stored["details"] == {"seed": 0}
     assert stored["model_name"] == "small-cnn" and stored["dataset_fingerprint"] == "abc"
     assert [p.name for p in (tmp_path / "registry" / "digits").iterdir()] == [
@@ -45,7 +45,7 @@ def test_same_model_registers_once_and_new_models_get_new_versions(tmp_path):
     again = register_local(a, root, "digits", {"accuracy": 0.9})
     second = register_local(b, root, "digits", {"accuracy": 0.95})
     assert first == again
-    assert second["version"] == "v2"
+    assert second.version == "v2"
     assert [p.name for p in versions(root / "digits")] == ["v1", "v2"]
 
 
@@ -53,7 +53,7 @@ def test_version_numbers_are_never_reused(tmp_path):
     root = tmp_path / "registry"
     (root / "digits" / "v7").mkdir(parents=True)  # e.g. left by hand, without a record
     record = register_local(make_model(tmp_path / "m"), root, "digits", {})
-    assert record["version"] == "v8"
+    assert record.version == "v8"
 
 
 def test_a_version_taken_meanwhile_is_skipped(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_a_version_taken_meanwhile_is_skipped(tmp_path, monkeypatch):
     numbers = iter([1, 2])  # another registration "took" v1 between our look and our rename
     monkeypatch.setattr(registry, "next_version_number", lambda _root: next(numbers))
     record = register_local(make_model(tmp_path / "b"), root, "digits", {})
-    assert record["version"] == "v2"
+    assert record.version == "v2"
     assert sorted(p.name for p in (root / "digits").iterdir()) == ["v1", "v2"]
     assert json.loads((root / "digits" / "v1" / "registration.json").read_text())[
         "source_model"
@@ -105,10 +105,10 @@ def test_same_classes_and_allowed_changes_register(tmp_path):
     root = tmp_path / "registry"
     register_local(with_classes(tmp_path / "a", ["cat", "dog"]), root, "pets", {})
     same = register_local(with_classes(tmp_path / "b", ["cat", "dog"], seed=1), root, "pets", {})
-    assert same["version"] == "v2"
+    assert same.version == "v2"
     three = with_classes(tmp_path / "c", ["bird", "cat", "dog"], seed=2)
     allowed = register_local(three, root, "pets", {}, allow_class_change=True)
-    assert allowed["version"] == "v3"
+    assert allowed.version == "v3"
     # the latest version now has three classes: the next two-class model is the change
     with pytest.raises(registry.ClassChangeError, match="gone: bird"):
         register_local(with_classes(tmp_path / "d", ["cat", "dog"], seed=3), root, "pets", {})

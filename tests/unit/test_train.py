@@ -9,13 +9,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.spec import KERAS_ARCHITECTURES, ModelSpec
-from components.train.models import APPLICATIONS, SCRATCH, build_model
+from components.models.keras import APPLICATIONS, SCRATCH, build_model
+from components.spec import ModelSpec
 
 
-def test_registry_matches_the_config_schema() -> None:
-    # An architecture the config accepts must be one the trainer can build, and vice versa.
-    assert set(KERAS_ARCHITECTURES) == set(SCRATCH) | set(APPLICATIONS)
+def test_the_registry_builds_from_the_spec_names() -> None:
+    # The registry is derived from components.spec's names; anything else is refused by name.
+    with pytest.raises(ValueError, match="unknown architecture 'vgg99'; known: .*small_cnn"):
+        build_model("vgg99", 2, (16, 16), 3)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "rmsprop"])
+def test_weight_decay_zero_trains_without_decay(name: str) -> None:
+    """With a zero gradient only weight decay can move a weight: 0 leaves it as it is."""
+    import keras
+
+    from components.spec import Optimizer
+    from components.train.keras.trainer import make_optimizer
+
+    def after_one_step(decay: float) -> np.ndarray:
+        optimizer = make_optimizer(Optimizer(name=name, weight_decay=decay), 0.1)
+        variable = keras.Variable(np.ones(4, "float32"))
+        optimizer.apply_gradients([(keras.ops.zeros(4), variable)])
+        return np.asarray(variable)
+
+    np.testing.assert_array_equal(after_one_step(0.0), np.ones(4))
+    # control: the same step with decay shrinks the weight by lr x decay
+    np.testing.assert_allclose(after_one_step(0.05), np.full(4, 1 - 0.1 * 0.05), rtol=1e-6)
 
 
 @pytest.mark.parametrize("architecture", sorted(SCRATCH))
@@ -63,7 +83,7 @@ def test_cnn3_knobs_change_the_model() -> None:
 def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
     tmp_path: Path, image_dataset: Callable[..., Path]
 ) -> None:
-    from components.evaluate.loaders import load_classifier
+    from components.models.loading import load_classifier
     from components.train.run import train
 
     # Two classes that a CNN separates in a few steps: dark and bright noisy squares.
@@ -75,7 +95,7 @@ def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
     )
     card = train(
         dataset,
-        spec.model_dump(),
+        spec,
         0,
         tmp_path / "model",
         tmp_path / "curves.html",
@@ -115,7 +135,7 @@ def test_same_seed_same_weights(tmp_path: Path, image_dataset: Callable[..., Pat
     )
     spec = ModelSpec(
         name="tiny", architecture="small_cnn", epochs=1, batch_size=8, params={"filters": 4}
-    ).model_dump()
+    )
     first = train(dataset, spec, 7, tmp_path / "a", tmp_path / "a.html")
     second = train(dataset, spec, 7, tmp_path / "b", tmp_path / "b.html")
     assert first.history["loss"] == pytest.approx(second.history["loss"], rel=1e-5)

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from components.spec import ModelSpec
 
 EPOCHS = 8
-SCRIPT = """
-import json, sys
-from components.train.run import train
-dataset, spec, model_dir, checkpoints = sys.argv[1:5]
-card = train(dataset, json.loads(spec), 0, model_dir, model_dir + ".html", checkpoints)
-print("DONE", card.training["epochs_run"])
-"""
 
 
 def _dataset(image_dataset: Callable[..., Path], root: Path) -> Path:
@@ -35,7 +24,10 @@ def _epochs_logged(history_csv: Path) -> int:
     return max(len(history_csv.read_text().strip().splitlines()) - 1, 0)
 
 
-def test_sigkill_then_restart_resumes(tmp_path: Path, image_dataset: Callable[..., Path]) -> None:
+@pytest.mark.restart
+def test_sigkill_then_restart_resumes(
+    tmp_path: Path, image_dataset: Callable[..., Path], train_process: Callable[..., Any]
+) -> None:
     dataset = _dataset(image_dataset, tmp_path)
     spec = ModelSpec(
         name="resume",
@@ -46,31 +38,14 @@ def test_sigkill_then_restart_resumes(tmp_path: Path, image_dataset: Callable[..
     )
     model_dir = tmp_path / "model"
     checkpoints = tmp_path / "checkpoints"
-    argv = [
-        sys.executable,
-        "-c",
-        SCRIPT,
-        str(dataset),
-        json.dumps(spec.model_dump()),
-        str(model_dir),
-        str(checkpoints),
-    ]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = train_process(dataset, spec, model_dir, checkpoints)
     history_csv = checkpoints / "head" / "history.csv"
-
-    first = subprocess.Popen(
-        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + 240
-    while _epochs_logged(history_csv) < 2 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    process.kill_when(lambda: _epochs_logged(history_csv) >= 2)
     killed_after = _epochs_logged(history_csv)
     assert 2 <= killed_after < EPOCHS, f"the first run logged {killed_after} epochs before the kill"
     assert not (model_dir / "model_card.json").exists()
 
-    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    second = process.run()
     assert second.returncode == 0, second.stderr[-2000:]
     card = json.loads((model_dir / "model_card.json").read_text())
     assert card["training"]["epochs_run"] == EPOCHS
@@ -91,7 +66,7 @@ def test_a_finished_phase_is_not_trained_again(
     dataset = _dataset(image_dataset, tmp_path)
     spec = ModelSpec(
         name="twice", architecture="small_cnn", epochs=2, batch_size=32, params={"filters": 4}
-    ).model_dump()
+    )
     train(dataset, spec, 0, tmp_path / "a", tmp_path / "a.html", tmp_path / "ckpt")
     again = train(dataset, spec, 0, tmp_path / "b", tmp_path / "b.html", tmp_path / "ckpt")
     assert again.training["epochs_run"] == 2  # history restored from the finished phase's log
@@ -102,7 +77,7 @@ def test_a_finished_phase_is_not_trained_again(
 def test_transfer_recipe_freezes_then_unfreezes(
     tmp_path: Path, image_dataset: Callable[..., Path], unfreeze: int
 ) -> None:
-    from components.train.models import build_model
+    from components.models.keras import build_model
     from components.train.run import train
 
     dataset = _dataset(image_dataset, tmp_path)
@@ -117,7 +92,7 @@ def test_transfer_recipe_freezes_then_unfreezes(
         epochs=1,
         batch_size=64,
         fine_tune={"epochs": 1, "unfreeze_layers": unfreeze, "learning_rate": 1e-5},
-    ).model_dump()
+    )
     card = train(dataset, spec, 0, tmp_path / "model", tmp_path / "curves.html")
     head, fine = card.training["phases"]
     assert (head["phase"], fine["phase"]) == ("head", "fine_tune")

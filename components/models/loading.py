@@ -9,56 +9,20 @@ applies the card's mean/std).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
-
-import numpy as np
 
 from components.common.model_card import CARD_FILE, ModelCard
+from components.models.artifact import Classifier, ModelLoadError
+from components.models.keras import KerasClassifier
+from components.models.transformers import TransformersClassifier
 
+__all__ = ["LOADERS", "Classifier", "ModelLoadError", "load_classifier", "resolve_model_dir"]
 
-class Classifier(Protocol):
-    card: ModelCard
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        """float32 [0, 255] images of the card's input size, NHWC -> (N, classes) probabilities."""
-        ...
-
-
-class ModelLoadError(RuntimeError):
-    """The folder is not a loadable Model artifact; the message says what is missing."""
-
-
-class KerasClassifier:
-    def __init__(self, model_dir: Path, card: ModelCard):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        path = model_dir / "keras" / "model.keras"
-        if not path.is_file():
-            raise ModelLoadError(
-                f"{path} is missing: a keras Model artifact holds keras/model.keras beside "
-                f"{CARD_FILE}; point at the folder the train step wrote"
-            )
-        import keras
-
-        self.card = card
-        self.model = keras.saving.load_model(path, compile=False)
-
-    def predict(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
-
-
-def _transformers_classifier(model_dir: Path, card: ModelCard) -> Classifier:
-    from components.train.hf_model import TransformersClassifier  # torch only when needed
-
-    return TransformersClassifier(model_dir, card)
-
-
-# framework (the card's `framework`) -> loader.
+# framework (the card's `framework`) -> loader; each imports its framework only when called.
 LOADERS: dict[str, Callable[[Path, ModelCard], Classifier]] = {
     "keras": KerasClassifier,
-    "transformers": _transformers_classifier,
+    "transformers": TransformersClassifier,
 }
 
 

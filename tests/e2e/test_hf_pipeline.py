@@ -14,7 +14,7 @@ import yaml
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from components.evaluate.loaders import load_classifier  # noqa: E402
+from components.models.loading import load_classifier  # noqa: E402
 from pipelines.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.e2e

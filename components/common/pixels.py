@@ -1,4 +1,8 @@
-"""Image files -> model input, the way the pipeline's input does it (components.train.input).
+"""The one image decoder: encoded bytes or image files -> pixel arrays, without TensorFlow.
+
+`decode` + `resize_bilinear` (and `load_image` for files) give a model input the way the
+pipeline's tf.data input does it (components.common.tfdata); `decode_resized` resizes with a
+Pillow filter for the transformers trainer, as the checkpoints' image processors do.
 
 Training and evaluation decode with `tf.io.decode_image(channels=C)` (first frame of an
 animation, alpha dropped, no EXIF rotation) and resize with `tf.image.resize(method="bilinear")`
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,8 +29,8 @@ class ImageReadError(ValueError):
     """A file that is not a readable image."""
 
 
-def decode(data: bytes, channels: int) -> np.ndarray:
-    """Encoded bytes -> uint8 array (H, W, channels)."""
+def _open(data: bytes, channels: int) -> Any:
+    """Encoded bytes -> the first frame as a Pillow image in mode L (channels 1) or RGB."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -36,14 +41,32 @@ def decode(data: bytes, channels: int) -> np.ndarray:
                 # 16-bit greyscale: keep the high byte, as 8-bit decoding does
                 grey = (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
                 image = Image.fromarray(grey, mode="L")
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+            return image.convert("L" if channels == 1 else "RGB")
     except UnidentifiedImageError:
         raise ImageReadError("not a readable image (unknown format or corrupt file)") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return array
+
+
+def _array(image: Any) -> np.ndarray:
+    array = np.array(image, dtype=np.uint8)  # a writable copy (torch wraps it as it is)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def decode(data: bytes, channels: int) -> np.ndarray:
+    """Encoded bytes -> uint8 array (H, W, channels)."""
+    return _array(_open(data, channels))
+
+
+def decode_resized(
+    data: bytes, size: tuple[int, int], resample: int, channels: int = 3
+) -> np.ndarray:
+    """Encoded bytes -> uint8 (height, width, channels) of `size`, resized by Pillow with the
+    `resample` filter (what Hugging Face image processors do)."""
+    image = _open(data, channels)
+    if image.size != (size[1], size[0]):
+        image = image.resize((size[1], size[0]), resample=resample)
+    return _array(image)
 
 
 def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

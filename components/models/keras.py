@@ -1,18 +1,29 @@
-"""Keras model registry: architecture name -> builder and the preprocessing it expects.
+"""Keras models: the registry (architecture name -> builder and the preprocessing it expects),
+saving the keras Model artifact and loading it back as a `Classifier`.
 
 Every model takes raw pixels (float32 in [0, 255], already resized to its input size) and
 carries its own preprocessing as layers, so serving and evaluation never re-implement it.
+The registry is built from the names in `components.spec`, which the config validates against.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from components.spec import KERAS_APPLICATIONS
+import numpy as np
+
+from components.common.model_card import CARD_FILE, ModelCard
+from components.models.artifact import ModelLoadError
+from components.spec import KERAS_APPLICATIONS, KERAS_SCRATCH_ARCHITECTURES
 
 APPLICATIONS = KERAS_APPLICATIONS
+KERAS_DIR = "keras"
+MODEL_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -151,11 +162,15 @@ def cifar_cnn(
     )
 
 
-SCRATCH: dict[str, Callable[..., Any]] = {
+_BUILDERS: dict[str, Callable[..., Any]] = {
     "small_cnn": small_cnn,
     "lenet5": lenet5,
     "cnn3": cnn3,
     "cifar_cnn": cifar_cnn,
+}
+# The scratch names come from the spec; a name without a builder fails at import, not at run time.
+SCRATCH: dict[str, Callable[..., Any]] = {
+    name: _BUILDERS[name] for name in KERAS_SCRATCH_ARCHITECTURES
 }
 
 
@@ -194,3 +209,34 @@ def _application(
     x = layers.Dropout(float(params.get("dropout", 0.2)))(x)
     model = keras.Model(inputs, _head(x, num_classes), name=architecture)
     return BuiltModel(model, input_size, preprocessing, backbone)
+
+
+# --- the Model artifact ----------------------------------------------------------------------
+
+
+def save_model(model: Any, model_dir: Path) -> None:
+    """keras/model.keras (for reloading) and keras/saved_model (for serving)."""
+    keras_dir = Path(model_dir) / KERAS_DIR
+    keras_dir.mkdir(parents=True, exist_ok=True)
+    model.save(keras_dir / MODEL_FILE)
+    model.export(str(keras_dir / SAVED_MODEL_DIR), verbose=False)
+
+
+class KerasClassifier:
+    """A keras Model artifact behind the `Classifier` interface of evaluate/predict."""
+
+    def __init__(self, model_dir: Path, card: ModelCard):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        path = Path(model_dir) / KERAS_DIR / MODEL_FILE
+        if not path.is_file():
+            raise ModelLoadError(
+                f"{path} is missing: a keras Model artifact holds {KERAS_DIR}/{MODEL_FILE} "
+                f"beside {CARD_FILE}; point at the folder the train step wrote"
+            )
+        import keras
+
+        self.card = card
+        self.model = keras.saving.load_model(path, compile=False)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)

@@ -1,148 +1,32 @@
 """The transformers trainer's input pipeline: our TFRecords in, uint8 NCHW batches out.
 
-A split's encoded images are read into memory once (bytes, as stored by ingest), by a small
-TFRecord / tf.train.Example reader: TensorFlow is seconds to import in every DDP process, and
-its runtime threads make forking DataLoader workers unsafe. Each image is
+A split's encoded images are read into memory once (bytes, as stored by ingest), by the
+pure-Python reader in `components.common.tfrecord` (no TensorFlow here). Each image is
 decoded with Pillow and resized to the checkpoint's `input_size` with its resampling filter,
 either once up front when the decoded split fits in `CACHE_LIMIT_BYTES`, or every epoch in
 DataLoader workers. Batch order is a pure function of (seed, epoch, rank), so a resumed run
 sees the same batches as an uninterrupted one. Cropping, augmentation and normalisation run
-on whole batches on the training device (`augment_batch`, `hf_model.model_inputs`).
+on whole batches on the training device (`augment_batch`,
+`components.models.transformers.model_inputs`).
 """
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
-from components.common.dataset import FEATURE_IMAGE, FEATURE_LABEL, shard_files
+from components.common.pixels import decode_resized
+from components.common.tfrecord import read_split
+from components.models.transformers import Preprocessing
 from components.spec import Augment
-from components.train.hf_model import Preprocessing
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 MAX_WORKERS = 8
-
-
-def read_split(dataset_dir: str | Path, split: str) -> tuple[list[bytes], np.ndarray]:
-    """Encoded images and labels of one split, in file order."""
-    encoded, labels = [], []
-    for path in shard_files(dataset_dir, split):
-        for record in read_records(path):
-            features = parse_example(record)
-            try:
-                encoded.append(features[FEATURE_IMAGE][0])
-                labels.append(features[FEATURE_LABEL][0])
-            except (KeyError, IndexError):
-                raise ValueError(
-                    f"{path}: a record lacks {FEATURE_IMAGE} or {FEATURE_LABEL}; it is not a "
-                    "Dataset written by the ingest step (re-run ingest)"
-                ) from None
-    return encoded, np.asarray(labels, dtype=np.int64)
-
-
-def read_records(path: str | Path) -> Iterator[bytes]:
-    """The records of a TFRecord file: uint64 length, CRC, bytes, CRC (CRCs not checked; a
-    damaged record fails to parse or decode)."""
-    with open(path, "rb") as handle:
-        while header := handle.read(12):
-            (length,) = struct.unpack("<Q", header[:8]) if len(header) == 12 else (-1,)
-            data = handle.read(length) if length >= 0 else b""
-            if length < 0 or len(data) < length or len(handle.read(4)) < 4:
-                raise ValueError(f"{path} ends inside a record; the shard is truncated")
-            yield data
-
-
-def parse_example(data: bytes) -> dict[str, list[Any]]:
-    """A serialized tf.train.Example -> {feature name: list of bytes or ints}."""
-    features: dict[str, list[Any]] = {}
-    for number, block in _fields(data):
-        if number != 1 or not isinstance(block, bytes):  # Example.features
-            continue
-        for entry_number, entry in _fields(block):  # Features: map<string, Feature> = 1
-            if entry_number != 1 or not isinstance(entry, bytes):
-                continue
-            name, feature = "", b""
-            for part_number, part in _fields(entry):
-                if part_number == 1 and isinstance(part, bytes):
-                    name = part.decode()
-                elif part_number == 2 and isinstance(part, bytes):
-                    feature = part
-            features[name] = _feature_values(feature)
-    return features
-
-
-def _feature_values(feature: bytes) -> list[Any]:
-    values: list[Any] = []
-    for kind, payload in _fields(feature):
-        if kind == 1 and isinstance(payload, bytes):  # BytesList: repeated bytes value = 1
-            values += [v for n, v in _fields(payload) if n == 1 and isinstance(v, bytes)]
-        elif kind == 3 and isinstance(payload, bytes):  # Int64List: repeated int64 value = 1
-            for number, value in _fields(payload):
-                if number != 1:
-                    continue
-                if isinstance(value, bytes):  # packed
-                    position = 0
-                    while position < len(value):
-                        item, position = _varint(value, position)
-                        values.append(_int64(item))
-                else:
-                    values.append(_int64(value))
-    return values
-
-
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, position
-        shift += 7
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of a protobuf message: ints for varint and fixed-width fields,
-    bytes for length-delimited ones."""
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, position = _varint(data, position)
-            yield number, value
-        elif wire == 2:
-            length, position = _varint(data, position)
-            yield number, data[position : position + length]
-            position += length
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            yield number, int.from_bytes(data[position : position + width], "little")
-            position += width
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} in a TFRecord example")
-
-
-def decode(encoded: bytes, size: tuple[int, int], resample: int) -> np.ndarray:
-    """Encoded bytes -> uint8 RGB HWC of (height, width) `size`."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(encoded)) as image:
-        rgb = image.convert("RGB")
-        if rgb.size != (size[1], size[0]):
-            rgb = rgb.resize((size[1], size[0]), resample=resample)
-        return np.array(rgb, dtype=np.uint8)
 
 
 class EncodedImages:
@@ -165,7 +49,7 @@ class EncodedImages:
         import torch
 
         encoded = self.blob[self.offsets[index] : self.offsets[index + 1]].tobytes()
-        pixels = decode(encoded, self.preprocessing.input_size, self.preprocessing.resample)
+        pixels = decode_resized(encoded, self.preprocessing.input_size, self.preprocessing.resample)
         return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), int(self.labels[index])
 
 

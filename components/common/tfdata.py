@@ -1,4 +1,4 @@
-"""tf.data input pipelines over the Dataset artifact's TFRecords."""
+"""tf.data input pipelines over the Dataset artifact's TFRecords (Keras training, evaluation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hugging Face image classifiers: checkpoints, their preprocessing, and the loaded Model.
+"""Hugging Face image classifiers: checkpoints, their preprocessing, saving and loading.
 
 The checkpoint's image processor config (size, crop, mean, std, rescale, resample) is read
 once into a `Preprocessing`, which the trainer's input pipeline and `TransformersClassifier`
@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from components.common.files import write_json
 from components.common.model_card import CARD_FILE, ModelCard
-from components.evaluate.loaders import ModelLoadError
+from components.models.artifact import ModelLoadError
+from components.spec import ModelSpec
 
 HF_DIR = "hf"
 PREPROCESSING = "hf_image_processor"
@@ -218,7 +220,58 @@ def load_processor_config(checkpoint: str) -> dict[str, Any]:
     return dict(config)
 
 
+def load_pretrained(checkpoint: str, spec: ModelSpec, class_names: list[str]) -> Any:
+    """The checkpoint with a head for `class_names`; spec.params override config fields
+    (e.g. drop_path_rate, hidden_dropout_prob)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageClassification
+
+    where = f"model '{spec.name}': checkpoint '{spec.checkpoint}'"
+    try:
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(checkpoint)
+            unknown = sorted(k for k in spec.params if not hasattr(config, k))
+            if unknown:
+                raise CheckpointError(
+                    f"model '{spec.name}': params {', '.join(unknown)} are not fields of "
+                    f"{type(config).__name__}; transformers params override config fields "
+                    "such as drop_path_rate or hidden_dropout_prob"
+                )
+            model = AutoModelForImageClassification.from_pretrained(
+                checkpoint,
+                num_labels=len(class_names),
+                id2label=dict(enumerate(class_names)),
+                label2id={name: index for index, name in enumerate(class_names)},
+                ignore_mismatched_sizes=True,
+                **spec.params,
+            )
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(
+            f"{where} cannot be loaded as an image classifier ({exc}); use a Hub id of an "
+            "AutoModelForImageClassification model (reachable from the training machine) or a "
+            "folder written by save_pretrained"
+        ) from None
+    # A head of the right size trained for other classes is loaded as it is: start it afresh.
+    old = [str(v) for _, v in sorted((int(k), v) for k, v in config.id2label.items())]
+    if len(old) == len(class_names) and old != class_names:
+        for name, module in model.named_modules():
+            if name.split(".")[0] == "classifier" and isinstance(module, torch.nn.Linear):
+                module.reset_parameters()
+    return model
+
+
 # --- the Model artifact ----------------------------------------------------------------------
+
+
+def save_model(model: Any, processor_config: dict[str, Any], model_dir: Path) -> None:
+    """hf/: the save_pretrained model and the checkpoint's image processor config."""
+    hf_dir = Path(model_dir) / HF_DIR
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(hf_dir)
+    write_json(hf_dir / "preprocessor_config.json", processor_config)
 
 
 def center_crop(images: Any, crop_size: tuple[int, int] | None) -> Any:

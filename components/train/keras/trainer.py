@@ -1,0 +1,349 @@
+"""Keras training: registry model, tf.data input, transfer then fine-tune, resumable, exported.
+
+Preemption: each phase backs up into `<checkpoint_dir>/<phase>/` every epoch (BackupAndRestore)
+and appends its history to a CSV there. A finished phase leaves `<phase>.done.weights.h5`, so a
+restarted step skips it. A step killed mid-phase resumes at its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.common.dataset import read_info
+from components.common.files import write_json
+from components.common.model_card import ModelCard
+from components.common.tfdata import make_dataset
+from components.models.keras import BuiltModel, build_model, save_model
+from components.spec import ModelSpec, Optimizer
+from components.train.keras.resume import announce_resume, done_marker
+from components.train.keras.strategy import choose_strategy, precision_policy
+from components.train.recipe import NESTEROV, schedule_for, weight_decay
+
+CACHE_LIMIT_BYTES = 2 * 1024**3
+
+
+# --- recipe pieces ---------------------------------------------------------------------------
+
+
+def learning_rate(spec: ModelSpec, base: float, epochs: int, steps_per_epoch: int) -> Any:
+    """A float, or the shared warm-up + cosine schedule (`components.train.recipe`) as a
+    Keras `CosineDecay` over the phase's steps."""
+    import keras
+
+    plan = schedule_for(spec.optimizer, epochs, steps_per_epoch)
+    if plan.kind == "constant":
+        return base
+    if plan.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=base * plan.factor(0),
+            decay_steps=plan.decay_steps,
+            warmup_target=base,
+            warmup_steps=plan.warmup_steps,
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=base, decay_steps=plan.decay_steps
+    )
+
+
+def make_optimizer(optimizer: Optimizer, rate: Any) -> Any:
+    """The spec's optimizer with its decoupled weight decay (none when the spec says 0)."""
+    import keras
+
+    decay = weight_decay(optimizer)
+    kwargs: dict[str, Any] = {"weight_decay": decay if decay > 0 else None}
+    if optimizer.name == "adam":
+        return keras.optimizers.Adam(rate, **kwargs)
+    if optimizer.name == "adamw":
+        # AdamW's own default (0.004) would apply when none is passed: pass 0 through as 0.
+        return keras.optimizers.AdamW(rate, weight_decay=decay)
+    if optimizer.name == "sgd":
+        return keras.optimizers.SGD(rate, momentum=optimizer.momentum, nesterov=NESTEROV, **kwargs)
+    return keras.optimizers.RMSprop(rate, momentum=optimizer.momentum, **kwargs)
+
+
+def augmentation_layers(spec: ModelSpec) -> list[Any]:
+    from keras import layers
+
+    a = spec.augment
+    stack: list[Any] = []
+    if a.flip != "none":
+        stack.append(layers.RandomFlip(a.flip))
+    if a.rotation:
+        stack.append(layers.RandomRotation(a.rotation))
+    if a.zoom:
+        stack.append(layers.RandomZoom(a.zoom))
+    if a.translation:
+        stack.append(layers.RandomTranslation(a.translation, a.translation))
+    if a.contrast:
+        stack.append(layers.RandomContrast(a.contrast))
+    return stack
+
+
+def set_trainable(built: BuiltModel, phase: str, unfreeze_layers: int) -> None:
+    """head: the pretrained backbone is frozen. fine_tune: the top `unfreeze_layers` layers
+    (all when 0) train; batch norm stays in inference mode since the backbone is called with
+    training=False."""
+    if built.backbone is None:
+        return
+    if phase == "head":
+        built.backbone.trainable = False
+        return
+    built.backbone.trainable = True
+    if unfreeze_layers:
+        for layer in built.backbone.layers[:-unfreeze_layers]:
+            layer.trainable = False
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    """Everything the phases need: the built model, its input and where it trains."""
+
+    spec: ModelSpec
+    info: dict[str, Any]
+    built: BuiltModel
+    strategy: Any
+    policy: str
+    train: Any
+    validation: Any
+    steps_per_epoch: int
+    checkpoints: Path
+    history: dict[str, list[float]] = field(default_factory=dict)
+    phase_log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def monitor(self) -> str:
+        return "val_accuracy" if self.validation is not None else "accuracy"
+
+    @property
+    def pretrained(self) -> bool:
+        return self.built.backbone is not None and self.spec.weights != "none"
+
+
+def train_keras(
+    dataset_dir: str | Path,
+    spec: ModelSpec,
+    seed: int,
+    model_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
+) -> ModelCard:
+    """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`."""
+    started = time.monotonic()
+    setup = set_up(dataset_dir, spec, seed, checkpoint_dir)
+    phases = [("head", spec.epochs, spec.optimizer.learning_rate)]
+    if setup.pretrained and spec.fine_tune.epochs:
+        phases.append(("fine_tune", spec.fine_tune.epochs, spec.fine_tune.learning_rate))
+    announce_resume(spec.name, seed, setup.checkpoints, phases)
+    for phase, epochs, base_rate in phases:
+        run_phase(setup, phase, epochs, base_rate)
+    return write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+
+
+def set_up(
+    dataset_dir: str | Path, spec: ModelSpec, seed: int, checkpoint_dir: str | Path | None
+) -> Setup:
+    """Seed, strategy and precision, the registry model, and the train / validation input."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    if spec.architecture is None:
+        raise ValueError(f"model '{spec.name}' is not a keras model with an architecture")
+    info = read_info(dataset_dir)
+    keras.utils.set_random_seed(seed)
+    # Without a checkpoint folder nothing can resume: back up into a throw-away one.
+    checkpoints = (
+        Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="checkpoints-"))
+    )
+    strategy = choose_strategy()
+    policy = precision_policy(spec, strategy)
+    keras.mixed_precision.set_global_policy(policy)
+    with strategy.scope():
+        built = build_model(
+            spec.architecture,
+            int(info["num_classes"]),
+            tuple(info["image_size"]),
+            int(info["channels"]),
+            spec.params,
+            spec.weights,
+        )
+    batch_size = spec.batch_size * strategy.num_replicas_in_sync
+    train, validation = make_inputs(dataset_dir, spec, info, built, batch_size, seed)
+    steps_per_epoch = max(math.ceil(int(info["num_examples"]["train"]) / batch_size), 1)
+    return Setup(
+        spec, info, built, strategy, policy, train, validation, steps_per_epoch, checkpoints
+    )
+
+
+def make_inputs(
+    dataset_dir: str | Path,
+    spec: ModelSpec,
+    info: dict[str, Any],
+    built: BuiltModel,
+    batch_size: int,
+    seed: int,
+) -> tuple[Any, Any]:
+    """The augmented training batches and the validation batches (None without a split)."""
+    import keras
+    import tensorflow as tf
+
+    channels = int(info["channels"])
+    num_classes = int(info["num_classes"])
+    n_train = int(info["num_examples"]["train"])
+    size = built.input_size
+    cache = n_train * size[0] * size[1] * channels * 4 < CACHE_LIMIT_BYTES
+    train = make_dataset(
+        dataset_dir, "train", size, channels, batch_size, shuffle=True, seed=seed, cache=cache
+    )
+    augment = augmentation_layers(spec)
+    if augment:
+        pipeline = keras.Sequential(augment)
+        train = train.map(
+            lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    validation = None
+    if int(info["num_examples"]["validation"]):
+        validation = make_dataset(
+            dataset_dir, "validation", size, channels, batch_size, cache=cache
+        )
+    if spec.label_smoothing:
+        train = train.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+        if validation is not None:
+            validation = validation.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    return train, validation
+
+
+def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
+    """Compile for the phase, then restore it if it finished before a restart, or fit it
+    (resuming at its last backed-up epoch); its history joins the run's."""
+    import keras
+
+    spec, model = setup.spec, setup.built.model
+    phase_dir = setup.checkpoints / phase
+    finished = done_marker(setup.checkpoints, phase)
+    set_trainable(
+        setup.built, phase if setup.pretrained else "fine_tune", spec.fine_tune.unfreeze_layers
+    )
+    with setup.strategy.scope():
+        loss: Any = (
+            keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing)
+            if spec.label_smoothing
+            else keras.losses.SparseCategoricalCrossentropy()
+        )
+        rate = learning_rate(spec, base_rate, epochs, setup.steps_per_epoch)
+        model.compile(
+            optimizer=make_optimizer(spec.optimizer, rate),
+            loss=loss,
+            metrics=["accuracy"],
+            jit_compile=spec.jit_compile,
+        )
+    if finished.is_file():
+        model.load_weights(finished)
+        print(f"phase {phase}: finished before a restart, weights restored from {finished}")
+    else:
+        phase_dir.mkdir(parents=True, exist_ok=True)
+        model.fit(
+            setup.train,
+            validation_data=setup.validation,
+            epochs=epochs,
+            callbacks=callbacks(spec, phase, phase_dir, setup.monitor),
+            verbose=2,
+        )
+        model.save_weights(finished)
+    phase_history = read_history_csv(phase_dir / "history.csv")
+    for name, values in phase_history.items():
+        setup.history.setdefault(name, []).extend(values)
+    setup.phase_log.append(
+        {
+            "phase": phase,
+            "epochs_run": len(phase_history.get("loss", [])),
+            "trainable_weights": len(model.trainable_weights),
+            "learning_rate": base_rate,
+        }
+    )
+
+
+def callbacks(spec: ModelSpec, phase: str, phase_dir: Path, monitor: str) -> list[Any]:
+    """Backup (resume), history CSV, and the spec's early stopping / LR reduction."""
+    import keras
+
+    stack: list[Any] = [
+        keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
+        keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
+    ]
+    if spec.early_stopping_patience:
+        stack.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode="max",
+                patience=spec.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    if spec.reduce_lr_patience:
+        stack.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode="max", factor=0.2, patience=spec.reduce_lr_patience
+            )
+        )
+    if os.environ.get("AIP_TENSORBOARD_LOG_DIR"):
+        stack.append(
+            keras.callbacks.TensorBoard(os.path.join(os.environ["AIP_TENSORBOARD_LOG_DIR"], phase))
+        )
+    return stack
+
+
+def write_out(setup: Setup, seed: int, model_dir: Path, seconds: float) -> ModelCard:
+    """The Model artifact: keras/ (model.keras + SavedModel), card, history."""
+    spec, info, model, strategy = setup.spec, setup.info, setup.built.model, setup.strategy
+    save_model(model, model_dir)
+    card = ModelCard(
+        framework="keras",
+        name=spec.name,
+        seed=seed,
+        class_names=list(info["class_names"]),
+        input_size=setup.built.input_size,
+        channels=int(info["channels"]),
+        preprocessing=setup.built.preprocessing,
+        training={
+            "spec": spec.model_dump(mode="json"),
+            "epochs_run": len(setup.history.get("loss", [])),
+            "phases": setup.phase_log,
+            "seconds": round(seconds, 2),
+            "train_examples": int(info["num_examples"]["train"]),
+            "parameters": int(model.count_params()),
+            "strategy": type(strategy).__name__,
+            "replicas": int(strategy.num_replicas_in_sync),
+            "precision": setup.policy,
+        },
+        history=setup.history,
+        dataset_fingerprint=info.get("fingerprint"),
+    )
+    card.save(model_dir)
+    write_json(model_dir / "history.json", setup.history)
+    return card
+
+
+def read_history_csv(path: Path) -> dict[str, list[float]]:
+    """CSVLogger's per-epoch rows (appended across restarts) as {metric: [values]}."""
+    if not path.is_file():
+        return {}
+    rows: dict[int, dict[str, str]] = {}
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch", "").isdigit():
+                rows[int(row["epoch"])] = row  # a re-run epoch replaces its earlier row
+    history: dict[str, list[float]] = {}
+    for epoch in sorted(rows):
+        for name, value in rows[epoch].items():
+            if name != "epoch" and value not in ("", None):
+                history.setdefault(name, []).append(float(value))
+    return history

@@ -1,0 +1,402 @@
+"""Hugging Face fine-tuning: an AutoModelForImageClassification checkpoint, a new head, our data.
+
+A plain PyTorch loop, so every piece of the recipe is in view: AdamW (or the spec's optimizer)
+with no weight decay on biases and norms, optional layer-wise learning-rate decay, warm-up +
+cosine schedule per optimizer step, gradient accumulation, gradient clipping, label smoothing,
+AMP on GPU (bfloat16 where supported, else float16 with loss scaling), early stopping on
+validation accuracy with the best weights restored, and DDP over every visible GPU.
+
+Preemption: after every epoch `<checkpoint_dir>/transformers/last.pt` (weights, optimizer,
+scheduler, scaler, history, early-stopping state) is replaced atomically. A restarted step
+resumes after the last finished epoch; one that had finished only writes the outputs again.
+Batch order, augmentation and dropout are seeded from (seed, epoch, rank), so on CPU a resumed
+run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from components.common.dataset import read_info
+from components.common.files import local_path, write_json
+from components.common.model_card import ModelCard
+from components.models.transformers import (
+    Preprocessing,
+    load_pretrained,
+    load_processor_config,
+    resolve_checkpoint,
+    save_model,
+)
+from components.spec import ModelSpec
+from components.train.checkpoints import resume_message
+from components.train.transformers.input import BatchOrder, SplitBatches
+from components.train.transformers.loop import Progress, Step, save_atomic, train_epoch
+from components.train.transformers.optim import (
+    make_optimizer,
+    parameter_groups,
+    precision,
+    schedule,
+)
+
+STATE_DIR = "transformers"
+LAST = "last.pt"
+BEST = "best.pt"
+PROGRESS = "progress.json"
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def train_transformers(
+    dataset_dir: str | Path,
+    spec: ModelSpec,
+    seed: int,
+    model_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
+    *,
+    processes: int | None = None,
+) -> ModelCard:
+    """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
+
+    Args:
+        processes: DDP processes on this machine; default one per visible GPU (one on CPU).
+    """
+    if spec.framework != "transformers" or not spec.checkpoint:
+        raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
+    # Without a checkpoint folder nothing can resume: save into a throw-away one.
+    checkpoints = (
+        local_path(checkpoint_dir)
+        if checkpoint_dir
+        else Path(tempfile.mkdtemp(prefix="checkpoints-"))
+    )
+    args = (str(dataset_dir), spec, seed, str(model_dir), str(checkpoints))
+    world = processes if processes is not None else _visible_gpus()
+    if world > 1:
+        import torch.multiprocessing as mp
+
+        # One process per device on this machine; process 0 writes the Model. The spec
+        # travels to each process as the pydantic object (it pickles).
+        mp.spawn(_distributed, args=(world, _free_port(), *args), nprocs=world, join=True)
+        return ModelCard.load(model_dir)
+    card = fine_tune(*args).card
+    assert card is not None
+    return card
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _distributed(rank: int, world: int, port: int, *args: Any) -> None:
+    import torch
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    cuda = torch.cuda.is_available()
+    if not cuda:
+        # CPU processes share the cores instead of each starting one thread per core.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        torch.set_num_threads(max(cores // world, 1))
+    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+    try:
+        fine_tune(*args, rank=rank, world=world)
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
+
+# --- one process's training ------------------------------------------------------------------
+
+
+@dataclass
+class FineTuned:
+    card: ModelCard | None  # None on processes other than 0
+    model: Any  # the trained (best, with early stopping) model, on its device
+    preprocessing: Preprocessing
+
+
+@dataclass
+class Setup:
+    """One process's model, optimizer and input, built from the spec and the checkpoint."""
+
+    spec: ModelSpec
+    seed: int
+    rank: int
+    world: int
+    info: dict[str, Any]
+    class_names: list[str]
+    processor_config: dict[str, Any]
+    prep: Preprocessing
+    model: Any
+    device: Any
+    dtype: str
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    step: Step
+    steps_per_epoch: int
+    state_dir: Path
+    run_id: dict[str, Any]
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def totals(self, *values: Any) -> list[float]:
+        """Sums of `values` over every process."""
+        import torch
+
+        sums = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self.device)
+        if self.distributed:
+            torch.distributed.all_reduce(sums)
+        return sums.tolist()
+
+
+def fine_tune(
+    dataset_dir: str,
+    spec: ModelSpec,
+    seed: int,
+    model_dir: str,
+    checkpoint_dir: str,
+    *,
+    rank: int = 0,
+    world: int = 1,
+) -> FineTuned:
+    """One process's share of the training; process 0 writes the Model artifact."""
+    started = time.monotonic()
+    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world)
+    progress = resume(setup)
+    resumed_after = progress.epoch
+    setup.state_dir.mkdir(parents=True, exist_ok=True)
+    if not progress.finished:
+        run_epochs(setup, dataset_dir, progress)
+    setup.model.eval()
+    if rank != 0:
+        return FineTuned(None, setup.model, setup.prep)
+    card = write_out(setup, progress, resumed_after, Path(model_dir), time.monotonic() - started)
+    return FineTuned(card, setup.model, setup.prep)
+
+
+def set_up(
+    dataset_dir: str, spec: ModelSpec, seed: int, checkpoint_dir: str, rank: int, world: int
+) -> Setup:
+    """Device, seeds, the checkpoint with a new head, its preprocessing, optimizer, schedule."""
+    import torch
+
+    assert spec.checkpoint is not None
+    cuda = torch.cuda.is_available()
+    device = torch.device(f"cuda:{rank}" if cuda else "cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+    info = read_info(dataset_dir)
+    class_names = [str(name) for name in info["class_names"]]
+    checkpoint = resolve_checkpoint(spec.checkpoint)
+    processor_config = load_processor_config(checkpoint)
+    prep = Preprocessing.from_processor_config(processor_config, spec.checkpoint)
+    model = load_pretrained(checkpoint, spec, class_names).to(device)
+    dtype = precision(spec, device)
+
+    n_train = int(info["num_examples"]["train"])
+    micro_steps = len(BatchOrder(n_train, spec.batch_size, True, seed, rank, world))
+    steps_per_epoch = math.ceil(micro_steps / spec.gradient_accumulation_steps)
+    optimizer = make_optimizer(spec, parameter_groups(model, spec))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(spec, steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
+    network: Any = model
+    if world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[rank] if cuda else None
+        )
+    step = Step(network, optimizer, scheduler, scaler, spec, device, dtype, world > 1)
+    run_id = {
+        "spec": spec.model_dump(mode="json"),
+        "seed": seed,
+        "dataset": info.get("fingerprint"),
+    }
+    return Setup(
+        spec=spec,
+        seed=seed,
+        rank=rank,
+        world=world,
+        info=info,
+        class_names=class_names,
+        processor_config=processor_config,
+        prep=prep,
+        model=model,
+        device=device,
+        dtype=dtype,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        step=step,
+        steps_per_epoch=steps_per_epoch,
+        state_dir=Path(checkpoint_dir) / STATE_DIR,
+        run_id=run_id,
+    )
+
+
+def resume(setup: Setup) -> Progress:
+    """The saved state of an earlier attempt of this same run, loaded into the setup's model,
+    optimizer, scheduler and scaler; a fresh `Progress` when there is none."""
+    import torch
+
+    last = setup.state_dir / LAST
+    if not last.is_file():
+        return Progress()
+    saved = torch.load(last, map_location=setup.device, weights_only=True)
+    if saved["run"] != setup.run_id:
+        raise RuntimeError(
+            f"{last} holds a run with another spec, seed or dataset; delete "
+            f"{setup.state_dir} or give this run its own checkpoint folder"
+        )
+    setup.model.load_state_dict(saved["model"])
+    setup.optimizer.load_state_dict(saved["optimizer"])
+    setup.scheduler.load_state_dict(saved["scheduler"])
+    setup.scaler.load_state_dict(saved["scaler"])
+    progress = Progress(**saved["progress"])
+    if setup.rank == 0:
+        spec = setup.spec
+        done = spec.epochs if progress.finished else progress.epoch
+        print(f"{resume_message(spec.name, setup.seed, done, spec.epochs)} from {last}", flush=True)
+    return progress
+
+
+def run_epochs(setup: Setup, dataset_dir: str, progress: Progress) -> None:
+    """Train epoch after epoch until the spec's epochs or early stopping; save each one."""
+    import torch
+
+    spec, rank, world = setup.spec, setup.rank, setup.world
+    train = SplitBatches(
+        dataset_dir,
+        "train",
+        setup.prep,
+        spec.batch_size,
+        shuffle=True,
+        seed=setup.seed,
+        rank=rank,
+        world=world,
+        pin_memory=setup.device.type == "cuda",
+    )
+    validation = None
+    if int(setup.info["num_examples"].get("validation", 0)):
+        validation = SplitBatches(
+            dataset_dir, "validation", setup.prep, spec.batch_size, rank=rank, world=world
+        )
+    monitor = "val_accuracy" if validation is not None else "accuracy"
+    while not progress.finished:
+        began = time.monotonic()
+        metrics = train_epoch(
+            setup.step, train, setup.prep, progress.epoch, setup.seed, rank, setup.totals
+        )
+        if validation is not None:
+            metrics["val_loss"], metrics["val_accuracy"] = setup.step.evaluate(
+                setup.model, validation.epoch(0), setup.prep, setup.totals
+            )
+        metrics["learning_rate"] = float(max(setup.scheduler.get_last_lr()))
+        improved = progress.record(metrics, monitor, spec.early_stopping_patience)
+        progress.finished = progress.stopped or progress.epoch == spec.epochs
+        if rank == 0:
+            shown = " - ".join(f"{k}: {v:.4g}" for k, v in metrics.items())
+            print(
+                f"Epoch {progress.epoch}/{spec.epochs} - {time.monotonic() - began:.1f}s - {shown}",
+                flush=True,
+            )
+            save_epoch(setup, progress, improved, monitor)
+        if setup.distributed:
+            torch.distributed.barrier()
+
+
+def save_epoch(setup: Setup, progress: Progress, improved: bool, monitor: str) -> None:
+    """Process 0 after each epoch: best weights (early stopping), last.pt, progress.json."""
+    spec, state_dir = setup.spec, setup.state_dir
+    if improved and spec.early_stopping_patience:
+        save_atomic(setup.model.state_dict(), state_dir / BEST)
+    save_atomic(
+        {
+            "run": setup.run_id,
+            "progress": asdict(progress),
+            "model": setup.model.state_dict(),
+            "optimizer": setup.optimizer.state_dict(),
+            "scheduler": setup.scheduler.state_dict(),
+            "scaler": setup.scaler.state_dict(),
+        },
+        state_dir / LAST,
+    )
+    write_json(state_dir / PROGRESS, {"epochs_done": progress.epoch, "finished": progress.finished})
+    if progress.stopped and progress.epoch < spec.epochs:
+        print(
+            f"early stopping: no better {monitor} for {progress.wait} epochs; "
+            f"best epoch {progress.best_epoch}",
+            flush=True,
+        )
+
+
+def write_out(
+    setup: Setup, progress: Progress, resumed_after: int, model_dir: Path, seconds: float
+) -> ModelCard:
+    """The Model artifact: hf/ (save_pretrained + processor config), card, history; the best
+    epoch's weights first when early stopping kept them."""
+    import torch
+
+    spec, model, device = setup.spec, setup.model, setup.device
+    restored = bool(spec.early_stopping_patience) and (setup.state_dir / BEST).is_file()
+    if restored:
+        best = torch.load(setup.state_dir / BEST, map_location=device, weights_only=True)
+        model.load_state_dict(best)
+    accumulation = spec.gradient_accumulation_steps
+    training = {
+        "spec": spec.model_dump(mode="json"),
+        "epochs_run": progress.epoch,
+        "best_epoch": progress.best_epoch,
+        "restored_best": restored,
+        "resumed_after_epoch": resumed_after,
+        "seconds": round(seconds, 2),
+        "train_examples": int(setup.info["num_examples"]["train"]),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "processes": setup.world,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": setup.dtype,
+        "batch_size_per_process": spec.batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "effective_batch_size": spec.batch_size * setup.world * accumulation,
+        "optimizer_steps_per_epoch": setup.steps_per_epoch,
+    }
+    save_model(model, setup.processor_config, model_dir)
+    card = ModelCard(
+        framework="transformers",
+        name=spec.name,
+        seed=setup.seed,
+        class_names=setup.class_names,
+        **setup.prep.card_fields(),
+        training=training,
+        history=progress.history,
+        dataset_fingerprint=setup.info.get("fingerprint"),
+    )
+    card.save(model_dir)
+    write_json(model_dir / "history.json", progress.history)
+    return card

@@ -1,0 +1,155 @@
+"""The registration subgraphs of the training pipeline (wiring only), added inside the gate's
+condition by `pipelines/training.py`.
+
+- folder registry (every target): import the best Model and copy it into
+  `<registry_root>/<name>/vN/` (`register_local`);
+- Vertex AI Model Registry (the vertex target): then plan the upload (`vertex_registration`),
+  upload a new version of the model of the same name or a new model (GCPC `ModelUploadOp`)
+  and, with `register.deploy`, deploy it to an endpoint that is created or reused.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import Model
+
+from components.register.component import register_local, vertex_registration
+from components.register.vertex import MODEL_LABEL, keras_serving_image
+from pipelines.config import Experiment
+from pipelines.errors import require_gcpc
+
+# configure(task, step): the target's per-task settings (image, resources, ...).
+Configure = Callable[[Any, str], None]
+
+
+def add_folder_registration(
+    configure: Configure,
+    *,
+    best_model_uri: Any,
+    summary: Any,
+    registry_root: Any,
+    name: Any,
+    aliases: Any,
+    allow_class_change: bool = False,
+) -> Any:
+    """Import the best Model and copy it into the folder registry. Returns the register task."""
+    best_model = dsl.importer(
+        artifact_uri=best_model_uri,
+        artifact_class=Model,
+        reimport=False,
+    ).set_display_name("best model")
+    register_task = register_local(
+        model=best_model.output,
+        registry_root=registry_root,
+        name=name,
+        summary=summary,
+        aliases=aliases,
+        allow_class_change=allow_class_change,
+    ).set_display_name("register")
+    configure(register_task, "register")
+    return register_task
+
+
+def endpoint_name(experiment: Experiment) -> str:
+    registration = experiment.registration
+    return registration.endpoint or f"{registration.name}-endpoint"
+
+
+def add_vertex_registration(
+    configure: Configure,
+    experiment: Experiment,
+    *,
+    record: Any,
+    summary: Any,
+    name: Any,
+    aliases: Any,
+) -> None:
+    """Upload the registered version to the Vertex AI Model Registry (and deploy it)."""
+    require_gcpc()
+    from google_cloud_pipeline_components.types import artifact_types
+    from google_cloud_pipeline_components.v1.model import ModelUploadOp
+
+    registration = experiment.registration
+    region = experiment.gcp.region
+    plan = vertex_registration(
+        summary=summary,
+        record=record,
+        model_name=name,
+        keras_serving_image=registration.keras_serving_image or keras_serving_image(region),
+        transformers_serving_image=registration.serving_image or experiment.images.transformers,
+        endpoint_name=endpoint_name(experiment) if registration.deploy else "",
+        location=region,
+    ).set_display_name("find registered model")
+    configure(plan, "register")
+    plan.set_caching_options(False)  # it reads the registry as it is now
+    serving_model = dsl.importer(
+        artifact_uri=plan.outputs["serving_uri"],
+        artifact_class=artifact_types.UnmanagedContainerModel,
+        metadata={"containerSpec": {"imageUri": plan.outputs["serving_image"]}},
+    ).set_display_name("serving model")
+    upload = functools.partial(
+        ModelUploadOp,
+        display_name=name,
+        description=plan.outputs["description"],
+        unmanaged_container_model=serving_model.output,
+        version_aliases=aliases,
+        labels=plan.outputs["labels"],
+        encryption_spec_key_name=experiment.gcp.encryption_key or "",
+        location=region,
+    )
+    with dsl.If(plan.outputs["parent_model"] != "", name="model-registered"):
+        parent = dsl.importer(
+            artifact_uri=plan.outputs["parent_model_uri"],
+            artifact_class=artifact_types.VertexModel,
+            metadata={"resourceName": plan.outputs["parent_model"]},
+        ).set_display_name("registered model")
+        new_version = upload(parent_model=parent.output).set_display_name("upload version")
+        configure(new_version, "register")
+    with dsl.Else(name="model-new"):
+        new_model = upload().set_display_name("upload model")
+        configure(new_model, "register")
+    if registration.deploy:
+        _add_deploy(
+            configure,
+            experiment,
+            plan,
+            dsl.OneOf(new_version.outputs["model"], new_model.outputs["model"]),
+        )
+
+
+def _add_deploy(configure: Configure, experiment: Experiment, plan: Any, uploaded: Any) -> None:
+    """Deploy the uploaded model to the endpoint of that name, created when there is none."""
+    from google_cloud_pipeline_components.types import artifact_types
+    from google_cloud_pipeline_components.v1.endpoint import EndpointCreateOp, ModelDeployOp
+
+    registration = experiment.registration
+    with dsl.If(plan.outputs["endpoint"] != "", name="endpoint-exists"):
+        existing = dsl.importer(
+            artifact_uri=plan.outputs["endpoint_uri"],
+            artifact_class=artifact_types.VertexEndpoint,
+            metadata={"resourceName": plan.outputs["endpoint"]},
+        ).set_display_name("existing endpoint")
+    with dsl.Else(name="endpoint-new"):
+        created = EndpointCreateOp(
+            display_name=endpoint_name(experiment),
+            labels={MODEL_LABEL: registration.name},
+            encryption_spec_key_name=experiment.gcp.encryption_key or "",
+            location=experiment.gcp.region,
+        ).set_display_name("create endpoint")
+        configure(created, "register")
+        created.set_caching_options(False)
+    deploy = ModelDeployOp(
+        model=uploaded,
+        endpoint=dsl.OneOf(existing.output, created.outputs["endpoint"]),
+        deployed_model_display_name=registration.name,
+        traffic_split={"0": 100},
+        dedicated_resources_machine_type=registration.serving_machine_type,
+        dedicated_resources_min_replica_count=1,
+        dedicated_resources_max_replica_count=1,
+    ).set_display_name("deploy")
+    configure(deploy, "register")
+    deploy.set_caching_options(False)

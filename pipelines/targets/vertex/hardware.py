@@ -1,0 +1,183 @@
+"""Vertex training hardware: which accelerators each region and machine type offer, and the
+Vertex AI custom job that training runs as when a plain pipeline task cannot express its
+hardware (a TPU slice with its topology, spot or flex-start scheduling, a reservation, a
+TensorBoard)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from kfp import dsl
+
+from pipelines.config import Experiment, VertexResources
+from pipelines.errors import require_gcpc
+
+# Resolved by Vertex AI Pipelines when the task runs (google_cloud_pipeline_components'
+# _placeholders): the PipelineJob's service account, network and CMEK key.
+SERVICE_ACCOUNT_PLACEHOLDER = "{{$.pipeline_service_account}}"
+NETWORK_PLACEHOLDER = "{{$.pipeline_network}}"
+ENCRYPTION_KEY_PLACEHOLDER = "{{$.pipeline_encryption_key_name}}"
+RESERVATION_KEY = "compute.googleapis.com/reservation-name"
+
+_T4, _V100, _P100 = "NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100"
+_A100, _A100_80, _L4 = "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4"
+_H100, _H100_MEGA, _H200 = "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB"
+_V5E, _V5P, _V6E = "TPU_V5_LITEPOD", "TPU_V5P", "TPU_V6E"
+# Accelerators Vertex AI custom training offers per region: a snapshot of the "Locations" page of
+# the Vertex AI docs. When Google adds one to a region, add it here. The preflight fails on a
+# listed region without the experiment's accelerator, and only warns on a region not listed.
+ACCELERATORS_BY_REGION: dict[str, frozenset[str]] = {
+    "us-central1": frozenset(
+        {_T4, _V100, _P100, _A100, _A100_80, _L4, _H100, _H100_MEGA, _H200, _V5E, _V5P, _V6E}
+    ),
+    "us-east1": frozenset({_T4, _V100, _P100, _A100, _L4, _H100, _V6E}),
+    "us-east4": frozenset({_T4, _A100, _A100_80, _L4, _H100, _H100_MEGA, _H200}),
+    "us-east5": frozenset({_A100_80, _H100, _V5E, _V5P, _V6E}),
+    "us-west1": frozenset({_T4, _V100, _P100, _A100, _L4, _H100, _V5E, _V6E}),
+    "us-west4": frozenset({_T4, _A100, _L4, _H100, _V5E}),
+    "europe-west1": frozenset({_T4, _P100, _L4}),
+    "europe-west4": frozenset(
+        {_T4, _V100, _P100, _A100, _A100_80, _L4, _H100, _H100_MEGA, _V5E, _V5P, _V6E}
+    ),
+    "asia-northeast1": frozenset({_T4, _A100, _L4, _H100, _V6E}),
+    "asia-southeast1": frozenset({_T4, _A100, _A100_80, _L4, _H100, _V5E, _V6E}),
+}
+# The machine types that carry each accelerator (custom jobs name a machine type).
+MACHINE_FAMILIES: dict[str, tuple[str, ...]] = {
+    _T4: ("n1-",),
+    _V100: ("n1-",),
+    _P100: ("n1-",),
+    _A100: ("a2-highgpu-", "a2-megagpu-"),
+    _A100_80: ("a2-ultragpu-",),
+    _L4: ("g2-",),
+    _H100: ("a3-highgpu-",),
+    _H100_MEGA: ("a3-megagpu-",),
+    _H200: ("a3-ultragpu-",),
+    _V5E: ("ct5lp-hightpu-",),
+    _V5P: ("ct5p-hightpu-",),
+    _V6E: ("ct6e-standard-",),
+}
+G2_GPUS = {4: 1, 8: 1, 12: 1, 16: 1, 32: 1, 24: 2, 48: 4, 96: 8}  # g2-standard-N -> L4s
+
+
+def tpu_chips(topology: str) -> int:
+    return functools.reduce(lambda a, b: a * b, (int(n) for n in topology.split("x")), 1)
+
+
+def uses_custom_job(experiment: Experiment) -> bool:
+    """Whether training needs a Vertex AI custom job rather than a plain pipeline task."""
+    resources = experiment.resources.vertex
+    return bool(
+        resources.is_tpu
+        or resources.spot
+        or resources.flex_start
+        or resources.reservation
+        or experiment.gcp.tensorboard
+    )
+
+
+def scheduling(resources: VertexResources) -> str:
+    return "SPOT" if resources.spot else "FLEX_START" if resources.flex_start else "STANDARD"
+
+
+def accelerator_count(resources: VertexResources) -> int:
+    if resources.is_tpu and resources.tpu_topology:
+        return tpu_chips(resources.tpu_topology)
+    return resources.count
+
+
+def describe_training(experiment: Experiment) -> str:
+    """One line on the training hardware, as the run will use it."""
+    resources = experiment.resources.vertex
+    count = accelerator_count(resources)
+    hardware = resources.accelerator and f"{resources.accelerator} x{count}"
+    if not uses_custom_job(experiment):
+        return (
+            f"train: pipeline task, {hardware or 'no accelerator'}, retries "
+            f"{resources.retries} (Vertex picks the machine from CPU, memory and accelerator)"
+        )
+    extras = [scheduling(resources).lower()]
+    if resources.tpu_topology:
+        extras.append(f"topology {resources.tpu_topology}")
+    if resources.reservation:
+        extras.append(f"reservation {resources.reservation}")
+    return (
+        f"train: Vertex AI custom job on {resources.machine_type}"
+        + (f", {hardware}" if hardware else "")
+        + f" ({', '.join(extras)}), retries {resources.retries}"
+    )
+
+
+def training_job(component: Any, experiment: Experiment, image: str, framework: str) -> Any:
+    """The train component as the experiment's Vertex AI custom job, called like the component."""
+    resources = experiment.resources.vertex
+    gcp = experiment.gcp
+    wrapped = custom_job_component(
+        component,
+        image=image,
+        tpu_topology=resources.tpu_topology,
+        display_name=f"imgclf-{experiment.name}-train-{framework}",
+        machine_type=resources.machine_type,
+        accelerator_type=resources.accelerator or "",
+        accelerator_count=accelerator_count(resources),
+        strategy=scheduling(resources),
+        max_wait_duration=resources.max_wait_duration,
+        reservation=resources.reservation,
+        network=NETWORK_PLACEHOLDER if gcp.network else "",
+        encryption_spec_key_name=ENCRYPTION_KEY_PLACEHOLDER if gcp.encryption_key else "",
+        tensorboard=gcp.tensorboard or "",
+        experiment=experiment.name,
+    )
+    if gcp.tensorboard and gcp.bucket:
+        # A TensorBoard needs the job's output directory; one per task keeps each
+        # candidate's AIP_CHECKPOINT_DIR (beneath it) its own.
+        return functools.partial(
+            wrapped,
+            base_output_directory=f"{gcp.bucket.rstrip('/')}/custom-jobs/"
+            f"{dsl.PIPELINE_JOB_ID_PLACEHOLDER}/{dsl.PIPELINE_TASK_ID_PLACEHOLDER}",
+        )
+    return wrapped
+
+
+@functools.lru_cache(maxsize=32)
+def custom_job_component(
+    component: Any,
+    *,
+    image: str,
+    tpu_topology: str | None,
+    reservation: str | None,
+    experiment: str,
+    **settings: Any,
+) -> Any:
+    """`component` as a Vertex AI custom job (GCPC `create_custom_training_job_from_component`)
+    whose one worker runs `image`, as the pipeline's service account; the worker pool spec gets
+    the TPU topology GCPC has no argument for. `settings` are that helper's arguments."""
+    require_gcpc()
+    from google_cloud_pipeline_components.v1.custom_job import (
+        create_custom_training_job_from_component,
+    )
+
+    affinity: dict[str, Any] = {}
+    if reservation == "any":
+        affinity = {"reservation_affinity_type": "ANY_RESERVATION"}
+    elif reservation:
+        affinity = {
+            "reservation_affinity_type": "SPECIFIC_RESERVATION",
+            "reservation_affinity_key": RESERVATION_KEY,
+            "reservation_affinity_values": [reservation],
+        }
+    job = create_custom_training_job_from_component(
+        component,
+        service_account=SERVICE_ACCOUNT_PLACEHOLDER,
+        labels={"experiment": experiment},
+        **settings,
+        **affinity,
+    )
+    # The compiler writes the component's input defaults into the package.
+    for pool in job.component_spec.inputs["worker_pool_specs"].default:
+        # GCPC copies the component's base image; the step's image comes from the experiment.
+        pool["container_spec"]["image_uri"] = image
+        if tpu_topology:
+            pool["machine_spec"]["tpu_topology"] = tpu_topology
+    return job
