@@ -404,3 +404,13 @@ def test_a_source_that_cannot_be_snapshotted_exits_2(tmp_path, capsys):
     assert code == 2
     assert "is not a directory" in err and "Traceback" not in err
     assert not Path("runs").exists()
+
+
+def test_fresh_reaches_the_train_step(tmp_path):
+    compiled = tmp_path / "digits.yaml"
+    assert main(["--experiment", "digits", "--fresh", "--compile-only", str(compiled)]) == 0
+    spec = yaml.safe_load(compiled.read_text())
+    loop = next(t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("for-loop"))
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    train = next(t for n, t in inner.items() if n.startswith("train"))
+    assert train["inputs"]["parameters"]["fresh"]["runtimeValue"]["constant"] is True
