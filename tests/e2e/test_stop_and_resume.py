@@ -75,7 +75,10 @@ class Cli:
                 self._seen.wait(POLL)
 
     def finish(self) -> tuple[int, str, str]:
-        stdout, _ = self.process.communicate(timeout=DEADLINE)
+        # not communicate(): it would read stderr too, away from the reader thread
+        assert self.process.stdout is not None
+        stdout = self.process.stdout.read()
+        self.process.wait(timeout=DEADLINE)
         self._reader.join(timeout=DEADLINE)
         return self.process.returncode, stdout, "\n".join(self.lines)
 
