@@ -100,9 +100,13 @@ def test_changed_data_reruns_ingest_and_unchanged_data_hits_the_cache(
 
     write_class(images, "white", 250)  # add a class
     code, grown, _ = run(experiment, runs, capsys)
-    assert code == 0 and ingest_status(grown) == "SUCCESS"
+    assert ingest_status(grown) == "SUCCESS"
     assert class_names(first) == ["bright", "dark", "mid"]
-    assert class_names(grown) == ["bright", "dark", "mid", "white"]
+    (card,) = Path(grown["run_dir"]).glob("*/train/model/model_card.json")
+    assert json.loads(card.read_text())["class_names"] == ["bright", "dark", "mid", "white"]
+    # ... and the registry keeps the model's meaning: a 4-class version of a 3-class model
+    assert code == EXIT_FAILED and grown["failed_step"] == "register-local"
+    assert "v1 predicts 3 classes and this model 4 (new: white)" in grown["error"]
 
 
 def test_a_failed_step_reports_its_own_exception_in_json(
