@@ -41,7 +41,7 @@ def input_ratio(
     import keras
     import tensorflow as tf
 
-    from components.common.dataset import read_info
+    from components.common.results import DatasetInfo
     from components.common.tfdata import make_dataset
     from components.ingest.run import ingest
     from components.models.keras import build_model
@@ -57,7 +57,7 @@ def input_ratio(
         workdir / "dataset",
         workdir / "q.csv",
     )
-    n_train = read_info(workdir / "dataset")["num_examples"]["train"]
+    n_train = DatasetInfo.read(workdir / "dataset")["num_examples"]["train"]
 
     def builder():
         keras.utils.set_random_seed(0)

@@ -9,12 +9,22 @@ these models; the modules below take the typed objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 SOURCE_SCHEMES = ("sklearn", "folder", "csv", "npz", "tfds", "hf")
 SKLEARN_DATASETS = ("digits",)
+# data.max_file_bytes: far above any training image (a 9,500 x 9,500 16-bit RGB TIFF is ~540 MB
+# uncompressed, and MAX_PIXELS rejects those anyway), far below what fills a worker's memory.
+MAX_FILE_BYTES = 256 * 2**20
 
 # Architectures trained from scratch (builders in components/models/keras).
 KERAS_SCRATCH_ARCHITECTURES = ("small_cnn", "lenet5", "cifar_cnn", "cnn3")
@@ -43,7 +53,8 @@ KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
 }
 KERAS_ARCHITECTURES = KERAS_SCRATCH_ARCHITECTURES + tuple(KERAS_APPLICATIONS)
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")]
+SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
@@ -137,6 +148,33 @@ class Strict(BaseModel):
     # (cpu_limit: 8, a numeric project, folder class names 0-9).
     model_config = ConfigDict(extra="forbid", populate_by_name=True, coerce_numbers_to_str=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads true as 1: `epochs: true` would train one epoch.
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, bool) for v in values):
+            field = cls.model_fields.get(info.field_name or "")
+            if field is not None and _wants_number(field.annotation):
+                raise ValueError("a number is expected here, not true/false")
+        return value
+
+
+def _wants_number(annotation: Any) -> bool:
+    """Whether a field of this type takes numbers (int, float, their unions, lists, tuples)."""
+    if annotation in (int, float):
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return any(
+            isinstance(a, int | float) and not isinstance(a, bool) for a in get_args(annotation)
+        )
+    if origin is Annotated:
+        return _wants_number(get_args(annotation)[0])
+    if origin is None or origin is dict:
+        return False
+    return any(_wants_number(a) for a in get_args(annotation) if a is not Ellipsis)
+
 
 class Splits(Strict):
     """Fractions carved out of the source's training data (test only when the source has none)."""
@@ -192,6 +230,11 @@ class DataConfig(Strict):
     label_column: str = "label"
     extra_train_sources: list[str] = Field(default_factory=list)
     shard_size: int = Field(default=2000, ge=10, description="images per TFRecord shard")
+    max_file_bytes: int = Field(
+        default=MAX_FILE_BYTES,
+        ge=1,
+        description="files bigger than this are quarantined unread (too large)",
+    )
 
     @field_validator("source", "extra_train_sources")
     @classmethod

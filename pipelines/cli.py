@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from components.ingest.snapshot import SnapshotError, take_snapshot
 from pipelines.config import ConfigError, check_metrics, list_experiments, load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
+COMPILED_SUFFIXES = (".yaml", ".yml")
+# Vertex AI mounts the project's buckets here (Cloud Storage FUSE) in every training container.
+VERTEX_BUCKET_MOUNT = "/gcs/"
 
 EPILOG = """\
 examples:
@@ -117,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    problems = check_paths(args) or data_preflight(experiment, args.target)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
 
     from pipelines.targets import get_target
     from pipelines.targets.base import PreflightError, RunOptions, SubmitError
@@ -130,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     target = get_target(args.target, experiment, options)
     if args.compile_only:
-        path = target.compile(args.compile_only)
+        try:
+            path = target.compile(args.compile_only)
+        except OSError as exc:
+            print(
+                f"error: --compile-only {args.compile_only}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return EXIT_USAGE
         result: dict[str, Any] = {
             "experiment": experiment.name,
             "target": args.target,
@@ -173,6 +188,68 @@ def _data_snapshot(experiment: Any) -> str:
     snapshot = take_snapshot(experiment.data)
     print(snapshot.describe(), file=sys.stderr)
     return snapshot.digest
+
+
+def check_paths(args: argparse.Namespace) -> list[str]:
+    """Problems with the output paths the flags name, before anything is compiled or run."""
+    try:
+        return _path_problems(args)
+    except OSError as exc:  # a name too long, a loop of links, ...
+        flag = "--compile-only" if args.compile_only is not None else "--runs-dir"
+        return [f"{flag} {exc.filename or ''}: {exc.strerror or exc}"]
+
+
+def _path_problems(args: argparse.Namespace) -> list[str]:
+    problems = []
+    if args.compile_only is not None:
+        output: Path = args.compile_only
+        if output.is_dir():
+            problems.append(
+                f"--compile-only {output} is a folder; give a file, e.g. {output / 'pipeline.yaml'}"
+            )
+        elif output.suffix not in COMPILED_SUFFIXES:
+            problems.append(
+                f"--compile-only {output}: the compiled pipeline is YAML; give a file name "
+                f"ending in .yaml, e.g. {output.with_suffix('.yaml')}"
+            )
+        else:
+            problem = _unwritable(output.parent)
+            if problem:
+                problems.append(f"--compile-only {output}: {problem}")
+    elif args.target == "local":
+        problem = _unwritable(args.runs_dir, itself=True)
+        if problem:
+            problems.append(f"--runs-dir {args.runs_dir}: {problem}")
+    return problems
+
+
+def _unwritable(folder: Path, itself: bool = False) -> str | None:
+    """Why files cannot be written in `folder` (made on demand), or None when they can."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        what = "is a file" if existing == folder else f"is below the file {existing}"
+        return f"{'it' if itself or existing == folder else folder} {what}, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"cannot write in {existing} (permission denied); choose another path"
+    return None
+
+
+def data_preflight(experiment: Any, target: str) -> list[str]:
+    """What is wrong with the data sources, as far as can be seen from here (no images read)."""
+    from components.ingest.preflight import preflight
+
+    not_here: tuple[str, ...] = ()
+    if target == "vertex":
+        not_here = (VERTEX_BUCKET_MOUNT,)
+    elif target == "kfp" and experiment.kfp.data_pvc:
+        from pipelines.targets.kfp_cluster import DATA_MOUNT
+
+        not_here = (DATA_MOUNT,)
+    return preflight(experiment.data, not_here)
 
 
 def _list(as_json: bool) -> int:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.common.images import BASE_IMAGE
 from components.spec import (
+    SLUG_PATTERN,
     DataConfig,
     MetricName,
     ModelSpec,
@@ -24,6 +25,9 @@ from components.spec import (
     Strict,
     metric_unavailable,
 )
+from pipelines.experiment_file import ConfigError, clip, parse_yaml, read_experiment_text
+
+__all__ = ["ConfigError", "Experiment", "load_experiment"]
 
 EXPERIMENTS_DIR = Path(__file__).parent / "experiments"
 
@@ -39,11 +43,10 @@ GPU_TYPES = (
     "NVIDIA_H200_141GB",
 )
 TPU_TYPES = ("TPU_V5_LITEPOD", "TPU_V6E", "TPU_V5P")
+MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit
+# Sources whose relative paths are read from the experiment file's folder.
+PATH_SCHEMES = ("folder", "csv", "npz")
 RESERVATION = re.compile(r"projects/[^/]+/zones/[^/]+/reservations/[^/]+")
-
-
-class ConfigError(ValueError):
-    """A bad experiment file or override; the message says what to fix."""
 
 
 class Reference(Strict):
@@ -307,7 +310,9 @@ class Experiment(Strict):
     reference: Reference | None = None
     data: DataConfig
     models: list[ModelSpec] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
     gate: Gate = Gate()
     resources: Resources = Resources()
     images: Images = Images()
@@ -394,67 +399,165 @@ def resolve_experiment_path(experiment: str) -> Path:
 def parse_override(override: str) -> tuple[list[str | int], Any]:
     """`a.b.0.c=value` -> (['a', 'b', 0, 'c'], parsed YAML scalar)."""
     key, sep, raw = override.partition("=")
+    shown = f"--set {clip(override)!r}"
     if not sep or not key.strip():
-        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set models.0.epochs=1")
+        raise ConfigError(f"{shown}: expected KEY=VALUE, e.g. --set models.0.epochs=1")
     parts: list[str | int] = []
     for part in key.strip().split("."):
         if not part:
-            raise ConfigError(f"--set {override!r}: empty component in key '{key}'")
+            raise ConfigError(f"{shown}: empty component in key '{clip(key)}'")
         parts.append(int(part) if re.fullmatch(r"\d+", part) else part)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {override!r}: value is not valid YAML ({exc})") from None
+    value = parse_yaml(raw, shown) if raw.strip() else ""
     return parts, value
 
 
-def apply_override(raw: dict[str, Any], override: str) -> None:
+def apply_override(raw: dict[str, Any], override: str) -> list[str | int]:
+    """Set the field `override` names in `raw`; return its path."""
     path, value = parse_override(override)
+    shown = f"--set {clip(override)!r}"
     node: Any = raw
     for depth, part in enumerate(path[:-1]):
         here = ".".join(str(p) for p in path[: depth + 1])
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 size = len(node) if isinstance(node, list) else 0
-                raise ConfigError(
-                    f"--set {override!r}: '{here}' is out of range (the list has {size} items)"
-                )
+                raise ConfigError(f"{shown}: '{here}' is out of range (the list has {size} items)")
             node = node[part]
         else:
             if not isinstance(node, dict):
-                raise ConfigError(f"--set {override!r}: '{here}' is not a mapping")
+                raise ConfigError(f"{shown}: '{here}' is not a mapping")
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
     last = path[-1]
     if isinstance(last, int):
         if not isinstance(node, list) or last > len(node):
-            raise ConfigError(f"--set {override!r}: index {last} is out of range")
+            raise ConfigError(f"{shown}: index {last} is out of range")
         if last == len(node):
             node.append(value)
         else:
             node[last] = value
     else:
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {override!r}: cannot set '{last}' on a non-mapping")
+            raise ConfigError(f"{shown}: cannot set '{last}' on a non-mapping")
         node[last] = value
+    return path
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the experiment"]
+SLUG_RULE = (
+    "names may hold lower-case letters, digits and '-' (not '_'), start and end with a letter "
+    "or digit, and have at most 40 characters"
+)
+
+
+def format_validation_error(
+    exc: ValidationError, source: str, overrides: dict[str, list[str | int]] | None = None
+) -> str:
+    """One line per problem: the field, what is wrong, the value (cut short), who set it.
+
+    `overrides` maps each `--set` argument to the field path it set: a problem in (or below)
+    such a field is blamed on that `--set`, not on the file.
+    """
+    lines = []
+    blamed = 0
     for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown field; check its spelling against the README's experiment schema"
-        elif error["type"] == "missing":
-            message = "required field is missing"
+        loc = list(error["loc"])
+        field = ".".join(str(p) for p in loc) or "(top level)"
         value = error.get("input")
         shown = (
-            "" if error["type"] in ("missing",) or isinstance(value, dict) else f" (got {value!r})"
+            ""
+            if error["type"] in ("missing",) or isinstance(value, dict)
+            else f" (got {clip(repr(value))})"
         )
-        lines.append(f"  {field}: {message}{shown}")
-    return "\n".join(lines)
+        # The last --set that wrote this field, or a section above or below it.
+        blame = next(
+            (
+                f" [from --set {clip(override)}]"
+                for override, path in reversed((overrides or {}).items())
+                if loc and (loc[: len(path)] == path or path[: len(loc)] == loc)
+            ),
+            "",
+        )
+        blamed += bool(blame)
+        lines.append(f"  {field}: {clip(_message(error, loc), 400)}{shown}{blame}")
+    origin = f"--set ({source})" if blamed == len(lines) else source
+    return "\n".join([f"{origin}: {exc.error_count()} problem(s) in the experiment", *lines])
+
+
+def _message(error: Any, loc: list[Any]) -> str:
+    """What is wrong, in the experiment's words."""
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return "unknown field" + _suggestion(loc)
+    if error["type"] == "missing":
+        return "required field is missing"
+    if error["type"] == "string_pattern_mismatch" and (
+        error.get("ctx", {}).get("pattern") == SLUG_PATTERN
+    ):
+        fixed = re.sub(r"[^a-z0-9-]+", "-", str(value).lower()).strip("-")[:40].strip("-")
+        return f"not a valid name: {SLUG_RULE}" + (f" (e.g. {fixed})" if fixed else "")
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _suggestion(loc: list[Any]) -> str:
+    """'; did you mean epochs?' for the closest field of the model that holds loc[-1]."""
+    import difflib
+
+    model: Any = Experiment
+    for part in loc[:-1]:
+        model = _inner_model(model, part)
+        if model is None:
+            return ""
+    names = [f.alias or name for name, f in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]}?"
+    return f"; {model.__name__} takes {', '.join(names)}"
+
+
+def _inner_model(model: Any, part: Any) -> Any:
+    """The pydantic model one step down `part` from `model` (a field, or a list's item)."""
+    from typing import get_args, get_origin
+
+    from pydantic import BaseModel
+
+    if isinstance(part, int):
+        return model
+    fields = {f.alias or name: f for name, f in model.model_fields.items()}
+    field = fields.get(part) or model.model_fields.get(part)
+    if field is None:
+        return None
+    pending = [field.annotation]
+    while pending:
+        annotation = pending.pop()
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        if get_origin(annotation) is not None:
+            pending.extend(get_args(annotation))
+    return None
+
+
+def resolve_source_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Relative folder:/csv:/npz: paths in the file's data section -> paths from `folder`."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+
+    def resolved(source: Any) -> Any:
+        if not isinstance(source, str):
+            return source
+        scheme, sep, rest = source.partition(":")
+        if scheme in PATH_SCHEMES and sep and rest and "://" not in rest:
+            path = Path(rest).expanduser()
+            if not path.is_absolute():
+                return f"{scheme}:{(folder / path).resolve()}"
+        return source
+
+    if "source" in data:
+        data["source"] = resolved(data["source"])
+    extras = data.get("extra_train_sources")
+    if isinstance(extras, list):
+        data["extra_train_sources"] = [resolved(s) for s in extras]
 
 
 def check_metrics(experiment: Experiment) -> int | None:
@@ -479,24 +582,30 @@ def check_metrics(experiment: Experiment) -> int | None:
 
 
 def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """Load a bundled experiment by name (or a YAML path), apply `--set` overrides, validate."""
+    """Load a bundled experiment by name (or a YAML path), apply `--set` overrides, validate.
+
+    In an experiment given as a file, relative `folder:`, `csv:` and `npz:` paths are read from
+    the file's folder; a `--set` path is read from the working directory.
+    """
     path = resolve_experiment_path(experiment)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = parse_yaml(read_experiment_text(path), str(path))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path}: the experiment must be a YAML mapping, got {type(raw).__name__}"
         )
+    if path.parent.resolve() != EXPERIMENTS_DIR.resolve():
+        resolve_source_paths(raw, path.parent.resolve())
     # Names are slugs of at most 40 characters; a long file name must not make an invalid one.
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:40].strip("-")
     raw.setdefault("name", default_name or "experiment")
-    for override in overrides:
-        apply_override(raw, override)
+    paths = {override: apply_override(raw, override) for override in overrides}
     try:
         return Experiment.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, str(path))) from None
+        raise ConfigError(format_validation_error(exc, str(path), paths)) from None
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: nested too deeply; an experiment is a few levels deep"
+        ) from None

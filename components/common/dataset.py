@@ -11,9 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from components.common.files import read_json
-from components.common.results import DATASET_INFO_FILE as INFO_FILE
-
 SPLITS = ("train", "validation", "test")
 FEATURE_IMAGE = "image/encoded"
 FEATURE_FORMAT = "image/format"
@@ -34,15 +31,6 @@ def shard_name(split: str, index: int, count: int) -> str:
 def shard_files(dataset_dir: str | Path, split: str) -> list[str]:
     files = sorted(str(p) for p in Path(dataset_dir).glob(f"{split}-*-of-*.tfrecord"))
     return files
-
-
-def read_info(dataset_dir: str | Path) -> dict[str, Any]:
-    path = Path(dataset_dir) / INFO_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: {dataset_dir} is not a Dataset written by the ingest step"
-        )
-    return read_json(path)
 
 
 def parse_example(serialized: Any) -> dict[str, Any]:

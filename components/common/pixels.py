@@ -44,6 +44,10 @@ def _open(data: bytes, channels: int) -> Any:
             return image.convert("L" if channels == 1 else "RGB")
     except UnidentifiedImageError:
         raise ImageReadError("not a readable image (unknown format or corrupt file)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(
+            f"too many pixels to decode safely (decompression bomb: {exc})"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
 

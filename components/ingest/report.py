@@ -87,8 +87,16 @@ def _summary(info: dict[str, Any]) -> str:
         else ""
     )
     leakage = sum(info.get("leakage", {}).values())
+    skipped = info.get("skipped") or {}
+    listed = (
+        " Not items (skipped while listing): "
+        + ", ".join(f"{count} {html.escape(what)}" for what, count in sorted(skipped.items()))
+        + "."
+        if skipped
+        else ""
+    )
     return (
-        f"<p>Source <code>{html.escape(info['source'])}</code>.{extra}{splits}</p>"
+        f"<p>Source <code>{html.escape(info['source'])}</code>.{extra}{splits}{listed}</p>"
         f"<p><b>{info['seen']}</b> items seen: <b>{info['kept']}</b> kept, "
         f"<b>{info['quarantined']}</b> quarantined (of which {info.get('duplicates', 0)} exact "
         f"duplicate(s) and {leakage} leaked across splits), {info['converted']} converted. "

@@ -14,7 +14,9 @@ The scratch files live in a temporary folder (TMPDIR): it needs about the datase
 
 Nothing is dropped silently: every seen item is either written or has a quarantine row, and
 the step raises if those books do not balance. Items left out by `data.classes` or
-`data.label_map` are not "seen"; they are counted in `excluded_by_config`.
+`data.label_map` are not "seen"; they are counted in `excluded_by_config`. Entries of a folder
+listing that are not items (hidden files, files beside the class folders, a second link to a
+folder) are counted in `skipped`.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from components.common.dataset import INFO_FILE, QUARANTINE_FIELDS, SPLITS
+from components.common.dataset import QUARANTINE_FIELDS, SPLITS
 from components.common.files import write_json
 from components.common.progress import progress
-from components.common.results import DatasetInfo
+from components.common.results import DATASET_INFO_FILE, DatasetInfo
 from components.ingest.parallel import WorkerStartError, check_in_order
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
 from components.ingest.sources import Item, Source, SourceError, open_source
@@ -167,6 +169,7 @@ def ingest(
         "duplicates": reasons.get("duplicate", 0),
         "leakage": dict(tally.leakage),
         "excluded_by_config": dict(tally.excluded),
+        "skipped": dict(sum((source.skipped for _, source in sources), Counter())),
         "converted": tally.converted,
         "conversions": dict(tally.conversions),
         "source_formats": dict(tally.source_formats),
@@ -176,7 +179,9 @@ def ingest(
         "seconds": round(time.monotonic() - started, 2),
     }
     # The contract readers rely on: checked here, where it is written.
-    write_json(output_dir / INFO_FILE, DatasetInfo.model_validate(info).model_dump(mode="json"))
+    write_json(
+        output_dir / DATASET_INFO_FILE, DatasetInfo.model_validate(info).model_dump(mode="json")
+    )
     if report_html is not None:
         details = ReportDetails(
             thumbnails=thumbnails,
@@ -258,7 +263,7 @@ def _decode(
             quarantine.add(item.key, item.origin, checked.reason)
             continue
         assert stored is not None, "a kept image is stored by the process that checked it"
-        origin = item.origin.encode()
+        origin = item.origin.encode("utf-8", "surrogateescape")
         kept.append(
             _Kept(
                 item.key,
@@ -431,7 +436,7 @@ class _Quarantine:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w", newline="")
+        self._file = path.open("w", newline="", encoding="utf-8", errors="backslashreplace")
         self._writer = csv.writer(self._file)
         self._writer.writerow(QUARANTINE_FIELDS)
         self.count = 0
@@ -499,7 +504,7 @@ class _Scratch:
 
     def origin(self, record: _Kept) -> str:
         self._origins.seek(record.origin_offset)
-        return self._origins.read(record.origin_length).decode()
+        return self._origins.read(record.origin_length).decode("utf-8", "surrogateescape")
 
     def __enter__(self) -> _Scratch:
         return self

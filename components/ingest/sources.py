@@ -7,7 +7,12 @@
   `tf.io.gfile` reads (`gs://bucket/pets`). A folder whose only subfolder holds the class
   folders is entered, so the Kaggle download (`kagglecatsanddogs_5340/PetImages/{Cat,Dog}`)
   works from either level. Every file is an item, whatever its extension: a file that is not an
-  image is quarantined, never silently skipped (hidden files are skipped).
+  image is quarantined, never silently skipped. Hidden files and folders are skipped and
+  counted (`Source.skipped`); links are followed (a link back into a folder already listed is
+  counted, not followed again); a named pipe, device or broken link is an item that is
+  quarantined with its reason. A class folder with no file is an error naming the class.
+  File names that are not valid UTF-8 are read as they are; their keys show the odd bytes
+  escaped (`caf\\xe9.jpg`).
 - `csv:FILE`: a manifest with a path column (`path`, else `data.image_column`) and a label
   column (`data.label_column`), optionally a `split` column (train, validation or test).
   Relative paths are resolved against the CSV's folder; FILE may be a `gs://` URI.
@@ -29,19 +34,27 @@ read in a worker process; items of streamed sources (tfds) carry their bytes unt
 
 from __future__ import annotations
 
-import csv
-import io
 import os
-import posixpath
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-SOURCE_SPLITS = ("train", "validation", "test")
+from components.ingest.listing import (
+    SOURCE_SPLITS,
+    SourceError,
+    display_name,
+    is_uri,
+    list_csv,
+    list_folder,
+    read_local,
+    read_uri,
+)
+
 # Split names of the supported TFDS datasets, for when the builder has no split metadata
 # (tfds.testing.mock_data); a prepared dataset lists its own.
 TFDS_SPLITS = {
@@ -72,13 +85,11 @@ class Source:
 
     items: Iterator[Item]
     total: int | None = None
+    # entries of the listing that are not items, e.g. {"hidden files": 3, "link loops": 1}
+    skipped: Counter[str] = field(default_factory=Counter)
 
     def __iter__(self) -> Iterator[Item]:
         return self.items
-
-
-class SourceError(ValueError):
-    """The source cannot be read; the message says what to fix."""
 
 
 def open_source(source: str, config: Any) -> Source:
@@ -103,24 +114,8 @@ def open_source(source: str, config: Any) -> Source:
 # Picklable readers: an item's `read` is one of these bound with functools.partial.
 
 
-def read_local(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
-
-
-def read_uri(uri: str) -> bytes:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(uri, "rb") as file:
-        return file.read()
-
-
 def given(value: Any) -> Any:
     return value
-
-
-def is_uri(path: str) -> bool:
-    return "://" in path
 
 
 def _sklearn(name: str, config: Any) -> Source:
@@ -163,129 +158,41 @@ def _load_digits() -> tuple[np.ndarray, np.ndarray]:
     return digits.images, digits.target
 
 
-class _Files:
-    """The few file-system calls the folder and csv sources need, local or through tf.io.gfile."""
-
-    def __init__(self, uri: bool):
-        self.uri = uri
-        if uri:
-            try:
-                import tensorflow as tf
-            except ImportError:  # pragma: no cover - the tf extra is installed with the step
-                raise SourceError(
-                    "reading gs:// (or other URI) sources needs TensorFlow's tf.io.gfile: "
-                    "pip install 'image-classification-pipelines[tf]'"
-                ) from None
-            self.gfile = tf.io.gfile
-
-    def join(self, *parts: str) -> str:
-        return posixpath.join(*parts) if self.uri else os.path.join(*parts)
-
-    def isdir(self, path: str) -> bool:
-        return self.gfile.isdir(path) if self.uri else os.path.isdir(path)
-
-    def isfile(self, path: str) -> bool:
-        if self.uri:
-            return self.gfile.exists(path) and not self.gfile.isdir(path)
-        return os.path.isfile(path)
-
-    def subdirs(self, path: str) -> list[str]:
-        if self.uri:
-            names = [n.rstrip("/") for n in self.gfile.listdir(path)]
-            found = [n for n in names if self.gfile.isdir(self.join(path, n))]
-        else:
-            found = [e.name for e in os.scandir(path) if e.is_dir()]
-        return sorted(n for n in found if not n.startswith("."))
-
-    def files_under(self, path: str) -> list[str]:
-        """Every non-hidden file below `path`, as sorted paths relative to it (posix separators)."""
-        found = []
-        walk = self.gfile.walk(path) if self.uri else os.walk(path)
-        for folder, dirs, files in walk:
-            dirs[:] = [d for d in dirs if not d.rstrip("/").startswith(".")]
-            relative = (
-                posixpath.relpath(folder, path) if self.uri else os.path.relpath(folder, path)
-            )
-            for name in files:
-                if not name.startswith("."):
-                    joined = name if relative == "." else f"{relative}/{name}"
-                    found.append(joined.replace(os.sep, "/"))
-        return sorted(found)
-
-    def reader(self, path: str) -> Callable[[], bytes]:
-        return partial(read_uri if self.uri else read_local, path)
-
-    def read_text(self, path: str) -> str:
-        if self.uri:
-            with self.gfile.GFile(path, "r") as file:
-                return file.read()
-        return Path(path).read_text(encoding="utf-8-sig")
-
-
 def _folder(root: str, config: Any) -> Source:
-    files = _Files(is_uri(root))
-    root = root.rstrip("/") if files.uri else root
-    if not files.isdir(root):
-        raise SourceError(
-            f"folder:{root} is not a directory; expected {root}/<class>/<image files>"
-        )
-    class_names = files.subdirs(root)
-    # Enter a lone wrapper folder (Kaggle's PetImages): one class is not a classification task.
-    while len(class_names) == 1 and files.subdirs(files.join(root, class_names[0])):
-        root = files.join(root, class_names[0])
-        class_names = files.subdirs(root)
-    if not class_names:
-        raise SourceError(
-            f"folder:{root} has no class subfolders; expected {root}/<class>/<image files>"
-        )
-    listing = [(name, files.files_under(files.join(root, name))) for name in class_names]
+    listing = list_folder(root, config)
+    read = read_uri if is_uri(listing.root) else read_local
+    max_bytes = getattr(config, "max_file_bytes", None)
 
     def items() -> Iterator[Item]:
-        for name, relatives in listing:
+        for name, relatives in listing.classes.items():
+            label = display_name(name)
             for relative in relatives:
-                path = files.join(root, name, *relative.split("/"))
+                path = listing.path(name, relative)
                 yield Item(
-                    key=f"{name}/{relative}", label=name, read=files.reader(path), origin=path
+                    key=display_name(f"{name}/{relative}"),
+                    label=label,
+                    read=partial(read, path, max_bytes),
+                    origin=display_name(path),
                 )
 
-    return Source(items(), sum(len(relatives) for _, relatives in listing))
+    total = sum(len(relatives) for relatives in listing.classes.values())
+    return Source(items(), total, listing.skipped)
 
 
 def _csv(file: str, config: Any) -> Source:
-    files = _Files(is_uri(file))
-    if not files.isfile(file):
-        raise SourceError(f"csv:{file} does not exist")
-    rows = list(csv.DictReader(io.StringIO(files.read_text(file))))
-    header = list(rows[0].keys()) if rows else []
-    path_column = "path" if "path" in header else config.image_column
-    label_column = config.label_column
-    missing = [c for c in (path_column, label_column) if c not in header]
-    if missing:
-        raise SourceError(
-            f"csv:{file} has columns {header} but not {missing}: it needs a path column ('path', "
-            f"or data.image_column: now '{config.image_column}') and a label column "
-            f"(data.label_column: now '{label_column}')"
-        )
-    base = posixpath.dirname(file) if files.uri else os.path.dirname(os.path.abspath(file))
-    manifest = []
-    for line, row in enumerate(rows, start=2):
-        path, label = (row[path_column] or "").strip(), (row[label_column] or "").strip()
-        split = (row.get("split") or "").strip().lower() or None
-        if not path or not label:
-            raise SourceError(
-                f"csv:{file} line {line}: empty {path_column if not path else label_column}"
-            )
-        if split is not None and split not in SOURCE_SPLITS:
-            raise SourceError(
-                f"csv:{file} line {line}: split '{split}' is not one of {', '.join(SOURCE_SPLITS)}"
-            )
-        manifest.append((path, label, split))
+    manifest = list_csv(file, config)
+    max_bytes = getattr(config, "max_file_bytes", None)
 
     def items() -> Iterator[Item]:
-        for path, label, split in manifest:
-            absolute = path if is_uri(path) or os.path.isabs(path) else files.join(base, path)
-            reader = partial(read_uri if is_uri(absolute) else read_local, absolute)
-            yield Item(key=path, label=label, read=reader, origin=absolute, split=split)
+        for row in manifest:
+            read = read_uri if is_uri(row.location) else read_local
+            yield Item(
+                key=row.path,
+                label=row.label,
+                read=partial(read, row.location, max_bytes),
+                origin=row.location,
+                split=row.split,
+            )
 
     return Source(items(), len(manifest))
 
@@ -298,7 +205,8 @@ def _npz(file: str, config: Any) -> Source:
     """
     path = Path(file)
     if not path.is_file():
-        raise SourceError(f"npz:{file} does not exist")
+        what = "is a folder, not an .npz file" if path.is_dir() else "does not exist"
+        raise SourceError(f"npz:{file} {what}; give the archive's path")
     with np.load(path, allow_pickle=False) as archive:
         names = set(archive.files)
         if not {"x", "y"} <= names:
@@ -493,10 +401,10 @@ def _hf(spec: str, config: Any) -> Source:
 
 def _hf_file(path: str, location: str) -> Callable[[], bytes]:
     if is_uri(path):
-        return partial(read_uri, path)
+        return partial(read_uri, path, None)
     if not os.path.isabs(path) and os.path.isdir(location):
         path = os.path.join(location, path)
-    return partial(read_local, path)
+    return partial(read_local, path, None)
 
 
 def _hf_label(value: Any, names: list[str] | None) -> str | None:

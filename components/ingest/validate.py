@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +32,14 @@ MAX_PIXELS = 89_478_485
 JPEG_QUALITY = 95
 PNG_COMPRESS_LEVEL = 3
 ORIENTATION_TAG = 0x0112
+# Longest a single image may take to check (a hostile file that makes a decoder spin).
+CHECK_SECONDS = 30.0
 
 REASONS = {
     "unreadable": "the bytes could not be read (missing file, permission, network)",
+    "not a regular file": "a named pipe, device, socket or other special file (never read)",
+    "too large": "a file bigger than data.max_file_bytes (never read)",
+    "timed out": "checking took longer than the per-file time limit",
     "empty": "zero bytes",
     "not an image": "no image format recognised (text, HTML, random bytes, ...)",
     "truncated": "the file ends before the image does",
@@ -55,6 +63,14 @@ SIGNATURES = (
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b";"}
 HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+
+
+class FileRejected(Exception):
+    """Raised by an item's `read` for a file that must not be read; `code` is a REASONS key."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail = code, detail
 
 
 @dataclass(frozen=True)
@@ -84,19 +100,55 @@ def check_chunk(
 def check_item(read: Callable[[], bytes | np.ndarray], channels: int, min_side: int = 1) -> Checked:
     try:
         raw = read()
+    except FileRejected as exc:
+        return rejected(exc.code, exc.detail)
     except Exception as exc:  # OSError locally, tf.errors.* through gfile
         return rejected("unreadable", f"{type(exc).__name__}: {exc}")
     return check_image(raw, channels, min_side)
 
 
 def check_image(
-    raw: bytes | np.ndarray, channels: int, min_side: int = 1, max_pixels: int = MAX_PIXELS
+    raw: bytes | np.ndarray,
+    channels: int,
+    min_side: int = 1,
+    max_pixels: int = MAX_PIXELS,
+    seconds: float = CHECK_SECONDS,
 ) -> Checked:
-    """Validate one image; keep its bytes when they already decode as wanted, else re-encode."""
+    """Validate one image; keep its bytes when they already decode as wanted, else re-encode.
+
+    Checking one image takes at most `seconds` (where a timer signal is available: the main
+    thread of a process on a POSIX system); past that it is rejected as "timed out".
+    """
     try:
-        return _check(raw, channels, min_side, max_pixels)
+        with _time_limit(seconds):
+            return _check(raw, channels, min_side, max_pixels)
+    except _TimedOut:
+        return rejected("timed out", f"checking took more than {seconds:g} s")
     except Exception as exc:  # a decoder failing in an unforeseen way on hostile input
         return rejected("corrupt", f"{type(exc).__name__}: {exc}")
+
+
+class _TimedOut(BaseException):
+    """Raised by the timer inside a decoder; a BaseException so no decoder's handler eats it."""
+
+
+@contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _check(raw: Any, channels: int, min_side: int, max_pixels: int) -> Checked:

@@ -236,7 +236,20 @@ class KerasClassifier:
         import keras
 
         self.card = card
-        self.model = keras.saving.load_model(path, compile=False)
+        try:
+            self.model = keras.saving.load_model(path, compile=False)
+        except Exception as exc:  # keras reports a file that is no zip as "File not found"
+            import zipfile
+
+            why = (
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+                if zipfile.is_zipfile(path)
+                else "not a .keras zip archive"
+            )
+            raise ModelLoadError(
+                f"{path} is not a valid Keras model file ({why}); it is damaged or was not "
+                "written by model.save(): copy the Model artifact from the train step again"
+            ) from None
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)

@@ -29,8 +29,8 @@ examples:
   python -m components.predict --model MODEL_DIR 'images/**/*.png' --json
 
 IMAGE may be a file, a folder (searched recursively for image files) or a quoted glob pattern.
-MODEL_DIR is the Model artifact the train step wrote (model_card.json plus keras/ or hf/) or a
-registry version folder.
+MODEL_DIR is the Model artifact the train step wrote (model_card.json plus keras/ or hf/), a
+registry version folder, or a registered model's folder (its latest version is used).
 
 exit codes: 0 every image was scored; 2 the model could not be loaded, no image matched, or
 some images could not be read (the others are still scored and printed)
@@ -121,6 +121,20 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
     return found
 
 
+def latest_version(path: Path) -> Path:
+    """A registered model's folder (`<registry>/<name>`) -> its latest version; else `path`."""
+    from components.common.model_card import CARD_FILE
+    from components.register.run import versions
+
+    if not path.is_dir() or (path / CARD_FILE).exists():
+        return path
+    found = versions(path)
+    if found:
+        print(f"using {found[-1]} (the latest of {len(found)} version(s))", file=sys.stderr)
+        return found[-1]
+    return path
+
+
 def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -185,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.models.loading import ModelLoadError, load_classifier, resolve_model_dir
 
     try:
-        model_dir = resolve_model_dir(args.model)
+        model_dir = resolve_model_dir(latest_version(args.model))
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR

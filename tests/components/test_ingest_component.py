@@ -12,7 +12,7 @@ import pytest
 from kfp import local
 from PIL import Image
 
-from components.common.dataset import INFO_FILE
+from components.common.results import DATASET_INFO_FILE
 from components.ingest.component import ingest
 
 
@@ -43,7 +43,7 @@ def test_the_component_writes_dataset_quarantine_and_report(tmp_path: Path) -> N
     dataset, quarantine, report = (
         task.outputs[name] for name in ("dataset", "quarantine", "report")
     )
-    info = json.loads((Path(dataset.path) / INFO_FILE).read_text())
+    info = json.loads((Path(dataset.path) / DATASET_INFO_FILE).read_text())
     assert task.outputs["fingerprint"] == info["fingerprint"] == dataset.metadata["fingerprint"]
     assert task.outputs["num_classes"] == 2 and dataset.metadata["class_names"] == ["cat", "dog"]
     assert sum(task.outputs["num_examples"].values()) == 24

@@ -110,7 +110,7 @@ BAD_FIELDS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     (
         "typo in a nested key",
         variant(lambda r: model(r).update(epoch=3)),
-        ("models.0.epoch:", "unknown field", "check its spelling"),
+        ("models.0.epoch:", "unknown field", "did you mean epochs?"),
     ),
     (
         "missing data.source",
@@ -219,7 +219,7 @@ BAD_FIELDS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     (
         "model name with uppercase and a space",
         variant(lambda r: model(r).update(name="Small CNN")),
-        ("models.0.name:", "should match pattern", "(got 'Small CNN')"),
+        ("models.0.name:", "lower-case letters, digits and '-'", "(e.g. small-cnn)"),
     ),
     (
         "zero epochs",
@@ -333,7 +333,7 @@ BAD_FIELDS: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     (
         "registered name not a slug",
         variant(lambda r: r.update(register={"name": "Digits_Classifier"})),
-        ("register.name:", "should match pattern", "(got 'Digits_Classifier')"),
+        ("register.name:", "not '_'", "(got 'Digits_Classifier')"),
     ),
 ]
 
@@ -541,7 +541,7 @@ def test_override_does_not_touch_the_bundled_file():
         ("models.0.epochs", "expected KEY=VALUE, e.g. --set models.0.epochs=1"),
         ("=1", "expected KEY=VALUE"),
         ("models..epochs=1", "empty component in key 'models..epochs'"),
-        ("seeds=[0, 1", "value is not valid YAML"),
+        ("seeds=[0, 1", "not valid YAML"),
         ("description.text=x", "cannot set 'text' on a non-mapping"),
     ],
 )

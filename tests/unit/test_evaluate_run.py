@@ -20,9 +20,9 @@ from components.common.dataset import (
     FEATURE_IMAGE,
     FEATURE_KEY,
     FEATURE_LABEL,
-    INFO_FILE,
     shard_name,
 )
+from components.common.results import DATASET_INFO_FILE
 from components.evaluate.run import default_batch_size, evaluate, worst_misclassified
 
 CLASSES = ["blue", "red"]
@@ -68,7 +68,7 @@ def write_dataset(folder, class_names, examples, channels=3, image_size=(8, 8)):
         "num_examples": {"train": 0, "validation": 0, "test": len(examples)},
         "fingerprint": "synthetic",
     }
-    (folder / INFO_FILE).write_text(json.dumps(info))
+    (folder / DATASET_INFO_FILE).write_text(json.dumps(info))
     return folder
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.common.dataset import INFO_FILE, SPLITS, shard_files
+from components.common.dataset import SPLITS, shard_files
+from components.common.results import DATASET_INFO_FILE
 from components.ingest.parallel import (
     CHUNK_SIZE,
     CHUNKS_IN_FLIGHT_PER_WORKER,
@@ -251,7 +252,7 @@ def test_a_class_below_the_minimum_after_quarantine_is_an_error_naming_it(tmp_pa
 
 
 def test_source_errors_name_the_source(tmp_path: Path) -> None:
-    with pytest.raises(IngestError, match="is not a directory"):
+    with pytest.raises(IngestError, match="does not exist"):
         ingest({"source": f"folder:{tmp_path / 'none'}"}, tmp_path / "out", tmp_path / "q.csv")
     root = _folder(tmp_path / "one", {"only": 3})
     with pytest.raises(IngestError, match="at least 2"):
@@ -283,7 +284,7 @@ def test_dataset_info_keeps_the_contract_keys(tmp_path: Path) -> None:
     info, _, _ = _run(
         tmp_path, source="sklearn:digits", channels=1, splits={"validation": 0.1, "test": 0.2}
     )
-    written = json.loads((tmp_path / "out" / "dataset" / INFO_FILE).read_text())
+    written = json.loads((tmp_path / "out" / "dataset" / DATASET_INFO_FILE).read_text())
     assert written == info
     contract = {
         "source", "class_names", "num_classes", "image_size", "channels", "counts", "num_examples",

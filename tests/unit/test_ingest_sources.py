@@ -82,7 +82,7 @@ def test_folder_enters_the_kaggle_petimages_wrapper(tmp_path: Path) -> None:
 
 
 def test_folder_errors_say_what_layout_is_expected(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="not a directory"):
+    with pytest.raises(SourceError, match="does not exist"):
         _items(f"folder:{tmp_path / 'missing'}")
     (tmp_path / "flat.jpg").write_bytes(_png(0))
     with pytest.raises(SourceError, match="<class>/<image files>"):

@@ -140,6 +140,56 @@ def test_registry_version_folder_is_accepted(capsys, colour_model, images, tmp_p
     assert code == 0 and top1(document) == {"blue.jpg": "blue"}
 
 
+def test_a_decompression_bomb_is_skipped_and_the_good_results_printed(capsys, colour_model, images):
+    bomb = images / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 Mpx in a few KB: Pillow refuses it
+
+    code, document, err = run_json(
+        capsys, ["--model", str(colour_model), str(bomb), str(images / "red.png")]
+    )
+
+    assert code == 2
+    assert top1(document) == {"red.png": "red"}
+    (problem,) = document["errors"]
+    assert problem["path"] == str(bomb) and "decompression bomb" in problem["error"]
+    assert "bomb.png: too many pixels to decode safely" in err and "Traceback" not in err
+
+
+def test_a_garbage_keras_file_is_not_a_valid_model(capsys, colour_model, images, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(colour_model, broken)
+    (broken / "keras" / "model.keras").write_bytes(b"this is no zip archive")
+
+    assert main(["--model", str(broken), str(images / "red.png")]) == 2
+
+    err = capsys.readouterr().err
+    assert "model.keras is not a valid Keras model file (not a .keras zip archive)" in err
+    assert "File not found" not in err and "Traceback" not in err
+
+
+def test_a_registered_models_folder_takes_its_latest_version(
+    capsys, colour_model, images, tmp_path
+):
+    import shutil
+
+    from components.register.run import register_local
+
+    registry = tmp_path / "registry"
+    register_local(colour_model, registry, "colours", {"accuracy": 1.0})
+    newer = tmp_path / "newer"
+    shutil.copytree(colour_model, newer)  # another source model: a second version
+    register_local(newer, registry, "colours", {"accuracy": 1.0})
+
+    code, document, err = run_json(
+        capsys, ["--model", str(registry / "colours"), str(images / "blue.jpg")]
+    )
+
+    assert code == 0 and top1(document) == {"blue.jpg": "blue"}
+    assert f"using {registry / 'colours' / 'v2'} (the latest of 2 version(s))" in err
+
+
 def test_module_entry_point_exits_2_without_traceback(tmp_path):
     completed = subprocess.run(
         [sys.executable, "-m", "components.predict", "--model", str(tmp_path / "none"), "x.jpg"],

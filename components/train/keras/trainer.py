@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common.dataset import read_info
 from components.common.files import write_json
 from components.common.model_card import ModelCard
+from components.common.results import DatasetInfo
 from components.common.tfdata import make_dataset
 from components.models.keras import BuiltModel, build_model, save_model
 from components.spec import ModelSpec, Optimizer
@@ -109,7 +109,7 @@ class Setup:
     """Everything the phases need: the built model, its input and where it trains."""
 
     spec: ModelSpec
-    info: dict[str, Any]
+    info: DatasetInfo
     built: BuiltModel
     strategy: Any
     policy: str
@@ -157,7 +157,7 @@ def set_up(
 
     if spec.architecture is None:
         raise ValueError(f"model '{spec.name}' is not a keras model with an architecture")
-    info = read_info(dataset_dir)
+    info = DatasetInfo.read(dataset_dir)
     keras.utils.set_random_seed(seed)
     # Without a checkpoint folder nothing can resume: back up into a throw-away one.
     checkpoints = (
@@ -169,15 +169,15 @@ def set_up(
     with strategy.scope():
         built = build_model(
             spec.architecture,
-            int(info["num_classes"]),
-            tuple(info["image_size"]),
-            int(info["channels"]),
+            info.num_classes,
+            (info.image_size[0], info.image_size[1]),
+            info.channels,
             spec.params,
             spec.weights,
         )
     batch_size = spec.batch_size * strategy.num_replicas_in_sync
     train, validation = make_inputs(dataset_dir, spec, info, built, batch_size, seed)
-    steps_per_epoch = max(math.ceil(int(info["num_examples"]["train"]) / batch_size), 1)
+    steps_per_epoch = max(math.ceil(info.num_examples["train"] / batch_size), 1)
     return Setup(
         spec, info, built, strategy, policy, train, validation, steps_per_epoch, checkpoints
     )
@@ -186,7 +186,7 @@ def set_up(
 def make_inputs(
     dataset_dir: str | Path,
     spec: ModelSpec,
-    info: dict[str, Any],
+    info: DatasetInfo,
     built: BuiltModel,
     batch_size: int,
     seed: int,
@@ -195,9 +195,9 @@ def make_inputs(
     import keras
     import tensorflow as tf
 
-    channels = int(info["channels"])
-    num_classes = int(info["num_classes"])
-    n_train = int(info["num_examples"]["train"])
+    channels = info.channels
+    num_classes = info.num_classes
+    n_train = info.num_examples["train"]
     size = built.input_size
     cache = n_train * size[0] * size[1] * channels * 4 < CACHE_LIMIT_BYTES
     train = make_dataset(
@@ -210,7 +210,7 @@ def make_inputs(
             lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     validation = None
-    if int(info["num_examples"]["validation"]):
+    if info.num_examples["validation"]:
         validation = make_dataset(
             dataset_dir, "validation", size, channels, batch_size, cache=cache
         )
@@ -309,23 +309,23 @@ def write_out(setup: Setup, seed: int, model_dir: Path, seconds: float) -> Model
         framework="keras",
         name=spec.name,
         seed=seed,
-        class_names=list(info["class_names"]),
+        class_names=list(info.class_names),
         input_size=setup.built.input_size,
-        channels=int(info["channels"]),
+        channels=info.channels,
         preprocessing=setup.built.preprocessing,
         training={
             "spec": spec.model_dump(mode="json"),
             "epochs_run": len(setup.history.get("loss", [])),
             "phases": setup.phase_log,
             "seconds": round(seconds, 2),
-            "train_examples": int(info["num_examples"]["train"]),
+            "train_examples": info.num_examples["train"],
             "parameters": int(model.count_params()),
             "strategy": type(strategy).__name__,
             "replicas": int(strategy.num_replicas_in_sync),
             "precision": setup.policy,
         },
         history=setup.history,
-        dataset_fingerprint=info.get("fingerprint"),
+        dataset_fingerprint=info.fingerprint,
     )
     card.save(model_dir)
     write_json(model_dir / "history.json", setup.history)

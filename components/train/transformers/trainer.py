@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from components.common.dataset import read_info
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
+from components.common.results import DatasetInfo
 from components.models.transformers import (
     Preprocessing,
     load_pretrained,
@@ -142,7 +142,7 @@ class Setup:
     seed: int
     rank: int
     world: int
-    info: dict[str, Any]
+    info: DatasetInfo
     class_names: list[str]
     processor_config: dict[str, Any]
     prep: Preprocessing
@@ -213,15 +213,15 @@ def set_up(
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
-    info = read_info(dataset_dir)
-    class_names = [str(name) for name in info["class_names"]]
+    info = DatasetInfo.read(dataset_dir)
+    class_names = [str(name) for name in info.class_names]
     checkpoint = resolve_checkpoint(spec.checkpoint)
     processor_config = load_processor_config(checkpoint)
     prep = Preprocessing.from_processor_config(processor_config, spec.checkpoint)
     model = load_pretrained(checkpoint, spec, class_names).to(device)
     dtype = precision(spec, device)
 
-    n_train = int(info["num_examples"]["train"])
+    n_train = info.num_examples["train"]
     micro_steps = len(BatchOrder(n_train, spec.batch_size, True, seed, rank, world))
     steps_per_epoch = math.ceil(micro_steps / spec.gradient_accumulation_steps)
     optimizer = make_optimizer(spec, parameter_groups(model, spec))
@@ -236,7 +236,7 @@ def set_up(
     run_id = {
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
-        "dataset": info.get("fingerprint"),
+        "dataset": info.fingerprint,
     }
     return Setup(
         spec=spec,
@@ -303,7 +303,7 @@ def run_epochs(setup: Setup, dataset_dir: str, progress: Progress) -> None:
         pin_memory=setup.device.type == "cuda",
     )
     validation = None
-    if int(setup.info["num_examples"].get("validation", 0)):
+    if setup.info.num_examples.get("validation", 0):
         validation = SplitBatches(
             dataset_dir, "validation", setup.prep, spec.batch_size, rank=rank, world=world
         )
@@ -376,7 +376,7 @@ def write_out(
         "restored_best": restored,
         "resumed_after_epoch": resumed_after,
         "seconds": round(seconds, 2),
-        "train_examples": int(setup.info["num_examples"]["train"]),
+        "train_examples": setup.info.num_examples["train"],
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "processes": setup.world,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -395,7 +395,7 @@ def write_out(
         **setup.prep.card_fields(),
         training=training,
         history=progress.history,
-        dataset_fingerprint=setup.info.get("fingerprint"),
+        dataset_fingerprint=setup.info.fingerprint,
     )
     card.save(model_dir)
     write_json(model_dir / "history.json", progress.history)
