@@ -117,14 +117,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--experiment is required (or use --list to see the experiments)")
     try:
         experiment = load_experiment(args.experiment, args.overrides)
-        check_metrics(experiment)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    problems = check_paths(args) or data_preflight(experiment, args.target)
+    not_here = steps_only_paths(experiment, args.target)
+    problems = check_paths(args) or data_preflight(experiment, not_here)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_metrics(experiment, not_here)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     from pipelines.targets import get_target
@@ -154,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
         return 0
     try:
-        options.data_snapshot = _data_snapshot(experiment)
+        options.data_snapshot = _data_snapshot(experiment, not_here)
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -183,9 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_GATE if gate_missed else 0
 
 
-def _data_snapshot(experiment: Any) -> str:
+def _data_snapshot(experiment: Any, not_here: tuple[str, ...]) -> str:
     """Snapshot the source (the cache key of ingest) and say so on stderr."""
-    snapshot = take_snapshot(experiment.data)
+    snapshot = take_snapshot(experiment.data, not_here=not_here)
     print(snapshot.describe(), file=sys.stderr)
     return snapshot.digest
 
@@ -238,17 +243,21 @@ def _unwritable(folder: Path, itself: bool = False) -> str | None:
     return None
 
 
-def data_preflight(experiment: Any, target: str) -> list[str]:
+def steps_only_paths(experiment: Any, target: str) -> tuple[str, ...]:
+    """Path prefixes that exist only where `target` runs the steps, not here."""
+    if target == "vertex":
+        return (VERTEX_BUCKET_MOUNT,)
+    if target == "kfp" and experiment.kfp.data_pvc:
+        from pipelines.targets.kfp_cluster import DATA_MOUNT
+
+        return (DATA_MOUNT,)
+    return ()
+
+
+def data_preflight(experiment: Any, not_here: tuple[str, ...]) -> list[str]:
     """What is wrong with the data sources, as far as can be seen from here (no images read)."""
     from components.ingest.preflight import preflight
 
-    not_here: tuple[str, ...] = ()
-    if target == "vertex":
-        not_here = (VERTEX_BUCKET_MOUNT,)
-    elif target == "kfp" and experiment.kfp.data_pvc:
-        from pipelines.targets.kfp_cluster import DATA_MOUNT
-
-        not_here = (DATA_MOUNT,)
     return preflight(experiment.data, not_here)
 
 

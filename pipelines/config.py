@@ -560,7 +560,7 @@ def resolve_source_paths(raw: dict[str, Any], folder: Path) -> None:
         data["extra_train_sources"] = [resolved(s) for s in extras]
 
 
-def check_metrics(experiment: Experiment) -> int | None:
+def check_metrics(experiment: Experiment, not_here: tuple[str, ...] = ()) -> int | None:
     """Refuse a gate (or reference) metric the evaluations of this experiment cannot compute.
 
     Uses the class count when it is knowable before ingest (components/ingest/classes.py);
@@ -568,7 +568,7 @@ def check_metrics(experiment: Experiment) -> int | None:
     """
     from components.ingest.classes import known_class_count
 
-    num_classes = known_class_count(experiment.data)
+    num_classes = known_class_count(experiment.data, not_here)
     if num_classes is None:
         return None
     checked = [("gate.metric", experiment.gate.metric)]

@@ -1,31 +1,29 @@
 """How many classes ingest will produce, when that is knowable before it runs.
 
-Known without decoding an image: `data.classes`; the embedded digits; a local folder's class
-subfolders; a local CSV's label column; an npz's `class_names` (or its distinct `y`); a tfds
-builder's label feature (from the builder's info, no download). After `data.label_map`, the
-count is that of the distinct targets of the source classes it maps. Anything else (gs://, the
-Hub, a missing path) gives None: the count is then known only after ingest.
+Known without decoding an image: `data.classes`; the embedded digits; what the data preflight
+lists of a local folder, CSV or npz (components/ingest/preflight.py); a tfds builder's label
+feature (from the builder's info, no download). After `data.label_map`, the count is that of
+the distinct targets of the source classes it maps. Anything else (gs://, the Hub, a path of the
+machine the steps run on, a source the preflight rejects) gives None: the count is then known
+only after ingest.
 """
 
 from __future__ import annotations
 
-import csv
-import os
-
-import numpy as np
-
+from components.ingest.preflight import source_classes
+from components.ingest.sources import SourceError
 from components.spec import DataConfig
 
 DIGITS = tuple(str(d) for d in range(10))
 
 
-def known_class_count(data: DataConfig) -> int | None:
+def known_class_count(data: DataConfig, not_here: tuple[str, ...] = ()) -> int | None:
     """The number of classes ingest will find, or None when only ingest can tell."""
     if data.classes is not None:
         return len(data.classes)
     found: set[str] = set()
     for source in [data.source, *data.extra_train_sources]:
-        names = source_class_names(source, data)
+        names = source_class_names(source, data, not_here)
         if names is None:
             return None
         found.update(names)
@@ -34,56 +32,19 @@ def known_class_count(data: DataConfig) -> int | None:
     return len(found)
 
 
-def source_class_names(source: str, data: DataConfig) -> set[str] | None:
+def source_class_names(
+    source: str, data: DataConfig, not_here: tuple[str, ...] = ()
+) -> set[str] | None:
     """The source's own class names (before label_map), or None when not cheaply knowable."""
     scheme, _, rest = source.partition(":")
+    if scheme == "sklearn":
+        return set(DIGITS)
+    if scheme == "tfds":
+        return _tfds(rest, data)
     try:
-        if scheme == "sklearn":
-            return set(DIGITS)
-        if scheme == "folder" and "://" not in rest:
-            return _folder(rest)
-        if scheme == "csv" and "://" not in rest:
-            return _csv(rest, data)
-        if scheme == "npz":
-            return _npz(rest)
-        if scheme == "tfds":
-            return _tfds(rest, data)
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable here: preflight or ingest reports why
-    return None
-
-
-def _subfolders(path: str) -> list[str]:
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
-
-
-def _folder(root: str) -> set[str] | None:
-    if not os.path.isdir(root):
-        return None
-    names = _subfolders(root)
-    # ingest enters a lone wrapper folder (Kaggle's PetImages/{Cat,Dog})
-    while len(names) == 1 and _subfolders(os.path.join(root, names[0])):
-        root = os.path.join(root, names[0])
-        names = _subfolders(root)
-    return set(names)
-
-
-def _csv(file: str, data: DataConfig) -> set[str] | None:
-    with open(file, encoding="utf-8-sig", newline="") as handle:
-        rows = csv.DictReader(handle)
-        if data.label_column not in (rows.fieldnames or []):
-            return None
-        return {label for row in rows if (label := (row[data.label_column] or "").strip())}
-
-
-def _npz(file: str) -> set[str] | None:
-    with np.load(file, allow_pickle=False) as archive:
-        if "class_names" in archive.files:
-            return {str(name) for name in archive["class_names"]}
-        if "y" not in archive.files:
-            return None
-        labels = [archive["y"]] + ([archive["y_test"]] if "y_test" in archive.files else [])
-        return {str(value.item()) for value in np.unique(np.concatenate(labels))}
+        return source_classes(source, data, not_here)
+    except (SourceError, OSError):
+        return None  # the preflight reports why
 
 
 def _tfds(spec: str, data: DataConfig) -> set[str] | None:
@@ -94,7 +55,7 @@ def _tfds(spec: str, data: DataConfig) -> set[str] | None:
     name, _, config = spec.partition(":")
     try:
         builder = tfds.builder(f"{name}/{config}" if config else name)
-    except Exception:  # unknown name: preflight or ingest says so
+    except Exception:  # unknown name: ingest says so
         return None
     features = builder.info.features
     if data.label_column not in features:  # FeaturesDict has no .get

@@ -28,6 +28,7 @@ from typing import Protocol
 from components.spec import DataConfig
 
 CHUNK = 1 << 20
+GCS_MOUNT = "/gcs/"  # where Vertex AI steps see the buckets (Cloud Storage FUSE)
 # The part of the hex digest shown on the console; the whole digest is the pipeline parameter.
 SHOWN_DIGITS = 6
 
@@ -68,18 +69,42 @@ class Snapshot:
         return "; ".join([text, *self.notes])
 
 
-def take_snapshot(data: DataConfig, lister: Lister | None = None) -> Snapshot:
-    """Snapshot `data.source` and every `data.extra_train_sources` entry."""
+def take_snapshot(
+    data: DataConfig, lister: Lister | None = None, not_here: tuple[str, ...] = ()
+) -> Snapshot:
+    """Snapshot `data.source` and every `data.extra_train_sources` entry.
+
+    `not_here`: path prefixes that exist only where the steps run (Vertex's `/gcs/` mount of the
+    buckets, a cluster's data volume). A folder under `/gcs/BUCKET/` is listed as
+    `gs://BUCKET/`; other such paths cannot be looked at, which the snapshot's notes say.
+    """
     started = time.perf_counter()
     digest = hashlib.sha256()
     total: int | None = None
     notes: list[str] = []
     for source in [data.source, *data.extra_train_sources]:
         digest.update(f"source\0{source}\n".encode())
-        files = _snapshot_source(source, data, digest, lister or gcs_listing, notes)
+        visible = _visible(source, not_here, notes)
+        if visible is None:
+            continue
+        files = _snapshot_source(visible, data, digest, lister or gcs_listing, notes)
         if files is not None:
             total = (total or 0) + files
     return Snapshot(digest.hexdigest(), total, time.perf_counter() - started, notes)
+
+
+def _visible(source: str, not_here: tuple[str, ...], notes: list[str]) -> str | None:
+    """The source as this machine can list it, or None (with a note) when it cannot."""
+    scheme, _, rest = source.partition(":")
+    if scheme not in ("folder", "csv", "npz") or not rest.startswith(not_here):
+        return source
+    if scheme == "folder" and rest.startswith(GCS_MOUNT):
+        return f"folder:gs://{rest[len(GCS_MOUNT) :]}"
+    notes.append(
+        f"{source} exists only where the steps run: the cache sees changes to the config, "
+        "not to those files (run with --no-cache after changing them)"
+    )
+    return None
 
 
 def _snapshot_source(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from components.common.dataset import read_info
 from components.common.files import local_path
 from components.common.model_card import ModelCard
+from components.common.results import DatasetInfo
 from components.spec import ModelSpec
 from components.train.checkpoints import checkpoint_dir as checkpoint_folder
 from components.train.curves import write_curves_report
@@ -31,7 +31,7 @@ def train(
     `checkpoint_dir`. `fresh` discards them first.
     """
     if checkpoint_root is not None:
-        fingerprint = read_info(dataset_dir).get("fingerprint")
+        fingerprint = DatasetInfo.read(dataset_dir).fingerprint
         checkpoint_dir = checkpoint_folder(
             local_path(checkpoint_root), spec, seed, fingerprint, fresh
         )

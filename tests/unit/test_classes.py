@@ -27,6 +27,8 @@ def test_counts_from_listings(tmp_path: Path) -> None:
     assert known_class_count(DataConfig(source=f"folder:{wrapped.parent}")) == 3
     manifest = tmp_path / "labels.csv"
     manifest.write_text("path,label\na.png,cat\nb.png,dog\nc.png,cat\nd.png,owl\n")
+    for name in "abcd":
+        (tmp_path / f"{name}.png").write_bytes(b"x")
     assert known_class_count(DataConfig(source=f"csv:{manifest}")) == 3
     arrays = tmp_path / "data.npz"
     np.savez(
@@ -54,6 +56,8 @@ def test_unknowable_counts_are_none(tmp_path: Path) -> None:
     assert known_class_count(DataConfig(source="folder:gs://bucket/pets")) is None
     assert known_class_count(DataConfig(source="hf:someone/pets")) is None
     assert known_class_count(DataConfig(source=f"folder:{tmp_path / 'absent'}")) is None
+    here = folders(tmp_path / "mounted", ["a", "b"])
+    assert known_class_count(DataConfig(source=f"folder:{here}"), (str(tmp_path),)) is None
 
 
 def test_tfds_count_from_builder_info() -> None:

@@ -239,3 +239,18 @@ def test_tfds_snapshot_is_the_builder_version() -> None:
     assert str(tfds.builder("mnist").version)  # the version the digest covers
     with pytest.raises(SnapshotError, match="tfds:no_such_dataset"):
         take_snapshot(DataConfig(source="tfds:no_such_dataset"))
+
+
+def test_a_vertex_mount_path_is_listed_in_its_bucket() -> None:
+    bucket = FakeBucket({"pets/cat/1.jpg": (10, 1), "pets/dog/1.jpg": (12, 1)})
+    config = DataConfig(source="folder:/gcs/data/pets")
+    snapshot = take_snapshot(config, bucket, not_here=("/gcs/",))
+    assert bucket.requests == [("data", "pets/")] and snapshot.files == 2
+
+
+def test_a_path_only_the_steps_see_is_said(tmp_path: Path) -> None:
+    config = DataConfig(source="folder:/mnt/data/pets")
+    snapshot = take_snapshot(config, not_here=("/mnt/data",))
+    assert snapshot.files is None
+    assert "exists only where the steps run" in snapshot.describe()
+    assert take_snapshot(config, not_here=("/mnt/data",)).digest == snapshot.digest
