@@ -106,7 +106,8 @@ def test_changed_data_reruns_ingest_and_unchanged_data_hits_the_cache(
     assert json.loads(card.read_text())["class_names"] == ["bright", "dark", "mid", "white"]
     # ... and the registry keeps the model's meaning: a 4-class version of a 3-class model
     assert code == EXIT_FAILED and grown["failed_step"] == "register-local"
-    assert "v1 predicts 3 classes and this model 4 (new: white)" in grown["error"]
+    # (the added and touched files made versions v2 and v3 of the 3-class model)
+    assert "v3 predicts 3 classes and this model 4 (new: white)" in grown["error"]
 
 
 def test_a_failed_step_reports_its_own_exception_in_json(
