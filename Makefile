@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= tf,hf,data,dev
+EXTRAS ?= tf,hf,data,export,dev
 EXPERIMENT ?= digits
 TARGET ?= local
 PYTEST_ARGS ?=
@@ -21,7 +21,7 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $@
 
-install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,hf,data,dev)
+install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project with its extras (EXTRAS=tf,hf,data,export,dev)
 
 run: install ## run an experiment locally with kfp.local (EXPERIMENT=digits)
 	$(BIN)/python pipelines/submit.py --experiment $(EXPERIMENT)
@@ -57,6 +57,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/train_hf.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/snapshot.py
+	$(BIN)/python benchmarks/export.py
 
 PROJECT ?=
 REGION ?= us-central1

@@ -405,3 +405,78 @@ class Candidate(Strict):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+# --- export -----------------------------------------------------------------------------------
+
+# Deployable formats: name -> (precision, the frameworks that export to it). A format's precision
+# picks its entry of `max_accuracy_drop`. Keras models always keep their SavedModel (the train
+# step writes it); transformers models go to ONNX only.
+EXPORT_FORMATS: dict[str, tuple[Literal["float", "int8"], tuple[str, ...]]] = {
+    "saved_model": ("float", ("keras",)),
+    "onnx": ("float", ("keras", "transformers")),
+    "onnx_int8": ("int8", ("keras", "transformers")),
+    "tflite": ("float", ("keras",)),
+    "tflite_float16": ("float", ("keras",)),
+    "tflite_int8": ("int8", ("keras",)),
+}
+ALWAYS_EXPORTED = {"keras": ("saved_model",), "transformers": ()}
+
+
+def export_formats_for(framework: str) -> tuple[str, ...]:
+    return tuple(
+        name for name, (_, frameworks) in EXPORT_FORMATS.items() if framework in frameworks
+    )
+
+
+class AccuracyDrop(Strict):
+    """Most test accuracy (a fraction, 0.005 = half a point) a format may lose to the original."""
+
+    # `float` is the YAML key; the attribute has another name so it does not shadow the type.
+    float_formats: float = Field(default=0.005, ge=0.0, le=1.0, alias="float")
+    int8: float = Field(default=0.02, ge=0.0, le=1.0)
+
+
+class ExportConfig(Strict):
+    """Which deployable formats the best model is converted to, and what each may cost."""
+
+    formats: list[str] = Field(
+        default_factory=lambda: ["onnx"],
+        description="any of " + ", ".join(EXPORT_FORMATS) + " (saved_model: always, for keras)",
+    )
+    max_accuracy_drop: AccuracyDrop = AccuracyDrop()
+    calibration_images: int = Field(
+        default=200, ge=1, le=100_000, description="train images that calibrate int8 formats"
+    )
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, formats: list[str]) -> list[str]:
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise ValueError(
+                f"unknown export format(s) {', '.join(map(repr, unknown))}; "
+                f"use any of {', '.join(EXPORT_FORMATS)}"
+            )
+        if len(set(formats)) != len(formats):
+            raise ValueError("export formats must be distinct")
+        return formats
+
+    def unsupported(self, framework: str) -> list[str]:
+        """The configured formats a `framework` model cannot be exported to."""
+        return [f for f in self.formats if framework not in EXPORT_FORMATS[f][1]]
+
+    def formats_for(self, framework: str) -> list[str]:
+        """What a `framework` model is exported to: the formats that are always kept first."""
+        missing = self.unsupported(framework)
+        if missing:
+            raise ValueError(
+                f"a {framework} model cannot be exported to {', '.join(missing)}; "
+                f"{framework} models export to {', '.join(export_formats_for(framework))}"
+            )
+        always = list(ALWAYS_EXPORTED[framework])
+        return always + [f for f in self.formats if f not in always]
+
+    def max_drop(self, name: str) -> float:
+        drop = self.max_accuracy_drop
+        return drop.int8 if EXPORT_FORMATS[name][0] == "int8" else drop.float_formats

@@ -15,7 +15,7 @@ ARG TORCH_VERSION=2.13.0
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md ./
 # The dependencies in a layer of their own (an empty project): code changes keep it.
-RUN mkdir components pipelines && pip install ".[tf,data,hf,vertex]"
+RUN mkdir components pipelines && pip install ".[tf,data,hf,export,vertex]"
 COPY components ./components
 COPY pipelines ./pipelines
 RUN pip install --no-deps --force-reinstall . && pip check

@@ -19,10 +19,12 @@ from components.common.images import BASE_IMAGE
 from components.spec import (
     SLUG_PATTERN,
     DataConfig,
+    ExportConfig,
     MetricName,
     ModelSpec,
     Slug,
     Strict,
+    export_formats_for,
     metric_unavailable,
 )
 from pipelines.experiment_file import ConfigError, clip, parse_yaml, read_experiment_text
@@ -233,10 +235,13 @@ class Images(Strict):
     transformers: str = "image-classification-transformers:latest"
 
 
+GCS_URI = r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$"
+
+
 class Gcp(Strict):
     project: str | None = None
     region: str = "us-central1"
-    bucket: str | None = Field(default=None, pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,220}(/.*)?$")
+    bucket: str | None = Field(default=None, pattern=GCS_URI)
     service_account: str | None = None
     network: str | None = None
     encryption_key: str | None = None
@@ -273,6 +278,30 @@ class Gcp(Strict):
         return value
 
 
+class BatchPredict(Strict):
+    """Vertex: a batch prediction job on the registered model, after registration.
+
+    Instances are JSON Lines in the serving container's format: for keras models the SavedModel's
+    input, one image per line as nested lists of pixels in [0, 255] of the card's input size.
+    """
+
+    source: str = Field(
+        description="JSON Lines file(s) of instances, gs://BUCKET/PATH (wildcards allowed)",
+    )
+    destination: str = Field(description="folder the predictions go under, gs://BUCKET/PATH")
+    machine_type: str = "n1-standard-4"
+    replicas: int = Field(default=1, ge=1, le=100)
+
+    @field_validator("source", "destination")
+    @classmethod
+    def _gcs_uri(cls, value: str) -> str:
+        if not re.fullmatch(GCS_URI, value):
+            raise ValueError(
+                "use a Cloud Storage URI, gs://BUCKET/PATH (e.g. gs://my-bucket/batch/in-*.jsonl)"
+            )
+        return value
+
+
 class Register(Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
@@ -300,6 +329,7 @@ class Register(Strict):
         description="Vertex: serving container of keras models' SavedModel (default Vertex's "
         "prebuilt TensorFlow CPU container of the region)",
     )
+    batch_predict: BatchPredict | None = None
 
 
 class Experiment(Strict):
@@ -320,6 +350,9 @@ class Experiment(Strict):
     kfp: Kfp = Kfp()
     # Always present: `_default_registration` names it after the experiment when the file does not.
     registration: Register = Field(alias="register")
+    export: ExportConfig | None = Field(
+        default=None, description="deployable formats of the best model, measured and gated"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -356,7 +389,21 @@ class Experiment(Strict):
                     "transformers: train them on a GPU (resources.vertex.accelerator: NVIDIA_L4) "
                     "or use a keras architecture"
                 )
+        if self.export is not None:
+            self._check_export(self.export)
         return self
+
+    def _check_export(self, export: ExportConfig) -> None:
+        # The best candidate is only known at run time, so every candidate must export.
+        for framework in self.frameworks():
+            missing = export.unsupported(framework)
+            if missing:
+                names = [m.name for m in self.models if m.framework == framework]
+                raise ValueError(
+                    f"export.formats: {', '.join(missing)} cannot be made from {framework} "
+                    f"models ({', '.join(names)}); {framework} models export to "
+                    f"{', '.join(export_formats_for(framework))}: remove the others"
+                )
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every model x seed, as the loop items of the pipeline (keys must not clash with

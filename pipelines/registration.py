@@ -1,11 +1,13 @@
 """The registration subgraphs of the training pipeline (wiring only), added inside the gate's
 condition by `pipelines/training.py`.
 
-- folder registry (every target): import the best Model and copy it into
+- folder registry (every target): import the best Model, convert and measure it with the
+  experiment's `export` section (`export`), and copy it and the passing exports into
   `<registry_root>/<name>/vN/` (`register_local`);
 - Vertex AI Model Registry (the vertex target): then plan the upload (`vertex_registration`),
   upload a new version of the model of the same name or a new model (GCPC `ModelUploadOp`)
-  and, with `register.deploy`, deploy it to an endpoint that is created or reused.
+  and, with `register.deploy`, deploy it to an endpoint that is created or reused; with
+  `register.batch_predict`, run a Vertex AI batch prediction job on it (GCPC `ModelBatchPredictOp`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import Model
 
+from components.export.component import export
 from components.register.component import register_local, vertex_registration
 from components.register.vertex import MODEL_LABEL, keras_serving_image
 from pipelines.config import Experiment
@@ -28,27 +31,39 @@ Configure = Callable[[Any, str], None]
 
 def add_folder_registration(
     configure: Configure,
+    experiment: Experiment,
     *,
     best_model_uri: Any,
     summary: Any,
+    dataset: Any,
     registry_root: Any,
     name: Any,
     aliases: Any,
-    allow_class_change: bool = False,
 ) -> Any:
-    """Import the best Model and copy it into the folder registry. Returns the register task."""
+    """Import the best Model, export it when the experiment says so, and copy it (and the
+    exports that passed) into the folder registry. Returns the register task."""
     best_model = dsl.importer(
         artifact_uri=best_model_uri,
         artifact_class=Model,
         reimport=False,
     ).set_display_name("best model")
+    exports = {}
+    if experiment.export is not None:
+        export_task = export(
+            model=best_model.output,
+            dataset=dataset,
+            config=experiment.export.model_dump(mode="json", by_alias=True),
+        ).set_display_name("export")
+        configure(export_task, "export")
+        exports["exports"] = export_task.outputs["exports"]
     register_task = register_local(
         model=best_model.output,
         registry_root=registry_root,
         name=name,
         summary=summary,
         aliases=aliases,
-        allow_class_change=allow_class_change,
+        allow_class_change=experiment.registration.allow_class_change,
+        **exports,
     ).set_display_name("register")
     configure(register_task, "register")
     return register_task
@@ -112,13 +127,37 @@ def add_vertex_registration(
     with dsl.Else(name="model-new"):
         new_model = upload().set_display_name("upload model")
         configure(new_model, "register")
+    if registration.deploy or registration.batch_predict:
+        uploaded = dsl.OneOf(new_version.outputs["model"], new_model.outputs["model"])
     if registration.deploy:
-        _add_deploy(
-            configure,
-            experiment,
-            plan,
-            dsl.OneOf(new_version.outputs["model"], new_model.outputs["model"]),
-        )
+        _add_deploy(configure, experiment, plan, uploaded)
+    if registration.batch_predict:
+        _add_batch_predict(configure, experiment, uploaded)
+
+
+def _add_batch_predict(configure: Configure, experiment: Experiment, uploaded: Any) -> None:
+    """A Vertex AI batch prediction job on the uploaded version: JSON Lines in, JSON Lines out."""
+    from google_cloud_pipeline_components.v1.batch_predict_job import ModelBatchPredictOp
+
+    registration = experiment.registration
+    batch = registration.batch_predict
+    assert batch is not None
+    job = ModelBatchPredictOp(
+        job_display_name=f"{registration.name}-batch-predict",
+        model=uploaded,
+        gcs_source_uris=[batch.source],
+        instances_format="jsonl",
+        predictions_format="jsonl",
+        gcs_destination_output_uri_prefix=batch.destination,
+        machine_type=batch.machine_type,
+        starting_replica_count=batch.replicas,
+        max_replica_count=batch.replicas,
+        labels={MODEL_LABEL: registration.name},
+        encryption_spec_key_name=experiment.gcp.encryption_key or "",
+        location=experiment.gcp.region,
+    ).set_display_name("batch predict")
+    configure(job, "register")
+    job.set_caching_options(False)  # the source may change under the same URI
 
 
 def _add_deploy(configure: Configure, experiment: Experiment, plan: Any, uploaded: Any) -> None:

@@ -37,6 +37,8 @@ def format_result(result: dict[str, Any]) -> str:
     if result.get("registration"):
         record = RegistrationRecord.model_validate(result["registration"])
         lines.append(f"registered: {record.name} {record.version} at {record.path}")
+        if record.exports:
+            lines.append(f"exported: {', '.join(record.exports)} (in {record.path}/export/)")
     if result.get("run_dir"):
         lines.append(f"artifacts: {result['run_dir']}")
     for report in result.get("reports") or []:

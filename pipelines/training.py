@@ -1,5 +1,5 @@
 """The training pipeline: ingest -> per framework, ParallelFor(candidate x seed): train -> evaluate
--> compare -> gate -> register. Wiring only: the whole DAG is here and in
+-> compare -> gate -> [export] -> register. Wiring only: the whole DAG is here and in
 `pipelines/registration.py`; a target only configures tasks through the `TaskHooks` it passes in.
 """
 
@@ -126,12 +126,13 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
         with dsl.If(gate_task.output == "passed", name="gate-passed"):
             register_task = add_folder_registration(
                 target.configure,
+                experiment,
                 best_model_uri=compare_task.outputs["best_model_uri"],
                 summary=compare_task.outputs["summary"],
+                dataset=ingest_task.outputs["dataset"],
                 registry_root=registry_root,
                 name=model_name,
                 aliases=model_aliases,
-                allow_class_change=experiment.registration.allow_class_change,
             )
             if target.model_registry == "vertex":
                 add_vertex_registration(

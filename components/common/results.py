@@ -160,6 +160,7 @@ class RegistrationRecord(Result):
     framework: str | None = None
     dataset_fingerprint: str | None = None
     metrics: dict[str, float]
+    exports: list[str] = []  # formats under the version's export/ folder
     aliases: list[str] = []
     details: dict[str, Any] = {}
     registered_at: str

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,25 @@ from typing import Any
 import numpy as np
 
 from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
+from components.spec import EXPORT_FORMATS
 
 EXIT_OK, EXIT_ERROR = 0, 2
+NATIVE = "native"
 
 EPILOG = """\
 examples:
   python -m components.predict --model runs/registry/pets-classifier/v3 photo.jpg
   python -m components.predict --model MODEL_DIR images/ --top-k 3
   python -m components.predict --model MODEL_DIR 'images/**/*.png' --json
+  python -m components.predict --model runs/registry/pets-classifier/v3 --format tflite_int8 photo.jpg
+  python -m components.predict --model runs/registry/pets-classifier/v3 --output predictions.csv images/
 
 IMAGE may be a file, a folder (searched recursively for image files) or a quoted glob pattern.
 MODEL_DIR is the Model artifact the train step wrote (model_card.json plus keras/ or hf/), a
-registry version folder, or a registered model's folder (its latest version is used).
+registry version folder, or a registered model's folder (its latest version is used). --format runs one of the version's exported files (export/) with its own
+runtime; every format takes the same images and prints the same kind of top-k output.
+--output streams any number of files into a CSV (path, class_N, probability_N, reason) or JSON
+Lines file, in bounded memory, with a progress bar; unreadable files get a row with the reason.
 
 exit codes: 0 every image was scored; 2 the model could not be loaded, no image matched, or
 some images could not be read (the others are still scored and printed)
@@ -72,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--json",
         action="store_true",
         help="print one JSON document on stdout (results and errors) for scripts",
+    )
+    parser.add_argument(
+        "--format",
+        default=NATIVE,
+        choices=[NATIVE, *EXPORT_FORMATS],
+        help="which of the registered version's files to run (default: the native model)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write every file's top-k to FILE (.csv or .jsonl) as a stream instead of printing",
     )
     parser.add_argument(
         "--batch-size",
@@ -135,9 +155,10 @@ def latest_version(path: Path) -> Path:
     return path
 
 
-def _batches(items: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: Iterable[Path], size: int) -> Iterator[list[Path]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
 
 
 def top_classes(
@@ -152,7 +173,7 @@ def top_classes(
 
 
 def predict_files(
-    classifier: Any, paths: list[Path], top_k: int, batch_size: int = 32
+    classifier: Any, paths: Iterable[Path], top_k: int, batch_size: int = 32
 ) -> Iterator[dict[str, Any]]:
     """Yield `{path, top}` per readable image or `{path, error}` per unreadable one, in order."""
     card = classifier.card
@@ -188,21 +209,74 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        _error(f"--top-k must be at least 1 (got {args.top_k})")
-        return EXIT_ERROR
-    if args.batch_size < 1:
-        _error(f"--batch-size must be at least 1 (got {args.batch_size})")
-        return EXIT_ERROR
+def _load(args: argparse.Namespace) -> Any:
+    """The classifier `--model` and `--format` name; raises ModelLoadError with what to fix."""
+    from pydantic import ValidationError
+
     from components.models.loading import ModelLoadError, load_classifier, resolve_model_dir
 
+    model_dir = resolve_model_dir(args.model)
     try:
-        model_dir = resolve_model_dir(latest_version(args.model))
+        if args.format == NATIVE:
+            return load_classifier(model_dir)
+        from components.common.export_artifact import VERSION_DIR
+        from components.common.model_card import ModelCard
+        from components.export.runtimes import ExportMissingError, load_exported
+
+        export_dir = Path(args.model) / VERSION_DIR
+        if not export_dir.is_dir():
+            raise ModelLoadError(
+                f"{args.model} has no export/ folder: --format {args.format} needs a registered "
+                "version of an experiment with an export section (export.formats)"
+            )
+        try:
+            return load_exported(export_dir, args.format, ModelCard.load(model_dir))
+        except ExportMissingError as exc:
+            raise ModelLoadError(str(exc)) from None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ModelLoadError(str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ModelLoadError(
+            f"{model_dir / 'model_card.json'} is not a valid model card: {field}: {first['msg']}; "
+            "was it written by this project's train step?"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"could not load the model in {args.model}: {exc}") from None
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.top_k < 1:
+        return f"--top-k must be at least 1 (got {args.top_k})"
+    if args.batch_size < 1:
+        return f"--batch-size must be at least 1 (got {args.batch_size})"
+    if args.output is not None:
+        from components.predict.batch import OUTPUT_SUFFIXES
+
+        if args.output.suffix.lower() not in OUTPUT_SUFFIXES:
+            return f"--output {args.output}: name a .csv or .jsonl file (e.g. predictions.csv)"
+        if args.json:
+            return "--json prints to the terminal and --output writes a file; pass one of them"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    usage = _check_args(args)
+    if usage:
+        _error(usage)
+        return EXIT_ERROR
+    from components.models.loading import ModelLoadError, resolve_model_dir
+
+    try:
+        args.model = latest_version(args.model)
+        resolve_model_dir(args.model)
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
+    if args.output is not None:
+        return _predict_to_file(args)
     inputs = expand_inputs(args.images)
     for problem in inputs.problems:
         _error(f"{problem['path']}: {problem['error']}")
@@ -213,26 +287,15 @@ def main(argv: list[str] | None = None) -> int:
             + "; pass image files, folders or glob patterns"
         )
         return EXIT_ERROR
-
-    from pydantic import ValidationError
-
     try:
-        classifier = load_classifier(model_dir)
-    except (ModelLoadError, FileNotFoundError, NotADirectoryError) as exc:
+        classifier = _load(args)
+    except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        _error(
-            f"{model_dir / 'model_card.json'} is not a valid model card: {field}: {first['msg']}; "
-            "was it written by this project's train step?"
-        )
-        return EXIT_ERROR
-    except (OSError, ValueError) as exc:
-        _error(f"could not load the model in {args.model}: {exc}")
-        return EXIT_ERROR
+    return _print_predictions(args, classifier, inputs)
 
+
+def _print_predictions(args: argparse.Namespace, classifier: Any, inputs: Inputs) -> int:
     class_names = classifier.card.class_names
     top_k = min(args.top_k, len(class_names))
     width = max(len(name) for name in class_names)
@@ -250,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": str(args.model),
             "model_name": classifier.card.name,
             "framework": classifier.card.framework,
+            "format": args.format,
             "top_k": top_k,
             "results": results,
             "errors": errors,
@@ -257,5 +321,58 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(document, indent=2))
     if errors:
         _error(f"{len(errors)} input(s) could not be scored; {len(results)} image(s) were")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _predict_to_file(args: argparse.Namespace) -> int:
+    """Stream every input into `--output`; memory does not grow with the number of files."""
+    import time
+
+    from components.common.progress import progress
+    from components.models.loading import ModelLoadError
+    from components.predict.batch import RowWriter, count_inputs, stream_inputs
+
+    total = count_inputs(args.images)
+    if total == 0:
+        for item in stream_inputs(args.images):
+            if isinstance(item, tuple):
+                _error(f"{item[0]}: {item[1]}")
+        _error("no images matched: " + " ".join(args.images))
+        return EXIT_ERROR
+    try:
+        classifier = _load(args)
+    except ModelLoadError as exc:
+        _error(str(exc))
+        return EXIT_ERROR
+    top_k = min(args.top_k, len(classifier.card.class_names))
+    problems: list[tuple[str, str]] = []
+
+    def files() -> Iterator[Path]:
+        for item in stream_inputs(args.images):
+            if isinstance(item, Path):
+                yield item
+            else:
+                problems.append(item)
+
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with args.output.open("w", newline="") as handle:
+        writer = RowWriter(handle, args.output.suffix.lower(), top_k)
+        outcomes = predict_files(classifier, files(), top_k, args.batch_size)
+        writer.write_all(progress(outcomes, total, f"predict ({args.format})"))
+    seconds = max(time.monotonic() - started, 1e-9)
+    for argument, problem in problems:
+        _error(f"{argument}: {problem}")
+    print(
+        f"wrote {writer.rows} row(s) to {args.output}: {writer.scored} image(s) scored in "
+        f"{seconds:.1f} s ({writer.scored / seconds:.1f} images/s)",
+        file=sys.stderr,
+    )
+    if writer.unreadable or problems:
+        _error(
+            f"{writer.unreadable} file(s) could not be read (their rows give the reason)"
+            + (f"; {len(problems)} input(s) matched nothing" if problems else "")
+        )
         return EXIT_ERROR
     return EXIT_OK

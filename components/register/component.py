@@ -14,6 +14,7 @@ def register_local(
     summary: dict,
     aliases: list = [],
     allow_class_change: bool = False,
+    exports: Input[Model] = None,
 ) -> dict:
     """Registers the best model as the next version in a folder registry.
 
@@ -28,6 +29,9 @@ def register_local(
         aliases: Labels recorded with the version (e.g. "production").
         allow_class_change: Register even when the class names differ from the latest
             version's (otherwise the step fails and says so).
+        exports: The export step's artifact, when the experiment exports: the formats that
+            passed go into the version's export/ folder with the record and report, and the
+            version's card lists them.
 
     Returns:
         The registration record: name, version, path, source model, metrics.
@@ -46,7 +50,14 @@ def register_local(
         "reference": compared.reference.to_output() if compared.reference else None,
     }
     record = run_register(
-        model.path, registry_root, name, best.metrics, aliases, details, allow_class_change
+        model.path,
+        registry_root,
+        name,
+        best.metrics,
+        aliases,
+        details,
+        export_dir=exports.path if exports is not None else None,
+        allow_class_change=allow_class_change,
     )
     print(f"registered {record.name} {record.version} at {record.path}")
     return record.to_output()

@@ -1,7 +1,9 @@
 """Local registry: versioned folders `<registry>/<name>/v<N>/`.
 
 A version folder holds `model/` (the whole Model artifact), a copy of its `model_card.json`,
-`metrics.json` (the registered run's test metrics) and `registration.json` (the record). It is
+`metrics.json` (the registered run's test metrics), `registration.json` (the record) and, when
+the experiment exports, `export/`: the formats that passed their accuracy check, `export.json`
+and `report.html`; the card copy then lists each exported file with the input it takes. It is
 written under a hidden staging name and renamed into place, so a version is complete or absent;
 registering the same source model again returns the existing record instead of a new version.
 
@@ -18,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from components.common.export_artifact import RECORD_FILE as EXPORT_RECORD
+from components.common.export_artifact import REPORT_FILE, VERSION_DIR
 from components.common.files import copy_tree, read_json, write_json
 from components.common.model_card import CARD_FILE
 from components.common.results import RegistrationRecord
@@ -36,10 +40,12 @@ def register_local(
     aliases: list[str] | None = None,
     details: dict[str, Any] | None = None,
     allow_class_change: bool = False,
+    export_dir: str | Path | None = None,
 ) -> RegistrationRecord:
     """Copy the model into the next version folder; the same source model is registered once.
 
     `details` (e.g. the compare summary's best run and gate) is stored in the record as is.
+    `export_dir` (the export step's artifact) adds the formats that passed under `export/`.
     Raises ClassChangeError when the model's class names differ from the latest version's,
     unless `allow_class_change`.
     """
@@ -60,7 +66,11 @@ def register_local(
     staging = root / f".staging-{os.getpid()}-{datetime.datetime.now().timestamp():.6f}"
     try:
         copy_tree(model_dir, staging / "model")
-        shutil.copy2(model_dir / CARD_FILE, staging / CARD_FILE)
+        exports = copy_exports(Path(export_dir), staging / VERSION_DIR) if export_dir else []
+        if exports:
+            write_json(staging / CARD_FILE, {**card, "exports": exports})
+        else:
+            shutil.copy2(model_dir / CARD_FILE, staging / CARD_FILE)
         write_json(staging / METRICS_FILE, metrics)
         for _ in range(ATTEMPTS):
             version = f"v{next_version_number(root)}"
@@ -75,6 +85,7 @@ def register_local(
                 framework=card.get("framework"),
                 dataset_fingerprint=card.get("dataset_fingerprint"),
                 metrics=metrics,
+                exports=[entry["format"] for entry in exports],
                 aliases=list(aliases or []),
                 details=details or {},
                 registered_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -158,3 +169,39 @@ def versions(root: Path) -> list[Path]:
         (p for p in root.iterdir() if VERSION.fullmatch(p.name) and (p / RECORD_FILE).is_file()),
         key=lambda p: int(p.name[1:]),
     )
+
+
+def copy_exports(export_dir: Path, destination: Path) -> list[dict[str, Any]]:
+    """Copy the passing formats, the export record and report; the card's `exports` entries.
+
+    Only the formats the record lists as passed are copied, so a format over its accuracy
+    budget is never registered even if its file were present.
+    """
+    record = read_json(export_dir / EXPORT_RECORD)
+    destination.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for row in record["formats"]:
+        if row["format"] == "native" or not row["passed"]:
+            continue
+        source = export_dir / row["file"]
+        if source.is_dir():
+            copy_tree(source, destination / row["file"])
+        else:
+            shutil.copy2(source, destination / row["file"])
+        entries.append(
+            {
+                "format": row["format"],
+                "file": f"{VERSION_DIR}/{row['file']}",
+                "runtime": row["runtime"],
+                "precision": row["precision"],
+                "input": record["input"],
+                "input_size": record["input_size"],
+                "channels": record["channels"],
+                "accuracy": row["accuracy"],
+                "accuracy_delta": row["accuracy_delta"],
+                "size_bytes": row["size_bytes"],
+            }
+        )
+    for name in (EXPORT_RECORD, REPORT_FILE):
+        shutil.copy2(export_dir / name, destination / name)
+    return entries

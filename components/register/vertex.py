@@ -7,8 +7,12 @@ framework, and looks up the model and endpoint already registered under the expe
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
+from components.common.export_artifact import VERSION_DIR
+from components.common.files import local_path
 from components.common.results import CompareSummary, RegistrationRecord
 
 API_ROOT = "https://{region}-aiplatform.googleapis.com/v1/"
@@ -17,6 +21,20 @@ KERAS_SAVED_MODEL = "keras/saved_model"
 # Vertex's newest prebuilt TensorFlow prediction container; {multiregion} is us, europe or asia.
 KERAS_SERVING_IMAGE = "{multiregion}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 MODEL_LABEL = "imgclf_model"  # label of the models and endpoints this pipeline registers
+# Where a version's exports go inside the uploaded artifact: TensorFlow Serving ignores a
+# SavedModel's assets.extra/, and the transformers serving container only reads hf/.
+SERVING_EXPORTS = {"keras": f"assets.extra/{VERSION_DIR}", "transformers": VERSION_DIR}
+
+
+def stage_exports(version_dir: Path, serving_dir: Path, framework: str) -> Path | None:
+    """Copy the version's export/ into the folder Vertex uploads, so the exported files are
+    part of the registered model's artifacts. Returns where they went (None: no exports)."""
+    source = Path(version_dir) / VERSION_DIR
+    if not source.is_dir():
+        return None
+    destination = Path(serving_dir) / SERVING_EXPORTS[framework]
+    shutil.copytree(source, destination, dirs_exist_ok=True)
+    return destination
 
 
 def multiregion(region: str) -> str:
@@ -57,8 +75,9 @@ def plan_registration(
     """What the Model Registry upload needs.
 
     The serving artifact is the copy in the folder registry (`record`, the register step's
-    result, under /gcs/BUCKET/...), which outlives the run's artifacts; the serving container
-    is the one of the best model's framework. The model and endpoint already registered under
+    result, under /gcs/BUCKET/...), which outlives the run's artifacts; the version's exports
+    are copied into it so they are uploaded with the model. The serving container is the one
+    of the best model's framework. The model and endpoint already registered under
     these names come as resource name and API URI, or "" when there is none.
     """
     from google.cloud import aiplatform
@@ -68,10 +87,15 @@ def plan_registration(
         model_uri = "gs://" + record.path.removeprefix("/gcs/").rstrip("/") + "/model"
     else:
         model_uri = best.model_uri.rstrip("/")
-    if (record.framework or best.framework or "keras") == "keras":
+    framework = record.framework or best.framework or "keras"
+    if framework == "keras":
         serving_uri, serving_image = f"{model_uri}/{KERAS_SAVED_MODEL}", keras_serving_image
     else:
         serving_uri, serving_image = model_uri, transformers_serving_image
+    exports = ""
+    if record.exports:
+        stage_exports(local_path(record.path), local_path(serving_uri), framework)
+        exports = f"; exports {', '.join(record.exports)} in {SERVING_EXPORTS[framework]}/"
     api = API_ROOT.format(region=location)
     parent = _latest(aiplatform.Model, model_name, project, location)
     endpoint = (
@@ -85,7 +109,7 @@ def plan_registration(
         "serving_image": serving_image,
         "description": (
             f"{record.version + ': ' if record.version else ''}{best.name} seed {best.seed}, "
-            f"{summary.metric} {best.value:.4f}"
+            f"{summary.metric} {best.value:.4f}{exports}"
         ),
         "labels": labels,
         "parent_model": parent,

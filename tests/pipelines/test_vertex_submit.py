@@ -603,3 +603,78 @@ def test_a_registered_model_gets_a_new_version_and_its_endpoint_is_reused(vertex
     assert found["parent_model_uri"] == f"https://{REGION}-aiplatform.googleapis.com/v1/{model}"
     assert found["endpoint"] == endpoint
     assert found["endpoint_uri"] == f"https://{REGION}-aiplatform.googleapis.com/v1/{endpoint}"
+
+
+# --- exports and batch prediction ------------------------------------------------------------
+
+
+def test_exports_and_batch_prediction_reach_vertex(vertex_api, capsys):
+    code = submit(
+        "export.formats=[onnx_int8]",
+        "register.batch_predict.source=gs://my-bucket/batch/in-*.jsonl",
+        "register.batch_predict.destination=gs://my-bucket/batch/out",
+        "register.batch_predict.machine_type=n1-standard-8",
+        "--json",
+    )
+    assert code == 0
+
+    (create,) = vertex_api.creates()
+    spec = create["body"]["pipelineSpec"]
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    tasks = {t["componentRef"]["name"]: t for dag in dags for t in dag["tasks"].values()}
+    (export,) = [t for name, t in tasks.items() if re.fullmatch(r"comp-export(-\d+)?", name)]
+    config = export["inputs"]["parameters"]["config"]["runtimeValue"]["constant"]
+    assert config["formats"] == ["onnx_int8"]
+    (job,) = [t for name, t in tasks.items() if name.startswith("comp-model-batch-predict")]
+    parameters = {
+        k: v["runtimeValue"]["constant"]
+        for k, v in job["inputs"]["parameters"].items()
+        if "runtimeValue" in v
+    }
+    assert parameters["gcs_source_uris"] == ["gs://my-bucket/batch/in-*.jsonl"]
+    assert parameters["gcs_destination_output_uri_prefix"] == "gs://my-bucket/batch/out"
+    assert parameters["machine_type"] == "n1-standard-8"
+    assert parameters["job_display_name"] == "pets-classifier-batch-predict"
+    executor = spec["deploymentSpec"]["executors"][
+        spec["components"][job["componentRef"]["name"]]["executorLabel"]
+    ]
+    assert "batch_prediction_job" in " ".join(
+        executor["container"]["args"] + executor["container"]["command"]
+    )
+    assert json.loads(capsys.readouterr().out)["status"] == "SUBMITTED"
+
+
+def test_exports_are_uploaded_with_the_models_artifacts(vertex_api, tmp_path, monkeypatch):
+    """The version's export/ is copied into the folder Vertex uploads (the SavedModel's
+    assets.extra/, which TensorFlow Serving ignores), and the description names the formats."""
+    import components.register.vertex as vertex
+
+    bucket = tmp_path / "gcs"
+    version = bucket / "my-bucket/registry/pets-classifier/v3"
+    (version / "model/keras/saved_model").mkdir(parents=True)
+    (version / "export").mkdir()
+    (version / "export/model.onnx").write_bytes(b"onnx")
+    (version / "export/export.json").write_text("{}")
+    monkeypatch.setattr(
+        vertex,
+        "local_path",
+        lambda path: bucket / str(path).removeprefix("/gcs/").removeprefix("gs://"),
+    )
+    registered = record("keras").model_copy(update={"exports": ["onnx"]})
+
+    found = plan_registration(
+        summary("keras"),
+        registered,
+        "pets-classifier",
+        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+        f"{REGISTRY}/serve:1",
+        "",
+        PROJECT,
+        REGION,
+    )
+
+    staged = version / "model/keras/saved_model/assets.extra/export"
+    assert (staged / "model.onnx").read_bytes() == b"onnx"
+    assert (staged / "export.json").is_file()
+    assert found["serving_uri"].endswith("/v3/model/keras/saved_model")
+    assert "exports onnx in assets.extra/export/" in found["description"]

@@ -37,8 +37,18 @@ MODULE_EXTRAS = {
     "safetensors": "hf",
     "google": "vertex",
     "google_cloud_pipeline_components": "vertex",
+    "onnx": "export",
+    "onnxruntime": "export",
+    "tf2onnx": "export",
+    "ai_edge_litert": "export",
 }
-STEP_PACKAGES = {"ingest": "ingest", "train": "train", "evaluate": "evaluate", "compare": "compare"}
+STEP_PACKAGES = {
+    "ingest": "ingest",
+    "train": "train",
+    "evaluate": "evaluate",
+    "compare": "compare",
+    "export": "export",
+}
 
 
 def dockerfile(image: str) -> str:

@@ -22,6 +22,7 @@ STEP_EXTRAS: dict[str, frozenset[str]] = {
     "compare": frozenset(),
     "gate": frozenset(),
     "register": frozenset(),
+    "export": frozenset({"tf", "hf", "export"}),  # converts keras or transformers models
     "vertex": frozenset({"vertex"}),
 }
 IMAGE_STEPS: dict[str, tuple[str, ...]] = {
@@ -32,6 +33,7 @@ IMAGE_STEPS: dict[str, tuple[str, ...]] = {
         "evaluate:transformers",
         "compare",
         "gate",
+        "export",
         "register",
         "vertex",
     ),
