@@ -436,7 +436,8 @@ def test_a_finished_run_only_writes_its_outputs_again(
     capfd.readouterr()
     again = train_transformers(dataset, spec, 0, tmp_path / "b", tmp_path / "ckpt")
     out = capfd.readouterr().out
-    assert "(training had finished)" in out and "Epoch 1/1" not in out
+    assert "resuming twice seed 0: training had finished (1/1 epochs)" in out
+    assert "Epoch 1/1" not in out
     assert again.history == first.history and again.training["resumed_after_epoch"] == 1
     a = load_classifier(tmp_path / "a").logits(np.full((1, 32, 32, 3), 99, "float32"))
     b = load_classifier(tmp_path / "b").logits(np.full((1, 32, 32, 3), 99, "float32"))
