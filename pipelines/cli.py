@@ -1,7 +1,8 @@
 """`python pipelines/submit.py`: compile an experiment into a KFP pipeline and run or submit it.
 
 Exit codes: 0 success; 1 the run failed; 2 usage, config or preflight error (nothing ran);
-3 the run finished but the best model missed the gate (nothing registered).
+3 the run finished but the best model missed the gate (nothing registered); 130 / 143 the run
+was stopped by SIGINT / SIGTERM (the same command resumes it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from components.common.results import CompareSummary
-from pipelines.config import ConfigError, list_experiments, load_experiment
+from components.ingest.snapshot import SnapshotError, take_snapshot
+from pipelines.config import ConfigError, check_metrics, list_experiments, load_experiment
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 COMPILED_SUFFIXES = (".yaml", ".yml")
@@ -29,7 +31,8 @@ examples:
   python pipelines/submit.py --experiment my_experiment.yaml --target kfp --host http://localhost:8080
   python pipelines/submit.py --list
 
-exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered)
+exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered),
+  130/143 stopped by SIGINT/SIGTERM (run the same command again to resume)
 """
 
 
@@ -76,7 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-cache",
         action="store_true",
-        help="re-run every step instead of reusing cached results",
+        help="re-run every step instead of reusing cached results (training still resumes "
+        "from its checkpoints)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="re-run every step and train from scratch, ignoring training checkpoints",
     )
     parser.add_argument(
         "--runs-dir",
@@ -118,10 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    problems = check_paths(args) or data_preflight(experiment, args.target)
+    not_here = steps_only_paths(experiment, args.target)
+    problems = check_paths(args) or data_preflight(experiment, not_here)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_metrics(experiment, not_here)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
     from pipelines.targets import get_target
@@ -129,10 +144,11 @@ def main(argv: list[str] | None = None) -> int:
 
     options = RunOptions(
         runs_dir=args.runs_dir,
-        cache=not args.no_cache,
+        cache=not (args.no_cache or args.fresh),
         host=args.host,
         wait=args.wait,
         verbose=args.verbose,
+        fresh=args.fresh,
     )
     target = get_target(args.target, experiment, options)
     if args.compile_only:
@@ -151,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
         return 0
     try:
+        options.data_snapshot = _data_snapshot(experiment, not_here)
+    except SnapshotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
         result = target.run()
     except PreflightError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -158,18 +179,28 @@ def main(argv: list[str] | None = None) -> int:
     except SubmitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    summary = result.get("summary")
+    gate_missed = bool(summary) and not CompareSummary.model_validate(summary).gate.passed
+    if result.get("status") == "SUCCEEDED" and gate_missed:
+        result["status"] = "GATE MISSED"
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
         from pipelines.summary import format_result
 
         print(format_result(result))
+    if result.get("status") == "STOPPED":
+        return int(result["exit_code"])
     if result.get("status") == "FAILED":
         return EXIT_FAILED
-    summary = result.get("summary")
-    if summary and not CompareSummary.model_validate(summary).gate.passed:
-        return EXIT_GATE
-    return 0
+    return EXIT_GATE if gate_missed else 0
+
+
+def _data_snapshot(experiment: Any, not_here: tuple[str, ...]) -> str:
+    """Snapshot the source (the cache key of ingest) and say so on stderr."""
+    snapshot = take_snapshot(experiment.data, not_here=not_here)
+    print(snapshot.describe(), file=sys.stderr)
+    return snapshot.digest
 
 
 def check_paths(args: argparse.Namespace) -> list[str]:
@@ -220,17 +251,21 @@ def _unwritable(folder: Path, itself: bool = False) -> str | None:
     return None
 
 
-def data_preflight(experiment: Any, target: str) -> list[str]:
+def steps_only_paths(experiment: Any, target: str) -> tuple[str, ...]:
+    """Path prefixes that exist only where `target` runs the steps, not here."""
+    if target == "vertex":
+        return (VERTEX_BUCKET_MOUNT,)
+    if target == "kfp" and experiment.kfp.data_pvc:
+        from pipelines.targets.kfp_cluster import DATA_MOUNT
+
+        return (DATA_MOUNT,)
+    return ()
+
+
+def data_preflight(experiment: Any, not_here: tuple[str, ...]) -> list[str]:
     """What is wrong with the data sources, as far as can be seen from here (no images read)."""
     from components.ingest.preflight import preflight
 
-    not_here: tuple[str, ...] = ()
-    if target == "vertex":
-        not_here = (VERTEX_BUCKET_MOUNT,)
-    elif target == "kfp" and experiment.kfp.data_pvc:
-        from pipelines.targets.kfp_cluster import DATA_MOUNT
-
-        not_here = (DATA_MOUNT,)
     return preflight(experiment.data, not_here)
 
 

@@ -25,6 +25,7 @@ from components.spec import (
     Slug,
     Strict,
     export_formats_for,
+    metric_unavailable,
 )
 from pipelines.experiment_file import ConfigError, clip, parse_yaml, read_experiment_text
 
@@ -325,6 +326,11 @@ class BatchPredict(Strict):
 class Register(Strict):
     name: Slug
     aliases: list[str] = Field(default_factory=list)
+    allow_class_change: bool = Field(
+        default=False,
+        description="register a version whose class names differ from the latest version's "
+        "(refused otherwise: the versions of one name should predict the same classes)",
+    )
     deploy: bool = False
     endpoint: str | None = Field(
         default=None,
@@ -654,6 +660,27 @@ def resolve_source_paths(raw: dict[str, Any], folder: Path) -> None:
     extras = data.get("extra_train_sources")
     if isinstance(extras, list):
         data["extra_train_sources"] = [resolved(s) for s in extras]
+
+
+def check_metrics(experiment: Experiment, not_here: tuple[str, ...] = ()) -> int | None:
+    """Refuse a gate (or reference) metric the evaluations of this experiment cannot compute.
+
+    Uses the class count when it is knowable before ingest (components/ingest/classes.py);
+    returns that count, or None when only ingest can tell (compare then says so).
+    """
+    from components.ingest.classes import known_class_count
+
+    num_classes = known_class_count(experiment.data, not_here)
+    if num_classes is None:
+        return None
+    checked = [("gate.metric", experiment.gate.metric)]
+    if experiment.reference is not None:
+        checked.append(("reference.metric", experiment.reference.metric))
+    for field, metric in checked:
+        why = metric_unavailable(metric, num_classes)
+        if why:
+            raise ConfigError(f"{field}: {why} (data: {experiment.data.source})")
+    return num_classes
 
 
 def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:

@@ -62,6 +62,7 @@ def add_folder_registration(
         name=name,
         summary=summary,
         aliases=aliases,
+        allow_class_change=experiment.registration.allow_class_change,
         **exports,
     ).set_display_name("register")
     configure(register_task, "register")

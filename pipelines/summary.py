@@ -69,9 +69,20 @@ def format_result(result: dict[str, Any]) -> str:
     if result.get("summary"):
         lines += _candidates(CompareSummary.model_validate(result["summary"]))
     lines += _results(result)
-    if result.get("error"):
-        lines += ["", f"error: {result['error']}"]
+    lines += _error_lines(result)
     return "\n".join(lines)
+
+
+def _error_lines(result: dict[str, Any]) -> list[str]:
+    """Why the run failed or stopped, last: the failing step's own message and its log."""
+    if not result.get("error"):
+        return []
+    lines = [""]
+    if result.get("error_log"):
+        lines.append(f"full log of {result['failed_step']}: {result['error_log']}")
+    if result.get("status") == "STOPPED":
+        return [*lines, result["error"]]
+    return [*lines, f"error: {result['error']}"]
 
 
 def _candidates(summary: CompareSummary) -> list[str]:

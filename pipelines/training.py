@@ -44,6 +44,20 @@ class TaskHooks(Protocol):
         """The component that runs `step` here; called like the step's own component."""
         ...
 
+    def checkpoint_root(self) -> str:
+        """Where training checkpoints live, outside any run's folder ("": the step's own)."""
+        ...
+
+    @property
+    def data_snapshot(self) -> str:
+        """Hash of the source's listing, taken before the run (the cache key of ingest)."""
+        ...
+
+    @property
+    def fresh(self) -> bool:
+        """Train from scratch instead of resuming from checkpoints."""
+        ...
+
 
 def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., Any]:
     """Return the @dsl.pipeline for `experiment` as `target` will run it."""
@@ -72,6 +86,7 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
         model_name: str = experiment.registration.name,
         model_aliases: list = list(experiment.registration.aliases),
         registry_root: str = target.registry_root(),
+        data_snapshot: str = target.data_snapshot,
     ) -> dict:
         """Trains and compares the experiment's candidate models and registers the best.
 
@@ -83,11 +98,14 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
             model_name: Name of the registered model.
             model_aliases: Aliases recorded with the registered version.
             registry_root: Folder registry the best model is copied into.
+            data_snapshot: Hash of the source's listing, taken before the run: changed data
+                re-runs ingest instead of reusing its cached result.
 
         Returns:
             The compare step's summary: table rows, best run, gate verdict.
         """
-        ingest_task = ingest(data_config=data_config).set_display_name("ingest")
+        ingest_task = ingest(data_config=data_config, data_snapshot=data_snapshot)
+        ingest_task.set_display_name("ingest")
         target.configure(ingest_task, "ingest")
         collected = {}
         for framework, items in groups.items():
@@ -95,6 +113,8 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                 train_task = target.component_for("train", train, framework)(
                     dataset=ingest_task.outputs["dataset"],
                     candidate=candidate,
+                    checkpoint_root=target.checkpoint_root(),
+                    fresh=target.fresh,
                 ).set_display_name(f"train {framework}")
                 target.configure(train_task, "train", framework)
                 evaluate_task = evaluate(

@@ -21,7 +21,7 @@ from components.common.results import (
     Reference,
     Stats,
 )
-from components.spec import LOWER_IS_BETTER, SCALARS, TABLE_METRICS
+from components.spec import LOWER_IS_BETTER, METRICS, SCALARS, TABLE_METRICS
 
 STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
 
@@ -87,8 +87,8 @@ def _present_metrics(results: list[EvaluationResult], metric: str) -> list[str]:
     present = [m for m in SCALARS if m in seen] + sorted(seen - set(SCALARS))
     if metric not in present:
         raise ValueError(
-            f"gate metric '{metric}' was not computed for any candidate; set gate.metric to one "
-            f"of: {', '.join(present)}"
+            f"gate metric '{metric}' was not computed for any candidate{_requirement(metric)}; "
+            f"set gate.metric to one of: {', '.join(present)}"
         )
     missing = sorted({r.name for r in results if metric not in r.metrics})
     if missing:
@@ -97,6 +97,18 @@ def _present_metrics(results: list[EvaluationResult], metric: str) -> list[str]:
             "candidate reports (e.g. accuracy)"
         )
     return present
+
+
+def _requirement(metric: str) -> str:
+    """Why an evaluation may leave `metric` out (the catalogue's class-count bounds)."""
+    known = METRICS.get(metric)
+    if known is None:
+        return " (it is not a metric of the catalogue)"
+    if known.max_classes is not None:
+        return f" (it needs at most {known.max_classes} classes)"
+    if known.min_classes > 2:
+        return f" (it needs at least {known.min_classes} classes)"
+    return ""
 
 
 def _row(name: str, runs: list[EvaluationResult], present: list[str]) -> CandidateRow:

@@ -12,6 +12,7 @@ def ingest(
     dataset: Output[Dataset],
     quarantine: Output[Dataset],
     report: Output[HTML],
+    data_snapshot: str = "",
 ) -> NamedTuple("IngestOutputs", fingerprint=str, num_classes=int, num_examples=dict):
     """Reads the data source, validates every image and writes sharded TFRecords.
 
@@ -24,6 +25,8 @@ def ingest(
             included.
         report: HTML data report: counts per split and class, quarantine reasons and examples,
             conversions, image sizes, thumbnails per class.
+        data_snapshot: Hash of the source's listing (names, sizes, times or generations) taken
+            before the run; an input only so that changed data misses the cache.
 
     Returns:
         fingerprint: Content hash of the kept images, labels and splits.
@@ -43,6 +46,7 @@ def ingest(
         num_classes=info["num_classes"],
         class_names=info["class_names"],
         num_examples=info["num_examples"],
+        data_snapshot=data_snapshot,
     )
     quarantine.metadata.update(count=info["quarantined"], reasons=info["quarantine_reasons"])
     outputs = namedtuple("IngestOutputs", ["fingerprint", "num_classes", "num_examples"])

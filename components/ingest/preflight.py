@@ -53,6 +53,14 @@ def preflight(data: DataConfig, not_here: Sequence[str] = ()) -> list[str]:
     return problems
 
 
+def source_classes(
+    source: str, data: DataConfig, not_here: tuple[str, ...] = ()
+) -> set[str] | None:
+    """The class names `source` holds (before label_map), as far as they can be listed here
+    without decoding an image; None when they cannot. Raises SourceError for a bad source."""
+    return _classes_of(source, data, not_here)
+
+
 def _classes_of(source: str, data: DataConfig, not_here: tuple[str, ...]) -> set[str] | None:
     """The source's class names (before label_map), or None when they cannot be listed here."""
     scheme, _, rest = source.partition(":")

@@ -13,6 +13,7 @@ def register_local(
     name: str,
     summary: dict,
     aliases: list = [],
+    allow_class_change: bool = False,
     exports: Input[Model] = None,
 ) -> dict:
     """Registers the best model as the next version in a folder registry.
@@ -26,6 +27,8 @@ def register_local(
         name: Registered model name.
         summary: The compare step's summary (its best run, metrics and gate are recorded).
         aliases: Labels recorded with the version (e.g. "production").
+        allow_class_change: Register even when the class names differ from the latest
+            version's (otherwise the step fails and says so).
         exports: The export step's artifact, when the experiment exports: the formats that
             passed go into the version's export/ folder with the record and report, and the
             version's card lists them.
@@ -54,6 +57,7 @@ def register_local(
         aliases,
         details,
         export_dir=exports.path if exports is not None else None,
+        allow_class_change=allow_class_change,
     )
     print(f"registered {record.name} {record.version} at {record.path}")
     return record.to_output()

@@ -6,6 +6,9 @@ the experiment exports, `export/`: the formats that passed their accuracy check,
 and `report.html`; the card copy then lists each exported file with the input it takes. It is
 written under a hidden staging name and renamed into place, so a version is complete or absent;
 registering the same source model again returns the existing record instead of a new version.
+
+A name keeps its meaning: a version whose class names differ from the latest version's is
+refused (register under another name, or pass `allow_class_change`).
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ def register_local(
     metrics: dict[str, Any],
     aliases: list[str] | None = None,
     details: dict[str, Any] | None = None,
+    allow_class_change: bool = False,
     export_dir: str | Path | None = None,
 ) -> RegistrationRecord:
     """Copy the model into the next version folder; the same source model is registered once.
 
     `details` (e.g. the compare summary's best run and gate) is stored in the record as is.
     `export_dir` (the export step's artifact) adds the formats that passed under `export/`.
+    Raises ClassChangeError when the model's class names differ from the latest version's,
+    unless `allow_class_change`.
     """
     model_dir = Path(model_dir)
     if not (model_dir / CARD_FILE).is_file():
@@ -55,6 +61,8 @@ def register_local(
     if existing is not None:
         return existing
     card = read_json(model_dir / CARD_FILE)
+    if not allow_class_change:
+        check_same_classes(root, name, card.get("class_names"))
     staging = root / f".staging-{os.getpid()}-{datetime.datetime.now().timestamp():.6f}"
     try:
         copy_tree(model_dir, staging / "model")
@@ -101,6 +109,38 @@ def register_local(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+class ClassChangeError(ValueError):
+    """A new version would change what the registered model's outputs mean."""
+
+
+def check_same_classes(root: Path, name: str, class_names: list[str] | None) -> None:
+    """Refuse a version whose class names (and their order) differ from the latest version's."""
+    existing = versions(root)
+    if not existing:
+        return
+    latest = existing[-1]
+    card_path = latest / CARD_FILE
+    before = read_json(card_path).get("class_names") if card_path.is_file() else None
+    if before is None or list(before) == list(class_names or []):
+        return
+    now = list(class_names or [])
+    added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
+    change = "; ".join(
+        part
+        for part in (
+            f"new: {', '.join(added)}" if added else "",
+            f"gone: {', '.join(removed)}" if removed else "",
+            "same names in another order" if not added and not removed else "",
+        )
+        if part
+    )
+    raise ClassChangeError(
+        f"model '{name}' {latest.name} predicts {len(before)} classes and this model "
+        f"{len(now)} ({change}); its versions would mean different things. Register it under "
+        "another name (register.name) or set register.allow_class_change: true"
+    )
 
 
 def find_registration(root: Path, model_dir: str | Path) -> RegistrationRecord | None:

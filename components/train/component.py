@@ -10,6 +10,8 @@ def train(
     candidate: dict,
     model: Output[Model],
     curves: Output[HTML],
+    checkpoint_root: str = "",
+    fresh: bool = False,
 ):
     """Trains one candidate model with one seed.
 
@@ -20,6 +22,10 @@ def train(
             search trial adds `trial` (and `prune`), a retrain of a search's winner `searched`.
         model: The trained model: model_card.json plus keras/ or hf/.
         curves: HTML training curves (loss and accuracy per epoch).
+        checkpoint_root: Folder of the experiment's training checkpoints, outside any run's
+            folder; each candidate x seed x dataset x recipe has its own subfolder there, so a
+            rerun resumes. Empty: Vertex's AIP_CHECKPOINT_DIR, else the step's own folder.
+        fresh: Discard this training's checkpoints and start from scratch.
     """
     import os
     from pathlib import Path
@@ -33,9 +39,7 @@ def train(
     # Validated once here (this also repairs kfp.local's float seeds); typed from here on.
     task = Candidate.model_validate(candidate)
     # A retried or restarted task finds its own checkpoints here and resumes.
-    checkpoint_dir = os.environ.get("AIP_CHECKPOINT_DIR") or str(
-        Path(model.path).parent / "checkpoints"
-    )
+    fallback = os.environ.get("AIP_CHECKPOINT_DIR") or str(Path(model.path).parent / "checkpoints")
     # Vertex AI sets the TensorBoard folder when the experiment names one (gcp.tensorboard);
     # elsewhere the event files go beside the model, where the local results folder finds them.
     tensorboard_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or str(
@@ -47,8 +51,10 @@ def train(
         task.seed,
         model.path,
         curves.path,
-        checkpoint_dir,
+        fallback,
         tensorboard_dir,
+        checkpoint_root=checkpoint_root or None,
+        fresh=fresh,
         trial=task.trial,
         prune=task.prune,
         searched=task.searched,

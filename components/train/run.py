@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from components.common.files import local_path
 from components.common.model_card import ModelCard
+from components.common.results import DatasetInfo
 from components.spec import ModelSpec, Pruning, SearchOutcome
+from components.train.checkpoints import checkpoint_dir as checkpoint_folder
 from components.train.curves import write_curves_report
 from components.train.events import training_outcome
 
@@ -20,13 +23,28 @@ def train(
     checkpoint_dir: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
     *,
+    checkpoint_root: str | Path | None = None,
+    fresh: bool = False,
     trial: int | None = None,
     prune: Pruning | None = None,
     searched: SearchOutcome | None = None,
 ) -> ModelCard:
-    """Train; a search trial's card records its trial number, a winner's the search outcome."""
-    if checkpoint_dir is not None:
+    """Train one candidate x seed.
+
+    Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
+    function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
+    `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
+    number, a winner's the search outcome.
+    """
+    if checkpoint_root is not None:
+        fingerprint = DatasetInfo.read(dataset_dir).fingerprint
+        checkpoint_dir = checkpoint_folder(
+            local_path(checkpoint_root), spec, seed, fingerprint, fresh
+        )
+    elif checkpoint_dir is not None:
         checkpoint_dir = local_path(checkpoint_dir)
+        if fresh and checkpoint_dir.exists():
+            shutil.rmtree(checkpoint_dir)
     if spec.framework == "keras":
         from components.train.keras.trainer import train_keras
 

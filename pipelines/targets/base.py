@@ -30,6 +30,8 @@ class RunOptions:
     wait: bool = False
     quiet: bool = False
     verbose: bool = False  # local target: stream every step's output instead of logging it
+    data_snapshot: str = ""  # hash of the source's listing (components/ingest/snapshot.py)
+    fresh: bool = False  # train from scratch: existing checkpoints are not resumed
 
 
 class Target:
@@ -48,6 +50,20 @@ class Target:
 
     def registry_root(self) -> str:
         raise NotImplementedError
+
+    @property
+    def data_snapshot(self) -> str:
+        return self.options.data_snapshot
+
+    @property
+    def fresh(self) -> bool:
+        return self.options.fresh
+
+    def checkpoint_root(self) -> str:
+        """The folder (as the train step sees it) under which training checkpoints live, outside
+        any run's own folder so that a rerun resumes; "" keeps them in the step's own output
+        folder (a retry of the same task resumes, a new run does not)."""
+        return ""
 
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         """Set image, resources and retries of one task."""

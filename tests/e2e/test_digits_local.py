@@ -123,6 +123,7 @@ def test_missed_gate_registers_nothing(
     )
     result = json.loads(capsys.readouterr().out)
     assert code == EXIT_GATE
+    assert result["status"] == "GATE MISSED"
     assert result["summary"]["gate"]["passed"] is False
     assert "below the minimum 0.9950 by" in result["summary"]["gate"]["message"]
     assert "register-local" not in {t["name"] for t in result["tasks"]}

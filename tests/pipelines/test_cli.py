@@ -24,6 +24,7 @@ FLAGS = (
     "--compile-only",
     "--list",
     "--no-cache",
+    "--fresh",
     "--runs-dir",
     "--host",
     "--wait",
@@ -289,6 +290,7 @@ def test_vertex_with_gcp_settings_submits_through_aiplatform(aiplatform, capsys)
             "images.transformers=us-central1-docker.pkg.dev/my-project/imgclf/transformers"
             "@sha256:" + "b" * 64,
             "--no-cache",
+            "--fresh",
             "--json",
         ]
     )
@@ -387,3 +389,31 @@ def test_submit_script_runs_as_a_file():
     assert completed.stdout.startswith("usage: submit.py")
     assert "--experiment" in completed.stdout
     assert "Traceback" not in completed.stderr
+
+
+def test_a_gate_metric_the_evaluation_cannot_compute_exits_2_before_running(capsys):
+    code = main(["--experiment", "digits", "--set", "gate.metric=top5_accuracy"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "gate.metric: top5_accuracy needs at least 11 classes and this task has 10" in err
+    assert "Traceback" not in err
+    assert not Path("runs").exists()  # nothing ran
+
+
+def test_a_source_that_cannot_be_snapshotted_exits_2(capsys):
+    # gs:// is past the data preflight (it needs the network); listing it here is refused
+    code = main(["--experiment", "digits", "--set", "data.source=folder:gs://no-access/pets"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: cannot list gs://no-access/pets/" in err and "Traceback" not in err
+    assert not Path("runs").exists()
+
+
+def test_fresh_reaches_the_train_step(tmp_path):
+    compiled = tmp_path / "digits.yaml"
+    assert main(["--experiment", "digits", "--fresh", "--compile-only", str(compiled)]) == 0
+    spec = yaml.safe_load(compiled.read_text())
+    loop = next(t for n, t in spec["root"]["dag"]["tasks"].items() if n.startswith("for-loop"))
+    inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+    train = next(t for n, t in inner.items() if n.startswith("train"))
+    assert train["inputs"]["parameters"]["fresh"]["runtimeValue"]["constant"] is True

@@ -645,3 +645,35 @@ def test_the_strict_parse_rejects_an_unknown_field(compile_spec, where, target):
 
     with pytest.raises(ParseError):
         check_against_the_protos(text)
+
+
+@pytest.mark.parametrize(
+    ("target", "overrides", "root"),
+    [
+        ("local", (), "runs/pets/checkpoints"),
+        ("vertex", ("gcp.bucket=gs://my-bucket",), "/gcs/my-bucket/pipeline-root/pets/checkpoints"),
+        ("kfp", (), ""),  # minio:// is no file path in the pod: the step's own folder
+    ],
+)
+def test_training_checkpoints_live_outside_the_run(compile_spec, target, overrides, root):
+    compiled = compile_spec("pets", target, overrides)
+    tasks = compiled.train_tasks()
+    assert tasks
+    for _, task in tasks:
+        constant = task["inputs"]["parameters"]["checkpoint_root"]["runtimeValue"]["constant"]
+        expected = (
+            str((compiled.runs_dir / "pets" / "checkpoints").resolve())
+            if target == "local"
+            else root
+        )
+        assert constant == expected
+        assert task["inputs"]["parameters"]["fresh"]["runtimeValue"]["constant"] is False
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_data_snapshot_is_an_input_of_ingest(compile_spec, target):
+    compiled = compile_spec("digits", target)
+    assert compiled.parameters["data_snapshot"]["parameterType"] == "STRING"
+    ingest = compiled.spec["root"]["dag"]["tasks"]["ingest"]
+    wired = ingest["inputs"]["parameters"]["data_snapshot"]
+    assert wired["componentInputParameter"] == "data_snapshot"

@@ -147,6 +147,15 @@ def test_errors_say_what_to_fix():
         compare(RESULTS, "top5_accuracy", 0.5)
 
 
+def test_a_metric_left_out_for_the_class_count_says_why():
+    with pytest.raises(ValueError) as caught:
+        compare(RESULTS, "top5_accuracy", 0.5)
+    message = str(caught.value)
+    assert "(it needs at least 11 classes)" in message
+    offered = message.split("one of: ")[1].split(", ")
+    assert "top5_accuracy" not in offered and "accuracy" in offered
+
+
 def test_cli_summary_still_formats_the_new_shape():
     from pipelines.summary import format_result
 

@@ -44,6 +44,7 @@ MODULE_EXTRAS = {
     "keras": "tf",
     "tensorflow_datasets": "data",
     "datasets": "data",
+    "huggingface_hub": "data",
     "torch": "hf",
     "transformers": "hf",
     "safetensors": "hf",

@@ -458,7 +458,8 @@ def test_a_finished_run_only_writes_its_outputs_again(
     capfd.readouterr()
     again = train_transformers(dataset, spec, 0, tmp_path / "b", tmp_path / "ckpt")
     out = capfd.readouterr().out
-    assert "(training had finished)" in out and "Epoch 1/1" not in out
+    assert "resuming twice seed 0: training had finished (1/1 epochs)" in out
+    assert "Epoch 1/1" not in out
     assert again.history == first.history and again.training["resumed_after_epoch"] == 1
     a = load_classifier(tmp_path / "a").logits(np.full((1, 32, 32, 3), 99, "float32"))
     b = load_classifier(tmp_path / "b").logits(np.full((1, 32, 32, 3), 99, "float32"))
@@ -572,7 +573,7 @@ def test_sigkill_then_restart_resumes_and_matches_an_uninterrupted_run(
 
     second = process.run()
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"resuming after epoch {killed_after}/{EPOCHS}" in second.stdout
+    assert f"resuming resume seed 0 at epoch {killed_after + 1}/{EPOCHS}" in second.stdout
     assert f"Epoch 1/{EPOCHS}" not in second.stdout
     assert f"Epoch {killed_after + 1}/{EPOCHS}" in second.stdout
     # all epochs run, and training never imported TensorFlow

@@ -72,3 +72,43 @@ def test_a_version_taken_meanwhile_is_skipped(tmp_path, monkeypatch):
 def test_not_a_model_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a Model artifact"):
         register_local(tmp_path, tmp_path / "registry", "digits", {})
+
+
+def with_classes(folder, classes, seed=0):
+    model = make_model(folder, seed=seed)
+    card = json.loads((model / "model_card.json").read_text())
+    (model / "model_card.json").write_text(json.dumps({**card, "class_names": classes}))
+    return model
+
+
+def test_a_version_with_other_classes_is_refused(tmp_path):
+    root = tmp_path / "registry"
+    register_local(with_classes(tmp_path / "a", [str(i) for i in range(10)]), root, "digits", {})
+    two = with_classes(tmp_path / "b", ["0", "1"], seed=1)
+    with pytest.raises(registry.ClassChangeError) as caught:
+        register_local(two, root, "digits", {})
+    message = str(caught.value)
+    assert "v1 predicts 10 classes and this model 2" in message
+    assert "gone: 2, 3, 4, 5, 6, 7, 8, 9" in message
+    assert "register.name" in message and "register.allow_class_change: true" in message
+    assert [p.name for p in versions(root / "digits")] == ["v1"]  # nothing written
+
+
+def test_reordered_classes_are_a_change_too(tmp_path):
+    root = tmp_path / "registry"
+    register_local(with_classes(tmp_path / "a", ["cat", "dog"]), root, "pets", {})
+    with pytest.raises(registry.ClassChangeError, match="same names in another order"):
+        register_local(with_classes(tmp_path / "b", ["dog", "cat"], seed=1), root, "pets", {})
+
+
+def test_same_classes_and_allowed_changes_register(tmp_path):
+    root = tmp_path / "registry"
+    register_local(with_classes(tmp_path / "a", ["cat", "dog"]), root, "pets", {})
+    same = register_local(with_classes(tmp_path / "b", ["cat", "dog"], seed=1), root, "pets", {})
+    assert same.version == "v2"
+    three = with_classes(tmp_path / "c", ["bird", "cat", "dog"], seed=2)
+    allowed = register_local(three, root, "pets", {}, allow_class_change=True)
+    assert allowed.version == "v3"
+    # the latest version now has three classes: the next two-class model is the change
+    with pytest.raises(registry.ClassChangeError, match="gone: bird"):
+        register_local(with_classes(tmp_path / "d", ["cat", "dog"], seed=3), root, "pets", {})

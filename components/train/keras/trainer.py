@@ -24,6 +24,7 @@ from components.common.tfdata import make_dataset
 from components.models.keras import BuiltModel, build_model, save_model
 from components.spec import ModelSpec, Optimizer, Pruning
 from components.train.events import progress_callbacks
+from components.train.keras.resume import announce_resume, done_marker
 from components.train.keras.strategy import choose_strategy, precision_policy
 from components.train.recipe import NESTEROV, schedule_for, weight_decay
 
@@ -184,6 +185,7 @@ def train_keras(
     if setup.pretrained and spec.fine_tune.epochs:
         phases.append(("fine_tune", spec.fine_tune.epochs, spec.fine_tune.learning_rate))
     setup.events = EpochEvents(sum(epochs for _, epochs, _ in phases), setup.steps_per_epoch)
+    announce_resume(spec.name, seed, setup.checkpoints, phases)
     for phase, epochs, base_rate in phases:
         if setup.pruned_at is not None:
             break
@@ -285,7 +287,7 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
 
     spec, model = setup.spec, setup.built.model
     phase_dir = setup.checkpoints / phase
-    done_marker = setup.checkpoints / f"{phase}.done.weights.h5"
+    finished = done_marker(setup.checkpoints, phase)
     set_trainable(
         setup.built, phase if setup.pretrained else "fine_tune", spec.fine_tune.unfreeze_layers
     )
@@ -303,9 +305,9 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
             jit_compile=spec.jit_compile,
         )
     pruned_file = setup.checkpoints / "pruned.json"
-    if done_marker.is_file():
-        model.load_weights(done_marker)
-        print(f"phase {phase}: finished before a restart, weights restored from {done_marker}")
+    if finished.is_file():
+        model.load_weights(finished)
+        print(f"phase {phase}: finished before a restart, weights restored from {finished}")
         if pruned_file.is_file():
             setup.pruned_at = int(read_json(pruned_file)["epoch"])
     else:
@@ -326,7 +328,7 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
             shuffle=False,
             verbose=2,
         )
-        model.save_weights(done_marker)
+        model.save_weights(finished)
         if stopping is not None and stopping.stopped_epoch is not None:
             setup.pruned_at = stopping.stopped_epoch
             write_json(pruned_file, {"epoch": setup.pruned_at})

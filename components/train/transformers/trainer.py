@@ -39,6 +39,7 @@ from components.models.transformers import (
     save_model,
 )
 from components.spec import ModelSpec
+from components.train.checkpoints import resume_message
 from components.train.events import EpochScalars
 from components.train.transformers.input import BatchOrder, SplitBatches
 from components.train.transformers.loop import Progress, Step, save_atomic, train_epoch
@@ -285,11 +286,9 @@ def resume(setup: Setup) -> Progress:
     setup.scaler.load_state_dict(saved["scaler"])
     progress = Progress(**saved["progress"])
     if setup.rank == 0:
-        print(
-            f"resuming after epoch {progress.epoch}/{setup.spec.epochs} from {last}"
-            + (" (training had finished)" if progress.finished else ""),
-            flush=True,
-        )
+        spec = setup.spec
+        done = spec.epochs if progress.finished else progress.epoch
+        print(f"{resume_message(spec.name, setup.seed, done, spec.epochs)} from {last}", flush=True)
     return progress
 
 

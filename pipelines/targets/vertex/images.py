@@ -14,7 +14,7 @@ REGISTRY_HOST = re.compile(r"^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)+|[a-z0-9.-]+:\
 # every step it runs (IMAGE_STEPS; `train_image` below assigns the images by the same rule); GCPC's
 # launchers and the registration lookup ("vertex") run in every image.
 STEP_EXTRAS: dict[str, frozenset[str]] = {
-    "ingest": frozenset({"tf", "data"}),  # TFRecords; tfds: and hf: sources
+    "ingest": frozenset({"tf", "data", "vertex"}),  # TFRecords; tfds:, hf: and gs:// sources
     "train:keras": frozenset({"tf"}),
     "train:transformers": frozenset({"tf", "hf"}),  # reads the TFRecords, trains with torch
     "evaluate:keras": frozenset({"tf"}),

@@ -23,6 +23,15 @@ class VertexTarget(Target):
         bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
         return "/gcs/" + bucket.removeprefix("gs://").rstrip("/") + "/registry"
 
+    def checkpoint_root(self) -> str:
+        # Under the pipeline root, through the same mount, so a new run of the experiment resumes.
+        bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
+        return (
+            "/gcs/"
+            + bucket.removeprefix("gs://").rstrip("/")
+            + f"/pipeline-root/{self.experiment.name}/checkpoints"
+        )
+
     def pipeline_root(self) -> str | None:
         bucket = self.experiment.gcp.bucket
         return f"{bucket.rstrip('/')}/pipeline-root/{self.experiment.name}" if bucket else None
