@@ -28,7 +28,12 @@ def known_class_count(data: DataConfig, not_here: tuple[str, ...] = ()) -> int |
             return None
         found.update(names)
     if data.label_map is not None:
-        found = {data.label_map[name] for name in found if name in data.label_map}
+        mapped = {data.label_map[name] for name in found if name in data.label_map}
+        if not mapped:
+            # The listed names are not the ones label_map speaks of (a builder whose info
+            # names its classes by number, say): only ingest can tell.
+            return None
+        found = mapped
     return len(found)
 
 

@@ -11,6 +11,7 @@ import pytest
 from pipelines.config import load_experiment
 from pipelines.targets.base import RunOptions
 from pipelines.targets.local import LocalTarget
+from pipelines.targets.results import EXPORT_REPORT
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,7 @@ def test_export_runs_after_the_gate_and_before_registration(run: dict) -> None:
     assert run["status"] == "SUCCEEDED", run["error"]
     names = [t["name"] for t in run["tasks"]]
     assert names.index("gate") < names.index("export") < names.index("register-local")
-    assert any(report.endswith("export/report") for report in run["reports"])
+    assert any(Path(report).name == EXPORT_REPORT for report in run["reports"])
 
 
 def test_the_registered_version_holds_the_passing_exports(run: dict) -> None:

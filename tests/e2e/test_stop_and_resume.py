@@ -100,6 +100,7 @@ def digits_args(runs: Path, epochs: int, *extra: str) -> list[str]:
         "--runs-dir",
         str(runs),
         "--json",
+        "--verbose",  # the steps' own output on stderr: the kills wait for Keras' epoch lines
         "--set",
         "data.image_size=[32,32]",  # slower epochs: a kill lands inside one
         "--set",
@@ -232,7 +233,7 @@ def test_transformers_training_killed_mid_run_resumes_and_ends_as_uninterrupted(
     path.write_text(yaml.safe_dump(experiment))
 
     def args(runs: str) -> list[str]:
-        return ["--experiment", str(path), "--runs-dir", str(tmp_path / runs), "--json"]
+        return ["--experiment", str(path), "--runs-dir", str(tmp_path / runs), "--json", "-v"]
 
     kill_run_at_epoch(Cli(args("runs"), tmp_path), 3, epochs)
     resumed = resumed_run(args("runs"), tmp_path, "tiny-vit", epochs)
