@@ -14,7 +14,7 @@ from components.spec import ModelSpec
 from components.train.component import train
 
 if TYPE_CHECKING:
-    from pipelines.training import TaskHooks
+    from pipelines.hooks import TaskHooks
 
 
 def add_search(

@@ -5,7 +5,7 @@
 """
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from kfp import dsl
 
@@ -15,48 +15,9 @@ from components.gate.component import gate
 from components.ingest.component import ingest
 from components.train.component import train
 from pipelines.config import Experiment
+from pipelines.hooks import TaskHooks
 from pipelines.registration import add_folder_registration, add_vertex_registration
 from pipelines.search import add_searches
-
-
-class TaskHooks(Protocol):
-    """What a target tells the pipeline: how each task runs, and where models are registered."""
-
-    @property
-    def parallelism(self) -> int:
-        """Loop iterations at once; 0: as many as the backend allows."""
-        ...
-
-    @property
-    def model_registry(self) -> Literal["folder", "vertex"]:
-        """ "vertex": also upload the registered version to the Vertex AI Model Registry."""
-        ...
-
-    def registry_root(self) -> str:
-        """The folder registry's root where the register step runs."""
-        ...
-
-    def configure(self, task: Any, step: str, framework: str | None = None) -> None:
-        """Set image, resources, retries and platform settings of one task."""
-        ...
-
-    def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
-        """The component that runs `step` here; called like the step's own component."""
-        ...
-
-    def checkpoint_root(self) -> str:
-        """Where training checkpoints live, outside any run's folder ("": the step's own)."""
-        ...
-
-    @property
-    def data_snapshot(self) -> str:
-        """Hash of the source's listing, taken before the run (the cache key of ingest)."""
-        ...
-
-    @property
-    def fresh(self) -> bool:
-        """Train from scratch instead of resuming from checkpoints."""
-        ...
 
 
 def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., Any]:

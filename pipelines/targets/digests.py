@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.targets.base import PreflightError, SubmitError
+from pipelines.errors import PreflightError, SubmitError
 
 MANIFEST_TYPES = ", ".join(
     (
