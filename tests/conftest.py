@@ -220,6 +220,32 @@ def write_model_card(
     return folder
 
 
+def write_colour_model(folder: Path, class_names: list[str], size: int = 8) -> Path:
+    """A keras Model artifact whose weights make the answer certain: the logits are 20 x the
+    mean red, green and blue (in [0, 1]), so a solid colour is its class with p > 0.99;
+    `class_names` name those three channels in order."""
+    import keras
+
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    head = keras.layers.Dense(3, activation="softmax", name="probabilities")
+    model = keras.Model(inputs, head(x))
+    head.set_weights([20 * np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32)])
+    (folder / "keras").mkdir()
+    model.save(folder / "keras" / "model.keras")
+    return write_model_card(
+        folder, "keras", "colours", class_names, (size, size), preprocessing="rescale_0_1"
+    )
+
+
+@pytest.fixture(scope="session")
+def colour_model_writer() -> Callable[..., Path]:
+    """`colour_model_writer(folder, class_names, size)`: the certain red/green/blue keras Model artifact."""
+    return write_colour_model
+
+
 @pytest.fixture(scope="session")
 def model_card() -> Callable[..., Path]:
     """Write a Model card: `model_card(folder, "keras", "name", class_names, ...)`."""

@@ -18,21 +18,8 @@ CLASSES = ["red", "green", "blue"]
 
 
 @pytest.fixture(scope="module")
-def colour_model(tmp_path_factory, model_card):
-    """A keras Model artifact whose weights make the answer certain: the logits are 20 x the
-    mean red, green and blue (in [0, 1]), so a solid colour is its class with p > 0.99."""
-    import keras
-
-    folder = tmp_path_factory.mktemp("model")
-    inputs = keras.Input(shape=(8, 8, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    head = keras.layers.Dense(3, activation="softmax", name="probabilities")
-    model = keras.Model(inputs, head(x))
-    head.set_weights([20 * np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32)])
-    (folder / "keras").mkdir()
-    model.save(folder / "keras" / "model.keras")
-    return model_card(folder, "keras", "colours", CLASSES, preprocessing="rescale_0_1")
+def colour_model(tmp_path_factory, colour_model_writer):
+    return colour_model_writer(tmp_path_factory.mktemp("model"), CLASSES, size=8)
 
 
 @pytest.fixture

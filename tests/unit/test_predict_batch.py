@@ -9,11 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-from components.common.model_card import ModelCard
 from components.predict.cli import main
 
 CLASSES = ["red", "green", "blue"]
@@ -21,30 +19,8 @@ COLOURS = {"red": (230, 10, 10), "green": (10, 220, 10), "blue": (10, 10, 240)}
 
 
 @pytest.fixture(scope="module")
-def colour_model(tmp_path_factory):
-    """A keras Model whose logits are 20 x the mean red, green and blue: solid colours are
-    certain."""
-    import keras
-
-    folder = tmp_path_factory.mktemp("model")
-    inputs = keras.Input(shape=(64, 64, 3), name="image")
-    x = keras.layers.Rescaling(1.0 / 255)(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    head = keras.layers.Dense(3, activation="softmax", name="probabilities")
-    model = keras.Model(inputs, head(x))
-    head.set_weights([20 * np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.float32)])
-    (folder / "keras").mkdir()
-    model.save(folder / "keras" / "model.keras")
-    ModelCard(
-        framework="keras",
-        name="colours",
-        seed=0,
-        class_names=CLASSES,
-        input_size=(64, 64),
-        channels=3,
-        preprocessing="rescale_0_1",
-    ).save(folder)
-    return folder
+def colour_model(tmp_path_factory, colour_model_writer):
+    return colour_model_writer(tmp_path_factory.mktemp("model"), CLASSES, size=64)
 
 
 def write_folder(root: Path, count: int) -> Path:
