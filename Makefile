@@ -6,9 +6,10 @@ EXTRAS ?= tf,hf,data,export,dev
 EXPERIMENT ?= digits
 TARGET ?= local
 PYTEST_ARGS ?=
+IMAGES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow test-fast lint format typecheck compile bench images clean kind-up kind-load kind-down test-kind lock
+.PHONY: help install run test test-slow test-fast test-images lint format typecheck compile bench images images-local base-image clean kind-up kind-load kind-down test-kind lock
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,8 +27,11 @@ install: $(VENV)/.installed-$(EXTRAS) ## create .venv and install the project wi
 run: install ## run an experiment locally with kfp.local (EXPERIMENT=digits)
 	$(BIN)/python pipelines/submit.py --experiment $(EXPERIMENT)
 
-test: install ## the test suite CI runs: unit, compile, CLI, kfp.local end to end (not `slow`)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+test: install ## the test suite CI runs: unit, compile, CLI, kfp.local end to end (not `slow`, not `docker`)
+	$(BIN)/python -m pytest -m "not slow and not docker" $(PYTEST_ARGS)
+
+test-images: install ## the docker tier: builds the images it needs, runs steps inside them (Docker daemon)
+	$(BIN)/python -m pytest -m docker $(PYTEST_ARGS)
 
 test-slow: install ## the slow tier: builds every keras.applications size (minutes, several GB)
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
@@ -64,7 +68,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 
 LOCK_ARGS ?=
 
-lock: install ## re-resolve containers/locks/*.txt from pyproject.toml (PyPI and PyTorch's wheel page)
+lock: install ## re-resolve containers/locks/*.txt from pyproject.toml, checking each file installs on CPython 3.11 manylinux (LOCK_ARGS="--wheels DIR" without PyTorch's page)
 	$(BIN)/python -m pipelines.image_locks $(LOCK_ARGS)
 
 PROJECT ?=
@@ -77,13 +81,21 @@ images: ## build and push the step images with Cloud Build, tagged with the git 
 	gcloud builds submit --project $(PROJECT) --config containers/cloudbuild.yaml \
 	  --substitutions=_REGION=$(REGION),_REPOSITORY=$(REPOSITORY),_TAG=$$(git rev-parse HEAD) .
 
+PYTHON_IMAGE ?=
+
+base-image: ## build a Python 3.11 bookworm base image from Debian packages (debootstrap; root), where the pinned base cannot be pulled
+	bash containers/base-image.sh
+
+images-local: ## build the four step images with the local Docker daemon: image-classification-<name>:<commit> and :latest (IMAGES="cpu gpu")
+	PYTHON_IMAGE=$(PYTHON_IMAGE) bash containers/build.sh $(IMAGES)
+
 KFP_HOST ?= http://localhost:8080
 
 kind-up: ## create the kind cluster with KFP standalone (the SDK's version); UI and API on localhost:8080
 	bash infra/kind/up.sh
 
-kind-load: ## build containers/cpu.Dockerfile and load the image into the kind cluster
-	bash infra/kind/load.sh
+kind-load: ## build the images the experiment runs in (containers/build.sh) and load them into the kind cluster (EXPERIMENT=digits)
+	PYTHON_IMAGE=$(PYTHON_IMAGE) bash infra/kind/load.sh $(EXPERIMENT)
 
 kind-down: ## stop the port-forward and delete the kind cluster
 	bash infra/kind/down.sh

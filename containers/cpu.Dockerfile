@@ -1,15 +1,27 @@
-# syntax=docker/dockerfile:1
 # The CPU image: ingest, evaluate (keras and transformers models), compare, gate, register,
 # training without an accelerator, and the Vertex AI launchers (GCPC) of those steps.
-# Build from the repository root (containers/cloudbuild.yaml builds all four images):
-#   docker build -f containers/cpu.Dockerfile -t image-classification-cpu .
+# Build from the repository root: `make images-local` builds all four (containers/build.sh, which
+# passes the machine's pip setup and the base image), or by hand with the legacy builder too:
+#   DOCKER_BUILDKIT=0 docker build --network host -f containers/cpu.Dockerfile -t image-classification-cpu .
 # The base image by digest (a tag can be pushed again); README, "Images", says how to refresh it.
+# Where it cannot be pulled, `make base-image` builds one from Debian packages (PYTHON_IMAGE=...).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
 WORKDIR /src
+# The builder's pip setup, empty unless given (--build-arg; containers/build.sh passes the
+# machine's): an index, extra indexes, wheel folders or pages, and a CA bundle for a TLS proxy,
+# which build.sh copies into containers/pip/ (PIP_CERT=/src/pip/<file>). They only say where
+# files come from: the lock's hashes decide which files are accepted.
+# torch's CPU build (the lock pins torch==X+cpu) is on PyTorch's wheel page, not on PyPI; a
+# PIP_FIND_LINKS given to the build replaces the page and must hold that wheel.
+ARG PIP_INDEX_URL=
+ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_FIND_LINKS=https://download.pytorch.org/whl/torch/
+ARG PIP_CERT=
+COPY containers/pip ./pip
 # Every dependency at the version and sha256 of containers/locks/cpu.txt (make lock), in a
 # layer of its own that code changes keep; pip refuses any file the lock does not list.
 COPY containers/locks/cpu.txt ./requirements.lock
@@ -21,6 +33,7 @@ COPY pipelines ./pipelines
 RUN pip install --no-deps --no-build-isolation . && pip check
 
 FROM ${PYTHON_IMAGE} AS runtime
+# uid 1000, as KFP and Vertex AI run a step when the pod sets no other user.
 RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin imgclf
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH HOME=/home/imgclf PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2

@@ -18,12 +18,17 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 REPO = Path(__file__).resolve().parents[1]
 LOCK_DIR = Path("containers") / "locks"
@@ -42,9 +47,23 @@ IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
     "transformers": ("tf", "hf", "vertex"),
 }
 # The cpu image evaluates transformers models without CUDA: torch's CPU build (the hf extra's
-# version with the +cpu label), from PyTorch's page of torch wheels, which pip reads as well.
+# version with the +cpu label), from PyTorch's page of torch wheels. The lock pins its hash but
+# not where it lies: the build's pip setting (PIP_FIND_LINKS; cpu.Dockerfile defaults to the
+# page) says that, so a local wheel folder serves an offline build just as well.
 CPU_TORCH_IMAGES = frozenset({"cpu"})
 TORCH_WHEELS = "https://download.pytorch.org/whl/torch/"
+PYPI_SIMPLE = "https://pypi.org/simple/"
+# The wheel platforms the base image's pip accepts: glibc 2.36 (bookworm) takes every
+# manylinux_2_N up to 36 and the legacy manylinux names.
+WHEEL_PLATFORMS = tuple(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)) + (
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+    "linux_x86_64",
+)
+# Rounds of `make lock` excluding versions no file of which installs (uv honours only the lower
+# bound of a Requires-Python, so it may pick a release for an older Python).
+EXCLUDE_ROUNDS = 5
 # The environment markers of the base image, to evaluate `; platform_machine == ...` and the like.
 MARKERS = {
     "python_version": PYTHON_VERSION,
@@ -69,6 +88,7 @@ class Lock:
     digest: str | None
     pins: dict[str, str]  # canonical name -> version
     unhashed: tuple[str, ...]  # pins without a --hash line (pip --require-hashes refuses them)
+    hashes: dict[str, frozenset[str]] = field(default_factory=dict)  # name -> sha256 of its files
 
 
 def load_pyproject(root: Path = REPO) -> dict[str, Any]:
@@ -135,7 +155,10 @@ def header(pyproject: dict[str, Any], image: str) -> str:
         f"# inputs-sha256: {inputs_digest(pyproject, image)}",
     ]
     if image in CPU_TORCH_IMAGES:
-        lines.append(f"--find-links {TORCH_WHEELS}")
+        lines.append(
+            f"# torch's CPU build is on {TORCH_WHEELS}: give pip that page or a folder holding the"
+        )
+        lines.append("# wheel (PIP_FIND_LINKS); the hashes below decide which file is accepted.")
     return "\n".join(lines) + "\n"
 
 
@@ -144,15 +167,17 @@ def read_lock(text: str) -> Lock:
     pins: dict[str, str] = {}
     unhashed = []
     blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
+    hashes: dict[str, frozenset[str]] = {}
     for block in blocks:
         pin = PIN_LINE.match(block)
         if not pin:
             continue
         name = canonicalize_name(pin["name"])
         pins[name] = pin["version"]
-        if "--hash=sha256:" not in block:
+        hashes[name] = frozenset(re.findall(r"--hash=sha256:([0-9a-f]{64})", block))
+        if not hashes[name]:
             unhashed.append(name)
-    return Lock(digest["digest"] if digest else None, pins, tuple(unhashed))
+    return Lock(digest["digest"] if digest else None, pins, tuple(unhashed), hashes)
 
 
 def requirements_of(pyproject: dict[str, Any], image: str) -> list[Requirement]:
@@ -192,34 +217,154 @@ def problems(pyproject: dict[str, Any], image: str, text: str) -> list[str]:
     return found
 
 
-def compile_lock(image: str, root: Path = REPO, wheels: Path | None = None) -> str:
+@dataclass(frozen=True)
+class IndexFile:
+    filename: str
+    sha256: str
+    requires_python: str | None
+
+
+def image_tags() -> frozenset[Tag]:
+    """The wheel tags pip in the base image accepts: CPython 3.11 on x86_64 manylinux."""
+    version = tuple(int(part) for part in PYTHON_VERSION.split("."))
+    found = set(
+        cpython_tags(version, abis=[f"cp{version[0]}{version[1]}"], platforms=WHEEL_PLATFORMS)
+    )
+    found.update(compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=WHEEL_PLATFORMS))
+    return frozenset(found)
+
+
+def installs(file: IndexFile, tags: frozenset[Tag]) -> bool:
+    """Whether pip in the base image would take `file`: its Requires-Python admits the image's
+    Python and, for a wheel, one of its tags is the image's."""
+    if file.requires_python:
+        try:
+            if not SpecifierSet(file.requires_python).contains(PYTHON_FULL_VERSION):
+                return False
+        except InvalidSpecifier:
+            return False
+    if not file.filename.endswith(".whl"):
+        return True  # an sdist builds anywhere its Requires-Python allows
+    return bool(parse_wheel_filename(file.filename)[3] & tags)
+
+
+def _get(url: str, accept: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return bytes(response.read())
+
+
+def pypi_files(name: str) -> list[IndexFile]:
+    """The files PyPI's simple API (JSON, PEP 691) lists for project `name`."""
+    data = json.loads(_get(f"{PYPI_SIMPLE}{name}/", "application/vnd.pypi.simple.v1+json"))
+    return [
+        IndexFile(f["filename"], f["hashes"].get("sha256", ""), f.get("requires-python"))
+        for f in data["files"]
+    ]
+
+
+class _Links(HTMLParser):
+    """The wheel links of a PEP 503 page: file name, sha256 fragment, data-requires-python."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: list[IndexFile] = []
+        self._href: tuple[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            values = dict(attrs)
+            self._href = (values.get("href") or "", values.get("data-requires-python"))
+
+    def handle_data(self, data: str) -> None:
+        if self._href and data.strip():
+            href, requires = self._href
+            digest = re.search(r"sha256=([0-9a-f]{64})", href)
+            self.files.append(IndexFile(data.strip(), digest[1] if digest else "", requires))
+            self._href = None
+
+
+def wheel_page_files(source: str) -> list[IndexFile]:
+    """The files of a find-links source: a local folder (hashed here) or a PEP 503 page."""
+    folder = Path(source)
+    if folder.is_dir():
+        return [
+            IndexFile(path.name, hashlib.sha256(path.read_bytes()).hexdigest(), None)
+            for path in sorted(folder.iterdir())
+            if path.suffix == ".whl"
+        ]
+    links = _Links()
+    links.feed(_get(source, "text/html").decode())
+    return links.files
+
+
+def uninstallable(text: str, extra_files: tuple[IndexFile, ...] = ()) -> dict[str, str]:
+    """name -> version for every pin of the lock `text` none of whose hashed files pip in the
+    image would install (wrong Requires-Python or platform). Reads PyPI's simple API."""
+    tags = image_tags()
+    lock = read_lock(text)
+    found = {}
+    for name, version in sorted(lock.pins.items()):
+        hashes = lock.hashes.get(name, frozenset())
+        files = [f for f in pypi_files(name) + list(extra_files) if f.sha256 in hashes]
+        if not any(installs(file, tags) for file in files):
+            found[name] = version
+    return found
+
+
+def compile_lock(
+    image: str, root: Path = REPO, wheels: Path | None = None, excluded: tuple[str, ...] = ()
+) -> str:
     """Resolve the lock of `image` with `uv pip compile` (PyPI, and PyTorch's wheel page or the
-    folder `wheels` for the CPU torch); its text, header first."""
+    folder `wheels` for the CPU torch), never picking the versions `excluded` (name!=version
+    constraints); its text, header first."""
     pyproject = load_pyproject(root)
     inputs = lock_inputs(pyproject, image)
-    command = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "-"]
-    for extra in IMAGE_EXTRAS[image]:
-        command += ["--extra", extra]
-    command += [
-        "--python-version",
-        PYTHON_VERSION,
-        "--python-platform",
-        PLATFORM,
-        "--generate-hashes",
-        "--no-header",
-        "--quiet",
-    ]
-    if image in CPU_TORCH_IMAGES:
-        command += ["--find-links", str(wheels) if wheels else TORCH_WHEELS]
-    stdin = "\n".join(inputs["build-system"] + inputs["additions"]) + "\n"
     if importlib.util.find_spec("uv") is None:
         raise LockError("uv is not installed; install the dev extra: pip install -e '.[dev]'")
-    done = subprocess.run(
-        command, cwd=root, input=stdin, capture_output=True, text=True, check=False
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        constraints = Path(scratch) / "constraints.txt"
+        constraints.write_text("".join(f"{line}\n" for line in excluded))
+        command = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "-"]
+        for extra in IMAGE_EXTRAS[image]:
+            command += ["--extra", extra]
+        command += ["--constraint", str(constraints), "--python-version", PYTHON_VERSION]
+        command += ["--python-platform", PLATFORM, "--generate-hashes", "--no-header", "--quiet"]
+        if image in CPU_TORCH_IMAGES:
+            command += ["--find-links", str(wheels) if wheels else TORCH_WHEELS]
+        stdin = "\n".join(inputs["build-system"] + inputs["additions"]) + "\n"
+        done = subprocess.run(
+            command, cwd=root, input=stdin, capture_output=True, text=True, check=False
+        )
     if done.returncode != 0:
         raise LockError(f"uv pip compile failed for the {image} image:\n{done.stderr.strip()}")
     return header(pyproject, image) + done.stdout
+
+
+def installable_lock(image: str, root: Path = REPO, wheels: Path | None = None) -> str:
+    """compile_lock, checked file by file against the image's Python and platform; a pinned
+    version none of whose files installs there is excluded and the lock resolved again."""
+    extra = (
+        tuple(wheel_page_files(str(wheels) if wheels else TORCH_WHEELS))
+        if image in CPU_TORCH_IMAGES
+        else ()
+    )
+    excluded: list[str] = []
+    for _ in range(EXCLUDE_ROUNDS):
+        text = compile_lock(image, root, wheels, tuple(excluded))
+        bad = uninstallable(text, extra)
+        if not bad:
+            return text
+        for name, version in bad.items():
+            print(
+                f"{image}: no file of {name}=={version} installs on CPython {PYTHON_FULL_VERSION} "
+                f"{PLATFORM} (Requires-Python or platform tags); resolving without it",
+                file=sys.stderr,
+            )
+            excluded.append(f"{name}!={version}")
+    raise LockError(
+        f"the {image} lock still pins versions that do not install after excluding {excluded}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -256,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: {line}", file=sys.stderr)
                 failures += bool(found)
                 continue
-            text = compile_lock(image, wheels=args.wheels)
+            text = installable_lock(image, wheels=args.wheels)
         except LockError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1
