@@ -66,10 +66,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to run: local (kfp.local in this environment, default), vertex (Vertex AI Pipelines) or kfp (a KFP API server)",
     )
     parser.add_argument(
+        "--runner",
+        choices=("subprocess", "docker"),
+        default="subprocess",
+        help="local target: run each step as a process in this environment (subprocess, default) "
+        "or in its image with the local Docker daemon (docker: the experiment's images.*, "
+        "by default those `make images-local` builds; uid 1000, as on a cluster)",
+    )
+    parser.add_argument(
         "--compile-only",
         metavar="FILE",
         type=Path,
         help="write the compiled pipeline YAML for --target to FILE and stop (offline, no credentials)",
+    )
+    parser.add_argument(
+        "--images",
+        action="store_true",
+        help="print the images the experiment's steps run in on --target (config field and "
+        "image, one a line) and exit; infra/kind/load.sh builds and loads those",
     )
     parser.add_argument(
         "--list",
@@ -127,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.runner != "subprocess" and args.target != "local":
+        print(
+            f"error: --runner {args.runner} is for --target local only; {args.target} runs the "
+            "steps in the experiment's images itself",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     not_here = steps_only_paths(experiment, args.target)
     problems = check_paths(args) or data_preflight(experiment, not_here)
     if problems:
@@ -149,8 +170,13 @@ def main(argv: list[str] | None = None) -> int:
         wait=args.wait,
         verbose=args.verbose,
         fresh=args.fresh,
+        runner=args.runner,
     )
     target = get_target(args.target, experiment, options)
+    if args.images:
+        for field, image in target.used_images().items():
+            print(f"{field} {image}")
+        return 0
     if args.compile_only:
         try:
             path = target.compile(args.compile_only)

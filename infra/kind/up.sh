@@ -26,6 +26,9 @@ retry 3 kctl apply -k "${KFP_MANIFESTS}/cluster-scoped-resources?ref=${KFP_VERSI
 kctl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
 log "installing KFP ${KFP_VERSION}: API server, UI, Argo Workflows, MySQL, SeaweedFS"
 retry 3 kctl apply -k "${KFP_MANIFESTS}/env/platform-agnostic?ref=${KFP_VERSION}"
+log "letting Argo retry failed steps (workflow-controller-retry-patch.yaml: retryPolicy Always)"
+kctl -n "${KFP_NAMESPACE}" patch configmap workflow-controller-configmap --type merge \
+  --patch-file "${KIND_DIR}/workflow-controller-retry-patch.yaml"
 log "creating the volumes our pipelines mount (storage.yaml)"
 kctl apply -f "${KIND_DIR}/storage.yaml"
 
@@ -51,7 +54,7 @@ for ((i = 0; i < 90; i++)); do
     cat >&2 <<DONE
 
 KFP ${KFP_VERSION} is up: UI and API at http://localhost:${UI_PORT}
-  make kind-load     # build containers/cpu.Dockerfile and load ${CPU_IMAGE} into the cluster
+  make kind-load     # build the images of EXPERIMENT (digits: ${CPU_IMAGE}) and load them into the cluster
   .venv/bin/python pipelines/submit.py --experiment digits --target kfp --host http://localhost:${UI_PORT} --wait
   make kind-down     # stop the port-forward and delete the cluster
 The port-forward runs in the background (pid $(cat "${PORT_FORWARD_PID}"), log ${PORT_FORWARD_LOG});

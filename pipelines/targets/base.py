@@ -32,6 +32,7 @@ class RunOptions:
     verbose: bool = False  # local target: stream every step's output instead of logging it
     data_snapshot: str = ""  # hash of the source's listing (components/ingest/snapshot.py)
     fresh: bool = False  # train from scratch: existing checkpoints are not resumed
+    runner: str = "subprocess"  # local target: each step a process here, or "docker": in its image
 
 
 class Target:

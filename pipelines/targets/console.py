@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -263,6 +263,7 @@ class Capture:
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
         self.processes: set[subprocess.Popen[str]] = set()
+        self.containers: set[Any] = set()  # the same for DockerRunner's step containers
         self._processes_lock = threading.Lock()
 
     def _execute(self, original: Any, *args: Any, **kwargs: Any) -> Any:
@@ -317,14 +318,8 @@ class Capture:
     def _run_subprocess(
         self, full_command: list[str], env_vars: dict[str, str] | None = None
     ) -> int:
-        record: TaskRecord | None = getattr(_current, "record", None)
-        _current.ran = True
+        record, log_path = self._task_log()
         env = {**os.environ, **(env_vars or {}), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1"}
-        log_path = None
-        if record is not None:
-            log_path = record.run_dir / LOGS_DIR / f"{record.slug}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            record.log = log_path
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(log_path.open("a", encoding="utf-8")) if log_path else None
             process = stack.enter_context(
@@ -341,18 +336,75 @@ class Capture:
             with self._processes_lock:
                 self.processes.add(process)
             stack.callback(self._forget, process)
-            for line in process.stdout:
-                event = parse_event(line)
-                if event is not None:
-                    if record is not None:
-                        self.console.event(record, event)
-                    continue
-                if log is not None:
-                    log.write(line)
-                    log.flush()
-                if self.console.verbose:
-                    self.console.print(line.rstrip("\n"))
+            self._consume(process.stdout, record, log)
             return process.wait()
+
+    def _consume(
+        self, lines: Iterable[str], record: TaskRecord | None, log: IO[str] | None
+    ) -> None:
+        """A step's output: events to the console, the rest to the task's log (and, verbose,
+        the console)."""
+        for line in lines:
+            event = parse_event(line)
+            if event is not None:
+                if record is not None:
+                    self.console.event(record, event)
+                continue
+            if log is not None:
+                log.write(line)
+                log.flush()
+            if self.console.verbose:
+                self.console.print(line.rstrip("\n"))
+
+    def _task_log(self) -> tuple[TaskRecord | None, Path | None]:
+        record: TaskRecord | None = getattr(_current, "record", None)
+        _current.ran = True
+        if record is None:
+            return None, None
+        log_path = record.run_dir / LOGS_DIR / f"{record.slug}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        record.log = log_path
+        return record, log_path
+
+    def _run_container(
+        self, client: Any, image: str, command: list[str], volumes: dict[str, Any], **run_args: Any
+    ) -> int:
+        """kfp.local's DockerRunner step, as `_run_subprocess` runs one: its output to the task's
+        log, its exit code from the container itself (kfp.local's own reports 0 for a container
+        removed before it was asked), and the container stoppable while it runs."""
+        record, log_path = self._task_log()
+        environment = {**run_args.pop("environment", {}), EVENTS_ENV: "1", "PYTHONUNBUFFERED": "1"}
+        container = client.containers.run(
+            image=image,
+            command=command,
+            detach=True,
+            volumes=volumes,
+            environment=environment,
+            **run_args,
+        )
+        with self._processes_lock:
+            self.containers.add(container)
+        try:
+            with contextlib.ExitStack() as stack:
+                log = (
+                    stack.enter_context(log_path.open("a", encoding="utf-8")) if log_path else None
+                )
+                chunks = container.logs(stream=True, follow=True)
+                self._consume(_lines(chunks), record, log)
+            return int(container.wait()["StatusCode"])
+        finally:
+            with self._processes_lock:
+                self.containers.discard(container)
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+
+    def stop_containers(self, grace: float) -> None:
+        """Stop every step container still running (SIGTERM, SIGKILL after `grace` seconds)."""
+        with self._processes_lock:
+            running = list(self.containers)
+        for container in running:
+            with contextlib.suppress(Exception):
+                container.stop(timeout=int(grace))
 
     def _forget(self, process: subprocess.Popen[str]) -> None:
         with self._processes_lock:
@@ -363,8 +415,13 @@ class Capture:
         from kfp.local import subprocess_task_handler
         from kfp.local.orchestrator import task_executor
 
+        try:  # kfp.local's DockerRunner imports the docker package (the docker extra)
+            from kfp.local import docker_task_handler
+        except ImportError:
+            docker_task_handler = None
         original_execute = task_executor.execute_single_task
         original_run = subprocess_task_handler.run_local_subprocess
+        original_container = docker_task_handler and docker_task_handler.run_docker_container
         root_logger = logging.getLogger()
         handlers, level = root_logger.handlers[:], root_logger.level
         # kfp.local indents step output by swapping builtins.print per task; two tasks at once
@@ -376,6 +433,8 @@ class Capture:
 
         task_executor.execute_single_task = execute  # type: ignore[assignment]
         subprocess_task_handler.run_local_subprocess = self._run_subprocess  # type: ignore[assignment]
+        if docker_task_handler is not None:
+            docker_task_handler.run_docker_container = self._run_container  # type: ignore[assignment]
         root_logger.handlers = [logging.StreamHandler(self.sink)]  # type: ignore[arg-type]
         root_logger.setLevel(logging.INFO)
         try:
@@ -388,6 +447,8 @@ class Capture:
         finally:
             task_executor.execute_single_task = original_execute  # type: ignore[assignment]
             subprocess_task_handler.run_local_subprocess = original_run  # type: ignore[assignment]
+            if docker_task_handler is not None:
+                docker_task_handler.run_docker_container = original_container  # type: ignore[assignment]
             root_logger.handlers = handlers
             root_logger.setLevel(level)
             builtins.print = original_print
@@ -395,3 +456,15 @@ class Capture:
 
     def _warning(self, message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
         self.sink.write(warnings.formatwarning(message, category, filename, lineno))
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Whole text lines from a container's log stream, whose chunks may split lines."""
+    pending = ""
+    for chunk in chunks:
+        pending += chunk.decode("utf-8", errors="replace")
+        *whole, pending = pending.split("\n")
+        for line in whole:
+            yield line + "\n"
+    if pending:
+        yield pending

@@ -1,7 +1,12 @@
-"""The `local` target: the whole pipeline through kfp.local in this Python environment."""
+"""The `local` target: the whole pipeline through kfp.local, each step a process in this Python
+environment (runner `subprocess`) or a container of its image (runner `docker`: kfp.local's
+DockerRunner, as a cluster runs it: the image's own environment, uid 1000, only the pipeline
+root mounted)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -11,21 +16,91 @@ from kfp import local
 from components.common.results import CompareSummary
 from components.register.run import find_registration
 from pipelines.failures import failure
-from pipelines.targets.base import Target
+from pipelines.targets.base import PreflightError, Target
 from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
 from pipelines.targets.results import task_figure, write_results
 from pipelines.targets.stopping import StopGuard
+
+RUNNERS = ("subprocess", "docker")
+# The user a step runs as in its container: the images' own (containers/*.Dockerfile), as on a
+# cluster that sets no other.
+CONTAINER_USER = "1000:1000"
+# Step containers share the host's network, as the subprocess runner's steps do (sources on the
+# network, gs:// paths); their label lets `docker ps --filter label=...` find them.
+CONTAINER_NETWORK = "host"
+CONTAINER_LABEL = "image-classification-pipelines.experiment"
 
 
 class LocalTarget(Target):
     name = "local"
     parallelism = 2  # kfp.local runs at most two loop iterations at once
 
+    @property
+    def in_containers(self) -> bool:
+        return self.options.runner == "docker"
+
     def pipeline_root(self) -> Path:
         return (self.options.runs_dir / self.experiment.name).resolve()
 
     def registry_root(self) -> str:
+        # DockerRunner mounts the pipeline root only: the registry must lie inside it.
+        if self.in_containers:
+            return str(self.pipeline_root() / "registry")
         return str((self.options.runs_dir / "registry").resolve())
+
+    def train_image(self, framework: str) -> str:
+        """The image of a train step in containers: no accelerator here, so keras trains in
+        images.cpu; transformers in its own image (torch falls back to the CPU)."""
+        images = self.experiment.images
+        return images.transformers if framework == "transformers" else images.cpu
+
+    def used_images(self) -> dict[str, str]:
+        used = {"images.cpu": self.experiment.images.cpu}
+        if "transformers" in self.experiment.frameworks():
+            used["images.transformers"] = self.experiment.images.transformers
+        return used
+
+    def configure(self, task: Any, step: str, framework: str | None = None) -> None:
+        if self.in_containers:
+            images = self.experiment.images
+            image = self.train_image(framework or "keras") if step == "train" else images.cpu
+            task.set_container_image(image)
+
+    def _runner(self) -> Any:
+        if not self.in_containers:
+            return local.SubprocessRunner(use_venv=False)
+        return local.DockerRunner(
+            user=CONTAINER_USER,
+            network_mode=CONTAINER_NETWORK,
+            labels={CONTAINER_LABEL: self.experiment.name},
+        )
+
+    def check_images(self) -> None:
+        """Every image the run needs is in the local Docker daemon (DockerRunner would try to
+        pull it from Docker Hub)."""
+        try:
+            import docker
+        except ImportError as exc:
+            raise PreflightError(
+                "--runner docker needs the docker package: pip install "
+                "'image-classification-pipelines[docker]' (or make install EXTRAS=...,docker)"
+            ) from exc
+        try:
+            client = docker.from_env()
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise PreflightError(
+                f"--runner docker: the Docker daemon does not answer ({exc}); start it and retry"
+            ) from exc
+        with contextlib.closing(client):
+            for field, image in self.used_images().items():
+                try:
+                    client.images.get(image)
+                except docker.errors.ImageNotFound:
+                    raise PreflightError(
+                        f"{field}={image!r} is not in the local Docker daemon; build the images "
+                        f"with `make images-local`, or --set {field}=IMAGE to one that is"
+                    ) from None
 
     def expected_tasks(self) -> int:
         """ingest, train and evaluate per candidate x seed, compare, gate, best model,
@@ -42,9 +117,30 @@ class LocalTarget(Target):
         Returns the run summary.
         """
         root = self.pipeline_root()
-        root.mkdir(parents=True, exist_ok=True)
+        if self.in_containers:
+            self.check_images()
+        with self._writable_by_containers():
+            root.mkdir(parents=True, exist_ok=True)
+            Path(self.registry_root()).mkdir(parents=True, exist_ok=True)
+            Path(self.checkpoint_root()).mkdir(parents=True, exist_ok=True)
+            return self._run(root)
+
+    @contextlib.contextmanager
+    def _writable_by_containers(self) -> Any:
+        """With the docker runner, folders made during the run are writable by the steps'
+        user (uid 1000) whoever runs this, as a cluster's emptyDir (0777) is."""
+        if not self.in_containers:
+            yield
+            return
+        previous = os.umask(0)
+        try:
+            yield
+        finally:
+            os.umask(previous)
+
+    def _run(self, root: Path) -> dict[str, Any]:
         local.init(
-            runner=local.SubprocessRunner(use_venv=False),
+            runner=self._runner(),
             pipeline_root=str(root),
             enable_caching=self.options.cache,
             raise_on_error=True,
@@ -53,9 +149,9 @@ class LocalTarget(Target):
         started = time.time()
         error: str | None = None
         summary: dict[str, Any] | None = None
-        guard = StopGuard()
         with Console(self.expected_tasks(), verbose=self.options.verbose) as console:
             capture = Capture(console, root, figure=task_figure)
+            guard = StopGuard(stop_others=capture.stop_containers)
             try:
                 with guard, capture.installed():
                     output = pipeline().output

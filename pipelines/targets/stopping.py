@@ -5,7 +5,8 @@ A SIGTERM to the CLI would leave them running as orphans, and a Ctrl-C would pri
 KeyboardInterrupt traceback. `StopGuard` replaces both signals' handlers for the length of a
 run: the first signal terminates every descendant process, and keeps terminating any that a
 worker thread starts afterwards, until the run has unwound; kfp.local then sees its steps fail
-and returns. A second signal kills what is left at once.
+and returns. A second signal kills what is left at once. Steps in containers (kfp.local's
+DockerRunner) are no descendants: `stop_others` stops them the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -46,8 +48,12 @@ class StopGuard:
     """`with StopGuard() as guard: run()`; afterwards `guard.signal` is the signal that stopped
     the run (None when none came) and `guard.exit_code` the CLI's exit code for it."""
 
-    def __init__(self, grace: float = GRACE_SECONDS):
+    def __init__(
+        self, grace: float = GRACE_SECONDS, stop_others: Callable[[float], None] | None = None
+    ):
+        """`stop_others(grace)` ends steps that are not child processes (containers)."""
         self.grace = grace
+        self.stop_others = stop_others
         self.signal: signal.Signals | None = None
         self.at: float | None = None  # when it came (time.time())
         self._previous: dict[int, Any] = {}
@@ -67,6 +73,8 @@ class StopGuard:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None:  # a second signal: no more waiting
             end_processes(descendants(), grace=0, kill=True)
+            if self.stop_others is not None:
+                self.stop_others(0)
             return
         self.signal, self.at = signal.Signals(signum), time.time()
         self._sweeper = threading.Thread(target=self._sweep, name="stop-sweeper", daemon=True)
@@ -76,6 +84,8 @@ class StopGuard:
         # Worker threads may start a step after the first sweep; end those too until the
         # run has unwound.
         while not self._done.is_set():
+            if self.stop_others is not None:
+                self.stop_others(self.grace)
             end_processes(descendants(), self.grace)
             self._done.wait(SWEEP_SECONDS)
 
@@ -88,6 +98,8 @@ class StopGuard:
         self._done.set()
         if self._sweeper is not None:
             self._sweeper.join()
+            if self.stop_others is not None:
+                self.stop_others(self.grace)
             end_processes(descendants(), self.grace)
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)

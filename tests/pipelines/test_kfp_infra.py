@@ -142,13 +142,54 @@ def test_storage_has_the_volumes_the_kfp_target_mounts():
         assert claim["spec"]["storageClassName"] == "standard"  # kind's local-path default
 
 
-def test_load_builds_the_cpu_image_the_experiments_name():
+def test_load_builds_with_the_images_local_build_every_image_the_experiment_names():
     common = (KIND_DIR / "common.sh").read_text()
     load = (KIND_DIR / "load.sh").read_text()
 
     assert f'CPU_IMAGE="{Images().cpu}"' in common
-    assert "containers/cpu.Dockerfile" in load
-    assert 'kind load docker-image "${CPU_IMAGE}"' in load
+    assert "containers/build.sh" in load
+    assert "--target kfp --images" in load
+    assert 'kind load docker-image "${images[i]}"' in load
+
+
+def kfp_workflow_defaults() -> dict:
+    """The workflowDefaults of KFP 2.17.0's workflow-controller-configmap-patch.yaml, as the
+    patch's comment quotes them, plus the ttlStrategy of that file."""
+    return {
+        "spec": {
+            "ttlStrategy": {
+                "secondsAfterCompletion": 3600,
+                "secondsAfterSuccess": 3600,
+                "secondsAfterFailure": 3600,
+            },
+            "templateDefaults": {"retryStrategy": {"limit": "2", "retryPolicy": "OnError"}},
+        }
+    }
+
+
+def test_the_retry_patch_lets_argo_retry_failed_steps_and_keeps_the_rest_of_kfps_defaults():
+    text = (KIND_DIR / "workflow-controller-retry-patch.yaml").read_text()
+    patch = yaml.safe_load(text)
+    defaults = yaml.safe_load(patch["data"]["workflowDefaults"])
+    kfp_defaults = kfp_workflow_defaults()
+    strategy = defaults["spec"]["templateDefaults"]["retryStrategy"]
+
+    # OnError (KFP's) does not retry a step that exits non-zero; these do
+    assert strategy["retryPolicy"] in ("Always", "OnFailure")
+    assert strategy["limit"] == kfp_defaults["spec"]["templateDefaults"]["retryStrategy"]["limit"]
+    assert defaults["spec"]["ttlStrategy"] == kfp_defaults["spec"]["ttlStrategy"]
+    assert set(defaults["spec"]) == set(kfp_defaults["spec"])  # a merge patch replaces the value
+    assert "manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml" in text
+    assert "retryPolicy: OnError" in text  # the comment quotes what it changes
+
+
+def test_up_patches_the_workflow_controller_after_installing_kfp():
+    up = (KIND_DIR / "up.sh").read_text()
+
+    install = up.index("env/platform-agnostic")
+    patch = up.index("patch configmap workflow-controller-configmap --type merge")
+    assert install < patch
+    assert "workflow-controller-retry-patch.yaml" in up[patch:]
 
 
 # --- behaviour, against stub tools ---------------------------------------------------------
@@ -268,6 +309,8 @@ def test_up_then_down_with_stub_tools(stub_path, tmp_path, port_forward):
         f"{kubectl} apply -k {manifests}/cluster-scoped-resources?ref={version}",
         f"{kubectl} wait --for condition=established --timeout=120s crd/applications.app.k8s.io",
         f"{kubectl} apply -k {manifests}/env/platform-agnostic?ref={version}",
+        f"{kubectl} -n kubeflow patch configmap workflow-controller-configmap --type merge "
+        f"--patch-file {KIND_DIR / 'workflow-controller-retry-patch.yaml'}",
         f"{kubectl} apply -f {KIND_DIR / 'storage.yaml'}",
         f"{kubectl} -n kubeflow wait --for=condition=Available deployment --all --timeout=20m",
     ]
@@ -313,6 +356,6 @@ def test_load_needs_the_dockerfile_and_the_cluster(stub_path, tmp_path):
     completed = run_script("load.sh", stub_path, tmp_path, tmp_path / "calls.log")
 
     assert completed.returncode == 1
-    assert (REPO_ROOT / "containers" / "cpu.Dockerfile").is_file()
+    assert (REPO_ROOT / "containers" / "build.sh").is_file()
     assert "there is no kind cluster named imgclf; run make kind-up first" in completed.stderr
     assert "docker build" not in (tmp_path / "calls.log").read_text()
