@@ -122,7 +122,7 @@ rm -f containers/pip/ca-bundle.crt
 cert="$(pip_setting cert)"
 if [[ -n "${cert}" && -f "${cert}" ]]; then
   cp "${cert}" containers/pip/ca-bundle.crt
-  build_args+=(--build-arg "PIP_CERT=/src/pip/ca-bundle.crt")
+  build_args+=(--build-arg "PIP_CERT=/opt/pip-setup/ca-bundle.crt")
 fi
 if ((served)); then
   python3 -m http.server --bind 127.0.0.1 --directory "${serve_dir}" "${SERVE_PORT}" >/dev/null 2>&1 &

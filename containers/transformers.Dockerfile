@@ -8,34 +8,40 @@
 # Where it cannot be pulled, `make base-image` builds one from Debian packages (PYTHON_IMAGE=...).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5
 
-FROM ${PYTHON_IMAGE} AS build
+# deps: the locked dependencies in the image's own venv. The final stage builds on this one, so
+# its largest layer is written once and never copied between stages.
+FROM ${PYTHON_IMAGE} AS deps
+# uid 1000, as KFP and Vertex AI run a step when the pod sets no other user.
+RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin imgclf
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PATH=/opt/venv/bin:$PATH
 RUN python -m venv /opt/venv
-WORKDIR /src
 # The builder's pip setup, empty unless given (--build-arg; containers/build.sh passes the
 # machine's): an index, extra indexes, wheel folders or pages, and a CA bundle for a TLS proxy,
-# which build.sh copies into containers/pip/ (PIP_CERT=/src/pip/<file>). They only say where
-# files come from: the lock's hashes decide which files are accepted.
+# which build.sh copies into containers/pip/ (PIP_CERT=/opt/pip-setup/<file>). They only say
+# where files come from: the lock's hashes decide which files are accepted.
 ARG PIP_INDEX_URL=
 ARG PIP_EXTRA_INDEX_URL=
 ARG PIP_FIND_LINKS=
 ARG PIP_CERT=
-COPY containers/pip ./pip
+COPY containers/pip /opt/pip-setup
 # Every dependency at the version and sha256 of containers/locks/transformers.txt (make lock), in a
 # layer of its own that code changes keep; pip refuses any file the lock does not list.
-COPY containers/locks/transformers.txt ./requirements.lock
-RUN pip install --require-hashes -r requirements.lock
+COPY containers/locks/transformers.txt /opt/requirements.lock
+RUN pip install --require-hashes -r /opt/requirements.lock
+
+# build: the project's wheel, built with the locked setuptools (nothing else is fetched).
+FROM deps AS build
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
-# The project alone, built with the locked setuptools: nothing else is fetched.
-RUN pip install --no-deps --no-build-isolation . && pip check
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
 
-FROM ${PYTHON_IMAGE} AS runtime
-# uid 1000, as KFP and Vertex AI run a step when the pod sets no other user.
-RUN useradd --create-home --uid 1000 --user-group --shell /usr/sbin/nologin imgclf
-COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH HOME=/home/imgclf PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
+# runtime: the deps stage and the project's wheel, no sources.
+FROM deps AS runtime
+COPY --from=build /dist /tmp/dist
+RUN pip install --no-deps /tmp/dist/*.whl && pip check && rm -rf /tmp/dist
+ENV HOME=/home/imgclf PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 \
     HF_HOME=/home/imgclf/.cache/huggingface
 USER 1000:1000
 WORKDIR /home/imgclf

@@ -92,7 +92,7 @@ def pip_installs(image: str) -> list[str]:
 def installed_extras(image: str) -> set[str]:
     """The extras an image gets: those its lock was resolved from (the lock's own inputs)."""
     copies = [r for k, r in instructions(dockerfile(image)) if k == "COPY" and "locks/" in r]
-    assert copies == [f"containers/locks/{image}.txt ./requirements.lock"], copies
+    assert copies == [f"containers/locks/{image}.txt /opt/requirements.lock"], copies
     return set(image_locks.IMAGE_EXTRAS[image])
 
 
@@ -231,23 +231,44 @@ def test_a_hand_edited_lock_is_caught_even_with_a_fresh_digest():
 def test_the_dockerfile_installs_the_lock_with_hashes_and_the_project_without_deps(image):
     installs = pip_installs(image)
     installed_extras(image)  # copies containers/locks/<image>.txt
+    (wheel,) = [r for k, r in instructions(dockerfile(image)) if k == "RUN" and "pip wheel" in r]
 
-    assert installs[0] == "pip install --require-hashes -r requirements.lock"
+    assert installs[0] == "pip install --require-hashes -r /opt/requirements.lock"
     for install in installs[1:]:
         assert "--no-deps" in install, f"{image}: {install} may fetch unlocked distributions"
-    assert "--no-build-isolation" in installs[-1]  # the build backend comes from the lock
+    # the project's wheel is built with the build backend of the lock, fetching nothing
+    assert "--no-deps" in wheel and "--no-build-isolation" in wheel
     assert {"setuptools", "wheel"} <= set(locked(image).pins)
+
+
+def stages(image: str) -> list[tuple[str, str | None, list[tuple[str, str]]]]:
+    """(base, stage name, instructions) per FROM, in order."""
+    found: list[tuple[str, str | None, list[tuple[str, str]]]] = []
+    for keyword, rest in instructions(dockerfile(image)):
+        if keyword == "FROM":
+            words = rest.split()
+            found.append((words[0], words[2] if len(words) > 2 else None, []))
+        elif found:
+            found[-1][2].append((keyword, rest))
+    return found
 
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_each_image_is_multi_stage_pinned_and_non_root(image):
     steps = instructions(dockerfile(image))
     args = dict(rest.split("=", 1) for keyword, rest in steps if keyword == "ARG" and "=" in rest)
-    bases = [rest.split()[0] for keyword, rest in steps if keyword == "FROM"]
+    found = stages(image)
+    names = {name for _, name, _ in found if name}
 
-    assert len(bases) >= 2, "build in one stage, copy the result into a clean one"
-    assert any(k == "COPY" and r.startswith("--from=") for k, r in steps)
-    for base in bases:
+    assert len(found) >= 2, "build in one stage, copy the result into a clean one"
+    assert any(k == "COPY" and r.startswith("--from=") for k, r in found[-1][2])
+    # no sources in the final stage: it copies the built wheel only
+    assert not any(
+        k == "COPY" and r.split()[0] in ("components", "pipelines") for k, r in found[-1][2]
+    )
+    for base, _, _ in found:
+        if base in names:
+            continue  # an earlier stage of this file
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], base)
         assert re.search(r":\d+\.\d+\.\d+-[a-z]+-[a-z]+@sha256:[0-9a-f]{64}$", resolved), (
             f"{image}: base image {resolved} is not pinned to a full version and its digest"
@@ -255,11 +276,35 @@ def test_each_image_is_multi_stage_pinned_and_non_root(image):
         version = re.search(r":(\d+\.\d+\.\d+)", resolved)
         assert version and version[1] == image_locks.PYTHON_FULL_VERSION, "the locks' Python"
         assert not resolved.endswith(":latest")
-    users = [rest for keyword, rest in steps if keyword == "USER"]
-    assert users and users[-1].split(":")[0] not in ("root", "0"), f"{image} runs as root"
-    last_stage = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
-    assert any(keyword == "USER" for keyword, _ in steps[last_stage:])
+    users = [rest for keyword, rest in found[-1][2] if keyword == "USER"]
+    assert users and users[-1].split(":")[0] == "1000", f"{image} does not run as uid 1000"
     assert not any(keyword in ("ENTRYPOINT", "CMD") for keyword, _ in steps)
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_the_legacy_builder_can_build_each_image(image):
+    """No `# syntax=` frontend to pull, and no BuildKit-only instruction options."""
+    text = dockerfile(image)
+
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    assert "--mount=" not in text and "<<" not in text
+    for keyword, rest in instructions(text):
+        assert not rest.startswith("--link"), f"{image}: {keyword} {rest}"
+
+
+def test_the_build_context_holds_the_sources_and_locks_only():
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    rules = [line.strip() for line in ignored if line.strip() and not line.startswith("#")]
+
+    assert rules[0] == "*"  # everything out, then what the Dockerfiles COPY back in
+    kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    copied = set()
+    for image in IMAGES:
+        for keyword, rest in instructions(dockerfile(image)):
+            if keyword == "COPY" and not rest.startswith("--from="):
+                copied.update(rest.split()[:-1])
+    assert {c.rstrip("/") for c in copied} <= kept | {f"containers/locks/{i}.txt" for i in IMAGES}
+    assert not kept & {".venv", "runs", "build", ".git", "tests"}
 
 
 def third_party_modules(package: str) -> set[str]:
