@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from pipelines import image_locks
 
@@ -43,7 +44,8 @@ def test_the_lock_resolves_with_hashes_for_the_images_python_and_platform(image,
     for platform in image_locks.WHEEL_PLATFORMS:
         command += ["--platform", platform]
     if image in image_locks.CPU_TORCH_IMAGES:
-        for link in [*configured_find_links(), image_locks.TORCH_WHEELS]:
+        # the machine's wheel folders where it has some (an offline torch), else PyTorch's page
+        for link in configured_find_links() or [image_locks.TORCH_WHEELS]:
             command += ["--find-links", link]
     command += ["--report", str(report), "-r", str(image_locks.lock_path(image, REPO))]
 
@@ -52,7 +54,7 @@ def test_the_lock_resolves_with_hashes_for_the_images_python_and_platform(image,
     errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
     assert done.returncode == 0, "\n".join(errors[-3:]) or done.stderr[-2000:]
     chosen = {
-        item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
+        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
         for item in json.loads(report.read_text())["install"]
     }
     pins = image_locks.read_lock(image_locks.lock_path(image, REPO).read_text()).pins
