@@ -45,6 +45,11 @@ command -v docker >/dev/null 2>&1 || die "docker is not installed (Debian: apt-g
 docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (docker info failed); start it (dockerd) and retry"
 
 cd "${REPO_ROOT}"
+# One build at a time on this machine: they share the wheel server's port and containers/pip/.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"${TMPDIR:-/tmp}/image-classification-build.lock"
+  flock 9
+fi
 commit="$(git rev-parse HEAD)"
 git diff --quiet HEAD -- components pipelines pyproject.toml containers ||
   log "note: uncommitted changes go into images tagged ${commit}"
