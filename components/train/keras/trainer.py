@@ -346,6 +346,24 @@ def run_phase(setup: Setup, phase: str, epochs: int, base_rate: float) -> None:
     )
 
 
+def history_logger(path: str) -> Any:
+    """keras.callbacks.CSVLogger (appending) that also closes a file under /gcs/.
+
+    Keras takes a /gcs/ path (Vertex AI's Cloud Storage FUSE mount, where a step's outputs lie)
+    for a remote one and opens it with tf.io.gfile, whose GFile has no `closed`: CSVLogger's
+    on_train_end then raises AttributeError after the last epoch (Keras 3.15)."""
+    import keras
+
+    class HistoryLogger(keras.callbacks.CSVLogger):  # type: ignore[misc]
+        def on_train_end(self, logs: Any = None) -> None:
+            opened: Any = getattr(self, "csv_file", None)
+            if opened is not None:
+                opened.close()
+            self.csv_file, self.writer = None, None
+
+    return HistoryLogger(path, append=True)
+
+
 def callbacks(setup: Setup, phase: str, phase_dir: Path) -> list[Any]:
     """Backup (resume), history CSV, progress events, the spec's early stopping / LR
     reduction, and TensorBoard."""
@@ -354,7 +372,7 @@ def callbacks(setup: Setup, phase: str, phase_dir: Path) -> list[Any]:
     spec, monitor = setup.spec, setup.monitor
     stack: list[Any] = [
         keras.callbacks.BackupAndRestore(str(phase_dir / "backup")),
-        keras.callbacks.CSVLogger(str(phase_dir / "history.csv"), append=True),
+        history_logger(str(phase_dir / "history.csv")),
     ]
     if spec.early_stopping_patience:
         stack.append(
