@@ -30,7 +30,8 @@ import importlib, json, pkgutil, sys
 failed = {}
 names = json.loads(sys.argv[1])
 import components
-names += [m.name for m in pkgutil.walk_packages(components.__path__, "components.")]
+names += [m.name for m in pkgutil.walk_packages(components.__path__, "components.")
+          if not m.name.endswith(".__main__")]  # a CLI, it would run
 for name in names:
     try:
         importlib.import_module(name)

@@ -42,7 +42,7 @@ def test_a_tiny_convnext_v2_fine_tunes_in_the_transformers_image(
     built_image("cpu")
     built_image("transformers")
     runs = tmp_path / "runs"
-    inputs = runs / "tiny_convnext" / "inputs"  # inside the pipeline root
+    inputs = runs / "tiny-convnext" / "inputs"  # inside the pipeline root, runs/<name>/
     experiment = {
         "description": "tiny ConvNeXt V2 in its image",
         "reference": {"metric": "accuracy", "value": 0.9},
@@ -64,7 +64,10 @@ def test_a_tiny_convnext_v2_fine_tunes_in_the_transformers_image(
         "gate": {"metric": "accuracy", "min": 0.0},
         "register": {"name": "tiny-convnext-classifier"},
     }
-    path = tmp_path / "tiny_convnext.yaml"
+    # safetensors writes 0600: readable by the steps' user only when opened to all
+    for written in inputs.rglob("*"):
+        written.chmod(0o755 if written.is_dir() else 0o644)
+    path = tmp_path / "tiny-convnext.yaml"
     path.write_text(yaml.safe_dump(experiment))
     images: dict[str, str] = {}
     original = Capture._run_container
