@@ -179,7 +179,9 @@ def test_the_retry_patch_lets_argo_retry_failed_steps_and_keeps_the_rest_of_kfps
     assert strategy["limit"] == kfp_defaults["spec"]["templateDefaults"]["retryStrategy"]["limit"]
     assert defaults["spec"]["ttlStrategy"] == kfp_defaults["spec"]["ttlStrategy"]
     assert set(defaults["spec"]) == set(kfp_defaults["spec"])  # a merge patch replaces the value
-    assert "manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml" in text
+    assert (
+        "manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml" in text
+    )
     assert "retryPolicy: OnError" in text  # the comment quotes what it changes
 
 
