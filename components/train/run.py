@@ -28,8 +28,9 @@ def train(
     trial: int | None = None,
     prune: Pruning | None = None,
     searched: SearchOutcome | None = None,
-) -> ModelCard:
-    """Train one candidate x seed.
+) -> ModelCard | None:
+    """Train one candidate x seed. Returns its card; None on a worker node of a multi-node
+    training, where the chief writes the Model.
 
     Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
@@ -54,9 +55,12 @@ def train(
     else:
         from components.train.transformers.trainer import train_transformers
 
-        card = train_transformers(
+        trained = train_transformers(
             dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
         )
+        if trained is None:
+            return None
+        card = trained
     planned = spec.epochs + (
         spec.fine_tune.epochs if len(card.training.get("phases", [])) > 1 else 0
     )
