@@ -610,9 +610,9 @@ def test_every_process_resumes_from_the_chiefs_checkpoint(
     that did not resume would train and hang in DDP's all-reduce), and the Model is written."""
     spec = hf_spec("resume2", checkpoints["vit"], epochs=1, batch_size=8)
     first = fine_tune(str(dataset), spec, 0, str(tmp_path / "a"), str(tmp_path / "ckpt"))
-    request = Request(
-        str(dataset), spec, 0, str(tmp_path / "b"), str(tmp_path / "ckpt"), ""
-    ).write(tmp_path / "request.json")
+    request = Request(str(dataset), spec, 0, str(tmp_path / "b"), str(tmp_path / "ckpt"), "").write(
+        tmp_path / "request.json"
+    )
     finished = torchrun(request, 2, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "resuming resume2 seed 0: training had finished (1/1 epochs)" in finished.stdout

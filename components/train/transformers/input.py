@@ -219,9 +219,7 @@ def decode_all(dataset: Any, workers: int) -> Any:
 # --- augmentation ----------------------------------------------------------------------------
 
 
-def augment_batch(
-    images: Any, augment: Augment, generator: Any, share: Share | None = None
-) -> Any:
+def augment_batch(images: Any, augment: Augment, generator: Any, share: Share | None = None) -> Any:
     """Random flips, rotation, zoom, translation and contrast of a float NCHW [0, 255] batch,
     with the Keras preprocessing layers' meaning of each factor and reflect filling.
 
