@@ -10,6 +10,7 @@ from components.common.model_card import ModelCard
 from components.common.results import DatasetInfo
 from components.spec import ModelSpec, Pruning, SearchOutcome
 from components.train.checkpoints import checkpoint_dir as checkpoint_folder
+from components.train.cluster import nodes_from_environment
 from components.train.curves import write_curves_report
 from components.train.events import training_outcome
 
@@ -37,6 +38,9 @@ def train(
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
     number, a winner's the search outcome.
     """
+    # Of a training on several machines only the chief empties the shared checkpoint folder
+    # (the other nodes never read it: components/train/transformers/trainer.py, `resume`).
+    fresh = fresh and nodes_from_environment().is_chief
     if checkpoint_root is not None:
         fingerprint = DatasetInfo.read(dataset_dir).fingerprint
         checkpoint_dir = checkpoint_folder(
