@@ -177,7 +177,7 @@ def run_process(request: Request, process: Process) -> None:
     import torch.distributed as dist
 
     cuda = torch.cuda.is_available()
-    if not cuda:
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:
         # CPU processes share the cores instead of each starting one thread per core.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         torch.set_num_threads(max(cores // process.local_world, 1))
