@@ -17,7 +17,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 CHIEF_POOL = "workerpool0"
 WORKER_POOL = "workerpool1"
@@ -164,7 +163,5 @@ def leave_outputs_to_the_chief() -> None:
 
 def describe(nodes: Nodes, procs_per_node: int) -> str:
     """`training on 2 nodes x 4 processes (node 1, chief cmle-training-workerpool0-..:2222)`."""
-    where: Any = (
-        f"node {nodes.rank}, chief {nodes.addresses[0]}" if nodes.count > 1 else "this node"
-    )
+    where = f"node {nodes.rank}, chief {nodes.addresses[0]}" if nodes.count > 1 else "this node"
     return f"training on {nodes.count} node(s) x {procs_per_node} process(es) ({where})"
