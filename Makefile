@@ -65,6 +65,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/snapshot.py
 	$(BIN)/python benchmarks/export.py
+	$(BIN)/python benchmarks/scaling.py
 
 LOCK_ARGS ?=
 

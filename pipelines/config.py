@@ -72,10 +72,21 @@ def _whole_seconds(value: str) -> str:
     return value
 
 
+MAX_REPLICAS = 64
+
+
 class VertexResources(Strict):
     machine_type: str = "n1-standard-8"
     accelerator: str | None = None
     count: int = Field(default=1, ge=1, le=16)
+    replica_count: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="machines training each transformers candidate together (DDP by torchrun): "
+        "a custom job whose worker pool 0 is the chief and pool 1 the other replica_count - 1, "
+        "each with this machine_type, accelerator and count",
+    )
     tpu_topology: str | None = Field(default=None, pattern=r"^\d+x\d+(x\d+)?$")
     spot: bool = False
     retries: int = Field(default=0, ge=0, le=10)
@@ -156,10 +167,32 @@ class Toleration(Strict):
         return self
 
 
+KIND_TRAINING_PVC = "imgclf-training"  # created by infra/kind/trainer.sh (KIND_TRAINER=1)
+KIND_TRAINING_RUNTIME = "imgclf-torch-distributed"  # the same script's TrainingRuntime
+
+
 class KfpResources(Strict):
     """Resources of the training step on a KFP cluster (Kubernetes names)."""
 
     gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu per training pod")
+    replica_count: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="nodes training each transformers candidate together, as a Kubeflow "
+        "Trainer TrainJob started by the train step; null: resources.vertex.replica_count",
+    )
+    training_pvc: str = Field(
+        default=KIND_TRAINING_PVC,
+        description="replica_count > 1: PVC that the train step and the TrainJob's nodes mount "
+        "at /mnt/training (dataset, checkpoints, the chief's Model); every node must be able to "
+        "mount it (ReadWriteMany, or one node)",
+    )
+    training_runtime: str = Field(
+        default=KIND_TRAINING_RUNTIME,
+        description="replica_count > 1: the torch-distributed TrainingRuntime, in the KFP "
+        "namespace, that the TrainJob runs",
+    )
     cpu_limit: str | None = None
     memory_limit: str | None = None
     node_selector: dict[str, str] = Field(
@@ -245,6 +278,33 @@ class Kfp(Strict):
 class Resources(Strict):
     vertex: VertexResources = VertexResources()
     kfp: KfpResources = KfpResources()
+
+    @property
+    def kfp_replicas(self) -> int:
+        """The TrainJob's nodes on the kfp target: its own setting, else the vertex one."""
+        if self.kfp.replica_count is not None:
+            return self.kfp.replica_count
+        return self.vertex.replica_count
+
+
+def check_replicas(resources: Resources, models: list[ModelSpec]) -> None:
+    """Training on several machines is for transformers candidates (see the README's design
+    notes: Keras 3 on TensorFlow does not train under MultiWorkerMirroredStrategy)."""
+    replicas = max(resources.vertex.replica_count, resources.kfp_replicas)
+    keras = [m.name for m in models if m.framework == "keras"]
+    if replicas > 1 and keras:
+        field = (
+            "resources.vertex.replica_count"
+            if resources.vertex.replica_count > 1
+            else "resources.kfp.replica_count"
+        )
+        raise ValueError(
+            f"{field}: {replicas} machines train transformers models only; {', '.join(keras)} "
+            "use keras, which trains on one machine (all its GPUs, with MirroredStrategy): "
+            "Keras 3 on TensorFlow does not train under MultiWorkerMirroredStrategy "
+            "(keras-team/keras#20585). Set it to 1 or move the keras models to an experiment "
+            "of their own"
+        )
 
 
 class Images(Strict):
@@ -425,6 +485,7 @@ class Experiment(Strict):
     def _cross_checks(self) -> Experiment:
         for model in self.models:
             check_keras_params(model)
+        check_replicas(self.resources, self.models)
         searched = [m.name for m in self.models if m.search is not None]
         if searched and not self.data.splits.validation:
             raise ValueError(

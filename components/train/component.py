@@ -33,6 +33,7 @@ def train(
     from components.common.names import TENSORBOARD_DIR
     from components.common.process import skip_collection_at_exit
     from components.spec import Candidate
+    from components.train.cluster import leave_outputs_to_the_chief
     from components.train.run import train as run_train
 
     skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
@@ -59,6 +60,9 @@ def train(
         prune=task.prune,
         searched=task.searched,
     )
+    if card is None:  # a worker node of a multi-node training: the chief writes the outputs
+        leave_outputs_to_the_chief()
+        return
     model.metadata.update(
         framework=card.framework,
         name=card.name,

@@ -10,6 +10,7 @@ from components.common.model_card import ModelCard
 from components.common.results import DatasetInfo
 from components.spec import ModelSpec, Pruning, SearchOutcome
 from components.train.checkpoints import checkpoint_dir as checkpoint_folder
+from components.train.cluster import nodes_from_environment
 from components.train.curves import write_curves_report
 from components.train.events import training_outcome
 
@@ -28,14 +29,18 @@ def train(
     trial: int | None = None,
     prune: Pruning | None = None,
     searched: SearchOutcome | None = None,
-) -> ModelCard:
-    """Train one candidate x seed.
+) -> ModelCard | None:
+    """Train one candidate x seed. Returns its card; None on a worker node of a multi-node
+    training, where the chief writes the Model.
 
     Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
     number, a winner's the search outcome.
     """
+    # Of a training on several machines only the chief empties the shared checkpoint folder
+    # (the other nodes never read it: components/train/transformers/trainer.py, `resume`).
+    fresh = fresh and nodes_from_environment().is_chief
     if checkpoint_root is not None:
         fingerprint = DatasetInfo.read(dataset_dir).fingerprint
         checkpoint_dir = checkpoint_folder(
@@ -54,9 +59,12 @@ def train(
     else:
         from components.train.transformers.trainer import train_transformers
 
-        card = train_transformers(
+        trained = train_transformers(
             dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
         )
+        if trained is None:
+            return None
+        card = trained
     planned = spec.epochs + (
         spec.fine_tune.epochs if len(card.training.get("phases", [])) > 1 else 0
     )

@@ -40,6 +40,7 @@ if ! kctl -n "${KFP_NAMESPACE}" wait --for=condition=Available deployment --all 
     "(kubectl --context ${KUBE_CONTEXT} -n ${KFP_NAMESPACE} describe pod NAME), then run make kind-up" \
     "again, or raise KFP_WAIT_TIMEOUT on a slow network"
 fi
+bash "${KIND_DIR}/trainer.sh" # Kubeflow Trainer, with KIND_TRAINER=1 (trainer.sh)
 
 stop_port_forward
 mkdir -p "${STATE_DIR}"

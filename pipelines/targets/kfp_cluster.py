@@ -1,7 +1,10 @@
 """The `kfp` target: KFP standalone (e.g. the kind cluster of infra/kind) through `kfp.Client`.
 
 Compile: step images, the Kubernetes GPU resource name and, through kfp-kubernetes, the image pull
-policy, node selectors, tolerations and PVC mounts. kfp-kubernetes writes those into a platform
+policy, node selectors, tolerations and PVC mounts. With `resources.kfp.replica_count` above 1 a
+transformers train step starts a Kubeflow Trainer TrainJob instead of training in its pod: the
+compile carries the TrainJob's settings (`TRAINJOB_ENV`, components/train/trainjob.py) and the
+volume the step shares with it. kfp-kubernetes writes those into a platform
 spec (a second YAML document of the package); only this target calls it, because Vertex rejects
 such settings.
 
@@ -29,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from components.train.trainjob import TRAINJOB_ENV, TrainJobLaunch
 from pipelines.targets.base import (
     RETRY_BACKOFF,
     RETRY_BACKOFF_FACTOR,
@@ -38,7 +42,9 @@ from pipelines.targets.base import (
 )
 
 GPU_RESOURCE = "nvidia.com/gpu"
+KFP_NAMESPACE = "kubeflow"  # where KFP standalone runs its pods (infra/kind/common.sh)
 REGISTRY_MOUNT = "/mnt/registry"
+TRAINING_MOUNT = "/mnt/training"  # the volume a train step shares with its TrainJob
 DATA_MOUNT = "/mnt/data"
 HEALTHZ = "/apis/v2beta1/healthz"
 FINAL_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
@@ -79,6 +85,52 @@ class KfpTarget(Target):
         if step != "train":
             return
         resources = self.experiment.resources.kfp
+        if self.experiment.resources.kfp_replicas > 1 and framework == "transformers":
+            self._launch_trainjob(task)
+        else:
+            self._train_in_the_pod(task)
+        if resources.retries:
+            # On the training task itself, a container task directly in the loop body, where
+            # KFP 2.17's Argo compiler puts a retryStrategy on the training pod (README,
+            # "Design notes"). backoff_max_duration is Argo's deadline for all attempts.
+            task.set_retry(
+                num_retries=resources.retries,
+                backoff_duration=RETRY_BACKOFF,
+                backoff_factor=RETRY_BACKOFF_FACTOR,
+                backoff_max_duration=resources.retry_max_duration,
+            )
+
+    def trainjob_launch(self) -> TrainJobLaunch:
+        """The TrainJob the train step starts: the training pod's resources on every node."""
+        resources = self.experiment.resources.kfp
+        return TrainJobLaunch(
+            namespace=KFP_NAMESPACE,
+            runtime=resources.training_runtime,
+            nodes=self.experiment.resources.kfp_replicas,
+            procs_per_node=max(resources.gpus, 1),
+            image=self.train_image("transformers"),
+            gpus=resources.gpus,
+            cpu_limit=resources.cpu_limit,
+            memory_limit=resources.memory_limit,
+            volume_claim=resources.training_pvc,
+            mount_path=TRAINING_MOUNT,
+            node_selector=resources.node_selector,
+            tolerations=[t.model_dump(exclude_none=True) for t in resources.tolerations],
+        )
+
+    def _launch_trainjob(self, task: Any) -> None:
+        """The train step starts a TrainJob and waits: the pod itself needs no accelerator, only
+        the volume it shares with the TrainJob's nodes."""
+        from kfp import kubernetes
+
+        launch = self.trainjob_launch()
+        task.set_env_variable(TRAINJOB_ENV, launch.model_dump_json(exclude_defaults=False))
+        kubernetes.mount_pvc(task, pvc_name=launch.volume_claim, mount_path=launch.mount_path)
+
+    def _train_in_the_pod(self, task: Any) -> None:
+        from kfp import kubernetes
+
+        resources = self.experiment.resources.kfp
         if resources.cpu_limit:
             task.set_cpu_limit(resources.cpu_limit)
         if resources.memory_limit:
@@ -94,16 +146,6 @@ class KfpTarget(Target):
                 operator=toleration.operator,
                 value=toleration.value,
                 effect=toleration.effect,
-            )
-        if resources.retries:
-            # On the training task itself, a container task directly in the loop body, where
-            # KFP 2.17's Argo compiler puts a retryStrategy on the training pod (README,
-            # "Design notes"). backoff_max_duration is Argo's deadline for all attempts.
-            task.set_retry(
-                num_retries=resources.retries,
-                backoff_duration=RETRY_BACKOFF,
-                backoff_factor=RETRY_BACKOFF_FACTOR,
-                backoff_max_duration=resources.retry_max_duration,
             )
 
     def train_image(self, framework: str) -> str:

@@ -17,23 +17,25 @@ import kfp
 import pytest
 import yaml
 
-from pipelines.config import KIND_REGISTRY_PVC, Images
+from components.train import trainjob
+from pipelines.config import KIND_REGISTRY_PVC, Images, KfpResources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND_DIR = REPO_ROOT / "infra" / "kind"
-SCRIPTS = ("up.sh", "load.sh", "down.sh")
+SCRIPTS = ("up.sh", "load.sh", "down.sh", "trainer.sh")
 BASH = shutil.which("bash") or "bash"
 VERSION_LINE = re.compile(r'^KFP_VERSION="(?P<version>[^"]+)"$', re.MULTILINE)
 
 
 def run_script(
-    name: str, path: str, state_dir: Path, log: Path | None = None
+    name: str, path: str, state_dir: Path, log: Path | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
     env = {
         "PATH": path,
         "HOME": str(state_dir),
         "KIND_STATE_DIR": str(state_dir / "kind"),
         "KFP_UI_PORT": "18080",
+        **settings,
     }
     if log is not None:
         env["STUB_LOG"] = str(log)
@@ -361,3 +363,59 @@ def test_load_needs_the_dockerfile_and_the_cluster(stub_path, tmp_path):
     assert (REPO_ROOT / "containers" / "build.sh").is_file()
     assert "there is no kind cluster named imgclf; run make kind-up first" in completed.stderr
     assert "docker build" not in (tmp_path / "calls.log").read_text()
+
+
+# --- Kubeflow Trainer (KIND_TRAINER=1) -------------------------------------------------------
+
+
+def test_trainer_installs_only_when_asked(stub_path, tmp_path, port_forward):
+    log = tmp_path / "calls.log"
+    kubectl = "kubectl --context kind-imgclf"
+
+    up = run_script("up.sh", stub_path, tmp_path, log, KIND_TRAINER="1")
+
+    assert up.returncode == 0, up.stderr
+    calls = [c for c in log.read_text().splitlines() if c.startswith(kubectl)]
+    manifests = "github.com/kubeflow/trainer.git/manifests/overlays/manager?ref=v2.3.0"
+    trainer = [
+        f"{kubectl} apply --server-side -k {manifests}",
+        f"{kubectl} wait --for condition=established --timeout=120s "
+        "crd/trainjobs.trainer.kubeflow.org crd/trainingruntimes.trainer.kubeflow.org",
+        f"{kubectl} -n kubeflow-system wait --for=condition=Available deployment --all "
+        "--timeout=20m",
+        f"{kubectl} apply --server-side -f {KIND_DIR / 'trainer.yaml'}",
+    ]
+    kfp_ready = (
+        f"{kubectl} -n kubeflow wait --for=condition=Available deployment --all --timeout=20m"
+    )
+    # after KFP is ready, before the port-forward
+    start = calls.index(kfp_ready) + 1
+    assert calls[start : start + len(trainer)] == trainer
+    run_script("down.sh", stub_path, tmp_path, log)
+
+    log.unlink()
+    plain = run_script("trainer.sh", stub_path, tmp_path, log)
+    assert plain.returncode == 0, plain.stderr
+    assert not log.exists() or "trainer" not in log.read_text()
+
+
+def test_trainer_yaml_has_what_the_kfp_target_names():
+    documents = {d["kind"]: d for d in yaml.safe_load_all((KIND_DIR / "trainer.yaml").read_text())}
+    defaults = KfpResources()
+    runtime = documents["TrainingRuntime"]
+    assert runtime["metadata"] == {**runtime["metadata"], "name": defaults.training_runtime}
+    (node,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    (container,) = node["template"]["spec"]["template"]["spec"]["containers"]
+    # the container and job names the TrainJob's patch addresses; the image kind-load made
+    assert node["name"] == container["name"] == trainjob.NODE
+    assert container["imagePullPolicy"] == "IfNotPresent"
+    assert container["image"] == Images().transformers
+    assert documents["PersistentVolumeClaim"]["metadata"]["name"] == defaults.training_pvc
+    (rule,) = documents["Role"]["rules"]
+    assert rule["resources"] == [trainjob.PLURAL] and rule["apiGroups"] == [trainjob.GROUP]
+    assert {"create", "get", "delete"} <= set(rule["verbs"])
+    (subject,) = documents["RoleBinding"]["subjects"]
+    assert subject["name"] == "pipeline-runner"
+    assert {d["metadata"]["namespace"] for d in documents.values()} == {
+        trainjob.TrainJobLaunch.model_fields["namespace"].default
+    }

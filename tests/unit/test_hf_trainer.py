@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ pytest.importorskip("transformers")
 import torch  # noqa: E402
 
 from components.common.model_card import ModelCard  # noqa: E402
+from components.common.results import DatasetInfo  # noqa: E402
 from components.common.tfrecord import parse_example, read_records, read_split  # noqa: E402
 from components.models.loading import ModelLoadError, load_classifier  # noqa: E402
 from components.models.transformers import (  # noqa: E402
@@ -47,6 +51,8 @@ from components.train.transformers.trainer import (  # noqa: E402
     LAST,
     PROGRESS,
     STATE_DIR,
+    WORKER_MODULE,
+    Request,
     fine_tune,
     train_transformers,
 )
@@ -525,19 +531,94 @@ def test_a_model_folder_without_hf_is_reported(
         load_classifier(tmp_path)
 
 
+# What may differ between a training on one process and on several.
+PER_PROCESS_FIELDS = {"processes", "batch_size_per_process", "seconds", "device", "outcome"}
+
+
+def torchrun(request: Path, processes: int, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N` of the transformers worker (gloo on CPU)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc_per_node={processes}", "-m", WORKER_MODULE, str(request)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
 @pytest.mark.ddp
-def test_two_processes_train_with_ddp_on_cpu(
+def test_two_processes_train_the_same_model_as_one(
     dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
-    spec = hf_spec("ddp", checkpoints["vit"], epochs=1, batch_size=8)
-    card = train_transformers(dataset, spec, 0, tmp_path / "model", tmp_path / "ckpt", processes=2)
-    assert card.training["processes"] == 2 and card.training["effective_batch_size"] == 16
-    assert (
-        card.training["epochs_run"] == 1 and (tmp_path / "model" / "hf" / "config.json").is_file()
+    """torchrun with 2 gloo processes and 1 process: the same steps, data order, augmentation
+    and metrics, so the same card and logits up to rounding; only process 0 writes."""
+    train_examples = DatasetInfo.read(dataset).num_examples["train"]
+    # a step batch whose last step has an odd number of examples: one process gets padding
+    batch_size = next(b for b in range(9, 17) if train_examples % b % 2 == 1)
+    spec = hf_spec(
+        "ddp",
+        checkpoints["convnextv2"],
+        batch_size=batch_size,
+        gradient_accumulation_steps=2,
+        label_smoothing=0.1,
+        augment={"flip": "horizontal", "rotation": 0.05, "contrast": 0.1},
     )
-    assert load_classifier(tmp_path / "model").predict(
-        np.zeros((2, 32, 32, 3), "float32")
-    ).shape == (2, 3)
+    request = Request(
+        str(dataset), spec, 3, str(tmp_path / "two"), str(tmp_path / "ckpt-two"), ""
+    ).write(tmp_path / "request.json")
+    finished = torchrun(request, 2)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    two = ModelCard.load(tmp_path / "two")
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = fine_tune(str(dataset), spec, 3, str(tmp_path / "one"), str(tmp_path / "ckpt-one"))
+    finally:
+        torch.set_num_threads(threads)
+    assert one.card is not None
+    assert (one.card.training["processes"], two.training["processes"]) == (1, 2)
+    assert two.training["batch_size_per_process"] == math.ceil(batch_size / 2)
+    assert two.training["effective_batch_size"] == 2 * batch_size
+    for name, value in one.card.training.items():
+        if name not in PER_PROCESS_FIELDS:
+            assert two.training[name] == value, name
+    assert set(two.history) == set(one.card.history)
+    for name, values in one.card.history.items():
+        np.testing.assert_allclose(two.history[name], values, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert two.class_names == one.card.class_names and two.mean == one.card.mean
+    height, width = two.input_size
+    images = np.random.default_rng(5).uniform(0, 255, (4, height, width, 3)).astype("float32")
+    np.testing.assert_allclose(
+        load_classifier(tmp_path / "two").logits(images),
+        load_classifier(tmp_path / "one").logits(images),
+        rtol=1e-3,
+        atol=1e-4,
+    )
+    # only process 0 wrote: one checkpoint, and its epochs are the card's
+    assert sorted(p.name for p in (tmp_path / "ckpt-two" / STATE_DIR).iterdir()) == [LAST, PROGRESS]
+    assert json.loads((tmp_path / "ckpt-two" / STATE_DIR / PROGRESS).read_text()) == {
+        "epochs_done": spec.epochs,
+        "finished": True,
+    }
+
+
+@pytest.mark.ddp
+def test_every_process_resumes_from_the_chiefs_checkpoint(
+    dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
+) -> None:
+    """A finished checkpoint read by process 0 alone: both processes skip training (a process
+    that did not resume would train and hang in DDP's all-reduce), and the Model is written."""
+    spec = hf_spec("resume2", checkpoints["vit"], epochs=1, batch_size=8)
+    first = fine_tune(str(dataset), spec, 0, str(tmp_path / "a"), str(tmp_path / "ckpt"))
+    request = Request(str(dataset), spec, 0, str(tmp_path / "b"), str(tmp_path / "ckpt"), "").write(
+        tmp_path / "request.json"
+    )
+    finished = torchrun(request, 2, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    assert "resuming resume2 seed 0: training had finished (1/1 epochs)" in finished.stdout
+    assert "Epoch 1/1" not in finished.stdout
+    assert first.card is not None
+    assert ModelCard.load(tmp_path / "b").history == first.card.history
 
 
 # --- preemption ------------------------------------------------------------------------------

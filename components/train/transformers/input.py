@@ -4,8 +4,9 @@ A split's encoded images are read into memory once (bytes, as stored by ingest),
 pure-Python reader in `components.common.tfrecord` (no TensorFlow here). Each image is
 decoded with Pillow and resized to the checkpoint's `input_size` with its resampling filter,
 either once up front when the decoded split fits in `CACHE_LIMIT_BYTES`, or every epoch in
-DataLoader workers. Batch order is a pure function of (seed, epoch, rank), so a resumed run
-sees the same batches as an uninterrupted one. Cropping, augmentation and normalisation run
+DataLoader workers. Batch order is a pure function of (seed, epoch), and each process's part
+of it of (rank, world), so a resumed run sees the same batches as an uninterrupted one, and a
+step sees the same examples on any number of processes. Cropping, augmentation and normalisation run
 on whole batches on the training device (`augment_batch`,
 `components.models.transformers.model_inputs`).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,10 +55,32 @@ class EncodedImages:
         return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), int(self.labels[index])
 
 
+@dataclass(frozen=True)
+class Share:
+    """Process `rank`'s part of one step's batch over `world` processes: its indices (the
+    step's examples rank, rank + world, ...), of which the first `real` are examples of the
+    step (the rest repeat examples to even out the processes, and weigh 0), and `batch`, the
+    examples the step has over all processes."""
+
+    indices: list[int]
+    real: int
+    batch: int
+    rank: int = 0
+    world: int = 1
+
+    def positions(self) -> list[int]:
+        """Where this process's examples are in the step's batch (padding: past its end)."""
+        return list(range(self.rank, self.rank + len(self.indices) * self.world, self.world))
+
+
 class BatchOrder:
-    """Index batches of one epoch for one process: a seeded permutation per epoch (or file
-    order), split across `world` processes. Training pads the permutation so every process
-    runs the same number of steps (DDP needs that); evaluation does not pad."""
+    """Index batches of one epoch for one process. `batch_size` is the batch of one step over
+    every process: step k takes examples k*batch_size to (k+1)*batch_size - 1 of the epoch's
+    seeded permutation (or of file order), whatever the number of processes, and process
+    `rank` of `world` takes every world-th of them. So the steps, their examples and their
+    order are the same on 1 process and on 8. Training pads each step to a multiple of
+    `world` (DDP needs the same number of examples on every process; the padding weighs 0);
+    evaluation does not pad, and a process with no example of a step skips it."""
 
     def __init__(
         self,
@@ -72,26 +96,37 @@ class BatchOrder:
         self.seed, self.rank, self.world, self.pad = seed, rank, world, pad
         self.epoch = 0
 
-    def indices(self) -> list[int]:
+    def permutation(self) -> list[int]:
+        """The epoch's order of every example, the same on every process."""
         import torch
 
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        if self.pad and self.world > 1 and self.size:
-            total = math.ceil(self.size / self.world) * self.world
-            order += order[: total - self.size]
-        return order[self.rank :: self.world]
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return list(torch.randperm(self.size, generator=generator).tolist())
+
+    def shares(self) -> list[Share]:
+        order = self.permutation()
+        shares = []
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            size, real = len(batch), len(batch[self.rank :: self.world])
+            if self.pad:
+                batch += [order[i % len(order)] for i in range(-size % self.world)]
+            elif not real:
+                continue
+            shares.append(Share(batch[self.rank :: self.world], real, size, self.rank, self.world))
+        return shares
+
+    def indices(self) -> list[int]:
+        return [i for share in self.shares() for i in share.indices]
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = self.indices()
-        for start in range(0, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
+        for share in self.shares():
+            yield share.indices
 
     def __len__(self) -> int:
-        return math.ceil(len(self.indices()) / self.batch_size)
+        return len(self.shares())
 
 
 def default_workers(world: int = 1) -> int:
@@ -150,13 +185,21 @@ class SplitBatches:
         return len(self.order)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        for images, labels, _ in self.steps(epoch):
+            yield images, labels
+
+    def steps(self, epoch: int) -> Iterator[tuple[Any, Any, Share]]:
+        """(images, labels, this process's `Share` of the step) for every step of `epoch`."""
         self.order.epoch = epoch
+        shares = self.order.shares()
         if self.images is not None:
-            for batch in self.order:
-                index = np.asarray(batch)
-                yield self.images[index], self.labels[index]
+            for share in shares:
+                index = np.asarray(share.indices)
+                yield self.images[index], self.labels[index], share
         else:
-            yield from self.loader
+            # The loader's batch sampler is this same order, drawn again for this epoch.
+            for (images, labels), share in zip(self.loader, shares, strict=True):
+                yield images, labels, share
 
 
 def decode_all(dataset: Any, workers: int) -> Any:
@@ -176,17 +219,26 @@ def decode_all(dataset: Any, workers: int) -> Any:
 # --- augmentation ----------------------------------------------------------------------------
 
 
-def augment_batch(images: Any, augment: Augment, generator: Any) -> Any:
+def augment_batch(images: Any, augment: Augment, generator: Any, share: Share | None = None) -> Any:
     """Random flips, rotation, zoom, translation and contrast of a float NCHW [0, 255] batch,
-    with the Keras preprocessing layers' meaning of each factor and reflect filling."""
+    with the Keras preprocessing layers' meaning of each factor and reflect filling.
+
+    With the `share` of a step over several processes, every process draws the random numbers
+    of the whole step's batch from the same `generator` and keeps its own examples' ones: each
+    example is augmented as on one process.
+    """
     import torch
     import torch.nn.functional as F
 
     count, _, height, width = images.shape
     device = images.device
+    drawn = count if share is None else share.batch
+    # the padding (past the step's examples) reuses values: its examples weigh 0
+    mine = None if share is None else torch.tensor(share.positions(), device=device) % drawn
 
     def uniform(low: float, high: float) -> Any:
-        return torch.rand(count, generator=generator, device=device) * (high - low) + low
+        values = torch.rand(drawn, generator=generator, device=device) * (high - low) + low
+        return values if mine is None else values[mine]
 
     if augment.flip in ("horizontal", "horizontal_and_vertical"):
         flip = uniform(0, 1) < 0.5

@@ -115,8 +115,11 @@ class Step:
         loss_sum, correct, count = totals(*sums)
         return loss_sum / count, correct / count
 
-    def __call__(self, inputs: Any, labels: Any, weight: float, boundary: bool) -> tuple[Any, Any]:
-        import torch
+    def __call__(
+        self, inputs: Any, labels: Any, real: int, scale: float, boundary: bool
+    ) -> tuple[Any, Any]:
+        """Backward of `scale` x the summed loss of the first `real` examples (the rest are
+        padding); returns every example's loss and logits."""
         import torch.nn.functional as F
 
         sync = (
@@ -126,16 +129,20 @@ class Step:
         )
         with sync:
             logits = self.logits(self.network, inputs)
-            loss = F.cross_entropy(logits, labels, label_smoothing=self.spec.label_smoothing)
-            self.scaler.scale(loss * weight).backward()
+            losses = F.cross_entropy(
+                logits, labels, label_smoothing=self.spec.label_smoothing, reduction="none"
+            )
+            self.scaler.scale(losses[:real].sum() * scale).backward()
         if boundary:
+            import torch
+
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), MAX_GRAD_NORM)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()
-        return loss.detach(), logits.detach()
+        return losses.detach(), logits.detach()
 
 
 def train_epoch(
@@ -157,24 +164,29 @@ def train_epoch(
     micro_steps = len(train)
     full_groups = (micro_steps // accumulation) * accumulation
     augments = spec.augment != Augment()
-    torch.manual_seed(seed_of(seed, epoch, rank))  # dropout and stochastic depth
-    generator = torch.Generator(device=device).manual_seed(seed_of(seed, epoch, rank))
+    torch.manual_seed(seed_of(seed, epoch, rank))  # dropout and stochastic depth: per process
+    # augmentation: drawn for the step's whole batch on every process (augment_batch)
+    generator = torch.Generator(device=device).manual_seed(seed_of(seed, epoch, 0))
     step.network.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count = 0
-    for index, (images, labels) in enumerate(train.epoch(epoch)):
+    for index, (images, labels, share) in enumerate(train.steps(epoch)):
         images = center_crop(images.to(device, non_blocking=True).float(), prep.crop_size)
         labels = labels.to(device, non_blocking=True)
         if augments:
-            images = augment_batch(images, spec.augment, generator)
+            images = augment_batch(images, spec.augment, generator, share)
         # the last optimizer step of an epoch may gather fewer micro-batches
         group = accumulation if index < full_groups else micro_steps - full_groups
         boundary = (index + 1) % accumulation == 0 or index + 1 == micro_steps
-        loss, logits = step(normalize(images, prep), labels, 1 / group, boundary)
-        loss_sum += loss.double() * len(labels)
-        correct += (logits.argmax(1) == labels).sum()
-        count += len(labels)
+        # DDP averages the processes' gradients, so each process's summed loss times
+        # world / (the step's examples) averages to the step's mean loss, as on one process.
+        scale = share.world / share.batch / group
+        losses, logits = step(normalize(images, prep), labels, share.real, scale, boundary)
+        real = share.real
+        loss_sum += losses[:real].double().sum()
+        correct += (logits[:real].argmax(1) == labels[:real]).sum()
+        count += real
         if on_batch is not None:
             on_batch(index + 1)
     train_loss, train_correct, train_count = totals(loss_sum, correct, count)

@@ -4,21 +4,31 @@ A plain PyTorch loop, so every piece of the recipe is in view: AdamW (or the spe
 with no weight decay on biases and norms, optional layer-wise learning-rate decay, warm-up +
 cosine schedule per optimizer step, gradient accumulation, gradient clipping, label smoothing,
 AMP on GPU (bfloat16 where supported, else float16 with loss scaling), early stopping on
-validation accuracy with the best weights restored, and DDP over every visible GPU.
+validation accuracy with the best weights restored, and DDP over every visible GPU and every
+node of a multi-replica job, launched by torchrun.
+
+`batch_size` is the batch of one step over all processes: each of N processes takes every N-th
+example of it (components/train/transformers/input.py), augments it as one process would, and
+weighs its loss so that DDP's average is the step's mean. So the seed, the order of the data, the
+steps and the metrics are the same whatever the number of processes; only dropout and stochastic
+depth draw per process, and sums over processes round differently.
 
 Preemption: after every epoch `<checkpoint_dir>/transformers/last.pt` (weights, optimizer,
 scheduler, scaler, history, early-stopping state) is replaced atomically. A restarted step
 resumes after the last finished epoch; one that had finished only writes the outputs again.
-Batch order, augmentation and dropout are seeded from (seed, epoch, rank), so on CPU a resumed
-run ends with the same weights as an uninterrupted one.
+Batch order and augmentation are seeded from (seed, epoch), dropout from (seed, epoch, rank), so
+on CPU a resumed run ends with the same weights as an uninterrupted one. Across replicas only
+process 0 (on the chief) writes checkpoints and the Model; every process resumes from its
+checkpoint (`resume`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
-import socket
+import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -39,7 +49,9 @@ from components.models.transformers import (
     save_model,
 )
 from components.spec import ModelSpec
+from components.train import trainjob
 from components.train.checkpoints import resume_message
+from components.train.cluster import Process, describe, nodes_from_environment, torchrun_command
 from components.train.events import EpochScalars
 from components.train.transformers.input import BatchOrder, SplitBatches
 from components.train.transformers.loop import Progress, Step, save_atomic, train_epoch
@@ -68,8 +80,13 @@ def train_transformers(
     *,
     processes: int | None = None,
     tensorboard_dir: str | Path | None = None,
-) -> ModelCard:
+) -> ModelCard | None:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
+
+    One process trains here, or torchrun starts `processes` DDP processes on this machine and
+    on every other node of a Vertex AI custom job (components/train/cluster.py), or, where the
+    kfp target asked for it, a Kubeflow Trainer TrainJob trains (components/train/trainjob.py).
+    Returns the card; None on a worker node, where the chief writes the Model.
 
     Args:
         processes: DDP processes on this machine; default one per visible GPU (one on CPU).
@@ -83,19 +100,69 @@ def train_transformers(
         if checkpoint_dir
         else Path(tempfile.mkdtemp(prefix="checkpoints-"))
     )
-    board = str(tensorboard_dir) if tensorboard_dir else ""
-    args = (str(dataset_dir), spec, seed, str(model_dir), str(checkpoints), board)
-    world = processes if processes is not None else _visible_gpus()
-    if world > 1:
-        import torch.multiprocessing as mp
+    request = Request(
+        str(dataset_dir),
+        spec,
+        seed,
+        str(model_dir),
+        str(checkpoints),
+        str(tensorboard_dir) if tensorboard_dir else "",
+    )
+    launch = trainjob.launch_from_environment()
+    if launch is not None:
+        return trainjob.train_in_trainjob(launch, request)
+    nodes = nodes_from_environment()
+    per_node = processes if processes is not None else _visible_gpus()
+    if nodes.count * per_node == 1:
+        card = fine_tune(*request.arguments()).card
+        assert card is not None
+        return card
+    print(describe(nodes, per_node), flush=True)
+    with tempfile.TemporaryDirectory(prefix="train-request-") as folder:
+        path = request.write(Path(folder) / "request.json")
+        command = torchrun_command(nodes, per_node, WORKER_MODULE, [str(path)])
+        finished = subprocess.run(command, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(
+            f"the training processes failed (torchrun exit code {finished.returncode}); "
+            "the first process's traceback is above"
+        )
+    return ModelCard.load(model_dir) if nodes.is_chief else None
 
-        # One process per device on this machine; process 0 writes the Model. The spec
-        # travels to each process as the pydantic object (it pickles).
-        mp.spawn(_distributed, args=(world, _free_port(), *args), nprocs=world, join=True)
-        return ModelCard.load(model_dir)
-    card = fine_tune(*args).card
-    assert card is not None
-    return card
+
+WORKER_MODULE = "components.train.transformers.worker"
+
+
+@dataclass
+class Request:
+    """What every training process is told: the arguments of `fine_tune`, as a JSON file."""
+
+    dataset_dir: str
+    spec: ModelSpec
+    seed: int
+    model_dir: str
+    checkpoint_dir: str
+    tensorboard_dir: str = ""
+
+    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str]:
+        return (
+            self.dataset_dir,
+            self.spec,
+            self.seed,
+            self.model_dir,
+            self.checkpoint_dir,
+            self.tensorboard_dir,
+        )
+
+    def write(self, path: Path) -> Path:
+        fields = {**asdict(self), "spec": self.spec.model_dump(mode="json")}
+        write_json(path, fields)
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> Request:
+        fields = json.loads(Path(path).read_text())
+        return cls(**{**fields, "spec": ModelSpec.model_validate(fields["spec"])})
 
 
 def _visible_gpus() -> int:
@@ -104,26 +171,24 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 1
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _distributed(rank: int, world: int, port: int, *args: Any) -> None:
+def run_process(request: Request, process: Process) -> None:
+    """One of torchrun's processes: join the process group, train, leave."""
     import torch
     import torch.distributed as dist
 
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
     cuda = torch.cuda.is_available()
-    if not cuda:
+    if not cuda and "OMP_NUM_THREADS" not in os.environ:
         # CPU processes share the cores instead of each starting one thread per core.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        torch.set_num_threads(max(cores // world, 1))
-    dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+        torch.set_num_threads(max(cores // process.local_world, 1))
+    dist.init_process_group("nccl" if cuda else "gloo")
     try:
-        fine_tune(*args, rank=rank, world=world)
+        fine_tune(
+            *request.arguments(),
+            rank=process.rank,
+            world=process.world,
+            local_rank=process.local_rank,
+        )
         dist.barrier()
     finally:
         dist.destroy_process_group()
@@ -186,10 +251,11 @@ def fine_tune(
     *,
     rank: int = 0,
     world: int = 1,
+    local_rank: int = 0,
 ) -> FineTuned:
     """One process's share of the training; process 0 writes the Model artifact."""
     started = time.monotonic()
-    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world)
+    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world, local_rank)
     progress = resume(setup)
     resumed_after = progress.epoch
     setup.state_dir.mkdir(parents=True, exist_ok=True)
@@ -203,14 +269,20 @@ def fine_tune(
 
 
 def set_up(
-    dataset_dir: str, spec: ModelSpec, seed: int, checkpoint_dir: str, rank: int, world: int
+    dataset_dir: str,
+    spec: ModelSpec,
+    seed: int,
+    checkpoint_dir: str,
+    rank: int,
+    world: int,
+    local_rank: int = 0,
 ) -> Setup:
     """Device, seeds, the checkpoint with a new head, its preprocessing, optimizer, schedule."""
     import torch
 
     assert spec.checkpoint is not None
     cuda = torch.cuda.is_available()
-    device = torch.device(f"cuda:{rank}" if cuda else "cpu")
+    device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
     if cuda:
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -236,7 +308,7 @@ def set_up(
     network: Any = model
     if world > 1:
         network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[rank] if cuda else None
+            model, device_ids=[local_rank] if cuda else None
         )
     step = Step(network, optimizer, scheduler, scaler, spec, device, dtype, world > 1)
     run_id = {
@@ -268,18 +340,33 @@ def set_up(
 
 def resume(setup: Setup) -> Progress:
     """The saved state of an earlier attempt of this same run, loaded into the setup's model,
-    optimizer, scheduler and scaler; a fresh `Progress` when there is none."""
+    optimizer, scheduler and scaler; a fresh `Progress` when there is none.
+
+    Only process 0 reads the checkpoint (as only it writes one) and hands it to the others, so
+    every process resumes from the same state even where the nodes share no folder.
+    """
     import torch
 
     last = setup.state_dir / LAST
-    if not last.is_file():
+    found: tuple[str, Any] = ("none", None)
+    if setup.rank == 0 and last.is_file():
+        saved = torch.load(last, map_location="cpu", weights_only=True)
+        found = ("state", saved)
+        if saved["run"] != setup.run_id:
+            found = (
+                "error",
+                f"{last} holds a run with another spec, seed or dataset; delete "
+                f"{setup.state_dir} or give this run its own checkpoint folder",
+            )
+    if setup.distributed:
+        shared = [found]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        found = shared[0]
+    kind, saved = found
+    if kind == "error":
+        raise RuntimeError(saved)
+    if kind == "none":
         return Progress()
-    saved = torch.load(last, map_location=setup.device, weights_only=True)
-    if saved["run"] != setup.run_id:
-        raise RuntimeError(
-            f"{last} holds a run with another spec, seed or dataset; delete "
-            f"{setup.state_dir} or give this run its own checkpoint folder"
-        )
     setup.model.load_state_dict(saved["model"])
     setup.optimizer.load_state_dict(saved["optimizer"])
     setup.scheduler.load_state_dict(saved["scheduler"])
@@ -405,9 +492,9 @@ def write_out(
         "processes": setup.world,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "precision": setup.dtype,
-        "batch_size_per_process": spec.batch_size,
+        "batch_size_per_process": math.ceil(spec.batch_size / setup.world),
         "gradient_accumulation_steps": accumulation,
-        "effective_batch_size": spec.batch_size * setup.world * accumulation,
+        "effective_batch_size": spec.batch_size * accumulation,
         "optimizer_steps_per_epoch": setup.steps_per_epoch,
     }
     save_model(model, setup.processor_config, model_dir)

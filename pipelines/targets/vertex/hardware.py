@@ -1,7 +1,12 @@
 """Vertex training hardware: which accelerators each region and machine type offer, and the
 Vertex AI custom job that training runs as when a plain pipeline task cannot express its
 hardware (a TPU slice with its topology, spot or flex-start scheduling, a reservation, a
-TensorBoard)."""
+TensorBoard, several machines).
+
+Several machines (`resources.vertex.replica_count`): worker pool 0 holds the chief, pool 1 the
+other replicas, with the same image, machine and accelerator. Every replica runs the train step;
+it reads Vertex's CLUSTER_SPEC and joins the others through torchrun
+(components/train/cluster.py)."""
 
 from __future__ import annotations
 
@@ -70,6 +75,7 @@ def uses_custom_job(experiment: Experiment) -> bool:
     resources = experiment.resources.vertex
     return bool(
         resources.is_tpu
+        or resources.replica_count > 1
         or resources.spot
         or resources.flex_start
         or resources.reservation
@@ -98,6 +104,8 @@ def describe_training(experiment: Experiment) -> str:
             f"{resources.retries} (Vertex picks the machine from CPU, memory and accelerator)"
         )
     extras = [scheduling(resources).lower()]
+    if resources.replica_count > 1:
+        extras.append(f"{resources.replica_count} replicas: chief + {resources.replica_count - 1}")
     if resources.tpu_topology:
         extras.append(f"topology {resources.tpu_topology}")
     if resources.reservation:
@@ -121,6 +129,7 @@ def training_job(component: Any, experiment: Experiment, image: str, framework: 
         machine_type=resources.machine_type,
         accelerator_type=resources.accelerator or "",
         accelerator_count=accelerator_count(resources),
+        replica_count=resources.replica_count,
         strategy=scheduling(resources),
         max_wait_duration=resources.max_wait_duration,
         reservation=resources.reservation,
@@ -151,8 +160,10 @@ def custom_job_component(
     **settings: Any,
 ) -> Any:
     """`component` as a Vertex AI custom job (GCPC `create_custom_training_job_from_component`)
-    whose one worker runs `image`, as the pipeline's service account; the worker pool spec gets
-    the TPU topology GCPC has no argument for. `settings` are that helper's arguments."""
+    whose workers run `image`, as the pipeline's service account: one chief in pool 0 and, with
+    `replica_count` above 1, the other replicas in pool 1 (GCPC copies pool 0's spec there);
+    each worker pool spec gets the TPU topology GCPC has no argument for. `settings` are that
+    helper's arguments."""
     require_gcpc()
     from google_cloud_pipeline_components.v1.custom_job import (
         create_custom_training_job_from_component,
