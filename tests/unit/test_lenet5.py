@@ -36,6 +36,8 @@ def test_the_modern_variant_has_relu_max_pooling_batch_norm_and_dropout():
 
 
 def test_bad_knobs_are_refused():
-    with pytest.raises(ValueError, match="activation must be tanh or relu"):
+    with pytest.raises(
+        ValueError, match="params.activation: Input should be .tanh. or .relu. \\(got .gelu.\\)"
+    ):
         build_model("lenet5", 10, (28, 28), 1, {"activation": "gelu"})
     assert {"activation", "pooling", "batch_norm", "dropout", "input_size"} == param_names("lenet5")
