@@ -16,7 +16,13 @@ from typing import Any
 
 from components.common.results import CompareSummary
 from components.ingest.snapshot import SnapshotError, take_snapshot
-from pipelines.config import ConfigError, check_metrics, list_experiments, load_experiment
+from pipelines.config import (
+    ConfigError,
+    check_metrics,
+    list_experiments,
+    load_experiment,
+    weights_problems,
+)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 COMPILED_SUFFIXES = (".yaml", ".yml")
@@ -149,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_USAGE
     not_here = steps_only_paths(experiment, args.target)
-    problems = check_paths(args) or data_preflight(experiment, not_here)
+    problems = check_paths(args) or [
+        *data_preflight(experiment, not_here),
+        *weights_problems(experiment, not_here),
+    ]
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)

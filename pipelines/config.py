@@ -26,6 +26,7 @@ from components.spec import (
     Strict,
     export_formats_for,
     metric_unavailable,
+    min_input_side,
 )
 from pipelines.experiment_file import ConfigError, clip, parse_yaml, read_experiment_text
 
@@ -413,25 +414,53 @@ class Register(Strict):
     batch_predict: BatchPredict | None = None
 
 
-def check_keras_params(model: ModelSpec) -> None:
-    """Every `params` key of a keras model, and every `params.KEY` its search varies, is a knob
-    of its architecture's builder."""
+def check_keras_input(model: ModelSpec, index: int, data: DataConfig) -> None:
+    """A keras model is built for an input its architecture accepts, and imagenet weights get
+    the 3 channels they were trained on: both otherwise fail only when the step builds it."""
     if model.framework != "keras" or model.architecture is None:
         return
-    from components.models.keras import param_names
+    knobs = model.knobs()
+    side = knobs.input_size if knobs.input_size is not None else min(data.image_size)
+    smallest = min_input_side(model.architecture, knobs)
+    if side < smallest:
+        given = (
+            f"params.input_size {side}"
+            if knobs.input_size is not None
+            else f"data.image_size {list(data.image_size)}"
+        )
+        raise ValueError(
+            f"models.{index}.params.input_size: model '{model.name}': {model.architecture} "
+            f"takes inputs of at least {smallest}x{smallest} and {given} is smaller; "
+            f"--set models.{index}.params.input_size={smallest} (the input pipeline resizes "
+            f"to it) or --set data.image_size=[{smallest},{smallest}]"
+        )
+    if model.weights == "imagenet" and data.channels != 3:
+        raise ValueError(
+            f"models.{index}.weights: model '{model.name}': imagenet weights take 3-channel "
+            f"images and data.channels is {data.channels}; --set data.channels=3 (ingest "
+            f"converts) or --set models.{index}.weights=none"
+        )
 
-    known = param_names(model.architecture)
-    given = [(f"params.{k}", k) for k in model.params] + [
-        (f"search.space.{p}", p.removeprefix("params."))
-        for p in (model.search.space if model.search else {})
-        if p.startswith("params.")
-    ]
-    for where, key in given:
-        if key not in known:
-            raise ValueError(
-                f"model '{model.name}': {where}: {model.architecture} has no parameter "
-                f"'{key}'; it takes {', '.join(sorted(known))}"
+
+def weights_problems(experiment: Experiment, not_here: tuple[str, ...] = ()) -> list[str]:
+    """Local `models[].weights` files that do not exist (checked before compiling; a path
+    below `not_here` exists only where the steps run, a gs:// URI only in the bucket)."""
+    problems = []
+    for index, model in enumerate(experiment.models):
+        weights = model.weights
+        if model.framework != "keras" or weights in ("none", "imagenet") or "://" in weights:
+            continue
+        if weights.startswith(not_here):
+            continue
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            what = "is a folder, not a weights file" if path.is_dir() else "does not exist"
+            problems.append(
+                f"models.{index}.weights: {weights} {what} (model '{model.name}'); give an "
+                f"existing keras weights file (--set models.{index}.weights=PATH), or "
+                f"--set models.{index}.weights=imagenet|none"
             )
+    return problems
 
 
 class Experiment(Strict):
@@ -483,8 +512,8 @@ class Experiment(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
-        for model in self.models:
-            check_keras_params(model)
+        for index, model in enumerate(self.models):
+            check_keras_input(model, index, self.data)
         check_replicas(self.resources, self.models)
         searched = [m.name for m in self.models if m.search is not None]
         if searched and not self.data.splits.validation:

@@ -4,7 +4,8 @@ Ground floor: imports nothing of ours and no KFP, so every step module, the mode
 the orchestration layer (`pipelines/config.py`, which wraps these in the `Experiment`) share one
 definition of each. A step validates its config once, at its `component.py` boundary, with
 these models; the modules below take the typed objects. The search vocabulary (a candidate's
-`search:` section) is in `components/spec/search.py` and re-exported here.
+`search:` section) is in `components/spec/search.py`, the keras architectures and their knobs
+in `components/spec/architectures.py`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from components.spec.architectures import (
+    KERAS_APPLICATIONS,
+    KERAS_ARCHITECTURES,
+    KERAS_SCRATCH_ARCHITECTURES,
+    WEIGHT_FILE_SUFFIXES,
+    Application,
+    ArchitectureParams,
+    min_input_side,
+    params_class,
+    parse_params,
+)
 from components.spec.base import Strict
 from components.spec.search import (
     DISTRIBUTIONS,
@@ -33,6 +45,14 @@ from components.spec.search import (
 
 __all__ = [
     "DISTRIBUTIONS",
+    "KERAS_APPLICATIONS",
+    "KERAS_ARCHITECTURES",
+    "KERAS_SCRATCH_ARCHITECTURES",
+    "WEIGHT_FILE_SUFFIXES",
+    "Application",
+    "ArchitectureParams",
+    "min_input_side",
+    "parse_params",
     "SEARCH_ALGORITHMS",
     "SEARCH_METRICS",
     "UNSEARCHABLE",
@@ -53,32 +73,6 @@ SKLEARN_DATASETS = ("digits",)
 # uncompressed, and MAX_PIXELS rejects those anyway), far below what fills a worker's memory.
 MAX_FILE_BYTES = 256 * 2**20
 
-# Architectures trained from scratch (builders in components/models/keras).
-KERAS_SCRATCH_ARCHITECTURES = ("small_cnn", "lenet5", "cifar_cnn", "cnn3")
-# keras.applications backbones: name -> (class in keras.applications, preprocessing the
-# backbone expects). "tf": scale to [-1, 1]; "torch": /255 then ImageNet mean/std;
-# "none": the backbone includes its own.
-KERAS_APPLICATIONS: dict[str, tuple[str, str]] = {
-    "resnet50v2": ("ResNet50V2", "tf"),
-    "inceptionv3": ("InceptionV3", "tf"),
-    "efficientnetv2b0": ("EfficientNetV2B0", "none"),
-    "efficientnetv2b1": ("EfficientNetV2B1", "none"),
-    "efficientnetv2b2": ("EfficientNetV2B2", "none"),
-    "efficientnetv2b3": ("EfficientNetV2B3", "none"),
-    "efficientnetv2s": ("EfficientNetV2S", "none"),
-    "efficientnetv2m": ("EfficientNetV2M", "none"),
-    "efficientnetv2l": ("EfficientNetV2L", "none"),
-    "convnexttiny": ("ConvNeXtTiny", "none"),
-    "convnextsmall": ("ConvNeXtSmall", "none"),
-    "convnextbase": ("ConvNeXtBase", "none"),
-    "convnextlarge": ("ConvNeXtLarge", "none"),
-    "convnextxlarge": ("ConvNeXtXLarge", "none"),
-    "densenet121": ("DenseNet121", "torch"),
-    "densenet169": ("DenseNet169", "torch"),
-    "mobilenetv3small": ("MobileNetV3Small", "none"),
-    "mobilenetv3large": ("MobileNetV3Large", "none"),
-}
-KERAS_ARCHITECTURES = KERAS_SCRATCH_ARCHITECTURES + tuple(KERAS_APPLICATIONS)
 
 SLUG_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN)]
@@ -350,6 +344,11 @@ class ModelSpec(Strict):
         default=None, description="hyperparameter search around this recipe"
     )
 
+    def knobs(self) -> ArchitectureParams:
+        """The keras architecture's typed `params` (validated when the spec was)."""
+        assert self.architecture is not None
+        return parse_params(self.architecture, self.params)
+
     @model_validator(mode="after")
     def _framework_fields(self) -> ModelSpec:
         if self.framework == "keras":
@@ -381,6 +380,18 @@ class ModelSpec(Strict):
                 f"model '{self.name}': reduce_lr_patience needs optimizer.schedule: constant "
                 "(a cosine schedule already sets the learning rate every step)"
             )
+        try:
+            parse_params(self.architecture, self.params)
+        except ValueError as exc:
+            raise ValueError(f"model '{self.name}': {exc}") from None
+        self._check_searched_knobs(self.architecture)
+        if self.weights not in ("none", "imagenet") and not self.weights.endswith(
+            WEIGHT_FILE_SUFFIXES
+        ):
+            raise ValueError(
+                f"model '{self.name}': weights '{self.weights}' is neither imagenet, none nor a "
+                f"weights file keras reads (a name ending in {', '.join(WEIGHT_FILE_SUFFIXES)})"
+            )
         if self.architecture in KERAS_SCRATCH_ARCHITECTURES and self.weights != "none":
             raise ValueError(
                 f"model '{self.name}': {self.architecture} trains from scratch; "
@@ -391,6 +402,19 @@ class ModelSpec(Strict):
                 f"model '{self.name}': gradient_accumulation_steps and layer_decay are for "
                 "framework: transformers; remove them or raise batch_size for keras models"
             )
+
+    def _check_searched_knobs(self, architecture: str) -> None:
+        """Every `params.KEY` the search varies is a knob of the architecture (its values are
+        probed against the knob's range by check_search_space)."""
+        takes = params_class(architecture).model_fields
+        for path in self.search.space if self.search else {}:
+            key = path.removeprefix("params.")
+            # a path below a knob (params.a.b) is path_problem's to report
+            if path.startswith("params.") and "." not in key and key not in takes:
+                raise ValueError(
+                    f"model '{self.name}': search.space.{path}: {architecture} has no "
+                    f"parameter '{key}'; it takes {', '.join(takes)}"
+                )
 
     def _check_transformers(self) -> None:
         if not self.checkpoint:

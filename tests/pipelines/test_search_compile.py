@@ -14,11 +14,38 @@ from pipelines.targets import get_target
 from pipelines.targets.base import RunOptions
 
 GCP = ("gcp.project=my-project", "gcp.bucket=gs://my-bucket")
+# An experiment with one searched candidate: 16 trials in rounds of 4, then the winner.
+SEARCHED: dict[str, Any] = {
+    "data": {"source": "tfds:mnist", "image_size": [28, 28], "channels": 1},
+    "models": [
+        {
+            "name": "lenet5",
+            "architecture": "lenet5",
+            "params": {"activation": "relu", "pooling": "max", "batch_norm": True},
+            "epochs": 30,
+            "search": {
+                "trials": 16,
+                "parallel_trials": 4,
+                "metric": "val_accuracy",
+                "algorithm": "tpe",
+                "early_stop": "median",
+                "space": {
+                    "optimizer.learning_rate": {"log_uniform": [3.0e-4, 3.0e-3]},
+                    "batch_size": {"choice": [64, 128, 256]},
+                    "params.dropout": {"uniform": [0.1, 0.5]},
+                },
+            },
+        }
+    ],
+    "resources": {"vertex": {"machine_type": "n1-standard-8"}},
+}
 
 
 def compile_spec(tmp_path: Path, target: str, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
-    experiment = load_experiment("mnist", [*GCP, *overrides])
-    path = tmp_path / f"mnist.{target}.yaml"
+    source = tmp_path / "searched.yaml"
+    source.write_text(yaml.safe_dump(SEARCHED))
+    experiment = load_experiment(str(source), [*GCP, *overrides])
+    path = tmp_path / f"searched.{target}.yaml"
     get_target(target, experiment, RunOptions(runs_dir=tmp_path / "runs")).compile(path)
     documents = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
     return documents[0]

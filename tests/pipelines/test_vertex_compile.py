@@ -474,8 +474,8 @@ def test_deploy_creates_or_reuses_an_endpoint(compile_vertex):
     (create,) = compiled.named("endpoint-create")
     (deploy,) = compiled.named("model-deploy")
 
-    assert compiled.inputs(plan)["endpoint_name"] == "mnist-lenet5-endpoint"
-    assert compiled.inputs(create)["display_name"] == "mnist-lenet5-endpoint"
+    assert compiled.inputs(plan)["endpoint_name"] == "mnist-classifier-endpoint"
+    assert compiled.inputs(create)["display_name"] == "mnist-classifier-endpoint"
     inputs = compiled.inputs(deploy)
     assert inputs["dedicated_resources_machine_type"] == "n1-standard-2"
     assert inputs["dedicated_resources_min_replica_count"] == 1

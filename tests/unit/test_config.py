@@ -646,9 +646,11 @@ def test_register_in_the_file_wins():
 
 
 def test_keras_applications_accept_imagenet_weights(tmp_path):
-    applications = variant(
-        lambda r: model(r).update(architecture=next(iter(KERAS_APPLICATIONS)), weights="imagenet")
-    )
+    def imagenet(raw: dict[str, Any]) -> None:
+        model(raw).update(architecture=next(iter(KERAS_APPLICATIONS)), weights="imagenet")
+        raw["data"].update(image_size=[32, 32], channels=3)  # what imagenet backbones take
+
+    applications = variant(imagenet)
 
     experiment = load_experiment(str(write(tmp_path, applications)))
 

@@ -56,7 +56,7 @@ def test_a_few_aliases_are_fine(tmp_path):
     text = VALID.replace(
         "models:\n  - {name: m, architecture: small_cnn, epochs: 1}",
         "models:\n  - {name: m, architecture: small_cnn, epochs: 1, augment: &aug {flip: "
-        "horizontal}}\n  - {name: n, architecture: lenet5, epochs: 1, augment: *aug}",
+        "horizontal}}\n  - {name: n, architecture: cnn3, epochs: 1, augment: *aug}",
     )
 
     experiment = load_experiment(str(write(tmp_path, text)))

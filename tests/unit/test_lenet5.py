@@ -36,6 +36,20 @@ def test_the_modern_variant_has_relu_max_pooling_batch_norm_and_dropout():
 
 
 def test_bad_knobs_are_refused():
-    with pytest.raises(ValueError, match="activation must be tanh or relu"):
+    with pytest.raises(
+        ValueError, match="params.activation: Input should be .tanh. or .relu. \\(got .gelu.\\)"
+    ):
         build_model("lenet5", 10, (28, 28), 1, {"activation": "gelu"})
     assert {"activation", "pooling", "batch_norm", "dropout", "input_size"} == param_names("lenet5")
+
+
+def test_mnist_trains_its_recipe_without_a_search_and_lenet5_is_one_set_away():
+    from pipelines.config import load_experiment
+
+    (recipe,) = load_experiment("mnist").models
+    assert recipe.architecture == "mnist_cnn" and recipe.search is None
+    classic = "models.1={name: lenet5, architecture: lenet5, epochs: 30}"
+    assert [m.architecture for m in load_experiment("mnist", [classic]).models] == [
+        "mnist_cnn",
+        "lenet5",
+    ]

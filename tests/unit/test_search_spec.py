@@ -28,7 +28,7 @@ SEARCH: dict[str, Any] = {
     },
 }
 BASE: dict[str, Any] = {
-    "data": {"source": "sklearn:digits", "image_size": [8, 8], "channels": 1},
+    "data": {"source": "sklearn:digits", "image_size": [28, 28], "channels": 1},
     "models": [{"name": "lenet5", "architecture": "lenet5", "search": SEARCH}],
 }
 
