@@ -62,6 +62,17 @@ def add_search(
     return dsl.Collected(evaluate_task.outputs["Output"])
 
 
+def search_tasks(experiment_models: list[ModelSpec], seeds: list[int]) -> int:
+    """How many tasks `add_searches` adds: per round a suggest, its trials and a tell; the
+    winner's train and evaluate per seed; a gather per searched candidate after the first."""
+    total = 0
+    for spec in experiment_models:
+        assert spec.search is not None
+        rounds = spec.search.rounds()
+        total += 2 * len(rounds) + sum(rounds) + 2 * len(seeds)
+    return total + max(len(experiment_models) - 1, 0)
+
+
 def add_searches(
     experiment_models: list[ModelSpec],
     seeds: list[int],

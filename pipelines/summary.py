@@ -122,7 +122,7 @@ def _searches(summary: CompareSummary) -> list[str]:
     for name, search in sorted(found.items()):
         params = ", ".join(f"{k}={_value(v)}" for k, v in search.params.items())
         lines.append(
-            f"  search {name}: best of {search.trials} trials is trial {search.best_trial} "
+            f"  search {name}: best of {search.trials} trials is trial {search.best_trial + 1} "
             f"({search.metric} {search.value:.4f}): {params}"
         )
     return lines

@@ -32,7 +32,7 @@ def _table(summary: dict[str, Any]) -> str:
         state = trial["state"].lower()
         if trial["pruned_at_epoch"] is not None:
             state += f" (epoch {int(trial['pruned_at_epoch']) + 1})"
-        number = str(trial["trial"])
+        number = str(trial["trial"] + 1)  # counted from 1, as the console and results folder do
         rows.append(
             [
                 rank,
@@ -132,7 +132,7 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     if best is not None:
         params = ", ".join(f"{k} = {_format(v)}" for k, v in best["params"].items())
         sections.append(
-            f"<p class='ok'>Best: trial {best['trial']}, {html.escape(summary['metric'])} "
+            f"<p class='ok'>Best: trial {best['trial'] + 1}, {html.escape(summary['metric'])} "
             f"{best['value']:.4f}: {html.escape(params)}</p>"
         )
     space = [
@@ -151,7 +151,7 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     ]
     if best is not None:
         sections += [
-            f"<h2>Best trial's curves (trial {best['trial']})</h2>",
+            f"<h2>Best trial's curves (trial {best['trial'] + 1})</h2>",
             _curves(best["history"]),
         ]
     path = Path(path)

@@ -21,7 +21,7 @@ SEARCH = (
 )
 
 
-def run(runs_dir: Path, trials: int) -> dict[str, Any]:
+def target(runs_dir: Path, trials: int) -> LocalTarget:
     experiment = load_experiment(
         "digits",
         [
@@ -32,7 +32,11 @@ def run(runs_dir: Path, trials: int) -> dict[str, Any]:
             SEARCH.replace("TRIALS", str(trials)),
         ],
     )
-    return LocalTarget(experiment, RunOptions(runs_dir=runs_dir)).run()
+    return LocalTarget(experiment, RunOptions(runs_dir=runs_dir))
+
+
+def run(runs_dir: Path, trials: int) -> dict[str, Any]:
+    return target(runs_dir, trials).run()
 
 
 def cards(run_dir: Path) -> list[dict[str, Any]]:
@@ -105,8 +109,28 @@ def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(fir
     assert card["training"]["search"] == summary["best"]["search"]
     best = summary["best"]["search"]
     text = format_result(first)
-    assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial'])} (" in text
+    assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial']) + 1} (" in text
     assert "optimizer.learning_rate=" in text
+
+
+def test_every_trial_has_its_own_name_log_curves_and_outputs_and_the_counter_knows_them(
+    runs_dir, first
+):
+    run_dir = Path(first["run_dir"])
+    trials = [t for t in first["tasks"] if " trial " in t["label"]]
+    assert sorted(t["label"] for t in trials) == [
+        f"search small-cnn trial {n}/4" for n in range(1, 5)
+    ]
+    logs = {t["log"] for t in trials}
+    assert len(logs) == 4 and all(Path(log).is_file() for log in logs)
+    for n in range(1, 5):
+        assert (run_dir / f"curves-small-cnn-trial{n}.html").is_file()
+        assert (run_dir / f"small-cnn-trial{n}" / "train" / "model" / "model_card.json").is_file()
+    # the winner's trainings keep their seed names
+    assert (run_dir / "curves-small-cnn-seed0.html").is_file()
+    assert (run_dir / "curves-small-cnn-seed1.html").is_file()
+    # the step counter's total, known before the run starts, is the number of tasks that ran
+    assert len(first["tasks"]) == target(runs_dir, trials=4).expected_tasks()
 
 
 def test_the_search_report_ranks_the_trials(first):

@@ -233,7 +233,7 @@ def test_report_ranks_trials_and_draws_each_parameter(tmp_path):
     assert order == sorted(order, reverse=True)
     path = write_report(summary, tmp_path / "report.html")
     text = path.read_text()
-    assert f"Best: trial {summary['best']['trial']}" in text
+    assert f"Best: trial {summary['best']['trial'] + 1}" in text
     assert text.count("<img") == 2  # the scatter plots and the best trial's curves
     for param in summary["space"]:
         assert param in text
