@@ -83,8 +83,14 @@ def test_four_trials_train_four_models_and_the_best_is_retrained_per_seed(first)
     assert {c["seed"] for c in trials.values()} == {0}  # the search runs on the first seed
     recorded = {n: max(c["history"]["val_accuracy"]) for n, c in trials.items()}
     best_trial = max(sorted(recorded), key=lambda n: recorded[n])
-    winners = [c for c in cards(run_dir) if c["training"].get("search")]
+    searched = [c for c in cards(run_dir) if c["training"].get("search")]
+    winners = [c for c in searched if not c["training"]["search"]["untuned"]]
     assert sorted(c["seed"] for c in winners) == [0, 1]
+    # the untuned recipe is retrained on the same seeds, to measure the search's gain
+    untuned = [c for c in searched if c["training"]["search"]["untuned"]]
+    assert sorted(c["seed"] for c in untuned) == [0, 1]
+    assert {c["name"] for c in untuned} == {"small-cnn-untuned"}
+    assert all(c["training"]["spec"]["batch_size"] == 32 for c in untuned)
     for card in winners:
         outcome = card["training"]["search"]
         assert outcome["best_trial"] == best_trial
@@ -101,8 +107,8 @@ def test_four_trials_train_four_models_and_the_best_is_retrained_per_seed(first)
 
 def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(first):
     summary = first["summary"]
-    assert [row["name"] for row in summary["rows"]] == ["small-cnn"]
-    assert summary["rows"][0]["seeds"] == 2
+    assert sorted(row["name"] for row in summary["rows"]) == ["small-cnn", "small-cnn-untuned"]
+    assert all(row["seeds"] == 2 for row in summary["rows"])
     record = first["registration"]
     assert record is not None, "the winner was not registered"
     card = json.loads((Path(record["path"]) / "model_card.json").read_text())
@@ -111,6 +117,11 @@ def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(fir
     text = format_result(first)
     assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial']) + 1} (" in text
     assert "optimizer.learning_rate=" in text
+    # the gain over the untuned recipe, with its noise and a verdict on it
+    gain = next(line for line in text.splitlines() if "gain over the untuned recipe" in line)
+    assert " ± " in gain and "(2 seeds)" in gain and "test images" in gain
+    assert "inside the noise" in gain or "beyond the noise" in gain
+    assert "validation noise" in text
 
 
 def test_every_trial_has_its_own_name_log_curves_and_outputs_and_the_counter_knows_them(
@@ -125,7 +136,8 @@ def test_every_trial_has_its_own_name_log_curves_and_outputs_and_the_counter_kno
     assert len(logs) == 4 and all(Path(log).is_file() for log in logs)
     for n in range(1, 5):
         assert (run_dir / f"curves-small-cnn-trial{n}.html").is_file()
-        assert (run_dir / f"small-cnn-trial{n}" / "train" / "model" / "model_card.json").is_file()
+        # the link is the trial's loop iteration: its train task is `train`, `train-2`, ...
+        assert list((run_dir / f"small-cnn-trial{n}").glob("train*/model/model_card.json"))
     # the winner's trainings keep their seed names
     assert (run_dir / "curves-small-cnn-seed0.html").is_file()
     assert (run_dir / "curves-small-cnn-seed1.html").is_file()

@@ -99,5 +99,6 @@ def test_the_step_counter_counts_a_search_before_the_run_starts(tmp_path: Path) 
     plain_total = LocalTarget(plain, RunOptions(runs_dir=tmp_path)).expected_tasks()
     searched_total = LocalTarget(searched, RunOptions(runs_dir=tmp_path)).expected_tasks()
     # 5 trials in rounds of 2, 2, 1: three suggests, three tells and five trials; the winner is
-    # trained and evaluated per seed, as the plain candidate was.
-    assert searched_total - plain_total == 3 + 3 + 5
+    # trained and evaluated per seed, as the plain candidate was, and so is the untuned recipe
+    # beside it (two seeds, train and evaluate).
+    assert searched_total - plain_total == 3 + 3 + 5 + 2 * 2
