@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.spec import SearchOutcome
 from pipelines.config import load_experiment
 from pipelines.summary import format_result
 from pipelines.targets.base import RunOptions
@@ -112,7 +113,10 @@ def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(fir
     record = first["registration"]
     assert record is not None, "the winner was not registered"
     card = json.loads((Path(record["path"]) / "model_card.json").read_text())
-    assert card["training"]["search"] == summary["best"]["search"]
+    # the summary leaves out fields that are None (no budget): compare the outcomes as typed
+    assert SearchOutcome.model_validate(card["training"]["search"]) == SearchOutcome.model_validate(
+        summary["best"]["search"]
+    )
     best = summary["best"]["search"]
     text = format_result(first)
     assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial']) + 1} (" in text
