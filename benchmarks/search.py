@@ -4,7 +4,9 @@ validation accuracy, the test accuracy of the model each side would register, an
 Side A trains the bundled digits recipe once; side B runs a search of `--trials` trials (rounds of
 4, TPE, median early stop) around it with the pipeline's own study code (suggest -> train each
 trial -> tell), and its best trial is the model evaluated on the test split. The sides alternate
-A B A B after a warm-up, one seed per repeat; figures are medians with min-max.
+A B A B after a warm-up, one seed per repeat; figures are medians with min-max. The gain of the
+search is printed as the pipeline's run summary prints it: mean ± std over the repeats (paired by
+seed), judged against its noise (components/search/gain.py), with the time ratio.
 
     python benchmarks/search.py [--trials 12] [--repeats 5]
 """
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
+    from components.common.results import DatasetInfo
     from components.ingest.run import ingest
+    from components.search.gain import gain
     from pipelines.config import load_experiment
 
     sides: dict[str, list[dict[str, float]]] = {"recipe": [], "search": []}
@@ -120,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(folder)
         dataset = root / "digits"
         ingest(load_experiment("digits").data, dataset, root / "quarantine.csv")
+        test_images = DatasetInfo.read(dataset).num_examples["test"]
         recipe(dataset, root / "warm-up", 99)  # TensorFlow start-up and tracing, not measured
         for seed in range(args.repeats):
             sides["recipe"].append(recipe(dataset, root / f"recipe-{seed}", seed))
@@ -144,6 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [s["seconds"] / r["seconds"] for r, s in zip(*sides.values(), strict=True)]
     print(f"  test accuracy, search - recipe: {spread(gains)}")
     print(f"  wall time, search / recipe    : {spread(ratios, 1)}")
+    measured = gain(
+        {seed: s["test_accuracy"] for seed, s in enumerate(sides["search"])},
+        {seed: r["test_accuracy"] for seed, r in enumerate(sides["recipe"])},
+        "accuracy",
+        True,
+        test_images,
+    )
+    if measured is not None:
+        print(f"  {measured.text('accuracy')}")
+        print(
+            f"  it cost {statistics.median(ratios):.1f}x the recipe's wall time"
+            + (" for nothing measurable" if measured.inside_noise else "")
+        )
     print(
         f"  trials stopped early (median) : {statistics.median(s['pruned'] for s in sides['search'])}"
     )

@@ -1,5 +1,6 @@
 """The search of one candidate as pipeline structure: rounds of suggest -> trials -> tell, then the
-winner trained once per seed. Wiring only; the study lives in components/search."""
+winner, and the candidate's untuned recipe beside it, trained once per seed. Wiring only; the study
+lives in components/search."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def add_search(
             model_spec=base,
             study_config=study,
             seeds=list(seeds),
+            dataset=dataset,
             previous=suggest_task.outputs["study"],
             trial_models=dsl.Collected(trial_task.outputs["model"]),
         ).set_display_name(f"{label}: tell")
@@ -53,13 +55,25 @@ def add_search(
     with dsl.ParallelFor(tell_task.outputs["Output"], parallelism=target.parallelism) as winner:
         train_task = target.component_for("train", train, spec.framework)(
             dataset=dataset, candidate=winner
-        ).set_display_name(f"train {spec.name} (search winner)")
+        ).set_display_name(f"train {spec.name} (search winner and untuned recipe)")
         target.configure(train_task, "train", spec.framework)
         evaluate_task = evaluate(
             dataset=dataset, model=train_task.outputs["model"], reference=reference
-        ).set_display_name(f"evaluate {spec.name} (search winner)")
+        ).set_display_name(f"evaluate {spec.name} (search winner and untuned recipe)")
         target.configure(evaluate_task, "evaluate", spec.framework)
     return dsl.Collected(evaluate_task.outputs["Output"])
+
+
+def search_tasks(experiment_models: list[ModelSpec], seeds: list[int]) -> int:
+    """How many tasks `add_searches` adds: per round a suggest, its trials and a tell; train
+    and evaluate of the winner and of the untuned recipe per seed (the untuned ones are left
+    out when the search keeps the recipe); a gather per searched candidate after the first."""
+    total = 0
+    for spec in experiment_models:
+        assert spec.search is not None
+        rounds = spec.search.rounds()
+        total += 2 * len(rounds) + sum(rounds) + 2 * 2 * len(seeds)
+    return total + max(len(experiment_models) - 1, 0)
 
 
 def add_searches(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.common.results import CompareSummary, RegistrationRecord
+from components.search.gain import gain, ranking_noise
 from components.spec import TABLE_METRICS
 
 
@@ -116,15 +117,44 @@ def _candidates(summary: CompareSummary) -> list[str]:
 
 
 def _searches(summary: CompareSummary) -> list[str]:
-    """One line per searched candidate: its best trial and that trial's parameters."""
-    found = {r.name: r.search for r in summary.all_runs if r.search is not None}
+    """Per searched candidate: its best trial and that trial's parameters, whether the
+    validation split told the best trials apart, why rounds were left out, and the gain over
+    the untuned recipe with its noise."""
+    tuned: dict[str, dict[int, float]] = {}
+    untuned: dict[str, dict[int, float]] = {}
+    found = {}
+    for run in summary.all_runs:
+        if run.search is None or summary.metric not in run.metrics:
+            continue
+        side = untuned if run.search.untuned else tuned
+        side.setdefault(run.search.study, {})[run.seed] = run.metrics[summary.metric]
+        if not run.search.untuned:
+            found[run.search.study] = run.search
     lines = []
     for name, search in sorted(found.items()):
         params = ", ".join(f"{k}={_value(v)}" for k, v in search.params.items())
         lines.append(
-            f"  search {name}: best of {search.trials} trials is trial {search.best_trial} "
+            f"  search {name}: best of {search.trials} trials is trial {search.best_trial + 1} "
             f"({search.metric} {search.value:.4f}): {params}"
         )
+        ranking = ranking_noise(
+            search.metric, search.value, search.runner_up, search.validation_examples
+        )
+        if ranking:
+            lines.append(f"    {ranking}")
+        if search.budget:
+            lines.append(f"    {search.budget}")
+        measured = gain(
+            tuned.get(name, {}),
+            untuned.get(name, {}),
+            summary.metric,
+            summary.higher_is_better,
+            search.test_examples,
+        )
+        if measured is not None:
+            lines.append(f"    {measured.text(summary.metric)}")
+        elif not untuned.get(name):
+            lines.append("    the search kept the untuned recipe: no gain to measure")
     return lines
 
 

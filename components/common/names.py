@@ -13,22 +13,30 @@ INDEX = "index.html"
 TENSORBOARD_DIR = "tensorboard"
 
 
-def run_name(candidate: str, seed: int) -> str:
-    """One training of the experiment: `small-cnn-seed1`."""
+def run_name(candidate: str, seed: int | None, trial: int | None = None) -> str:
+    """One training of the experiment: `small-cnn-seed1`; a search trial (Optuna's number
+    `trial`, counted from 1 as people count): `small-cnn-trial3`."""
+    if trial is not None:
+        return f"{candidate}-trial{int(trial) + 1}"
+    if seed is None:
+        raise ValueError(f"a training of {candidate} needs a seed or a trial number")
     return f"{candidate}-seed{int(seed)}"
 
 
-def curves_report(candidate: str, seed: int) -> str:
-    return f"curves-{run_name(candidate, seed)}.html"
+def curves_report(candidate: str, seed: int, trial: int | None = None) -> str:
+    return f"curves-{run_name(candidate, seed, trial)}.html"
 
 
 def evaluation_report(candidate: str, seed: int) -> str:
     return f"evaluation-{run_name(candidate, seed)}.html"
 
 
-def task_slug(step: str, candidate: str | None = None, seed: int | None = None) -> str:
-    """A file-name-safe name of one task: `train-small-cnn-seed1`, `best-model`."""
+def task_slug(
+    step: str, candidate: str | None = None, seed: int | None = None, trial: int | None = None
+) -> str:
+    """A file-name-safe name of one task: `train-small-cnn-seed1`, `search-small-cnn-trial3`,
+    `best-model`."""
     name = step if candidate is None else f"{step}-{candidate}"
-    if candidate is not None and seed is not None:
-        name = f"{step}-{run_name(candidate, seed)}"
+    if candidate is not None and (seed is not None or trial is not None):
+        name = f"{step}-{run_name(candidate, seed, trial)}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")

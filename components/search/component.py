@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Input, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Model, Output
 
 from components.common.images import BASE_IMAGE
 
@@ -45,6 +45,7 @@ def tell(
     model_spec: dict,
     study_config: dict,
     seeds: list,
+    dataset: Input[Dataset],
     previous: Input[Artifact],
     trial_models: Input[list[Model]],
     study: Output[Artifact],
@@ -55,7 +56,10 @@ def tell(
     Args:
         model_spec: The candidate's recipe without its search section.
         study_config: The search without its trial count.
-        seeds: The experiment's seeds: the winner is retrained once per seed.
+        seeds: The experiment's seeds: the winner, and the candidate's own recipe beside it,
+            are retrained once per seed.
+        dataset: The ingested Dataset: only its dataset_info.json (images per split, which
+            set the noise of the trials' ranking) is read.
         previous: The journal the round's suggest step wrote.
         trial_models: The round's trial Models; each one's objective is the best epoch of the
             validation metric in its model card's history.
@@ -65,11 +69,13 @@ def tell(
             metric, the best trial's curves.
 
     Returns:
-        The best trial's recipe once per seed, with the search's outcome: the candidates that
-        retrain the winner. (A single output: kfp.local loops over `Output` only.)
+        The best trial's recipe once per seed, with the search's outcome, and the candidate's
+        own recipe per seed (`<name>-untuned`) unless the search kept it: the candidates that
+        measure the search's gain. (A single output: kfp.local loops over `Output` only.)
     """
     import json
 
+    from components.common.results import DatasetInfo
     from components.search.report import write_report
     from components.search.study import SUMMARY_FILE, winner_candidates
     from components.search.study import tell as run_tell
@@ -84,7 +90,8 @@ def tell(
     write_report(summary, report.path)
     with open(f"{study.path}/{SUMMARY_FILE}", "w") as handle:
         json.dump(summary, handle, indent=2)
-    return winner_candidates(summary, model_spec, [int(s) for s in seeds])
+    examples = DatasetInfo.read(dataset.path).num_examples
+    return winner_candidates(summary, model_spec, [int(s) for s in seeds], examples)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

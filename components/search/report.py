@@ -32,7 +32,7 @@ def _table(summary: dict[str, Any]) -> str:
         state = trial["state"].lower()
         if trial["pruned_at_epoch"] is not None:
             state += f" (epoch {int(trial['pruned_at_epoch']) + 1})"
-        number = str(trial["trial"])
+        number = str(trial["trial"] + 1)  # counted from 1, as the console and results folder do
         rows.append(
             [
                 rank,
@@ -123,16 +123,25 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     best = summary["best"]
     finished = sum(t["state"] == "COMPLETE" for t in summary["trials"])
     pruned = sum(t["state"] == "PRUNED" for t in summary["trials"])
+    skipped = sum(t["state"] == "SKIPPED" for t in summary["trials"])
     goal = "highest" if summary["direction"] == "maximize" else "lowest"
+    left_out = f", {skipped} skipped: the time budget was spent" if skipped else ""
     sections = [
-        f"<p>{len(summary['trials'])} trials ({finished} finished, {pruned} stopped early), "
-        f"algorithm {html.escape(summary['algorithm'])}; the objective is the {goal} "
-        f"{html.escape(summary['metric'])} over a trial's epochs (validation split).</p>",
+        f"<p>{len(summary['trials'])} trials ({finished} finished, {pruned} stopped early"
+        f"{left_out}), algorithm {html.escape(summary['algorithm'])}; the objective is the "
+        f"{goal} {html.escape(summary['metric'])} over a trial's epochs (validation split).</p>",
     ]
+    if summary.get("max_minutes") is not None:
+        sections.append(
+            f"<p>Time budget {summary['max_minutes']:g} min; the rounds took "
+            f"{summary['spent_minutes']:.1f} min."
+            + (f" {html.escape(summary['budget'])}." if summary.get("budget") else "")
+            + "</p>"
+        )
     if best is not None:
         params = ", ".join(f"{k} = {_format(v)}" for k, v in best["params"].items())
         sections.append(
-            f"<p class='ok'>Best: trial {best['trial']}, {html.escape(summary['metric'])} "
+            f"<p class='ok'>Best: trial {best['trial'] + 1}, {html.escape(summary['metric'])} "
             f"{best['value']:.4f}: {html.escape(params)}</p>"
         )
     space = [
@@ -151,7 +160,7 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
     ]
     if best is not None:
         sections += [
-            f"<h2>Best trial's curves (trial {best['trial']})</h2>",
+            f"<h2>Best trial's curves (trial {best['trial'] + 1})</h2>",
             _curves(best["history"]),
         ]
     path = Path(path)

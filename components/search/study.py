@@ -9,6 +9,7 @@ and a rerun with more trials replays the cached rounds and continues the same st
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 import warnings
@@ -27,11 +28,15 @@ from components.spec import (
     Study,
     apply_overrides,
 )
+from components.spec.search import PRUNE_PATIENCE, PRUNE_WARMUP_EPOCHS, PRUNE_WARMUP_FRACTION
 
 JOURNAL_FILE = "journal.log"
 SUMMARY_FILE = "summary.json"  # beside the journal in a tell step's study artifact
-# MedianPruner: a trial may stop once this many trials have finished and after this many epochs.
-PRUNE_WARMUP_EPOCHS = 2
+# Trial user attributes: the round a trial was asked in; why a trial was left untrained.
+ROUND_ATTR = "round"
+SKIPPED_ATTR = "skipped"
+# The name of the candidate's own recipe, retrained beside the search's winner.
+UNTUNED_SUFFIX = "-untuned"
 
 
 def distribution(spec: Distribution) -> Any:
@@ -159,20 +164,53 @@ def suggest(
         study_copy(journal_in, journal_out, spec, config, seed) as study,
     ):
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        prune = pruning(study, config)
+        prune = pruning(study, config, spec.epochs)
+        rounds = rounds_so_far(study)
+        spent = spent_minutes(study)
+        skip = None
+        if config.max_minutes is not None and spent >= config.max_minutes:
+            skip = (
+                f"search.max_minutes ({config.max_minutes:g}) was spent after {spent:.1f} min "
+                f"of {len(rounds)} round(s): round {len(rounds) + 1} was not trained"
+            )
         for _ in range(count):
             trial = study.ask(space)
+            trial.set_user_attr(ROUND_ATTR, len(rounds) + 1)
+            if skip is not None:
+                trial.set_user_attr(SKIPPED_ATTR, skip)
             candidate = Candidate(
                 model_spec=ModelSpec.model_validate(apply_overrides(base_spec(spec), trial.params)),
                 seed=seed,
                 trial=trial.number,
                 prune=prune,
+                skip=skip,
             )
             candidates.append(candidate.model_dump(mode="json", exclude_none=True, by_alias=True))
     return candidates
 
 
-def pruning(study: Any, search: Study) -> Pruning | None:
+def rounds_so_far(study: Any) -> dict[int, list[Any]]:
+    """The study's trials by the round they were asked in."""
+    rounds: dict[int, list[Any]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        rounds.setdefault(int(trial.user_attrs.get(ROUND_ATTR, 0)), []).append(trial)
+    return rounds
+
+
+def spent_minutes(study: Any) -> float:
+    """Wall time of the study's trained rounds: each from its first ask to its last tell (the
+    times Optuna keeps in the journal, so a replayed round counts what it took then)."""
+    total = 0.0
+    for trials in rounds_so_far(study).values():
+        trained = [t for t in trials if SKIPPED_ATTR not in t.user_attrs]
+        starts = [t.datetime_start for t in trained if t.datetime_start is not None]
+        ends = [t.datetime_complete for t in trained if t.datetime_complete is not None]
+        if starts and ends:
+            total += max((max(ends) - min(starts)).total_seconds(), 0.0) / 60
+    return total
+
+
+def pruning(study: Any, search: Study, epochs: int) -> Pruning | None:
     """With early_stop: median, the finished trials' curves a new trial is measured against."""
     import optuna
 
@@ -187,7 +225,8 @@ def pruning(study: Any, search: Study) -> Pruning | None:
         direction=search.direction,
         finished_curves=curves,
         startup_trials=search.parallel_trials,
-        warmup_epochs=PRUNE_WARMUP_EPOCHS,
+        warmup_epochs=max(PRUNE_WARMUP_EPOCHS, math.ceil(PRUNE_WARMUP_FRACTION * epochs)),
+        patience=PRUNE_PATIENCE,
     )
 
 
@@ -229,8 +268,11 @@ def tell(
             frozen = by_number[number]
             if frozen.state != optuna.trial.TrialState.RUNNING:
                 continue  # told before: a retried tell task
-            curve, value = trial_value(card, config.metric, config.direction)
             trial = optuna.trial.Trial(study, frozen._trial_id)
+            if card.training.get(SKIPPED_ATTR):
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            curve, value = trial_value(card, config.metric, config.direction)
             for epoch, metric_value in enumerate(curve):
                 trial.report(metric_value, epoch)
             trial.set_user_attr("history", card.history)
@@ -255,7 +297,7 @@ def summarize(study: Any) -> dict[str, Any]:
         trials.append(
             {
                 "trial": t.number,
-                "state": t.state.name,
+                "state": "SKIPPED" if SKIPPED_ATTR in t.user_attrs else t.state.name,
                 "value": t.value
                 if t.value is not None
                 else (_best(curve, search) if curve else None),
@@ -269,13 +311,19 @@ def summarize(study: Any) -> dict[str, Any]:
     best = None
     if complete:
         winner = study.best_trial
+        others = sorted(
+            (t.value for t in complete if t.number != winner.number),
+            reverse=search.direction == "maximize",
+        )
         best = {
             "trial": winner.number,
             "value": winner.value,
+            "runner_up": others[0] if others else None,
             "params": dict(winner.params),
             "history": winner.user_attrs.get("history", {}),
             "model_uri": winner.user_attrs.get("model_uri", ""),
         }
+    skipped = [t for t in study.get_trials(deepcopy=False) if SKIPPED_ATTR in t.user_attrs]
     return {
         "study": study.study_name,
         "metric": search.metric,
@@ -284,6 +332,9 @@ def summarize(study: Any) -> dict[str, Any]:
         "space": {p: d.to_yaml() for p, d in search.space.items()},
         "trials": trials,
         "best": best,
+        "max_minutes": search.max_minutes,
+        "spent_minutes": round(spent_minutes(study), 2),
+        "budget": skipped[0].user_attrs[SKIPPED_ATTR] if skipped else None,
     }
 
 
@@ -292,15 +343,23 @@ def _best(curve: list[float], search: Study) -> float:
 
 
 def winner_candidates(
-    summary: dict[str, Any], base: dict[str, Any], seeds: list[int]
+    summary: dict[str, Any],
+    base: dict[str, Any],
+    seeds: list[int],
+    examples: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
-    """The best trial's recipe once per seed: the candidates that retrain the winner."""
+    """The best trial's recipe once per seed: the candidates that retrain the winner; and,
+    unless the search kept it, the candidate's own recipe per seed (named `<name>-untuned`),
+    so the comparison measures the search's gain over the same seeds. `examples` are the
+    dataset's images per split (the noise of the figures depends on them)."""
     best = summary["best"]
     if best is None:
         raise ValueError(
-            f"study {summary['study']}: no trial finished (every trial was stopped early); "
-            "raise search.trials or drop search.early_stop"
+            f"study {summary['study']}: no trial finished (every trial was stopped early or "
+            "left out by search.max_minutes); raise search.trials or search.max_minutes, or "
+            "drop search.early_stop"
         )
+    examples = examples or {}
     outcome = SearchOutcome(
         study=summary["study"],
         metric=summary["metric"],
@@ -308,11 +367,20 @@ def winner_candidates(
         best_trial=best["trial"],
         value=best["value"],
         params=best["params"],
+        runner_up=best.get("runner_up"),
+        validation_examples=examples.get("validation"),
+        test_examples=examples.get("test"),
+        budget=summary.get("budget"),
     )
-    spec = ModelSpec.model_validate(apply_overrides(base, best["params"]))
+    tuned = ModelSpec.model_validate(apply_overrides(base, best["params"]))
+    runs = [(tuned, outcome)]
+    untuned = ModelSpec.model_validate({**base, "name": f"{base['name']}{UNTUNED_SUFFIX}"})
+    if tuned.model_dump(exclude={"name"}) != untuned.model_dump(exclude={"name"}):
+        runs.append((untuned, outcome.model_copy(update={"untuned": True})))
     return [
-        Candidate(model_spec=spec, seed=int(seed), searched=outcome).model_dump(
+        Candidate(model_spec=spec, seed=int(seed), searched=searched).model_dump(
             mode="json", exclude_none=True, by_alias=True
         )
+        for spec, searched in runs
         for seed in seeds
     ]

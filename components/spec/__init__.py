@@ -457,6 +457,9 @@ class Candidate(Strict):
     trial: int | None = Field(default=None, ge=0)
     prune: Pruning | None = None
     searched: SearchOutcome | None = None
+    skip: str | None = Field(
+        default=None, description="a search trial left untrained, and why (its budget was spent)"
+    )
 
     @field_validator("seed", "trial", mode="before")
     @classmethod

@@ -22,6 +22,12 @@ SEARCH_METRICS: dict[str, Literal["maximize", "minimize"]] = {
 }
 SEARCH_ALGORITHMS = ("tpe", "random", "grid")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
+# early_stop: median. Noisy validation curves cross the median often: a trial may stop only
+# after a warm-up (this share of its epochs, at least this many) and this many epochs without
+# improving (Optuna's PatientPruner around MedianPruner).
+PRUNE_WARMUP_FRACTION = 0.25
+PRUNE_WARMUP_EPOCHS = 2
+PRUNE_PATIENCE = 2
 # Fields of a candidate that identify it rather than tune it.
 UNSEARCHABLE = ("name", "framework", "search")
 
@@ -95,8 +101,18 @@ class Study(Strict):
     )
     early_stop: Literal["median"] | None = Field(
         default=None,
-        description="stop a trial whose curve falls below the median of the finished trials' "
-        "curves at the same epoch (Optuna's MedianPruner)",
+        description="stop a trial whose best value so far is below the median of the "
+        f"finished trials' curves at the same epoch and has not improved for {PRUNE_PATIENCE} "
+        f"epochs, never in its first {PRUNE_WARMUP_FRACTION:.0%} of epochs (at least "
+        f"{PRUNE_WARMUP_EPOCHS}): Optuna's MedianPruner inside its PatientPruner; off by "
+        "default, as on noisy curves a median stop ends trials that would have won",
+    )
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        le=60 * 24 * 30,
+        description="wall-time budget of the study's rounds (ask to tell); once spent, no "
+        "new round trains and the summary says why; none: only `trials` bounds the search",
     )
     space: dict[str, Distribution] = Field(
         min_length=1, description="dotted path into the candidate -> distribution"
@@ -235,10 +251,14 @@ class Pruning(Strict):
     )
     startup_trials: int = Field(ge=0, description="finished trials needed before any stop")
     warmup_epochs: int = Field(ge=0, description="epochs that always run")
+    patience: int = Field(
+        default=0, ge=0, description="epochs below the median without improving before a stop"
+    )
 
 
 class SearchOutcome(Strict):
-    """What a search found: recorded in the model card of every retrain of the winner."""
+    """What a search found: recorded in the model card of every retrain of the winner, and of
+    the candidate's own (untuned) recipe retrained beside it to measure the search's gain."""
 
     study: str
     metric: Literal["val_accuracy", "val_loss"]
@@ -246,3 +266,14 @@ class SearchOutcome(Strict):
     best_trial: int = Field(ge=0)
     value: float
     params: dict[str, Any]
+    untuned: bool = Field(
+        default=False, description="this training is the candidate's recipe before the search"
+    )
+    runner_up: float | None = Field(
+        default=None, description="the second-best finished trial's value"
+    )
+    validation_examples: int | None = Field(default=None, ge=0)
+    test_examples: int | None = Field(default=None, ge=0)
+    budget: str | None = Field(
+        default=None, description="why rounds were left out (search.max_minutes spent)"
+    )

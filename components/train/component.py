@@ -19,7 +19,8 @@ def train(
         dataset: The ingested Dataset (TFRecords + dataset_info.json).
         candidate: `model_spec` (one entry of the experiment's `models` list: framework,
             architecture or checkpoint, training recipe) and `seed` (this repeat's seed); a
-            search trial adds `trial` (and `prune`), a retrain of a search's winner `searched`.
+            search trial adds `trial` (and `prune`, or `skip` once its search's time budget
+            is spent), a retrain of a search's winner `searched`.
         model: The trained model: model_card.json plus keras/ or hf/.
         curves: HTML training curves (loss and accuracy per epoch).
         checkpoint_root: Folder of the experiment's training checkpoints, outside any run's
@@ -59,6 +60,7 @@ def train(
         trial=task.trial,
         prune=task.prune,
         searched=task.searched,
+        skip=task.skip,
     )
     if card is None:  # a worker node of a multi-node training: the chief writes the outputs
         leave_outputs_to_the_chief()

@@ -7,6 +7,7 @@ trial asks an in-memory study holding those curves whether MedianPruner would st
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from components.spec import Pruning
@@ -20,12 +21,18 @@ class MedianStop:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.prune = prune
-        self.study = optuna.create_study(
-            direction=prune.direction,
-            pruner=optuna.pruners.MedianPruner(
-                n_startup_trials=prune.startup_trials, n_warmup_steps=prune.warmup_epochs
-            ),
+        median = optuna.pruners.MedianPruner(
+            n_startup_trials=prune.startup_trials, n_warmup_steps=prune.warmup_epochs
         )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # A trial still improving is kept however it compares with the median.
+            pruner = (
+                optuna.pruners.PatientPruner(median, patience=prune.patience)
+                if prune.patience
+                else median
+            )
+        self.study = optuna.create_study(direction=prune.direction, pruner=pruner)
         pick = max if prune.direction == "maximize" else min
         self.study.add_trials(
             optuna.trial.create_trial(

@@ -29,6 +29,7 @@ def train(
     trial: int | None = None,
     prune: Pruning | None = None,
     searched: SearchOutcome | None = None,
+    skip: str | None = None,
 ) -> ModelCard | None:
     """Train one candidate x seed. Returns its card; None on a worker node of a multi-node
     training, where the chief writes the Model.
@@ -36,8 +37,11 @@ def train(
     Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
-    number, a winner's the search outcome.
+    number, a winner's the search outcome. A trial with `skip` (its search's time budget was
+    spent) trains nothing: its card says why, and no framework is imported.
     """
+    if skip is not None:
+        return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip)
     # Of a training on several machines only the chief empties the shared checkpoint folder
     # (the other nodes never read it: components/train/transformers/trainer.py, `resume`).
     fresh = fresh and nodes_from_environment().is_chief
@@ -76,7 +80,44 @@ def train(
         )
     card.save(model_dir)
     title = f"Training curves: {spec.name} (seed {seed}" + (
-        f", trial {trial})" if trial is not None else ")"
+        f", trial {trial + 1})" if trial is not None else ")"
     )
     write_curves_report(card.history, title, curves_html, outcome)
+    return card
+
+
+def skipped_trial(
+    dataset_dir: str | Path,
+    spec: ModelSpec,
+    seed: int,
+    model_dir: str | Path,
+    curves_html: str | Path,
+    trial: int | None,
+    reason: str,
+) -> ModelCard:
+    """The Model of a search trial left untrained: a card with no history that says why."""
+    from components.common import html
+
+    info = DatasetInfo.read(dataset_dir)
+    card = ModelCard(
+        framework=spec.framework,
+        name=spec.name,
+        seed=seed,
+        class_names=info.class_names,
+        input_size=(int(info.image_size[0]), int(info.image_size[1])),
+        channels=info.channels,
+        preprocessing="none: not trained",
+        training={"trial": trial, "skipped": reason},
+        dataset_fingerprint=info.fingerprint,
+    )
+    Path(model_dir).mkdir(parents=True, exist_ok=True)
+    card.save(model_dir)
+    Path(curves_html).parent.mkdir(parents=True, exist_ok=True)
+    Path(curves_html).write_text(
+        html.page(
+            f"{spec.name}: trial {trial + 1 if trial is not None else '?'} not trained",
+            [f"<p>{html.escape(reason)}</p>"],
+        ),
+        encoding="utf-8",
+    )
     return card

@@ -47,6 +47,8 @@ class TaskRecord:
     run_dir: Path
     candidate: str | None = None
     seed: int | None = None
+    trial: int | None = None  # a search trial: Optuna's trial number (from 0)
+    trials: int | None = None  # ... of this many in the candidate's search
     status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE
     cached: bool = False
     started: float = field(default_factory=time.time)
@@ -62,13 +64,16 @@ class TaskRecord:
     def label(self) -> str:
         if self.candidate is None:
             return self.step
+        if self.trial is not None:
+            of = f"/{self.trials}" if self.trials is not None else ""
+            return f"{self.step} {self.candidate} trial {self.trial + 1}{of}"
         return f"{self.step} {self.candidate}" + (
             f" seed {self.seed}" if self.seed is not None else ""
         )
 
     @property
     def slug(self) -> str:
-        return task_slug(self.step, self.candidate, self.seed)
+        return task_slug(self.step, self.candidate, self.seed, self.trial)
 
     @property
     def seconds(self) -> float:
@@ -228,17 +233,27 @@ class _Sink:
 _current = threading.local()
 
 
-def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The candidate and seed a train (candidate parameter) or evaluate (model artifact) runs."""
+def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None, int | None]:
+    """The candidate, seed and search trial (None but in a search) a train (candidate
+    parameter) or evaluate (model artifact) runs."""
     candidate = arguments.get("candidate")
     if isinstance(candidate, dict) and "model_spec" in candidate:
-        return str(candidate["model_spec"]["name"]), int(candidate["seed"])
+        trial = candidate.get("trial")
+        return (
+            str(candidate["model_spec"]["name"]),
+            int(candidate["seed"]),
+            int(trial) if trial is not None else None,
+        )
     model = arguments.get("model")
     metadata = getattr(model, "metadata", None) or {}
     if "name" in metadata:
-        seed = metadata.get("seed")
-        return str(metadata["name"]), int(seed) if seed is not None else None
-    return None, None
+        seed, trial = metadata.get("seed"), metadata.get("trial")
+        return (
+            str(metadata["name"]),
+            int(seed) if seed is not None else None,
+            int(trial) if trial is not None else None,
+        )
+    return None, None, None
 
 
 def _step_name(display_name: str, has_candidate: bool) -> str:
@@ -254,11 +269,14 @@ class Capture:
         console: Console,
         pipeline_root: Path,
         figure: Callable[[TaskRecord], str] = lambda record: "",
+        trials: dict[str, int] | None = None,
     ) -> None:
-        """`figure(record)` is the key figure a finished task's line ends with."""
+        """`figure(record)` is the key figure a finished task's line ends with; `trials` is
+        each searched candidate's trial count (a trial's line reads `trial 3/16`)."""
         self.console = console
         self.pipeline_root = pipeline_root
         self.figure = figure
+        self.trials = dict(trials or {})
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
@@ -282,7 +300,7 @@ class Capture:
             )
         except Exception:  # kfp raises its own error for missing inputs below
             arguments = {}
-        candidate, seed = _candidate_of(arguments)
+        candidate, seed, trial = _candidate_of(arguments)
         display = task_spec.task_info.name or str(bound["task_name"])
         record = self.console.new_task(
             name=str(bound["task_name"]),
@@ -290,6 +308,8 @@ class Capture:
             run_dir=run_dir,
             candidate=candidate,
             seed=seed,
+            trial=trial,
+            trials=self.trials.get(candidate) if trial is not None and candidate else None,
         )
         _current.record, _current.ran = record, False
         is_container = (

@@ -16,6 +16,7 @@ from kfp import local
 from components.common.results import CompareSummary
 from components.register.run import find_registration
 from pipelines.failures import failure
+from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
 from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
 from pipelines.targets.results import task_figure, write_results
@@ -103,10 +104,11 @@ class LocalTarget(Target):
                     ) from None
 
     def expected_tasks(self) -> int:
-        """ingest, train and evaluate per candidate x seed, compare, gate, best model,
-        export (when the experiment has an export section), register."""
+        """ingest, train and evaluate per candidate x seed, every search's tasks, compare,
+        gate, best model, export (when the experiment has an export section), register."""
         export = 1 if self.experiment.export is not None else 0
-        return 1 + 2 * len(self.experiment.candidates()) + 4 + export
+        searches = search_tasks(self.experiment.searched(), self.experiment.seeds)
+        return 1 + 2 * len(self.experiment.candidates()) + searches + 4 + export
 
     def checkpoint_root(self) -> str:
         return str(self.pipeline_root() / "checkpoints")
@@ -150,7 +152,12 @@ class LocalTarget(Target):
         error: str | None = None
         summary: dict[str, Any] | None = None
         with Console(self.expected_tasks(), verbose=self.options.verbose) as console:
-            capture = Capture(console, root, figure=task_figure)
+            capture = Capture(
+                console,
+                root,
+                figure=task_figure,
+                trials={m.name: m.search.trials for m in self.experiment.searched() if m.search},
+            )
             guard = StopGuard(stop_others=capture.stop_containers)
             try:
                 with guard, capture.installed():

@@ -1,6 +1,7 @@
 """A local run's results folder: `runs/<experiment>/<run>/` with index.html, the reports under
-names people read, per-task logs, `<candidate>-seed<k>` links to each training's outputs, the
-TensorBoard event files of every training, and `runs/<experiment>/latest` pointing at it.
+names people read, per-task logs, `<candidate>-seed<k>` links to each training's outputs (a
+search trial's: `<candidate>-trial<n>`), the TensorBoard event files of every training, and
+`runs/<experiment>/latest` pointing at it.
 
 Cached tasks' outputs live in the earlier run that produced them; their reports and event files
 are copied here, so every run's folder holds every result it reports.
@@ -110,7 +111,7 @@ def _report_names(record: TaskRecord) -> dict[str, str]:
         return {"report": EXPORT_REPORT}
     if record.candidate is not None and record.seed is not None:
         if record.name.startswith("train"):
-            return {"curves": curves_report(record.candidate, record.seed)}
+            return {"curves": curves_report(record.candidate, record.seed, record.trial)}
         if record.name.startswith("evaluate"):
             return {"report": evaluation_report(record.candidate, record.seed)}
     return {
@@ -135,7 +136,7 @@ def _copy_tensorboard(record: TaskRecord, run_dir: Path) -> Path | None:
     source = model.parent / TENSORBOARD_DIR if model else None
     if source is None or not source.is_dir() or record.candidate is None or record.seed is None:
         return None
-    target = run_dir / TENSORBOARD_DIR / run_name(record.candidate, record.seed)
+    target = run_dir / TENSORBOARD_DIR / run_name(record.candidate, record.seed, record.trial)
     if source.resolve() != target.resolve():
         shutil.copytree(source, target, dirs_exist_ok=True)
     return target
@@ -162,7 +163,7 @@ def write_results(run_dir: Path, experiment: str, tasks: list[TaskRecord]) -> Re
         if record.name.startswith("train") and record.candidate is not None:
             model = _uri(record, "model")
             if model is not None and record.seed is not None and model.parent.parent.is_dir():
-                outputs = run_dir / run_name(record.candidate, record.seed)
+                outputs = run_dir / run_name(record.candidate, record.seed, record.trial)
                 if outputs.resolve() != model.parent.parent.resolve():
                     _link(outputs, model.parent.parent)
             if _copy_tensorboard(record, run_dir) is not None:

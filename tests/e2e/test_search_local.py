@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from components.spec import SearchOutcome
 from pipelines.config import load_experiment
 from pipelines.summary import format_result
 from pipelines.targets.base import RunOptions
@@ -21,7 +22,7 @@ SEARCH = (
 )
 
 
-def run(runs_dir: Path, trials: int) -> dict[str, Any]:
+def target(runs_dir: Path, trials: int) -> LocalTarget:
     experiment = load_experiment(
         "digits",
         [
@@ -32,7 +33,11 @@ def run(runs_dir: Path, trials: int) -> dict[str, Any]:
             SEARCH.replace("TRIALS", str(trials)),
         ],
     )
-    return LocalTarget(experiment, RunOptions(runs_dir=runs_dir)).run()
+    return LocalTarget(experiment, RunOptions(runs_dir=runs_dir))
+
+
+def run(runs_dir: Path, trials: int) -> dict[str, Any]:
+    return target(runs_dir, trials).run()
 
 
 def cards(run_dir: Path) -> list[dict[str, Any]]:
@@ -79,8 +84,14 @@ def test_four_trials_train_four_models_and_the_best_is_retrained_per_seed(first)
     assert {c["seed"] for c in trials.values()} == {0}  # the search runs on the first seed
     recorded = {n: max(c["history"]["val_accuracy"]) for n, c in trials.items()}
     best_trial = max(sorted(recorded), key=lambda n: recorded[n])
-    winners = [c for c in cards(run_dir) if c["training"].get("search")]
+    searched = [c for c in cards(run_dir) if c["training"].get("search")]
+    winners = [c for c in searched if not c["training"]["search"]["untuned"]]
     assert sorted(c["seed"] for c in winners) == [0, 1]
+    # the untuned recipe is retrained on the same seeds, to measure the search's gain
+    untuned = [c for c in searched if c["training"]["search"]["untuned"]]
+    assert sorted(c["seed"] for c in untuned) == [0, 1]
+    assert {c["name"] for c in untuned} == {"small-cnn-untuned"}
+    assert all(c["training"]["spec"]["batch_size"] == 32 for c in untuned)
     for card in winners:
         outcome = card["training"]["search"]
         assert outcome["best_trial"] == best_trial
@@ -97,16 +108,45 @@ def test_four_trials_train_four_models_and_the_best_is_retrained_per_seed(first)
 
 def test_the_winner_is_compared_gated_registered_and_its_parameters_recorded(first):
     summary = first["summary"]
-    assert [row["name"] for row in summary["rows"]] == ["small-cnn"]
-    assert summary["rows"][0]["seeds"] == 2
+    assert sorted(row["name"] for row in summary["rows"]) == ["small-cnn", "small-cnn-untuned"]
+    assert all(row["seeds"] == 2 for row in summary["rows"])
     record = first["registration"]
     assert record is not None, "the winner was not registered"
     card = json.loads((Path(record["path"]) / "model_card.json").read_text())
-    assert card["training"]["search"] == summary["best"]["search"]
+    # the summary leaves out fields that are None (no budget): compare the outcomes as typed
+    assert SearchOutcome.model_validate(card["training"]["search"]) == SearchOutcome.model_validate(
+        summary["best"]["search"]
+    )
     best = summary["best"]["search"]
     text = format_result(first)
-    assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial'])} (" in text
+    assert f"search small-cnn: best of 4 trials is trial {int(best['best_trial']) + 1} (" in text
     assert "optimizer.learning_rate=" in text
+    # the gain over the untuned recipe, with its noise and a verdict on it
+    gain = next(line for line in text.splitlines() if "gain over the untuned recipe" in line)
+    assert " ± " in gain and "(2 seeds)" in gain and "test images" in gain
+    assert "inside the noise" in gain or "beyond the noise" in gain
+    assert "validation noise" in text
+
+
+def test_every_trial_has_its_own_name_log_curves_and_outputs_and_the_counter_knows_them(
+    runs_dir, first
+):
+    run_dir = Path(first["run_dir"])
+    trials = [t for t in first["tasks"] if " trial " in t["label"]]
+    assert sorted(t["label"] for t in trials) == [
+        f"search small-cnn trial {n}/4" for n in range(1, 5)
+    ]
+    logs = {t["log"] for t in trials}
+    assert len(logs) == 4 and all(Path(log).is_file() for log in logs)
+    for n in range(1, 5):
+        assert (run_dir / f"curves-small-cnn-trial{n}.html").is_file()
+        # the link is the trial's loop iteration: its train task is `train`, `train-2`, ...
+        assert list((run_dir / f"small-cnn-trial{n}").glob("train*/model/model_card.json"))
+    # the winner's trainings keep their seed names
+    assert (run_dir / "curves-small-cnn-seed0.html").is_file()
+    assert (run_dir / "curves-small-cnn-seed1.html").is_file()
+    # the step counter's total, known before the run starts, is the number of tasks that ran
+    assert len(first["tasks"]) == target(runs_dir, trials=4).expected_tasks()
 
 
 def test_the_search_report_ranks_the_trials(first):

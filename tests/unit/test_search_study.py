@@ -184,15 +184,88 @@ def test_a_trial_without_validation_curve_is_a_clear_error(tmp_path):
 def test_winner_candidates_carry_the_best_recipe_and_the_outcome_per_seed(tmp_path):
     base, config = setup()
     _, summary, _ = run_rounds(tmp_path, [2, 2], base, config)
-    winners = st.winner_candidates(summary, base, [0, 1, 2])
-    assert [w["seed"] for w in winners] == [0, 1, 2]
+    winners = st.winner_candidates(summary, base, [0, 1, 2], {"validation": 90, "test": 120})
+    tuned = [Candidate.model_validate(w) for w in winners if not w["searched"]["untuned"]]
+    untuned = [Candidate.model_validate(w) for w in winners if w["searched"]["untuned"]]
+    assert [w.seed for w in tuned] == [0, 1, 2]
     best = summary["best"]
-    for winner in winners:
-        candidate = Candidate.model_validate(winner)
+    for candidate in tuned:
         assert candidate.searched is not None and candidate.trial is None
         assert candidate.searched.best_trial == best["trial"]
         assert candidate.searched.params == best["params"]
+        assert candidate.searched.runner_up == best["runner_up"] < best["value"]
+        assert (candidate.searched.validation_examples, candidate.searched.test_examples) == (
+            90,
+            120,
+        )
         assert candidate.model_spec.batch_size == best["params"]["batch_size"]
+        assert candidate.model_spec.name == "cnn"
+    # the candidate's own recipe beside it, on the same seeds, to measure the search's gain
+    assert [w.seed for w in untuned] == [0, 1, 2]
+    for candidate in untuned:
+        assert candidate.model_spec.name == "cnn-untuned"
+        assert candidate.model_spec.model_dump(exclude={"name"}) == ModelSpec.model_validate(
+            base
+        ).model_dump(exclude={"name"})
+
+
+def test_a_search_that_keeps_the_recipe_retrains_no_untuned_copy(tmp_path):
+    base, config = setup()
+    _, summary, _ = run_rounds(tmp_path, [2], base, config)
+    kept = {**summary, "best": {**summary["best"], "params": {"batch_size": base["batch_size"]}}}
+    winners = st.winner_candidates(kept, base, [0, 1])
+    assert [w["model_spec"]["name"] for w in winners] == ["cnn", "cnn"]
+
+
+def test_no_round_trains_once_the_time_budget_is_spent(tmp_path, image_dataset):
+    from components.train.run import train
+
+    dataset = image_dataset(tmp_path, {"dark": 40, "bright": 210}, 6, (8, 8), validation=0.2)
+    # Any round takes longer than a nanosecond: the budget is spent after the first.
+    base, config = setup(max_minutes=1e-9)
+    first = st.suggest(None, tmp_path / "s0", base, config, 7, 2)
+    assert all("skip" not in c for c in first)
+    models = [(fake_trial(tmp_path, c), "") for c in first]
+    st.tell(tmp_path / "s0", tmp_path / "t0", base, config, models)
+    second = st.suggest(tmp_path / "t0", tmp_path / "s1", base, config, 7, 2)
+    assert [c["trial"] for c in second] == [2, 3]
+    assert all(
+        "max_minutes" in c["skip"] and "round 2 was not trained" in c["skip"] for c in second
+    )
+    # the decision is the journal's: a retried or cached suggest makes the same one
+    assert st.suggest(tmp_path / "t0", tmp_path / "s1b", base, config, 7, 2) == second
+    skipped = []
+    for candidate in second:
+        task = Candidate.model_validate(candidate)
+        folder = tmp_path / f"skipped-{task.trial}"
+        card = train(
+            dataset,
+            task.model_spec,
+            task.seed,
+            folder,
+            tmp_path / f"curves-{task.trial}.html",
+            trial=task.trial,
+            skip=task.skip,
+        )
+        assert card.history == {} and card.training["skipped"] == task.skip
+        assert "not trained" in (tmp_path / f"curves-{task.trial}.html").read_text()
+        skipped.append((folder, ""))
+    summary = st.tell(tmp_path / "s1", tmp_path / "t1", base, config, skipped)
+    states = [t["state"] for t in summary["trials"]]
+    assert states == ["COMPLETE", "COMPLETE", "SKIPPED", "SKIPPED"]
+    assert summary["best"]["trial"] in (0, 1)
+    assert summary["max_minutes"] == 1e-9 and summary["spent_minutes"] >= 0
+    assert "round 2 was not trained" in summary["budget"]
+    winner = Candidate.model_validate(st.winner_candidates(summary, base, [0])[0])
+    assert winner.searched is not None and winner.searched.budget == summary["budget"]
+    text = write_report(summary, tmp_path / "report.html").read_text()
+    assert "skipped" in text
+
+
+def test_without_a_budget_every_round_trains(tmp_path):
+    base, config = setup()
+    asked, summary, _ = run_rounds(tmp_path, [2, 2, 2], base, config)
+    assert all("skip" not in c for c in asked) and summary["budget"] is None
 
 
 @pytest.mark.parametrize(
@@ -214,6 +287,33 @@ def test_median_stop_follows_optunas_median_pruner(curve, stops):
     assert [stopper.should_stop(e, v) for e, v in enumerate(curve)] == stops
 
 
+def test_a_patient_median_stop_keeps_a_trial_that_is_still_improving():
+    finished = [[0.5, 0.6, 0.7, 0.8, 0.85, 0.9], [0.5, 0.62, 0.72, 0.82, 0.86, 0.9]]
+    prune = Pruning(
+        monitor="val_accuracy",
+        direction="maximize",
+        finished_curves=finished,
+        startup_trials=2,
+        warmup_epochs=2,
+        patience=2,
+    )
+    # below the median throughout, but a new best every epoch: never stopped
+    climbing = [0.30, 0.35, 0.40, 0.45, 0.50, 0.55]
+    stopper = MedianStop(prune)
+    assert not any(stopper.should_stop(e, v) for e, v in enumerate(climbing))
+    # below the median and falling back: stopped once its best is two epochs old
+    falling = [0.30, 0.35, 0.40, 0.39, 0.38, 0.38]
+    stopper = MedianStop(prune)
+    assert [stopper.should_stop(e, v) for e, v in enumerate(falling)] == [False] * 5 + [True]
+
+
+def test_early_stop_warms_up_for_a_quarter_of_the_epochs(tmp_path):
+    base, config = setup(early_stop="median")
+    long = {**base, "epochs": 40}
+    candidate = st.suggest(None, tmp_path / "s", long, config, 7, 1)[0]
+    assert candidate["prune"]["warmup_epochs"] == 10 and candidate["prune"]["patience"] == 2
+
+
 def test_median_stop_waits_for_enough_finished_trials():
     prune = Pruning(
         monitor="val_loss",
@@ -233,7 +333,7 @@ def test_report_ranks_trials_and_draws_each_parameter(tmp_path):
     assert order == sorted(order, reverse=True)
     path = write_report(summary, tmp_path / "report.html")
     text = path.read_text()
-    assert f"Best: trial {summary['best']['trial']}" in text
+    assert f"Best: trial {summary['best']['trial'] + 1}" in text
     assert text.count("<img") == 2  # the scatter plots and the best trial's curves
     for param in summary["space"]:
         assert param in text
@@ -262,7 +362,41 @@ def test_a_keras_trial_below_the_median_stops_and_its_card_says_when(tmp_path, i
     assert card.training["pruned_at_epoch"] == 2  # the first epoch past the warm-up
     assert len(card.history["val_loss"]) == 3
     assert card.training["trial"] == 3
-    assert "trial 3" in (tmp_path / "curves.html").read_text()
+    assert "trial 4" in (tmp_path / "curves.html").read_text()  # counted from 1
     free = train(dataset, spec, 0, tmp_path / "free", tmp_path / "free.html", trial=4)
     assert free.training["pruned_at_epoch"] is None
     assert len(free.history["val_loss"]) == 6
+
+
+def test_a_gain_inside_its_noise_says_so_and_one_beyond_it_does_not():
+    from components.search.gain import gain
+
+    small = gain({0: 0.968, 1: 0.971}, {0: 0.967, 1: 0.969}, "accuracy", True, 2000)
+    assert small is not None and small.mean == pytest.approx(0.0015)
+    assert small.std is not None and small.inside_noise
+    assert "inside the noise" in small.text("accuracy") and "2000 test images" in small.text(
+        "accuracy"
+    )
+    large = gain({0: 0.985, 1: 0.986}, {0: 0.940, 1: 0.942}, "accuracy", True, 2000)
+    assert large is not None and not large.inside_noise
+    assert "beyond the noise" in large.text("accuracy")
+    # a metric to minimise: a lower loss is a positive gain
+    loss = gain({0: 0.10}, {0: 0.30}, "log_loss", False, None)
+    assert loss is not None and loss.mean == pytest.approx(0.2) and loss.inside_noise is None
+    assert gain({0: 0.9}, {1: 0.8}, "accuracy", True, 100) is None  # no seed in common
+
+
+def test_the_ranking_noise_of_a_small_validation_split_is_named_with_the_size_it_needs():
+    from components.search.gain import ranking_noise
+
+    close = ranking_noise("val_accuracy", 0.970, 0.9695, 720)
+    assert close is not None and "inside the validation noise" in close and "720 images" in close
+    needed = int(close.split("needs about ")[1].split()[0])
+    # with that many validation images the same lead is told apart; with half, it is not
+    told = ranking_noise("val_accuracy", 0.970, 0.9695, math.ceil(needed * 1.01))
+    assert told is not None and "beyond" in told
+    untold = ranking_noise("val_accuracy", 0.970, 0.9695, needed // 2)
+    assert untold is not None and "inside" in untold
+    apart = ranking_noise("val_accuracy", 0.97, 0.90, 720)
+    assert apart is not None and "beyond the validation noise" in apart
+    assert ranking_noise("val_loss", 0.1, 0.2, 720) is None
