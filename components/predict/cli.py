@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from components.common.files import display_name
 from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
 from components.spec import EXPORT_FORMATS
 
@@ -116,8 +117,9 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
+            # Not only regular files: a pipe or a device named like an image gets its reason.
             files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in path.rglob("*") if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not files:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -186,12 +188,12 @@ def predict_files(
                 images.append(load_image(path, size, card.channels))
                 readable.append(path)
             except ImageReadError as exc:
-                outcomes[path] = {"path": str(path), "error": str(exc)}
+                outcomes[path] = {"path": display_name(str(path)), "error": str(exc)}
         if images:
             probabilities = classifier.predict(np.stack(images))
             for path, row in zip(readable, probabilities, strict=True):
                 outcomes[path] = {
-                    "path": str(path),
+                    "path": display_name(str(path)),
                     "top": top_classes(row, card.class_names, top_k),
                 }
         for path in batch:
@@ -206,7 +208,7 @@ def _format(outcome: dict[str, Any], width: int) -> str:
 
 
 def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {display_name(message)}", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -357,7 +359,7 @@ def _predict_to_file(args: argparse.Namespace) -> int:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with args.output.open("w", newline="") as handle:
+    with args.output.open("w", newline="", encoding="utf-8") as handle:
         writer = RowWriter(handle, args.output.suffix.lower(), top_k)
         outcomes = predict_files(classifier, files(), top_k, args.batch_size)
         writer.write_all(progress(outcomes, total, f"predict ({args.format})"))
