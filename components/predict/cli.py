@@ -8,10 +8,13 @@ alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import itertools
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,10 @@ from components.spec import EXPORT_FORMATS
 
 EXIT_OK, EXIT_ERROR = 0, 2
 NATIVE = "native"
+# TensorFlow's C++ start-up lines (oneDNN, CPU features, absl's "before InitializeLog") are
+# not for a user of predict. TensorFlow 2.21 writes them before its log level is read, so the
+# process's stderr is held while the model loads (TF_CPP_MIN_LOG_LEVEL=0 shows them).
+SHOW_START_UP = "0"
 
 EPILOG = """\
 examples:
@@ -263,6 +270,30 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def quiet_start_up() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 inside the block (the frameworks'
+    start-up lines); it is written out after all when the block raises, so no error is lost."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == SHOW_START_UP:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     usage = _check_args(args)
@@ -290,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_ERROR
     try:
-        classifier = _load(args)
+        with quiet_start_up():
+            classifier = _load(args)
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
@@ -343,7 +375,8 @@ def _predict_to_file(args: argparse.Namespace) -> int:
         _error("no images matched: " + " ".join(args.images))
         return EXIT_ERROR
     try:
-        classifier = _load(args)
+        with quiet_start_up():
+            classifier = _load(args)
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
