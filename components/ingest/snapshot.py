@@ -178,10 +178,10 @@ def _listed_folder(root: str, data: DataConfig, digest: _Hash, listings: Listing
     digest.update(_line("root", listing.root))
     count = 0
     for name, relatives in listing.classes.items():
-        for relative in relatives:
-            digest.update(
-                _line(f"{name}/{relative}", *_size_and_time(listing.path(name, relative)))
-            )
+        folder = os.path.join(listing.root, name)
+        for relative in relatives:  # posix-relative: a local path on the systems we run on
+            size, mtime = _size_and_time(os.path.join(folder, relative))
+            digest.update(_line(f"{name}/{relative}", size, mtime))
             count += 1
     return count
 
