@@ -31,8 +31,6 @@ BUILDER_MODULE = textwrap.dedent(
 
     import tensorflow_datasets as tfds
 
-    ROOT = os.environ["LOCAL_SHAPES_ROOT"]
-
 
     class LocalShapes(tfds.core.GeneratorBasedBuilder):
         VERSION = tfds.core.Version("1.0.0")
@@ -53,7 +51,7 @@ BUILDER_MODULE = textwrap.dedent(
 
         def _generate_examples(self, split):
             for label in ("circle", "square"):
-                folder = os.path.join(ROOT, split, label)
+                folder = os.path.join(os.environ["LOCAL_SHAPES_ROOT"], split, label)
                 for name in sorted(os.listdir(folder)):
                     path = os.path.join(folder, name)
                     yield f"{split}/{label}/{name}", {
