@@ -105,5 +105,7 @@ kind-down: ## stop the port-forward and delete the kind cluster
 test-kind: install ## integration test on the kind cluster (after kind-up and kind-load)
 	KFP_HOST=$(KFP_HOST) $(BIN)/python -m pytest -m kind tests/integration $(PYTEST_ARGS)
 
-clean: ## remove build outputs and local runs (keeps .venv)
-	rm -rf build runs .pytest_cache .ruff_cache .mypy_cache
+clean: ## remove build outputs and local runs (keeps .venv and the model registry runs/registry)
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache
+	@if [ -d runs ]; then find runs -mindepth 1 -maxdepth 1 ! -name registry -exec rm -rf {} +; fi
+	@if [ -d runs/registry ]; then echo "kept runs/registry (the registered models); rm -rf runs/registry to delete them"; fi

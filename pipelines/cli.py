@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.results import CompareSummary
+from components.ingest.listing import Listings
 from components.ingest.snapshot import SnapshotError, take_snapshot
 from pipelines.config import (
     ConfigError,
@@ -155,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_USAGE
     not_here = steps_only_paths(experiment, args.target)
+    listings = Listings()  # each local source listed once: preflight, class count, snapshot
     problems = check_paths(args) or [
-        *data_preflight(experiment, not_here),
+        *data_preflight(experiment, not_here, listings),
         *weights_problems(experiment, not_here),
     ]
     if problems:
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        check_metrics(experiment, not_here)
+        check_metrics(experiment, not_here, listings)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
         return 0
     try:
-        options.data_snapshot = _data_snapshot(experiment, not_here)
+        options.data_snapshot = _data_snapshot(experiment, not_here, listings)
     except SnapshotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -231,9 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_GATE if gate_missed else 0
 
 
-def _data_snapshot(experiment: Any, not_here: tuple[str, ...]) -> str:
+def _data_snapshot(experiment: Any, not_here: tuple[str, ...], listings: Listings) -> str:
     """Snapshot the source (the cache key of ingest) and say so on stderr."""
-    snapshot = take_snapshot(experiment.data, not_here=not_here)
+    snapshot = take_snapshot(experiment.data, not_here=not_here, listings=listings)
     print(snapshot.describe(), file=sys.stderr)
     return snapshot.digest
 
@@ -297,11 +299,13 @@ def steps_only_paths(experiment: Any, target: str) -> tuple[str, ...]:
     return ()
 
 
-def data_preflight(experiment: Any, not_here: tuple[str, ...]) -> list[str]:
+def data_preflight(
+    experiment: Any, not_here: tuple[str, ...], listings: Listings | None = None
+) -> list[str]:
     """What is wrong with the data sources, as far as can be seen from here (no images read)."""
     from components.ingest.preflight import preflight
 
-    return preflight(experiment.data, not_here)
+    return preflight(experiment.data, not_here, listings)
 
 
 def _list(as_json: bool) -> int:

@@ -28,7 +28,13 @@ from components.spec import (
     metric_unavailable,
     min_input_side,
 )
-from pipelines.experiment_file import ConfigError, clip, parse_yaml, read_experiment_text
+from pipelines.experiment_file import (
+    ConfigError,
+    clip,
+    did_you_mean,
+    parse_yaml,
+    read_experiment_text,
+)
 
 __all__ = ["ConfigError", "Experiment", "load_experiment"]
 
@@ -583,8 +589,11 @@ def resolve_experiment_path(experiment: str) -> Path:
         return path
     bundled = EXPERIMENTS_DIR / f"{experiment}.yaml"
     if not bundled.is_file():
-        names = ", ".join(list_experiments())
-        raise ConfigError(f"unknown experiment '{experiment}'; use a YAML path or one of: {names}")
+        names = list(list_experiments())
+        raise ConfigError(
+            f"unknown experiment '{experiment}';{did_you_mean(experiment, names)} use a YAML "
+            f"path or one of: {', '.join(names)}"
+        )
     return bundled
 
 
@@ -752,15 +761,18 @@ def resolve_source_paths(raw: dict[str, Any], folder: Path) -> None:
         data["extra_train_sources"] = [resolved(s) for s in extras]
 
 
-def check_metrics(experiment: Experiment, not_here: tuple[str, ...] = ()) -> int | None:
+def check_metrics(
+    experiment: Experiment, not_here: tuple[str, ...] = (), listings: Any = None
+) -> int | None:
     """Refuse a gate (or reference) metric the evaluations of this experiment cannot compute.
 
     Uses the class count when it is knowable before ingest (components/ingest/classes.py);
-    returns that count, or None when only ingest can tell (compare then says so).
+    returns that count, or None when only ingest can tell (compare then says so). `listings`:
+    the data preflight's listings of the sources (components.ingest.listing.Listings).
     """
     from components.ingest.classes import known_class_count
 
-    num_classes = known_class_count(experiment.data, not_here)
+    num_classes = known_class_count(experiment.data, not_here, listings)
     if num_classes is None:
         return None
     checked = [("gate.metric", experiment.gate.metric)]

@@ -10,6 +10,8 @@ themselves, and nesting deeper than the parser can follow.
 from __future__ import annotations
 
 import codecs
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,12 @@ def clip(text: str, limit: int = QUOTE_CHARS) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` did you mean 'x'?` naming the choice closest to `word`, or "" when none is close."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.6)
+    return f" did you mean '{close[0]}'?" if close else ""
 
 
 def read_experiment_text(path: Path) -> str:

@@ -48,7 +48,12 @@ def _results(result: dict[str, Any]) -> list[str]:
     lines = []
     if result.get("registration"):
         record = RegistrationRecord.model_validate(result["registration"])
-        lines.append(f"registered: {record.name} {record.version} at {record.path}")
+        note = ""
+        if record.existing:
+            note = " (registered before: the same model and exports)"
+        elif record.same_model_as:
+            note = f" (the model of {record.same_model_as}, with this run's exports)"
+        lines.append(f"registered: {record.name} {record.version} at {record.path}{note}")
         if record.exports:
             lines.append(f"exported: {', '.join(record.exports)} (in {record.path}/export/)")
     if result.get("index"):

@@ -266,3 +266,117 @@ def _assert_contains(actual: dict[str, Any], expected: dict[str, Any]) -> None:
 def assert_contains() -> Callable[[dict[str, Any], dict[str, Any]], None]:
     """Asserts that a mapping holds every key of another with the same value, nested alike."""
     return _assert_contains
+
+
+# --- hostile source trees: one corpus for every reader of a source ---------------------------
+
+
+def _hostile_png(seed: int, colour: tuple[int, int, int] | None = None) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    pixels = np.full((12, 12, 3), colour, dtype=np.uint8) if colour else None
+    if pixels is None:
+        pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A small PNG file that declares `width` x `height` pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _bytes_path(folder: Path, name: bytes) -> bytes:
+    return os.path.join(os.fsencode(folder), name)
+
+
+def _hostile_fifo(root: Path) -> None:
+    os.mkfifo(root / "red" / "pipe.png")  # reading it would wait for a writer forever
+
+
+def _hostile_device_link(root: Path) -> None:
+    os.symlink("/dev/zero", root / "red" / "zero.png")  # endless bytes
+
+
+def _hostile_non_utf8_names(root: Path) -> None:
+    with open(_bytes_path(root / "red", b"caf\xe9.png"), "wb") as file:
+        file.write(_hostile_png(7, (230, 10, 10)))
+    with open(_bytes_path(root / "green", b"bad\xff.png"), "wb") as file:
+        file.write(b"not an image")
+
+
+def _hostile_non_utf8_class(root: Path) -> None:
+    folder = _bytes_path(root, b"bl\xe9u")
+    os.mkdir(folder)
+    for index in range(3):
+        with open(os.path.join(folder, b"%d.png" % index), "wb") as file:
+            file.write(_hostile_png(20 + index, (10, 10, 240)))
+
+
+def _hostile_symlink_loops(root: Path) -> None:
+    os.symlink("..", root / "red" / "up")  # the source folder
+    os.symlink(".", root / "green" / "self")  # itself
+    os.symlink(root / "green", root / "red" / "green-images")  # another class
+
+
+def _hostile_broken_link(root: Path) -> None:
+    os.symlink("nowhere.png", root / "red" / "broken.png")
+
+
+def _hostile_empty_class(root: Path) -> None:
+    (root / "blue").mkdir()
+
+
+def _hostile_hidden_only_class(root: Path) -> None:
+    (root / "blue").mkdir()
+    (root / "blue" / ".thumbs.png").write_bytes(_hostile_png(9))
+
+
+def _hostile_huge_image(root: Path) -> None:
+    (root / "red" / "huge.png").write_bytes(_png_header_only(20_000, 20_000))
+
+
+HOSTILE_TREES: dict[str, Callable[[Path], None]] = {
+    "fifo": _hostile_fifo,
+    "device link": _hostile_device_link,
+    "non-UTF-8 file names": _hostile_non_utf8_names,
+    "non-UTF-8 class folder": _hostile_non_utf8_class,
+    "symlink loops": _hostile_symlink_loops,
+    "broken link": _hostile_broken_link,
+    "empty class": _hostile_empty_class,
+    "hidden-only class": _hostile_hidden_only_class,
+    "huge image": _hostile_huge_image,
+}
+
+
+def write_hostile_tree(root: Path, case: str) -> Path:
+    """A class-per-folder source (red, green: 3 solid-colour PNGs each) plus one hostile thing."""
+    for index, (name, colour) in enumerate({"red": (230, 10, 10), "green": (10, 220, 10)}.items()):
+        (root / name).mkdir(parents=True)
+        for number in range(3):
+            (root / name / f"{number}.png").write_bytes(_hostile_png(10 * index + number, colour))
+    HOSTILE_TREES[case](root)
+    return root
+
+
+@pytest.fixture(params=sorted(HOSTILE_TREES))
+def hostile_tree(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Each hostile source tree in turn (HOSTILE_TREES names them), written under tmp_path."""
+    return write_hostile_tree(tmp_path / "source", request.param)

@@ -98,9 +98,18 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def load_image(path: str | Path, input_size: tuple[int, int], channels: int) -> np.ndarray:
-    """An image file as the model's input: float32 [0, 255], (height, width, channels)."""
+    """An image file as the model's input: float32 [0, 255], (height, width, channels).
+
+    Only a regular file of at most MAX_FILE_BYTES is read: a named pipe, a device or a broken
+    link is an ImageReadError before a byte is read (nothing blocks or fills the memory).
+    """
+    from components.common.files import FileRejected, read_local
+    from components.spec import MAX_FILE_BYTES
+
     try:
-        data = Path(path).read_bytes()
+        data = read_local(path, MAX_FILE_BYTES, limit="the largest image file read")
+    except FileRejected as exc:
+        raise ImageReadError(str(exc)) from None
     except OSError as exc:
         raise ImageReadError(f"cannot read the file ({exc.strerror or exc})") from None
     return resize_bilinear(decode(data, channels), input_size)

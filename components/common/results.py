@@ -163,6 +163,10 @@ class RegistrationRecord(Result):
     dataset_fingerprint: str | None = None
     metrics: dict[str, float]
     exports: list[str] = []  # formats under the version's export/ folder
+    # The earlier version of the same source model, when this one was made for new exports.
+    same_model_as: str | None = None
+    # Set on the record a registration returns when it found this version already there.
+    existing: bool = False
     aliases: list[str] = []
     details: dict[str, Any] = {}
     registered_at: str

@@ -10,6 +10,7 @@ only after ingest.
 
 from __future__ import annotations
 
+from components.ingest.listing import Listings
 from components.ingest.preflight import source_classes
 from components.ingest.sources import SourceError
 from components.spec import DataConfig
@@ -17,13 +18,18 @@ from components.spec import DataConfig
 DIGITS = tuple(str(d) for d in range(10))
 
 
-def known_class_count(data: DataConfig, not_here: tuple[str, ...] = ()) -> int | None:
-    """The number of classes ingest will find, or None when only ingest can tell."""
+def known_class_count(
+    data: DataConfig, not_here: tuple[str, ...] = (), listings: Listings | None = None
+) -> int | None:
+    """The number of classes ingest will find, or None when only ingest can tell.
+
+    `listings`: the sources' listings the data preflight made (each source is listed once).
+    """
     if data.classes is not None:
         return len(data.classes)
     found: set[str] = set()
     for source in [data.source, *data.extra_train_sources]:
-        names = source_class_names(source, data, not_here)
+        names = source_class_names(source, data, not_here, listings)
         if names is None:
             return None
         found.update(names)
@@ -38,7 +44,10 @@ def known_class_count(data: DataConfig, not_here: tuple[str, ...] = ()) -> int |
 
 
 def source_class_names(
-    source: str, data: DataConfig, not_here: tuple[str, ...] = ()
+    source: str,
+    data: DataConfig,
+    not_here: tuple[str, ...] = (),
+    listings: Listings | None = None,
 ) -> set[str] | None:
     """The source's own class names (before label_map), or None when not cheaply knowable."""
     scheme, _, rest = source.partition(":")
@@ -47,7 +56,7 @@ def source_class_names(
     if scheme == "tfds":
         return _tfds(rest, data)
     try:
-        return source_classes(source, data, not_here)
+        return source_classes(source, data, not_here, listings)
     except (SourceError, OSError):
         return None  # the preflight reports why
 

@@ -2,8 +2,9 @@
 
 The folder and CSV sources (sources.py) and the data preflight (preflight.py) list through
 `list_folder` and `list_csv`, so what the preflight checks is what ingest reads. An item's
-bytes are read by `read_local` / `read_uri`: regular files only (links resolved), at most
-`data.max_file_bytes`; anything else raises FileRejected with the reason it is quarantined for.
+bytes are read by `read_local` (components/common/files.py, shared with predict) / `read_uri`:
+regular files only (links resolved), at most `data.max_file_bytes`; anything else raises
+FileRejected with the reason it is quarantined for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import csv
 import io
 import os
 import posixpath
-import stat
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.ingest.validate import FileRejected
+from components.common.files import capped_read, display_name, read_local
 
 SOURCE_SPLITS = ("train", "validation", "test")
 
@@ -33,58 +33,11 @@ def is_uri(path: str) -> bool:
     return "://" in path
 
 
-def read_local(path: str, max_bytes: int | None = None) -> bytes:
-    """The bytes of the regular file at `path` (links resolved), at most `max_bytes` of them.
-
-    Anything else (a named pipe, a device, a folder, a broken link) raises FileRejected
-    before a byte is read, so that a pipe never blocks and /dev/zero never fills the memory.
-    """
-    try:
-        # O_NONBLOCK: opening a named pipe swapped in after the check must not wait for a writer.
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise FileRejected("unreadable", f"broken link to {os.readlink(path)!r}") from None
-        raise
-    with os.fdopen(descriptor, "rb") as file:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            raise FileRejected("not a regular file", f"a {file_kind(info.st_mode)}")
-        return _capped(file, info.st_size, max_bytes)
-
-
 def read_uri(uri: str, max_bytes: int | None = None) -> bytes:
     import tensorflow as tf
 
     with tf.io.gfile.GFile(uri, "rb") as file:
-        return _capped(file, file.size(), max_bytes)
-
-
-def _capped(file: Any, size: int, max_bytes: int | None) -> bytes:
-    if max_bytes is not None and size > max_bytes:
-        raise FileRejected("too large", f"{size:,} bytes > data.max_file_bytes = {max_bytes:,}")
-    data = file.read() if max_bytes is None else file.read(max_bytes + 1)
-    if max_bytes is not None and len(data) > max_bytes:  # it grew while being read
-        raise FileRejected("too large", f"more than data.max_file_bytes = {max_bytes:,} bytes")
-    return data
-
-
-def file_kind(mode: int) -> str:
-    """What a non-regular file is, in words."""
-    kinds = (
-        (stat.S_ISFIFO, "named pipe"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISDIR, "folder"),
-    )
-    return next((name for test, name in kinds if test(mode)), "special file")
-
-
-def display_name(name: str) -> str:
-    """`name` as text that round-trips: bytes that are not UTF-8 (os.fsdecode's surrogates)
-    become `\\xNN` escapes, so keys, reports and CSVs can always be written."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return capped_read(file, file.size(), max_bytes)
 
 
 class _Files:
@@ -122,8 +75,9 @@ class _Files:
             names = [n.rstrip("/") for n in self.gfile.listdir(path)]
             folders = {n for n in names if self.gfile.isdir(self.join(path, n))}
         else:
-            names = self._scan(path)
-            folders = {n for n in names if os.path.isdir(os.path.join(path, n))}
+            entries = self._scan(path)
+            names = list(entries)
+            folders = {n for n, is_folder in entries.items() if is_folder}
         if skipped is not None:
             for name in names:
                 if name.startswith("."):
@@ -132,9 +86,11 @@ class _Files:
                     skipped["files outside the class folders"] += 1
         return sorted(n for n in folders if not n.startswith("."))
 
-    def _scan(self, path: str) -> list[str]:
+    def _scan(self, path: str) -> dict[str, bool]:
+        """Name -> whether it is a folder (links followed), for each entry of `path`."""
         try:
-            return [entry.name for entry in os.scandir(path)]
+            with os.scandir(path) as entries:
+                return {entry.name: _is_folder(entry) for entry in entries}
         except OSError as exc:
             raise SourceError(
                 f"{display_name(path)} cannot be listed ({exc.strerror or exc}); "
@@ -159,10 +115,9 @@ class _Files:
         while pending:
             relative = pending.pop()
             folder = os.path.join(path, relative) if relative else path
-            for name in self._scan(folder):
+            for name, is_folder in self._scan(folder).items():
                 joined = f"{relative}/{name}" if relative else name
                 full = os.path.join(folder, name)
-                is_folder = os.path.isdir(full)
                 if name.startswith("."):
                     skipped["hidden folders" if is_folder else "hidden files"] += 1
                 elif not is_folder:
@@ -196,6 +151,15 @@ class _Files:
             with self.gfile.GFile(path, "r") as file:
                 return file.read()
         return Path(path).read_text(encoding="utf-8-sig")
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    """Whether the entry is a folder or a link to one (from the listing's file type, without a
+    stat, except for links); a link that loops onto itself is not."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def _identity(path: str) -> tuple[int, int]:
@@ -318,3 +282,23 @@ def list_csv(file: str, config: Any) -> list[CsvRow]:
         location = path if is_uri(path) or os.path.isabs(path) else files.join(base, path)
         manifest.append(CsvRow(line, path, label, split, location))
     return manifest
+
+
+class Listings:
+    """Each local source listed once before compiling: the data preflight, the class count and
+    the data snapshot read the same listing, so they agree about what a source holds and a
+    large folder is walked once. A listing that fails is not kept (the next reader says why)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[str, FolderListing] = {}
+        self._manifests: dict[str, list[CsvRow]] = {}
+
+    def folder(self, root: str, config: Any) -> FolderListing:
+        if root not in self._folders:
+            self._folders[root] = list_folder(root, config)
+        return self._folders[root]
+
+    def csv(self, file: str, config: Any) -> list[CsvRow]:
+        if file not in self._manifests:
+            self._manifests[file] = list_csv(file, config)
+        return self._manifests[file]

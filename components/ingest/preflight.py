@@ -18,26 +18,24 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from components.ingest.listing import (
-    SourceError,
-    display_name,
-    is_uri,
-    list_csv,
-    list_folder,
-)
+from components.ingest.listing import Listings, SourceError, display_name, is_uri
 from components.spec import DataConfig
 
 MISSING_EXAMPLES = 3
 
 
-def preflight(data: DataConfig, not_here: Sequence[str] = ()) -> list[str]:
+def preflight(
+    data: DataConfig, not_here: Sequence[str] = (), listings: Listings | None = None
+) -> list[str]:
     """Every problem of `data`'s sources that needs no image decoding, as messages to print.
 
     Args:
         data: The experiment's data section (relative paths already resolved).
         not_here: Path prefixes that exist only where the steps run; paths below them are
             not checked.
+        listings: The sources' listings, shared with the class count and the data snapshot.
     """
+    listings = listings if listings is not None else Listings()
     problems = []
     found: dict[str, set[str] | None] = {}
     fields = ["data.source"] + [
@@ -45,7 +43,7 @@ def preflight(data: DataConfig, not_here: Sequence[str] = ()) -> list[str]:
     ]
     for field_name, source in zip(fields, [data.source, *data.extra_train_sources], strict=True):
         try:
-            found[source] = _classes_of(source, data, tuple(not_here))
+            found[source] = _classes_of(source, data, tuple(not_here), listings)
         except SourceError as exc:
             problems.append(f"{field_name}: {exc}")
     if not problems:
@@ -54,22 +52,27 @@ def preflight(data: DataConfig, not_here: Sequence[str] = ()) -> list[str]:
 
 
 def source_classes(
-    source: str, data: DataConfig, not_here: tuple[str, ...] = ()
+    source: str,
+    data: DataConfig,
+    not_here: tuple[str, ...] = (),
+    listings: Listings | None = None,
 ) -> set[str] | None:
     """The class names `source` holds (before label_map), as far as they can be listed here
     without decoding an image; None when they cannot. Raises SourceError for a bad source."""
-    return _classes_of(source, data, not_here)
+    return _classes_of(source, data, not_here, listings if listings is not None else Listings())
 
 
-def _classes_of(source: str, data: DataConfig, not_here: tuple[str, ...]) -> set[str] | None:
+def _classes_of(
+    source: str, data: DataConfig, not_here: tuple[str, ...], listings: Listings
+) -> set[str] | None:
     """The source's class names (before label_map), or None when they cannot be listed here."""
     scheme, _, rest = source.partition(":")
     if scheme in ("folder", "csv", "npz") and (is_uri(rest) or rest.startswith(not_here)):
         return None  # a bucket (needs the network) or a path of the machine the steps run on
     if scheme == "folder":
-        return {display_name(name) for name in list_folder(rest, data).classes}
+        return {display_name(name) for name in listings.folder(rest, data).classes}
     if scheme == "csv":
-        rows = list_csv(rest, data)
+        rows = listings.csv(rest, data)
         local = [r for r in rows if not is_uri(r.location) and not r.location.startswith(not_here)]
         missing = [r for r in local if not os.path.lexists(r.location)]
         if missing:

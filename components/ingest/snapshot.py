@@ -3,9 +3,10 @@
 The snapshot is an input of the ingest step, so the pipeline cache re-runs ingest (and all that
 follows) when the data changes and reuses it when nothing did. It never decodes an image:
 
-- `folder:PATH`: every non-hidden file's relative path, size and modification time, walked in a
-  fixed order and streamed into the hash (a `gs://` folder: object names, sizes, generations).
-- `csv:FILE`: the manifest's content hash plus the size and time of every file it lists.
+- `folder:PATH`: the relative path, size and modification time of every file ingest will read,
+  from the listing ingest reads (listing.py's `list_folder`: hidden entries skipped, links to
+  folders followed once, any file name); a `gs://` folder: object names, sizes, generations.
+- `csv:FILE`: the manifest's rows plus the size and time of every file it lists.
 - `npz:FILE`: the file's content hash.
 - `tfds:NAME[:CONFIG]`: the builder's name and version (no download).
 - `hf:REPO`: a local folder's snapshot as for `folder:`, else the Hub revision (commit sha).
@@ -25,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from components.ingest.listing import CsvRow, Listings, SourceError
 from components.spec import DataConfig
 
 CHUNK = 1 << 20
@@ -70,14 +72,19 @@ class Snapshot:
 
 
 def take_snapshot(
-    data: DataConfig, lister: Lister | None = None, not_here: tuple[str, ...] = ()
+    data: DataConfig,
+    lister: Lister | None = None,
+    not_here: tuple[str, ...] = (),
+    listings: Listings | None = None,
 ) -> Snapshot:
     """Snapshot `data.source` and every `data.extra_train_sources` entry.
 
     `not_here`: path prefixes that exist only where the steps run (Vertex's `/gcs/` mount of the
     buckets, a cluster's data volume). A folder under `/gcs/BUCKET/` is listed as
     `gs://BUCKET/`; other such paths cannot be looked at, which the snapshot's notes say.
+    `listings`: the local sources' listings the data preflight made, so nothing is listed twice.
     """
+    listings = listings if listings is not None else Listings()
     started = time.perf_counter()
     digest = hashlib.sha256()
     total: int | None = None
@@ -87,7 +94,10 @@ def take_snapshot(
         visible = _visible(source, not_here, notes)
         if visible is None:
             continue
-        files = _snapshot_source(visible, data, digest, lister or gcs_listing, notes)
+        try:
+            files = _snapshot_source(visible, data, digest, lister or gcs_listing, listings, notes)
+        except SourceError as exc:  # the listing's own message says what to fix
+            raise SnapshotError(str(exc)) from None
         if files is not None:
             total = (total or 0) + files
     return Snapshot(digest.hexdigest(), total, time.perf_counter() - started, notes)
@@ -108,13 +118,22 @@ def _visible(source: str, not_here: tuple[str, ...], notes: list[str]) -> str | 
 
 
 def _snapshot_source(
-    source: str, data: DataConfig, digest: _Hash, lister: Lister, notes: list[str]
+    source: str,
+    data: DataConfig,
+    digest: _Hash,
+    lister: Lister,
+    listings: Listings,
+    notes: list[str],
 ) -> int | None:
     scheme, _, rest = source.partition(":")
     if scheme == "folder":
-        return _folder(rest, digest, lister)
+        if rest.startswith("gs://"):
+            return _remote(rest.rstrip("/") + "/", digest, lister)
+        return _listed_folder(rest, data, digest, listings)
     if scheme == "csv":
-        return _csv(rest, data, digest, lister)
+        if rest.startswith("gs://"):
+            return _csv(rest, data, digest, lister)
+        return _listed_csv(listings.csv(rest, data), digest, lister)
     if scheme == "npz":
         return _npz(rest, digest)
     if scheme == "tfds":
@@ -133,9 +152,45 @@ def _snapshot_source(
 # --- local files ---------------------------------------------------------------------------------
 
 
-def walk_files(root: str) -> Iterator[tuple[str, int, int]]:
+def _line(*fields: object) -> bytes:
+    """One hashed line; a file name's bytes that are not UTF-8 are hashed as they are."""
+    return ("\0".join(str(f) for f in fields) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _size_and_time(path: str) -> tuple[int | str, int | str]:
+    """The file's size and mtime (links followed; a broken link: the link's own)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return "missing", "missing"
+    return info.st_size, info.st_mtime_ns
+
+
+def _listed_folder(root: str, data: DataConfig, digest: _Hash, listings: Listings) -> int:
+    if not os.path.isdir(root):
+        raise SnapshotError(
+            f"data.source folder:{root} is not a directory; expected {root}/<class>/<image files>"
+        )
+    listing = listings.folder(root, data)
+    digest.update(_line("root", listing.root))
+    count = 0
+    for name, relatives in listing.classes.items():
+        folder = os.path.join(listing.root, name)
+        for relative in relatives:  # posix-relative: a local path on the systems we run on
+            size, mtime = _size_and_time(os.path.join(folder, relative))
+            digest.update(_line(f"{name}/{relative}", size, mtime))
+            count += 1
+    return count
+
+
+def walk_files(root: str) -> Iterator[tuple[str, int | str, int | str]]:
     """(relative posix path, size, mtime in ns) of every non-hidden file under `root`, in sorted
-    order, hidden folders skipped as ingest skips them. Streams: holds one folder's entries."""
+    order, hidden folders skipped as ingest skips them, links to folders not followed (no
+    loops). Streams: holds one folder's entries. For a folder that is not a class-per-folder
+    source (an `hf:` dataset saved to disk)."""
     stack = [("", root)]
     while stack:
         relative, folder = stack.pop()
@@ -148,25 +203,21 @@ def walk_files(root: str) -> Iterator[tuple[str, int, int]]:
             if entry.name.startswith("."):
                 continue
             path = f"{relative}{entry.name}"
-            if entry.is_dir():
+            if entry.is_dir(follow_symlinks=False):
                 subfolders.append((f"{path}/", entry.path))
             else:
-                stat = entry.stat()
-                yield path, stat.st_size, stat.st_mtime_ns
+                yield (path, *_size_and_time(entry.path))
         # popped last-first: reversed keeps the walk in sorted order
         stack.extend(reversed(subfolders))
 
 
-def _folder(root: str, digest: _Hash, lister: Lister) -> int:
-    if root.startswith("gs://"):
-        return _remote(root.rstrip("/") + "/", digest, lister)
+def _folder(root: str, digest: _Hash) -> int:
+    """A folder that is not a class-per-folder source, walked whole."""
     if not os.path.isdir(root):
-        raise SnapshotError(
-            f"data.source folder:{root} is not a directory; expected {root}/<class>/<image files>"
-        )
+        raise SnapshotError(f"{root} is not a directory")
     count = 0
     for path, size, mtime in walk_files(root):
-        digest.update(f"{path}\0{size}\0{mtime}\n".encode())
+        digest.update(_line(path, size, mtime))
         count += 1
     return count
 
@@ -184,40 +235,35 @@ def _npz(file: str, digest: _Hash) -> int:
     return 1
 
 
+def _listed_csv(rows: list[CsvRow], digest: _Hash, lister: Lister) -> int:
+    """A local manifest: its rows (what ingest reads) and each listed file's size and time."""
+    uris = []
+    for row in rows:
+        digest.update(_line("row", row.path, row.label, row.split or ""))
+        if "://" in row.location:
+            uris.append(row.location)
+        else:
+            digest.update(_line(row.location, *_size_and_time(row.location)))
+    if uris:
+        _listed_remote(uris, digest, lister)
+    return 1 + len(rows)
+
+
 def _csv(file: str, data: DataConfig, digest: _Hash, lister: Lister) -> int:
-    remote = file.startswith("gs://")
-    if remote:
-        text = _read_remote_text(file)
-    elif os.path.isfile(file):
-        with open(file, "rb") as handle:
-            text = handle.read().decode("utf-8-sig", "replace")
-    else:
-        raise SnapshotError(f"data.source csv:{file} does not exist; give the path of a CSV file")
+    """A manifest in a bucket: its text and the listed objects' sizes and generations."""
+    text = _read_remote_text(file)
     digest.update(text.encode())
     rows = csv.DictReader(io.StringIO(text))
     header = rows.fieldnames or []
     column = "path" if "path" in header else data.image_column
     if column not in header:
         return 1  # the manifest's hash covers it; ingest reports the missing column
-    base = file.rsplit("/", 1)[0] if remote else os.path.dirname(os.path.abspath(file))
+    base = file.rsplit("/", 1)[0]
     listed = [(row.get(column) or "").strip() for row in rows]
-    local, uris = [], []
-    for path in filter(None, listed):
-        if "://" in path:
-            uris.append(path)
-        elif remote:
-            uris.append(f"{base}/{path}")
-        else:
-            local.append(path if os.path.isabs(path) else os.path.join(base, path))
-    for path in local:
-        try:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        except OSError:
-            digest.update(f"{path}\0missing\n".encode())
+    uris = [path if "://" in path else f"{base}/{path}" for path in filter(None, listed)]
     if uris:
         _listed_remote(uris, digest, lister)
-    return 1 + len(local) + len(uris)
+    return 1 + len(uris)
 
 
 # --- gs:// ---------------------------------------------------------------------------------------
@@ -315,7 +361,7 @@ def _hf(spec: str, digest: _Hash, notes: list[str]) -> int | None:
     if sep and head and "/" not in tail and not os.path.exists(spec):
         location = head
     if os.path.isdir(location):
-        return _folder(location, digest, gcs_listing)
+        return _folder(location, digest)
     revision = hub_revision(location, notes)
     digest.update(f"hf\0{spec}\0{revision}\n".encode())
     return None

@@ -268,7 +268,7 @@ def _tfds(spec: str, config: Any) -> Source:
             f"tfds:{spec} has no class-label feature '{label_column}' (data.label_column); "
             f"its class-label features: {labels}"
         )
-    builder.download_and_prepare()
+    _prepare(builder, spec)
     available = list(builder.info.splits) or list(TFDS_SPLITS.get(name, ("train",)))
     splits = [s for s in SOURCE_SPLITS if s in available]
     if not splits:
@@ -316,6 +316,23 @@ def _tfds(spec: str, config: Any) -> Source:
                 )
 
     return Source(items(), total)
+
+
+def _prepare(builder: Any, spec: str) -> None:
+    """Download and prepare a tfds dataset (a no-op once prepared); SourceError, one line,
+    saying what to do when that fails (offline, a host that is down, a full disk)."""
+    try:
+        builder.download_and_prepare()
+    except Exception as exc:  # requests' ConnectionError, tfds' DownloadError, OSError, ...
+        root = getattr(builder, "_data_dir_root", None) or "TFDS_DATA_DIR"
+        reason = " ".join(str(exc).split()) or "no message"
+        reason = reason if len(reason) <= 240 else f"{reason[:240]}..."
+        raise SourceError(
+            f"tfds:{spec} could not be downloaded and prepared ({type(exc).__name__}: {reason}); "
+            f"give this machine network access, or prepare it where there is network "
+            f"(`tfds build {spec.replace(':', '/')}`) and copy the folder it writes into {root} "
+            "(or set TFDS_DATA_DIR), or use data.source=folder:PATH with the images"
+        ) from None
 
 
 def _feature(features: Any, name: str | None) -> Any:

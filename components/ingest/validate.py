@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from components.common.files import FileRejected
+
 # Reject, before decoding, any image with more pixels than this (Pillow's own warning threshold,
 # about 9,500 x 9,500): decoding one would take gigabytes and seconds, and real training images
 # are far smaller. Pillow alone only refuses twice this many.
@@ -63,14 +65,6 @@ SIGNATURES = (
 END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND", "GIF": b";"}
 HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
-
-
-class FileRejected(Exception):
-    """Raised by an item's `read` for a file that must not be read; `code` is a REASONS key."""
-
-    def __init__(self, code: str, detail: str):
-        super().__init__(f"{code}: {detail}")
-        self.code, self.detail = code, detail
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ OUTPUT_SUFFIXES = (".csv", ".jsonl")
 
 
 def walk_images(folder: Path) -> Iterator[Path]:
-    """Image files under `folder`, recursively, in sorted order, without listing it all at once."""
+    """Image files under `folder`, recursively, in sorted order, without listing it all at once.
+
+    Links to folders are not followed (no loops); anything else named like an image is yielded,
+    pipes and devices included: reading it gives the row its reason (pixels.load_image)."""
     for directory, subdirectories, files in os.walk(folder):
         subdirectories.sort()
         for name in sorted(files):

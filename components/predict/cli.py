@@ -8,10 +8,13 @@ alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import itertools
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from components.common.files import display_name
 from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
 from components.spec import EXPORT_FORMATS
 
 EXIT_OK, EXIT_ERROR = 0, 2
 NATIVE = "native"
+# TensorFlow's C++ start-up lines (oneDNN, CPU features, absl's "before InitializeLog") are
+# not for a user of predict. TensorFlow 2.21 writes them before its log level is read, so the
+# process's stderr is held while the model loads (TF_CPP_MIN_LOG_LEVEL=0 shows them).
+SHOW_START_UP = "0"
 
 EPILOG = """\
 examples:
@@ -116,8 +124,9 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
+            # Not only regular files: a pipe or a device named like an image gets its reason.
             files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p for p in path.rglob("*") if not p.is_dir() and p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not files:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
@@ -186,12 +195,12 @@ def predict_files(
                 images.append(load_image(path, size, card.channels))
                 readable.append(path)
             except ImageReadError as exc:
-                outcomes[path] = {"path": str(path), "error": str(exc)}
+                outcomes[path] = {"path": display_name(str(path)), "error": str(exc)}
         if images:
             probabilities = classifier.predict(np.stack(images))
             for path, row in zip(readable, probabilities, strict=True):
                 outcomes[path] = {
-                    "path": str(path),
+                    "path": display_name(str(path)),
                     "top": top_classes(row, card.class_names, top_k),
                 }
         for path in batch:
@@ -206,7 +215,7 @@ def _format(outcome: dict[str, Any], width: int) -> str:
 
 
 def _error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {display_name(message)}", file=sys.stderr)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -261,6 +270,30 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def quiet_start_up() -> Iterator[None]:
+    """Hold what native code writes to file descriptor 2 inside the block (the frameworks'
+    start-up lines); it is written out after all when the block raises, so no error is lost."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") == SHOW_START_UP:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     usage = _check_args(args)
@@ -288,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_ERROR
     try:
-        classifier = _load(args)
+        with quiet_start_up():
+            classifier = _load(args)
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
@@ -341,7 +375,8 @@ def _predict_to_file(args: argparse.Namespace) -> int:
         _error("no images matched: " + " ".join(args.images))
         return EXIT_ERROR
     try:
-        classifier = _load(args)
+        with quiet_start_up():
+            classifier = _load(args)
     except ModelLoadError as exc:
         _error(str(exc))
         return EXIT_ERROR
@@ -357,7 +392,7 @@ def _predict_to_file(args: argparse.Namespace) -> int:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with args.output.open("w", newline="") as handle:
+    with args.output.open("w", newline="", encoding="utf-8") as handle:
         writer = RowWriter(handle, args.output.suffix.lower(), top_k)
         outcomes = predict_files(classifier, files(), top_k, args.batch_size)
         writer.write_all(progress(outcomes, total, f"predict ({args.format})"))

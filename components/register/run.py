@@ -5,7 +5,10 @@ A version folder holds `model/` (the whole Model artifact), a copy of its `model
 the experiment exports, `export/`: the formats that passed their accuracy check, `export.json`
 and `report.html`; the card copy then lists each exported file with the input it takes. It is
 written under a hidden staging name and renamed into place, so a version is complete or absent;
-registering the same source model again returns the existing record instead of a new version.
+registering the same source model again returns the existing record instead of a new version,
+unless this registration brings exported formats that version lacks (an export section added
+to the experiment later): then a new version holds the same model with these exports, and its
+record names the earlier version (`same_model_as`). A version is never changed once written.
 
 A name keeps its meaning: a version whose class names differ from the latest version's is
 refused (register under another name, or pass `allow_class_change`).
@@ -58,8 +61,8 @@ def register_local(
     root = Path(registry_root) / name
     root.mkdir(parents=True, exist_ok=True)
     existing = find_registration(root, model_dir)
-    if existing is not None:
-        return existing
+    if existing is not None and not _new_exports(existing, export_dir):
+        return existing.model_copy(update={"existing": True})
     card = read_json(model_dir / CARD_FILE)
     if not allow_class_change:
         check_same_classes(root, name, card.get("class_names"))
@@ -86,6 +89,7 @@ def register_local(
                 dataset_fingerprint=card.get("dataset_fingerprint"),
                 metrics=metrics,
                 exports=[entry["format"] for entry in exports],
+                same_model_as=existing.version if existing is not None else None,
                 aliases=list(aliases or []),
                 details=details or {},
                 registered_at=datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -144,12 +148,25 @@ def check_same_classes(root: Path, name: str, class_names: list[str] | None) -> 
 
 
 def find_registration(root: Path, model_dir: str | Path) -> RegistrationRecord | None:
-    """The record of `model_dir` if it is already registered under `root`."""
-    for version in versions(root):
+    """The record of the latest version of `model_dir` if it is already registered under `root`."""
+    for version in reversed(versions(root)):
         record = read_record(version)
         if record.source_model == str(model_dir):
             return record
     return None
+
+
+def passed_formats(export_dir: str | Path) -> list[str]:
+    """The formats the export step's record lists as passed (what registering would copy)."""
+    record = read_json(Path(export_dir) / EXPORT_RECORD)
+    return [r["format"] for r in record["formats"] if r["format"] != "native" and r["passed"]]
+
+
+def _new_exports(existing: RegistrationRecord, export_dir: str | Path | None) -> list[str]:
+    """Formats this registration exports that the existing version of the model lacks."""
+    if export_dir is None:
+        return []
+    return [f for f in passed_formats(export_dir) if f not in existing.exports]
 
 
 def read_record(version: Path) -> RegistrationRecord:

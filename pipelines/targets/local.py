@@ -6,6 +6,7 @@ root mounted)."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import time
 from pathlib import Path
@@ -189,11 +190,12 @@ class LocalTarget(Target):
             "data": results.data if results else {},
             "tasks": [_task_row(t) for t in console.tasks],
             "summary": summary,
-            "registration": self._registration(summary),
+            "registration": self._registration(summary, started),
         }
 
-    def _registration(self, output: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The folder registry's record of the run's best model, when the gate let it through."""
+    def _registration(self, output: dict[str, Any] | None, started: float) -> dict[str, Any] | None:
+        """The folder registry's record of the run's best model, when the gate let it through;
+        `existing` when an earlier run registered it (this one found it there)."""
         if not output:
             return None
         summary = CompareSummary.model_validate(output)
@@ -203,7 +205,11 @@ class LocalTarget(Target):
         if not root.is_dir():
             return None
         record = find_registration(root, summary.best.model_uri)
-        return record.to_output() if record else None
+        if record is None:
+            return None
+        registered = datetime.datetime.fromisoformat(record.registered_at).timestamp()
+        # registered_at has whole seconds: a version of this run is at most 1 s "before" it
+        return record.model_copy(update={"existing": registered < started - 1}).to_output()
 
 
 def _task_row(task: TaskRecord) -> dict[str, Any]:

@@ -42,3 +42,33 @@ def test_the_registered_version_holds_the_passing_exports(run: dict) -> None:
     for entry in card["exports"]:
         assert (version / entry["file"]).exists()
         assert entry["input_size"] == [8, 8] and entry["channels"] == 1
+
+
+def test_exports_added_to_a_registered_model_reach_predict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from components.predict.cli import main as predict
+
+    runs = tmp_path / "runs"
+    plain = load_experiment("digits", ["models.0.epochs=8"])
+    first = LocalTarget(plain, RunOptions(runs_dir=runs)).run()
+    assert first["status"] == "SUCCEEDED", first["error"]
+    assert first["registration"]["version"] == "v1" and not first["registration"]["exports"]
+
+    # the same experiment gains an export section: train is cached, the same model is best
+    exporting = load_experiment("digits", ["models.0.epochs=8", "export.formats=[tflite_int8]"])
+    second = LocalTarget(exporting, RunOptions(runs_dir=runs)).run()
+    assert second["status"] == "SUCCEEDED", second["error"]
+    registration = second["registration"]
+    assert registration["version"] == "v2" and registration["same_model_as"] == "v1"
+    assert "tflite_int8" in registration["exports"] and not registration["existing"]
+
+    image = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8), 128).save(image)
+    code = predict(
+        ["--model", str(runs / "registry" / "digits-classifier"), "--format", "tflite_int8", str(image)]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -417,3 +418,53 @@ def test_fresh_reaches_the_train_step(tmp_path):
     inner = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
     train = next(t for n, t in inner.items() if n.startswith("train"))
     assert train["inputs"]["parameters"]["fresh"]["runtimeValue"]["constant"] is True
+
+
+def test_a_local_folder_is_listed_once_before_the_run(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import pipelines.targets as targets
+
+    for name in ("cat", "dog"):
+        (tmp_path / "images" / name).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (8, 8), (index, 0, 0)).save(
+                tmp_path / "images" / name / f"{index}.png"
+            )
+    scanned: list[str] = []
+    real_scandir = os.scandir
+
+    def counting_scandir(path: Any = ".") -> Any:
+        scanned.append(os.fspath(path))
+        return real_scandir(path)
+
+    class Ran:
+        def __init__(self, experiment: Any, options: Any) -> None:
+            self.options = options
+
+        def run(self) -> dict[str, Any]:
+            assert self.options.data_snapshot  # taken before the run
+            return {"status": "SUCCEEDED"}
+
+    monkeypatch.setattr(os, "scandir", counting_scandir)
+    monkeypatch.setattr(
+        targets, "get_target", lambda name, experiment, options: Ran(experiment, options)
+    )
+    source = f"data.source=folder:{tmp_path / 'images'}"
+
+    assert main(["--experiment", "digits", "--set", source, "--json"]) == 0
+
+    # The data preflight, the class count (gate.metric) and the snapshot share one listing.
+    assert scanned.count(str(tmp_path / "images" / "cat")) == 1
+    assert scanned.count(str(tmp_path / "images")) == 1
+    assert "data snapshot" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"), [("mnsit", "mnist"), ("pet", "pets"), ("cifar-10", "cifar10")]
+)
+def test_a_mistyped_experiment_name_exits_2_with_did_you_mean(typed, meant, capsys):
+    assert main(["--experiment", typed]) == 2
+
+    err = capsys.readouterr().err
+    assert f"did you mean '{meant}'?" in err and "Traceback" not in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -231,3 +232,34 @@ def test_load_image_matches_the_training_input(tmp_path, mode, suffix, channels)
     else:  # TensorFlow decodes JPEG with libjpeg's fast integer IDCT, Pillow with the exact one
         difference = np.abs(ours - theirs)
         assert difference.mean() < 1.5 and difference.max() < 8
+
+
+@pytest.mark.parametrize("output", [None, "predictions.csv"])
+def test_tensorflow_start_up_lines_stay_out_of_stderr(colour_model, images, tmp_path, output):
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = ["--model", str(colour_model), str(images / "red.png")]
+    if output:
+        argv += ["--output", str(tmp_path / output)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "components.predict", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert completed.returncode == 0, completed.stderr
+    ours = ("predict (", "wrote ")  # batch predict's progress and its closing line
+    noise = [line for line in completed.stderr.splitlines() if not line.startswith(ours)]
+    assert noise == []
+
+
+def test_what_native_code_writes_while_loading_comes_out_when_loading_fails(capfd):
+    from components.predict.cli import quiet_start_up
+
+    with quiet_start_up():
+        os.write(2, b"start-up chatter\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError), quiet_start_up():
+        os.write(2, b"why it failed\n")
+        raise RuntimeError("load failed")
+    assert capfd.readouterr().err == "why it failed\n"

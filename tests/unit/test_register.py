@@ -44,7 +44,7 @@ def test_same_model_registers_once_and_new_models_get_new_versions(tmp_path):
     first = register_local(a, root, "digits", {"accuracy": 0.9})
     again = register_local(a, root, "digits", {"accuracy": 0.9})
     second = register_local(b, root, "digits", {"accuracy": 0.95})
-    assert first == again
+    assert again == first.model_copy(update={"existing": True})  # the same version, found
     assert second.version == "v2"
     assert [p.name for p in versions(root / "digits")] == ["v1", "v2"]
 
@@ -112,3 +112,73 @@ def test_same_classes_and_allowed_changes_register(tmp_path):
     # the latest version now has three classes: the next two-class model is the change
     with pytest.raises(registry.ClassChangeError, match="gone: bird"):
         register_local(with_classes(tmp_path / "d", ["cat", "dog"], seed=3), root, "pets", {})
+
+
+def write_export(folder, formats):
+    """An export step's artifact in which `formats` passed (one small file each)."""
+    folder.mkdir(parents=True)
+    rows = [{"format": "native", "passed": True, "file": ""}]
+    for name in formats:
+        (folder / f"model-{name}.bin").write_bytes(name.encode())
+        rows.append(
+            {
+                "format": name,
+                "passed": True,
+                "file": f"model-{name}.bin",
+                "runtime": "tflite",
+                "precision": "int8",
+                "accuracy": 0.9,
+                "accuracy_delta": -0.01,
+                "size_bytes": len(name),
+            }
+        )
+    record = {"formats": rows, "input": "[0, 255]", "input_size": [8, 8], "channels": 1}
+    (folder / "export.json").write_text(json.dumps(record))
+    (folder / "report.html").write_text("<html></html>")
+    return folder
+
+
+def test_exports_added_later_make_a_new_version_of_the_same_model(tmp_path):
+    root = tmp_path / "registry"
+    model = make_model(tmp_path / "model")
+    first = register_local(model, root, "digits", {"accuracy": 0.9})
+    assert first.exports == [] and not (root / "digits" / "v1" / "export").exists()
+
+    # the experiment gains export.formats; export runs; the same best model is registered
+    exported = write_export(tmp_path / "export", ["tflite_int8"])
+    second = register_local(model, root, "digits", {"accuracy": 0.9}, export_dir=exported)
+
+    assert second.version == "v2" and second.exports == ["tflite_int8"]
+    assert second.same_model_as == "v1" and not second.existing
+    assert (root / "digits" / "v2" / "export" / "model-tflite_int8.bin").is_file()
+    card = json.loads((root / "digits" / "v2" / "model_card.json").read_text())
+    assert [entry["format"] for entry in card["exports"]] == ["tflite_int8"]
+    assert not (root / "digits" / "v1" / "export").exists()  # a version is never changed
+
+    again = register_local(model, root, "digits", {"accuracy": 0.9}, export_dir=exported)
+    assert again.version == "v2" and again.existing  # nothing new: the same version
+    without = register_local(model, root, "digits", {"accuracy": 0.9})
+    assert without.version == "v2" and without.existing
+
+
+def test_the_summary_says_whether_the_version_is_new(tmp_path):
+    from pipelines.summary import format_result
+
+    model = make_model(tmp_path / "model")
+    root = tmp_path / "registry"
+    first = register_local(model, root, "digits", {})
+    exported = write_export(tmp_path / "export", ["onnx"])
+    second = register_local(model, root, "digits", {}, export_dir=exported)
+    again = register_local(model, root, "digits", {}, export_dir=exported)
+
+    def line(record):
+        result = {"experiment": "digits", "target": "local", "status": "SUCCEEDED"}
+        text = format_result({**result, "registration": record.to_output()})
+        return next(x for x in text.splitlines() if x.startswith("registered:"))
+
+    assert line(first) == f"registered: digits v1 at {first.path}"
+    assert (
+        line(second)
+        == f"registered: digits v2 at {second.path} (the model of v1, with this run's exports)"
+    )
+    assert line(again).endswith("(registered before: the same model and exports)")
