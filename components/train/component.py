@@ -12,6 +12,7 @@ def train(
     curves: Output[HTML],
     checkpoint_root: str = "",
     fresh: bool = False,
+    on_failure: str = "stop",
 ):
     """Trains one candidate model with one seed.
 
@@ -26,6 +27,9 @@ def train(
             folder; each candidate x seed x dataset x recipe has its own subfolder there, so a
             rerun resumes. Empty: Vertex's AIP_CHECKPOINT_DIR, else the step's own folder.
         fresh: Discard this training's checkpoints and start from scratch.
+        on_failure: `stop` fails the step when training fails; `continue` records the failure
+            in the Model folder (failure.json, no model, no curves) and succeeds, so the other
+            candidates are still compared (compare.on_failure).
     """
     import os
     from pathlib import Path
@@ -33,6 +37,7 @@ def train(
     from components.common.names import TENSORBOARD_DIR
     from components.common.process import skip_collection_at_exit
     from components.spec import Candidate
+    from components.train.run import recording_failure
     from components.train.run import train as run_train
 
     skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
@@ -45,7 +50,11 @@ def train(
     tensorboard_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or str(
         Path(model.path).parent / TENSORBOARD_DIR
     )
-    card = run_train(
+    failure, card = recording_failure(
+        on_failure,
+        model.path,
+        task,
+        run_train,
         dataset.path,
         task.model_spec,
         task.seed,
@@ -59,6 +68,12 @@ def train(
         prune=task.prune,
         searched=task.searched,
     )
+    if failure is not None:
+        model.metadata.update(
+            name=failure.name, seed=failure.seed, framework=task.model_spec.framework, failed=True
+        )
+        return
+    assert card is not None
     model.metadata.update(
         framework=card.framework,
         name=card.name,

@@ -47,8 +47,11 @@ class TaskRecord:
     run_dir: Path
     candidate: str | None = None
     seed: int | None = None
-    status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE
+    status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE, STOPPED (ended by a stop of the run)
     cached: bool = False
+    # The step ran, failed and recorded its failure as its outcome (compare.on_failure: continue).
+    failure_recorded: bool = False
+    resumed_from: int = 0  # epochs a training found done in its checkpoints (0: a first start)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     log: Path | None = None
@@ -73,6 +76,13 @@ class TaskRecord:
     @property
     def seconds(self) -> float:
         return max(self.finished - self.started, 0.0) if self.finished else 0.0
+
+
+def resume_note(done: int, epochs: int, verb: str = "resuming") -> str:
+    """`resuming at epoch 54/150`: a training that found `done` of its `epochs` finished."""
+    if done >= epochs:
+        return f"{verb} after all {epochs} epochs"
+    return f"{verb} at epoch {done + 1}/{epochs}"
 
 
 class Console:
@@ -140,10 +150,15 @@ class Console:
             outcome = "cached"
         elif record.status == "SUCCESS":
             outcome = f"done in {record.seconds:.1f} s"
+        elif record.status == "STOPPED":
+            outcome = f"stopped after {record.seconds:.1f} s"
         else:
             outcome = f"FAILED after {record.seconds:.1f} s" + (
-                f", log: {record.log}" if record.log else ""
+                " (recorded; the other candidates go on)" if record.failure_recorded else ""
             )
+            outcome += f", log: {record.log}" if record.log else ""
+        if record.resumed_from and not record.cached:
+            outcome += f" ({resume_note(record.resumed_from, record.epochs, 'resumed')})"
         self.print(
             f"{self._head(record)} ... {outcome}" + (f", {record.figure}" if record.figure else "")
         )
@@ -152,7 +167,11 @@ class Console:
         kind = event.get("event")
         if kind == "epochs":
             record.epochs, record.steps = int(event["epochs"]), int(event["steps"])
-            self._bar(record, int(event.get("done", 0)) * record.steps)
+            done = int(event.get("done", 0))
+            if done:
+                record.resumed_from = done
+                self.print(f"{self._head(record)} ... {resume_note(done, record.epochs)}")
+            self._bar(record, done * record.steps)
         elif kind == "batch":
             self._bar(record, (int(event["epoch"]) - 1) * record.steps + int(event["step"]), event)
         elif kind == "epoch":
@@ -254,11 +273,17 @@ class Capture:
         console: Console,
         pipeline_root: Path,
         figure: Callable[[TaskRecord], str] = lambda record: "",
+        stopped_at: Callable[[], float | None] = lambda: None,
+        failure_of: Callable[[TaskRecord], str | None] = lambda record: None,
     ) -> None:
-        """`figure(record)` is the key figure a finished task's line ends with."""
+        """`figure(record)` is the key figure a finished task's line ends with; `stopped_at()`
+        when a stop of the run came (None while none has); `failure_of(record)` the failure a
+        successful task recorded as its outcome (None for none)."""
         self.console = console
         self.pipeline_root = pipeline_root
         self.figure = figure
+        self.stopped_at = stopped_at
+        self.failure_of = failure_of
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
@@ -302,6 +327,7 @@ class Capture:
             outputs, task_status = original(*args, **kwargs)
         except BaseException:
             record.status, record.finished = "FAILURE", time.time()
+            self._mark_stopped(record)
             self.console.finished(record)
             raise
         finally:
@@ -310,9 +336,19 @@ class Capture:
         record.status = task_status.name
         record.cached = is_container and not _current.ran and record.status == "SUCCESS"
         record.outputs = dict(outputs or {})
+        if record.status == "SUCCESS" and self.failure_of(record) is not None:
+            record.status, record.failure_recorded = "FAILURE", True
+        self._mark_stopped(record)
         record.figure = self.figure(record)
         self.console.finished(record)
         return outputs, task_status
+
+    def _mark_stopped(self, record: TaskRecord) -> None:
+        # A step that ends after a stop came was ended by it (kfp.local may even log it as a
+        # success): it shows as stopped, not as failed.
+        at = self.stopped_at()
+        if at is not None and not record.cached and record.finished >= at:
+            record.status = "STOPPED"
 
     def _run_subprocess(
         self, full_command: list[str], env_vars: dict[str, str] | None = None
