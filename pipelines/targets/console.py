@@ -51,6 +51,7 @@ class TaskRecord:
     cached: bool = False
     # The step ran, failed and recorded its failure as its outcome (compare.on_failure: continue).
     failure_recorded: bool = False
+    earlier_seconds: float | None = None  # cached: the time it took in the run that ran it
     resumed_from: int = 0  # epochs a training found done in its checkpoints (0: a first start)
     started: float = field(default_factory=time.time)
     finished: float = 0.0
@@ -76,6 +77,13 @@ class TaskRecord:
     @property
     def seconds(self) -> float:
         return max(self.finished - self.started, 0.0) if self.finished else 0.0
+
+    @property
+    def ran_seconds(self) -> float:
+        """The task's real time: for a cached task, the time of the run that ran it."""
+        if self.cached and self.earlier_seconds is not None:
+            return self.earlier_seconds
+        return self.seconds
 
 
 def resume_note(done: int, epochs: int, verb: str = "resuming") -> str:
@@ -147,7 +155,11 @@ class Console:
             if bar is not None:
                 self._progress.remove_task(bar)
         if record.cached:
-            outcome = "cached"
+            outcome = "cached" + (
+                f" (ran in {record.earlier_seconds:.1f} s)"
+                if record.earlier_seconds is not None
+                else ""
+            )
         elif record.status == "SUCCESS":
             outcome = f"done in {record.seconds:.1f} s"
         elif record.status == "STOPPED":
@@ -274,16 +286,19 @@ class Capture:
         pipeline_root: Path,
         figure: Callable[[TaskRecord], str] = lambda record: "",
         stopped_at: Callable[[], float | None] = lambda: None,
-        failure_of: Callable[[TaskRecord], str | None] = lambda record: None,
+        failure_of: Callable[[TaskRecord], Any] = lambda record: None,
+        cached_seconds: Callable[[TaskRecord], float | None] = lambda record: None,
     ) -> None:
         """`figure(record)` is the key figure a finished task's line ends with; `stopped_at()`
         when a stop of the run came (None while none has); `failure_of(record)` the failure a
-        successful task recorded as its outcome (None for none)."""
+        successful task recorded as its outcome (None for none); `cached_seconds(record)` the
+        time a cached task took in the run that ran it (None when unknown)."""
         self.console = console
         self.pipeline_root = pipeline_root
         self.figure = figure
         self.stopped_at = stopped_at
         self.failure_of = failure_of
+        self.cached_seconds = cached_seconds
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
@@ -338,6 +353,8 @@ class Capture:
         record.outputs = dict(outputs or {})
         if record.status == "SUCCESS" and self.failure_of(record) is not None:
             record.status, record.failure_recorded = "FAILURE", True
+        if record.cached:
+            record.earlier_seconds = self.cached_seconds(record)
         self._mark_stopped(record)
         record.figure = self.figure(record)
         self.console.finished(record)
