@@ -287,21 +287,24 @@ def registry_preflight(experiment: Any, target: Any, not_here: tuple[str, ...]) 
     version's, known before anything runs where both are known: the source's classes
     (components/ingest/classes.py) and a registry this machine reads (local: the runs folder;
     vertex: the bucket, through Cloud Storage; not the kfp cluster's volume)."""
-    registration = experiment.registration
-    if registration.allow_class_change or target.name not in ("local", "vertex"):
-        return []
-    if target.name == "vertex":
-        latest = _bucket_registry_latest(experiment, target.registry_root())
-    else:
-        latest = _folder_registry_latest(Path(target.registry_root()) / registration.name)
-    if latest is None:
-        return []
     from components.ingest.classes import known_class_names
     from components.register.run import class_change
 
+    registration = experiment.registration
+    if registration.allow_class_change or target.name not in ("local", "vertex"):
+        return []
+    # The cheaper look first: the local registry, or the class names before the bucket.
+    names: list[str] | None = None
+    if target.name == "vertex":
+        names = known_class_names(experiment.data, not_here)
+        latest = _bucket_registry_latest(experiment, target.registry_root()) if names else None
+    else:
+        latest = _folder_registry_latest(Path(target.registry_root()) / registration.name)
+        names = known_class_names(experiment.data, not_here) if latest else None
+    if latest is None or not names:
+        return []
     version, before = latest
-    names = known_class_names(experiment.data, not_here)
-    problem = class_change(registration.name, version, before, names) if names else None
+    problem = class_change(registration.name, version, before, names)
     return [f"register.name {registration.name}: {problem}"] if problem else []
 
 
