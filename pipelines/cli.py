@@ -153,27 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         fresh=args.fresh,
     )
     target = get_target(args.target, experiment, options)
-    if args.target == "kfp":
-        from pipelines.targets.kfp_cluster import pending_gpu_warning
-
-        warning = pending_gpu_warning(experiment)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+    warn_before_compiling(experiment, args.target)
     if args.compile_only:
-        try:
-            path = target.compile(args.compile_only)
-        except OSError as exc:
-            print(
-                f"error: --compile-only {args.compile_only}: {exc.strerror or exc}", file=sys.stderr
-            )
-            return EXIT_USAGE
-        result: dict[str, Any] = {
-            "experiment": experiment.name,
-            "target": args.target,
-            "compiled": str(path),
-        }
-        _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
-        return 0
+        return _compile_only(target, experiment, args)
     problems = registry_preflight(experiment, target, not_here)
     if problems:
         for problem in problems:
@@ -207,6 +189,32 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("status") == "FAILED":
         return EXIT_FAILED
     return EXIT_GATE if gate_missed else 0
+
+
+def _compile_only(target: Any, experiment: Any, args: argparse.Namespace) -> int:
+    try:
+        path = target.compile(args.compile_only)
+    except OSError as exc:
+        print(f"error: --compile-only {args.compile_only}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result: dict[str, Any] = {
+        "experiment": experiment.name,
+        "target": args.target,
+        "compiled": str(path),
+    }
+    _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
+    return 0
+
+
+def warn_before_compiling(experiment: Any, target: str) -> None:
+    """What will go wrong where the run goes, known before compiling: on kfp, GPU training
+    pods no node of the cluster can take."""
+    if target == "kfp":
+        from pipelines.targets.kfp_cluster import pending_gpu_warning
+
+        warning = pending_gpu_warning(experiment)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
 
 
 def _data_snapshot(experiment: Any, not_here: tuple[str, ...]) -> str:
