@@ -303,10 +303,14 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
         sections += [
             "<h2>Failed runs</h2><p class='bad'>Left out of the comparison "
             "(compare.on_failure: continue); each run's log says why.</p>",
-            html.table(
+            # errors are long: they wrap, unlike the figures of the tables above
+            "<style>.failed td,.failed th{text-align:left;white-space:normal}</style>"
+            "<div class='failed'>"
+            + html.table(
                 ["candidate", "seed", "step", "error"],
                 [[f.name, f.seed, f.step, f.error] for f in summary.failed],
-            ),
+            )
+            + "</div>",
         ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
