@@ -145,6 +145,7 @@ def _verdict(
         registered=f"{record.name} {record.version} at {record.path}" if record else None,
         gate=compared.gate.message if compared else None,
         error=outcome.get("error"),
+        error_log=outcome.get("error_log"),
         failed_runs=failure_lines(compared) if compared else [],
     )
 

@@ -45,6 +45,7 @@ class Verdict:
     registered: str | None = None  # `digits-classifier v3 at runs/registry/...`
     gate: str | None = None  # the gate's message
     error: str | None = None
+    error_log: str | None = None  # the full log of the step that failed
     failed_runs: list[str] = field(default_factory=list)  # compare.on_failure: continue
 
 
@@ -290,7 +291,7 @@ def _report_item(path: Path, run_dir: Path) -> str:
     return f'<li><a href="{_href(path, run_dir)}">{html.escape(path.name)}</a>{note}</li>'
 
 
-def _verdict_section(verdict: Verdict) -> str:
+def _verdict_section(verdict: Verdict, run_dir: Path) -> str:
     """The run's outcome first: verdict and time, what was registered, why it failed."""
     css = "ok" if verdict.status == "SUCCEEDED" else "bad"
     lines = [
@@ -308,6 +309,9 @@ def _verdict_section(verdict: Verdict) -> str:
         lines.append(f'<p class="bad">failed runs, left out of the comparison:</p><ul>{items}</ul>')
     if verdict.error:
         lines.append(f'<pre class="error">{html.escape(verdict.error)}</pre>')
+    if verdict.error_log:
+        href = _href(Path(verdict.error_log), run_dir)
+        lines.append(f'<p>full log of the failed step: <a href="{href}">{href}</a></p>')
     return VERDICT_STYLE + '<div class="head">' + "".join(lines) + "</div>"
 
 
@@ -323,7 +327,7 @@ def _index_page(
 ) -> str:
     reports = "".join(_report_item(p, run_dir) for p in results.reports)
     sections = [
-        *([_verdict_section(verdict)] if verdict is not None else []),
+        *([_verdict_section(verdict, run_dir)] if verdict is not None else []),
         f'<p class="muted">{html.escape(run_dir.name)}</p>',
         f"<h2>Reports</h2><ul>{reports or '<li>none</li>'}</ul>",
         INDEX_STYLE

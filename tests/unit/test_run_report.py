@@ -149,10 +149,16 @@ def test_index_heads_with_the_verdict_time_registered_version_and_error(tmp_path
     console, _ = _console(1)
     record = console.new_task(name="ingest", step="ingest", run_dir=tmp_path / "run")
     record.status = "FAILURE"
-    failed = Verdict(status="FAILED", seconds=83.25, error="ingest: csv:x.csv does not exist")
+    failed = Verdict(
+        status="FAILED",
+        seconds=83.25,
+        error="ingest: csv:x.csv does not exist",
+        error_log=str(tmp_path / "run" / "logs" / "ingest.log"),
+    )
     text = _page_text(write_results(tmp_path / "run", "x", [record], failed).index)
     assert text[:3] == ["Run of x", "FAILED", "in 83.2 s"], text
     assert text.index("ingest: csv:x.csv does not exist") < text.index("Reports")
+    assert text.index("logs/ingest.log") < text.index("Reports")
 
     passed = Verdict(
         status="SUCCEEDED",
