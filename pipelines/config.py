@@ -423,10 +423,17 @@ class Experiment(Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_registration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("register", data.get("registration")) is None:
-            name = data.get("name", "experiment")
+        if not isinstance(data, dict):
+            return data
+        given = data.get("register", data.get("registration"))
+        default = f"{data.get('name', 'experiment')}-classifier"[:40].strip("-")
+        if given is None:
             data = {k: v for k, v in data.items() if k != "registration"}
-            data["register"] = {"name": f"{name}-classifier"[:40].strip("-")}
+            data["register"] = {"name": default}
+        elif isinstance(given, dict) and "name" not in given:
+            # `--set register.allow_class_change=true` on a file without a register section
+            data = {k: v for k, v in data.items() if k != "registration"}
+            data["register"] = {"name": default, **given}
         return data
 
     @field_validator("models")

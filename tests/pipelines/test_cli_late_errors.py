@@ -187,3 +187,13 @@ def test_no_warning_when_a_node_offers_gpus_or_the_cluster_cannot_be_asked(
     # ... unless the experiment says the cluster has none
     err = compile_pets(tmp_path, capsys, "kfp.gpu_nodes=false")
     assert "kfp.gpu_nodes is false" in err and "--set resources.kfp.gpus=0" in err
+
+
+def test_the_named_fix_works_on_an_experiment_without_a_register_section(tmp_path: Path) -> None:
+    path = tmp_path / "no-register.yaml"
+    path.write_text(
+        "data: {source: 'sklearn:digits', image_size: [8, 8], channels: 1}\n"
+        "models: [{name: small-cnn, architecture: small_cnn}]\n"
+    )
+    registration = load_experiment(str(path), ["register.allow_class_change=true"]).registration
+    assert registration.name == "no-register-classifier" and registration.allow_class_change
