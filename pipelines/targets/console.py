@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -53,6 +55,9 @@ class TaskRecord:
     failure_recorded: bool = False
     earlier_seconds: float | None = None  # cached: the time it took in the run that ran it
     resumed_from: int = 0  # epochs a training found done in its checkpoints (0: a first start)
+    inputs: str = (
+        ""  # a digest of the task's inputs: a cached task's are those of the run that ran it
+    )
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     log: Path | None = None
@@ -79,9 +84,10 @@ class TaskRecord:
         return max(self.finished - self.started, 0.0) if self.finished else 0.0
 
     @property
-    def ran_seconds(self) -> float:
-        """The task's real time: for a cached task, the time of the run that ran it."""
-        if self.cached and self.earlier_seconds is not None:
+    def ran_seconds(self) -> float | None:
+        """The task's real time: for a cached task, the time of the run that ran it (None when
+        that is not known)."""
+        if self.cached:
             return self.earlier_seconds
         return self.seconds
 
@@ -272,6 +278,14 @@ def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None]:
     return None, None
 
 
+def inputs_digest(arguments: dict[str, Any]) -> str:
+    """A digest of a task's arguments, artifacts by their URI."""
+    text = json.dumps(
+        arguments, sort_keys=True, default=lambda value: getattr(value, "uri", None) or repr(value)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _step_name(display_name: str, has_candidate: bool) -> str:
     # "train keras" -> "train": the framework shows in the candidate's row of the summary
     return display_name.split()[0] if has_candidate else display_name
@@ -330,6 +344,7 @@ class Capture:
             candidate=candidate,
             seed=seed,
         )
+        record.inputs = inputs_digest(arguments)
         _current.record, _current.ran = record, False
         is_container = (
             bound["executors"][

@@ -171,10 +171,8 @@ def _task_row(task: TaskRecord) -> dict[str, Any]:
         "label": task.label,
         "status": "CACHED" if task.cached else task.status,
         "cached": task.cached,
-        # a cached task: the time of the run that ran it (None when that run did not say)
-        "seconds": None
-        if task.cached and task.earlier_seconds is None
-        else round(task.ran_seconds, 2),
+        # a cached task: the time of the run that ran it (None when that is not known)
+        "seconds": None if task.ran_seconds is None else round(task.ran_seconds, 2),
         "log": str(task.log) if task.log else None,
         "figure": task.figure,
     }

@@ -215,13 +215,24 @@ def write_results(
             results.logs.append(log)
         rows.append(_index_row(record, run_dir, log, outputs))
     results.index.write_text(_index_page(experiment, run_dir, results, rows, verdict))
-    write_json(run_dir / TASKS_FILE, {t.slug: {"seconds": round(t.ran_seconds, 2)} for t in tasks})
+    write_json(
+        run_dir / TASKS_FILE,
+        {
+            t.slug: {
+                "seconds": None if t.ran_seconds is None else round(t.ran_seconds, 2),
+                "inputs": t.inputs,
+            }
+            for t in tasks
+        },
+    )
     _link(run_dir.parent / LATEST, run_dir)
     return results
 
 
 def earlier_seconds(record: TaskRecord) -> float | None:
-    """How long a cached task took in the run that ran it (its tasks.json), if known."""
+    """How long a cached task took in the run that ran it (its tasks.json), if known: the run
+    its output artifacts lie in, else (a task with no artifact output, such as the gate) the
+    latest earlier run of the experiment that ran it on the same inputs."""
     for artifact in record.outputs.values():
         uri = getattr(artifact, "uri", None)
         if not uri:
@@ -230,9 +241,23 @@ def earlier_seconds(record: TaskRecord) -> float | None:
             if parent == record.run_dir.parent:
                 break
             if (parent / TASKS_FILE).is_file():
-                entry = read_json(parent / TASKS_FILE).get(record.slug)
-                return float(entry["seconds"]) if entry else None
+                return _seconds(read_json(parent / TASKS_FILE).get(record.slug))
+    earlier = [
+        path
+        for path in record.run_dir.parent.glob(f"*/{TASKS_FILE}")
+        if path.parent != record.run_dir
+    ]
+    for path in sorted(earlier, key=lambda p: p.stat().st_mtime, reverse=True):
+        entry = read_json(path).get(record.slug)
+        if entry and record.inputs and entry.get("inputs") == record.inputs:
+            found = _seconds(entry)
+            if found is not None:
+                return found
     return None
+
+
+def _seconds(entry: dict[str, Any] | None) -> float | None:
+    return float(entry["seconds"]) if entry and entry.get("seconds") is not None else None
 
 
 def _earlier_log(record: TaskRecord) -> Path | None:
@@ -257,9 +282,7 @@ def _href(path: Path, run_dir: Path) -> str:
 
 def _index_row(record: TaskRecord, run_dir: Path, log: Path | None, outputs: Path | None) -> list:
     cache = "cached" if record.cached else ("ran" if record.status != "RUNNING" else "")
-    seconds = (
-        record.ran_seconds if not record.cached or record.earlier_seconds is not None else None
-    )
+    seconds = record.ran_seconds
     return [
         record.number,
         record.label,

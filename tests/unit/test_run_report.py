@@ -91,8 +91,10 @@ def test_a_cached_task_reports_the_time_of_the_run_that_ran_it(tmp_path: Path) -
     ran = console.new_task(name="train", step="train", run_dir=first_dir, candidate="c", seed=0)
     ran.status, ran.finished = "SUCCESS", ran.started + 17.6
     ran.outputs = {"model": _artifact(dsl.Model, model)}
-    write_results(first_dir, "x", [ran])
-    assert json.loads((first_dir / TASKS_FILE).read_text())["train-c-seed0"] == {"seconds": 17.6}
+    gate = console.new_task(name="gate", step="gate", run_dir=first_dir)  # no artifact output
+    gate.status, gate.finished, gate.inputs = "SUCCESS", gate.started + 0.9, "a1b2"
+    write_results(first_dir, "x", [ran, gate])
+    assert json.loads((first_dir / TASKS_FILE).read_text())["train-c-seed0"]["seconds"] == 17.6
 
     cached = console.new_task(name="train", step="train", run_dir=second_dir, candidate="c", seed=0)
     cached.status, cached.cached, cached.finished = "SUCCESS", True, cached.started
@@ -100,7 +102,7 @@ def test_a_cached_task_reports_the_time_of_the_run_that_ran_it(tmp_path: Path) -
     cached.earlier_seconds = earlier_seconds(cached)
     assert cached.earlier_seconds == 17.6
     console.finished(cached)
-    assert stream.getvalue().splitlines()[-1] == "[2/2] train c seed 0 ... cached (ran in 17.6 s)"
+    assert stream.getvalue().splitlines()[-1] == "[3/3] train c seed 0 ... cached (ran in 17.6 s)"
     row = _task_row(cached)
     assert row["seconds"] == 17.6 and row["status"] == "CACHED"
     summary = format_result(
@@ -113,10 +115,13 @@ def test_a_cached_task_reports_the_time_of_the_run_that_ran_it(tmp_path: Path) -
     ), summary
     # the second run records the first run's time for the run after it
     write_results(second_dir, "x", [cached])
-    assert json.loads((second_dir / TASKS_FILE).read_text())["train-c-seed0"] == {"seconds": 17.6}
-    # a cached task whose run left no times says nothing rather than 0.0
-    unknown = TaskRecord("gate", "gate", 2, second_dir, status="SUCCESS", cached=True)
-    assert _task_row(unknown)["seconds"] is None
+    assert json.loads((second_dir / TASKS_FILE).read_text())["train-c-seed0"]["seconds"] == 17.6
+    # a task with no artifact output: the earlier run that ran it on the same inputs
+    again = TaskRecord("gate", "gate", 2, second_dir, status="SUCCESS", cached=True, inputs="a1b2")
+    assert earlier_seconds(again) == 0.9
+    # other inputs, or no earlier run that says: nothing rather than 0.0
+    other = TaskRecord("gate", "gate", 2, second_dir, status="SUCCESS", cached=True, inputs="ffff")
+    assert earlier_seconds(other) is None and _task_row(other)["seconds"] is None
 
 
 class _Text(HTMLParser):
