@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 COMPILED_SUFFIXES = (".yaml", ".yml")
 # Vertex AI mounts the project's buckets here (Cloud Storage FUSE) in every training container.
 VERTEX_BUCKET_MOUNT = "/gcs/"
+REGISTRY_TIMEOUT_S = 20.0  # the vertex registry preflight's Cloud Storage calls
 
 EPILOG = """\
 examples:
@@ -188,21 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         for field, image in target.used_images().items():
             print(f"{field} {image}")
         return 0
+    warn_before_compiling(experiment, args.target)
     if args.compile_only:
-        try:
-            path = target.compile(args.compile_only)
-        except OSError as exc:
-            print(
-                f"error: --compile-only {args.compile_only}: {exc.strerror or exc}", file=sys.stderr
-            )
-            return EXIT_USAGE
-        result: dict[str, Any] = {
-            "experiment": experiment.name,
-            "target": args.target,
-            "compiled": str(path),
-        }
-        _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
-        return 0
+        return _compile_only(target, experiment, args)
+    problems = registry_preflight(experiment, target, not_here, listings)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         options.data_snapshot = _data_snapshot(experiment, not_here, listings)
     except SnapshotError as exc:
@@ -231,6 +226,32 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("status") == "FAILED":
         return EXIT_FAILED
     return EXIT_GATE if gate_missed else 0
+
+
+def _compile_only(target: Any, experiment: Any, args: argparse.Namespace) -> int:
+    try:
+        path = target.compile(args.compile_only)
+    except OSError as exc:
+        print(f"error: --compile-only {args.compile_only}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result: dict[str, Any] = {
+        "experiment": experiment.name,
+        "target": args.target,
+        "compiled": str(path),
+    }
+    _print(result, args.json, f"compiled {experiment.name} for {args.target}: {path}")
+    return 0
+
+
+def warn_before_compiling(experiment: Any, target: str) -> None:
+    """What will go wrong where the run goes, known before compiling: on kfp, GPU training
+    pods no node of the cluster can take."""
+    if target == "kfp":
+        from pipelines.targets.kfp_cluster import pending_gpu_warning
+
+        warning = pending_gpu_warning(experiment)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
 
 
 def _data_snapshot(experiment: Any, not_here: tuple[str, ...], listings: Listings) -> str:
@@ -306,6 +327,83 @@ def data_preflight(
     from components.ingest.preflight import preflight
 
     return preflight(experiment.data, not_here, listings)
+
+
+def registry_preflight(
+    experiment: Any, target: Any, not_here: tuple[str, ...], listings: Listings | None = None
+) -> list[str]:
+    """The folder registry's refusal of a new version whose classes differ from its latest
+    version's, known before anything runs where both are known: the source's classes
+    (components/ingest/classes.py) and a registry this machine reads (local: the runs folder;
+    vertex: the bucket, through Cloud Storage; not the kfp cluster's volume)."""
+    from components.ingest.classes import known_class_names
+    from components.register.run import class_change
+
+    registration = experiment.registration
+    if registration.allow_class_change or target.name not in ("local", "vertex"):
+        return []
+    # The cheaper look first: the local registry, or the class names before the bucket.
+    names: list[str] | None = None
+    if target.name == "vertex":
+        names = known_class_names(experiment.data, not_here, listings)
+        latest = _bucket_registry_latest(experiment, target.registry_root()) if names else None
+    else:
+        latest = _folder_registry_latest(Path(target.registry_root()) / registration.name)
+        names = known_class_names(experiment.data, not_here, listings) if latest else None
+    if latest is None or not names:
+        return []
+    version, before = latest
+    problem = class_change(registration.name, version, before, names)
+    return [f"register.name {registration.name}: {problem}"] if problem else []
+
+
+def _folder_registry_latest(root: Path) -> tuple[str, list[str]] | None:
+    """The latest version of a local folder registry name and its class names."""
+    from components.common.files import read_json
+    from components.common.model_card import CARD_FILE
+    from components.register.run import versions
+
+    found = versions(root) if root.is_dir() else []
+    card = found[-1] / CARD_FILE if found else None
+    if card is None or not card.is_file():
+        return None
+    return found[-1].name, list(read_json(card).get("class_names") or [])
+
+
+def _bucket_registry_latest(experiment: Any, mounted_root: str) -> tuple[str, list[str]] | None:
+    """The same for the folder registry in the experiment's bucket (the steps see it at
+    /gcs/BUCKET/registry); None, with a note on stderr, when it cannot be read from here."""
+    from components.common.model_card import CARD_FILE
+    from components.register.run import RECORD_FILE
+
+    bucket, _, prefix = mounted_root.removeprefix(VERTEX_BUCKET_MOUNT).partition("/")
+    folder = f"{prefix}/{experiment.registration.name}/"
+    try:
+        from google.cloud import storage
+
+        client = storage.Client(project=experiment.gcp.project)
+        numbers = [
+            int(m.group(1))
+            for blob in client.list_blobs(bucket, prefix=folder, timeout=REGISTRY_TIMEOUT_S)
+            if (
+                m := re.fullmatch(
+                    re.escape(folder) + r"v(\d+)/" + re.escape(RECORD_FILE), blob.name
+                )
+            )
+        ]
+        if not numbers:
+            return None
+        version = f"v{max(numbers)}"
+        card = client.bucket(bucket).blob(f"{folder}{version}/{CARD_FILE}")
+        names = json.loads(card.download_as_bytes(timeout=REGISTRY_TIMEOUT_S)).get("class_names")
+    except Exception as exc:  # no credentials, no network, no such bucket: the step checks
+        print(
+            f"note: could not read the registry gs://{bucket}/{folder} from here "
+            f"({type(exc).__name__}); the register step checks its classes",
+            file=sys.stderr,
+        )
+        return None
+    return version, list(names or [])
 
 
 def _list(as_json: bool) -> int:

@@ -22,6 +22,7 @@ from components.spec import (
     ExportConfig,
     MetricName,
     ModelSpec,
+    OnFailure,
     Slug,
     Strict,
     export_formats_for,
@@ -64,6 +65,17 @@ class Reference(Strict):
     metric: MetricName = "accuracy"
     value: float = Field(ge=0.0, le=1.0)
     note: str | None = None
+
+
+class Compare(Strict):
+    """How candidates are compared."""
+
+    on_failure: OnFailure = Field(
+        default="stop",
+        description="a candidate x seed whose training or evaluation fails: stop fails the "
+        "run; continue leaves it out, compares (and may register) the others and names it in "
+        "the summary",
+    )
 
 
 class Gate(Strict):
@@ -230,6 +242,7 @@ class KfpResources(Strict):
 KFP_DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 KFP_PIPELINE_ROOT_SCHEMES = ("minio", "s3", "gs")
 KIND_REGISTRY_PVC = "imgclf-registry"  # created by infra/kind (storage.yaml)
+KIND_CONTEXT = "kind-imgclf"  # the kubectl context of infra/kind's cluster (common.sh)
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
@@ -257,6 +270,16 @@ class Kfp(Strict):
     data_pvc: str | None = Field(
         default=None,
         description="PVC mounted at /mnt/data in the ingest step, for folder:/mnt/data/... sources",
+    )
+    kube_context: str = Field(
+        default=KIND_CONTEXT,
+        description="kubectl context of the cluster; with resources.kfp.gpus, the CLI asks its "
+        "nodes (kubectl get nodes) whether one offers nvidia.com/gpu before compiling",
+    )
+    gpu_nodes: bool | None = Field(
+        default=None,
+        description="whether a node of the cluster offers nvidia.com/gpu; null asks the cluster "
+        "through kube_context (and says nothing when kubectl cannot answer)",
     )
 
     @field_validator("pipeline_root")
@@ -481,6 +504,7 @@ class Experiment(Strict):
         default_factory=lambda: [0], min_length=1
     )
     gate: Gate = Gate()
+    compare: Compare = Compare()
     resources: Resources = Resources()
     images: Images = Images()
     gcp: Gcp = Gcp()
@@ -494,10 +518,17 @@ class Experiment(Strict):
     @model_validator(mode="before")
     @classmethod
     def _default_registration(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("register", data.get("registration")) is None:
-            name = data.get("name", "experiment")
+        if not isinstance(data, dict):
+            return data
+        given = data.get("register", data.get("registration"))
+        default = f"{data.get('name', 'experiment')}-classifier"[:40].strip("-")
+        if given is None:
             data = {k: v for k, v in data.items() if k != "registration"}
-            data["register"] = {"name": f"{name}-classifier"[:40].strip("-")}
+            data["register"] = {"name": default}
+        elif isinstance(given, dict) and "name" not in given:
+            # `--set register.allow_class_change=true` on a file without a register section
+            data = {k: v for k, v in data.items() if k != "registration"}
+            data["register"] = {"name": default, **given}
         return data
 
     @field_validator("models")

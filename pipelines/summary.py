@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.common.results import CompareSummary, RegistrationRecord
+from components.compare.run import failure_lines
 from components.search.gain import gain, ranking_noise
 from components.spec import TABLE_METRICS
 
@@ -27,7 +28,7 @@ def _steps(tasks: list[dict[str, Any]]) -> list[str]:
         [
             t.get("label", t["name"]),
             "SUCCESS" if t.get("cached") else t["status"],
-            f"{t['seconds']:.1f}",
+            f"{t['seconds']:.1f}" if t.get("seconds") is not None else "",
             ("cached" if t.get("cached") else "ran") if "cached" in t else "",
         ]
         for t in tasks
@@ -73,7 +74,9 @@ def format_result(result: dict[str, Any]) -> str:
     lines += _steps(result.get("tasks") or [])
     lines += _data(result.get("data"))
     if result.get("summary"):
-        lines += _candidates(CompareSummary.model_validate(result["summary"]))
+        lines += _candidates(
+            CompareSummary.model_validate(result["summary"]), result.get("best_model")
+        )
     lines += _results(result)
     lines += _error_lines(result)
     return "\n".join(lines)
@@ -91,7 +94,7 @@ def _error_lines(result: dict[str, Any]) -> list[str]:
     return [*lines, f"error: {result['error']}"]
 
 
-def _candidates(summary: CompareSummary) -> list[str]:
+def _candidates(summary: CompareSummary, best_model: str | None = None) -> list[str]:
     """The comparison table, the best run against the reference, the gate's verdict."""
     metrics = summary.shown_metrics(TABLE_METRICS)
     rows = []
@@ -116,8 +119,9 @@ def _candidates(summary: CompareSummary) -> list[str]:
                 f"({ours - reference.value:+.4f})"
             )
     lines += _searches(summary)
+    lines += [f"  failed, left out: {line}" for line in failure_lines(summary)]
     lines.append(f"  {summary.gate.message}")
-    lines.append(f"  best model: {best.model_uri}")
+    lines.append(f"  best model: {best_model or best.model_uri}")
     return lines
 
 

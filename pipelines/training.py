@@ -76,12 +76,14 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                     candidate=candidate,
                     checkpoint_root=target.checkpoint_root(),
                     fresh=target.fresh,
+                    on_failure=experiment.compare.on_failure,
                 ).set_display_name(f"train {framework}")
                 target.configure(train_task, "train", framework)
                 evaluate_task = evaluate(
                     dataset=ingest_task.outputs["dataset"],
                     model=train_task.outputs["model"],
                     reference=reference,
+                    on_failure=experiment.compare.on_failure,
                 ).set_display_name(f"evaluate {framework}")
                 target.configure(evaluate_task, "evaluate", framework)
             collected[f"{framework}_results"] = dsl.Collected(evaluate_task.outputs["Output"])

@@ -25,7 +25,7 @@ from components.spec import LOWER_IS_BETTER, METRICS, SCALARS, TABLE_METRICS
 
 STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
 
-__all__ = ["compare", "to_markdown", "write_html"]
+__all__ = ["compare", "failure_lines", "to_markdown", "write_html"]
 
 
 def mean_std(values: list[float]) -> Stats:
@@ -43,10 +43,17 @@ def compare(
     reference: Reference | None = None,
 ) -> CompareSummary:
     """Rank the candidates by the mean of `metric` over their seeds; apply the gate to the
-    best seed of the best candidate."""
+    best seed of the best candidate. Runs that recorded a failure (compare.on_failure:
+    continue) are left out and listed as failed; when every run failed there is nothing to
+    compare."""
+    failed = [r.failure for r in results if r.failure is not None]
+    results = [r for r in results if r.failure is None]
     if not results:
+        listed = "; ".join(f"{f.name} seed {f.seed} ({f.step}: {f.error})" for f in failed)
         raise ValueError(
-            "no candidate results to compare: every training run failed or none was configured"
+            f"no candidate results to compare: every run failed ({listed})"
+            if failed
+            else "no candidate results to compare: none was configured"
         )
     by_name: dict[str, list[EvaluationResult]] = defaultdict(list)
     for result in results:
@@ -78,7 +85,13 @@ def compare(
         reference=reference,
         runs=len(results),
         all_runs=[r for name in sorted(by_name) for r in by_name[name]],
+        failed=sorted(failed, key=lambda f: (f.name, f.seed)),
     )
+
+
+def failure_lines(summary: CompareSummary) -> list[str]:
+    """`big-cnn seed 0 failed in train: ValueError: ...`, one per run left out."""
+    return [f"{f.name} seed {f.seed} failed in {f.step}: {f.error}" for f in summary.failed]
 
 
 def _present_metrics(results: list[EvaluationResult], metric: str) -> list[str]:
@@ -162,6 +175,9 @@ def to_markdown(summary: CompareSummary) -> str:
         "",
         summary.gate.message,
     ]
+    if summary.failed:
+        lines += ["", "Failed runs, left out of the comparison:", ""]
+        lines += [f"- {line}" for line in failure_lines(summary)]
     reference = summary.reference
     if reference:
         ours = best.metrics.get(reference.metric)
@@ -282,6 +298,19 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
         sections += [
             "<h2>Every run</h2>",
             html.table(["candidate", "seed", *headings, "", "reports"], runs),
+        ]
+    if summary.failed:
+        sections += [
+            "<h2>Failed runs</h2><p class='bad'>Left out of the comparison "
+            "(compare.on_failure: continue); each run's log says why.</p>",
+            # errors are long: they wrap, unlike the figures of the tables above
+            "<style>.failed td,.failed th{text-align:left;white-space:normal}</style>"
+            "<div class='failed'>"
+            + html.table(
+                ["candidate", "seed", "step", "error"],
+                [[f.name, f.seed, f.step, f.error] for f in summary.failed],
+            )
+            + "</div>",
         ]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

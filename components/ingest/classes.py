@@ -18,6 +18,16 @@ from components.spec import DataConfig
 DIGITS = tuple(str(d) for d in range(10))
 
 
+def ordered_class_names(data: DataConfig, found: set[str]) -> list[str]:
+    """The class names of the Dataset, in label order: `data.classes` as listed, else sorted
+    (by number when every name is one)."""
+    if data.classes is not None:
+        return list(data.classes)
+    if all(name.lstrip("-").isdigit() for name in found):
+        return sorted(found, key=int)
+    return sorted(found)
+
+
 def known_class_count(
     data: DataConfig, not_here: tuple[str, ...] = (), listings: Listings | None = None
 ) -> int | None:
@@ -25,8 +35,16 @@ def known_class_count(
 
     `listings`: the sources' listings the data preflight made (each source is listed once).
     """
+    names = known_class_names(data, not_here, listings)
+    return None if names is None else len(names)
+
+
+def known_class_names(
+    data: DataConfig, not_here: tuple[str, ...] = (), listings: Listings | None = None
+) -> list[str] | None:
+    """The class names ingest will write (in label order), or None when only ingest can tell."""
     if data.classes is not None:
-        return len(data.classes)
+        return list(data.classes)
     found: set[str] = set()
     for source in [data.source, *data.extra_train_sources]:
         names = source_class_names(source, data, not_here, listings)
@@ -40,7 +58,7 @@ def known_class_count(
             # names its classes by number, say): only ingest can tell.
             return None
         found = mapped
-    return len(found)
+    return ordered_class_names(data, found)
 
 
 def source_class_names(

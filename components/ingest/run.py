@@ -39,6 +39,7 @@ from components.common.dataset import QUARANTINE_FIELDS, SPLITS
 from components.common.files import write_json
 from components.common.progress import progress
 from components.common.results import DATASET_INFO_FILE, DatasetInfo
+from components.ingest.classes import ordered_class_names
 from components.ingest.parallel import WorkerStartError, check_in_order
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
 from components.ingest.sources import Item, Source, SourceError, open_source
@@ -132,7 +133,7 @@ def ingest(
         _Scratch(Path(scratch)) as spill,
     ):
         kept = _decode(data, sources, quarantine, spill, tally, workers)
-        class_names = _class_names(data, tally.labels)
+        class_names = ordered_class_names(data, tally.labels)
         source_splits = sorted({r.group for r in kept} & {"validation", "test"})
         members = _resolve(data, kept, quarantine, spill, tally)
         del kept
@@ -385,14 +386,6 @@ def _write(
                     thumbnails[record.label].append(thumbnail_uri(image))
         shards[split] = writer.count if records else 0
     return fingerprint.hexdigest(), dict(thumbnails), shards
-
-
-def _class_names(data: DataConfig, found: set[str]) -> list[str]:
-    if data.classes is not None:
-        return list(data.classes)
-    if all(name.lstrip("-").isdigit() for name in found):
-        return sorted(found, key=int)
-    return sorted(found)
 
 
 def _check_classes(

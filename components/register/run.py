@@ -127,8 +127,18 @@ def check_same_classes(root: Path, name: str, class_names: list[str] | None) -> 
     latest = existing[-1]
     card_path = latest / CARD_FILE
     before = read_json(card_path).get("class_names") if card_path.is_file() else None
+    problem = class_change(name, latest.name, before, class_names)
+    if problem:
+        raise ClassChangeError(problem)
+
+
+def class_change(
+    name: str, version: str, before: list[str] | None, class_names: list[str] | None
+) -> str | None:
+    """Why a version with `class_names` may not follow `version` (whose classes are
+    `before`) under `name`, or None when the classes are the same (or `before` unknown)."""
     if before is None or list(before) == list(class_names or []):
-        return
+        return None
     now = list(class_names or [])
     added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
     change = "; ".join(
@@ -140,8 +150,8 @@ def check_same_classes(root: Path, name: str, class_names: list[str] | None) -> 
         )
         if part
     )
-    raise ClassChangeError(
-        f"model '{name}' {latest.name} predicts {len(before)} classes and this model "
+    return (
+        f"model '{name}' {version} predicts {len(before)} classes and this model "
         f"{len(now)} ({change}); its versions would mean different things. Register it under "
         "another name (register.name) or set register.allow_class_change: true"
     )

@@ -445,6 +445,12 @@ class ModelSpec(Strict):
             )
 
 
+# What a failed training or evaluation does (compare.on_failure): `stop` fails the run;
+# `continue` records the failure as the run's outcome, so the other candidates are compared.
+ON_FAILURE = ("stop", "continue")
+OnFailure = Literal[ON_FAILURE]  # type: ignore[valid-type]
+
+
 class Candidate(Strict):
     """One training task: a candidate model and the seed of this repeat (a ParallelFor item).
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import inspect
+import json
 import logging
 import math
 import os
@@ -49,8 +51,15 @@ class TaskRecord:
     seed: int | None = None
     trial: int | None = None  # a search trial: Optuna's trial number (from 0)
     trials: int | None = None  # ... of this many in the candidate's search
-    status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE
+    status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE, STOPPED (ended by a stop of the run)
     cached: bool = False
+    # The step ran, failed and recorded its failure as its outcome (compare.on_failure: continue).
+    failure_recorded: bool = False
+    earlier_seconds: float | None = None  # cached: the time it took in the run that ran it
+    resumed_from: int = 0  # epochs a training found done in its checkpoints (0: a first start)
+    inputs: str = (
+        ""  # a digest of the task's inputs: a cached task's are those of the run that ran it
+    )
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     log: Path | None = None
@@ -78,6 +87,21 @@ class TaskRecord:
     @property
     def seconds(self) -> float:
         return max(self.finished - self.started, 0.0) if self.finished else 0.0
+
+    @property
+    def ran_seconds(self) -> float | None:
+        """The task's real time: for a cached task, the time of the run that ran it (None when
+        that is not known)."""
+        if self.cached:
+            return self.earlier_seconds
+        return self.seconds
+
+
+def resume_note(done: int, epochs: int, verb: str = "resuming") -> str:
+    """`resuming at epoch 54/150`: a training that found `done` of its `epochs` finished."""
+    if done >= epochs:
+        return f"{verb} after all {epochs} epochs"
+    return f"{verb} at epoch {done + 1}/{epochs}"
 
 
 class Console:
@@ -142,13 +166,22 @@ class Console:
             if bar is not None:
                 self._progress.remove_task(bar)
         if record.cached:
-            outcome = "cached"
+            outcome = "cached" + (
+                f" (ran in {record.earlier_seconds:.1f} s)"
+                if record.earlier_seconds is not None
+                else ""
+            )
         elif record.status == "SUCCESS":
             outcome = f"done in {record.seconds:.1f} s"
+        elif record.status == "STOPPED":
+            outcome = f"stopped after {record.seconds:.1f} s"
         else:
             outcome = f"FAILED after {record.seconds:.1f} s" + (
-                f", log: {record.log}" if record.log else ""
+                " (recorded; the other candidates go on)" if record.failure_recorded else ""
             )
+            outcome += f", log: {record.log}" if record.log else ""
+        if record.resumed_from and not record.cached:
+            outcome += f" ({resume_note(record.resumed_from, record.epochs, 'resumed')})"
         self.print(
             f"{self._head(record)} ... {outcome}" + (f", {record.figure}" if record.figure else "")
         )
@@ -157,7 +190,11 @@ class Console:
         kind = event.get("event")
         if kind == "epochs":
             record.epochs, record.steps = int(event["epochs"]), int(event["steps"])
-            self._bar(record, int(event.get("done", 0)) * record.steps)
+            done = int(event.get("done", 0))
+            if done:
+                record.resumed_from = done
+                self.print(f"{self._head(record)} ... {resume_note(done, record.epochs)}")
+            self._bar(record, done * record.steps)
         elif kind == "batch":
             self._bar(record, (int(event["epoch"]) - 1) * record.steps + int(event["step"]), event)
         elif kind == "epoch":
@@ -256,6 +293,14 @@ def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None, in
     return None, None, None
 
 
+def inputs_digest(arguments: dict[str, Any]) -> str:
+    """A digest of a task's arguments, artifacts by their URI."""
+    text = json.dumps(
+        arguments, sort_keys=True, default=lambda value: getattr(value, "uri", None) or repr(value)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _step_name(display_name: str, has_candidate: bool) -> str:
     # "train keras" -> "train": the framework shows in the candidate's row of the summary
     return display_name.split()[0] if has_candidate else display_name
@@ -270,13 +315,23 @@ class Capture:
         pipeline_root: Path,
         figure: Callable[[TaskRecord], str] = lambda record: "",
         trials: dict[str, int] | None = None,
+        stopped_at: Callable[[], float | None] = lambda: None,
+        failure_of: Callable[[TaskRecord], Any] = lambda record: None,
+        cached_seconds: Callable[[TaskRecord], float | None] = lambda record: None,
     ) -> None:
         """`figure(record)` is the key figure a finished task's line ends with; `trials` is
-        each searched candidate's trial count (a trial's line reads `trial 3/16`)."""
+        each searched candidate's trial count (a trial's line reads `trial 3/16`);
+        `stopped_at()` when a stop of the run came (None while none has); `failure_of(record)`
+        the failure a successful task recorded as its outcome (None for none);
+        `cached_seconds(record)` the time a cached task took in the run that ran it (None when
+        unknown)."""
         self.console = console
         self.pipeline_root = pipeline_root
         self.figure = figure
         self.trials = dict(trials or {})
+        self.stopped_at = stopped_at
+        self.failure_of = failure_of
+        self.cached_seconds = cached_seconds
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
         # The step processes running now (a stop must end them all).
@@ -311,6 +366,7 @@ class Capture:
             trial=trial,
             trials=self.trials.get(candidate) if trial is not None and candidate else None,
         )
+        record.inputs = inputs_digest(arguments)
         _current.record, _current.ran = record, False
         is_container = (
             bound["executors"][
@@ -323,6 +379,7 @@ class Capture:
             outputs, task_status = original(*args, **kwargs)
         except BaseException:
             record.status, record.finished = "FAILURE", time.time()
+            self._mark_stopped(record)
             self.console.finished(record)
             raise
         finally:
@@ -331,9 +388,21 @@ class Capture:
         record.status = task_status.name
         record.cached = is_container and not _current.ran and record.status == "SUCCESS"
         record.outputs = dict(outputs or {})
+        if record.status == "SUCCESS" and self.failure_of(record) is not None:
+            record.status, record.failure_recorded = "FAILURE", True
+        if record.cached:
+            record.earlier_seconds = self.cached_seconds(record)
+        self._mark_stopped(record)
         record.figure = self.figure(record)
         self.console.finished(record)
         return outputs, task_status
+
+    def _mark_stopped(self, record: TaskRecord) -> None:
+        # A step that ends after a stop came was ended by it (kfp.local may even log it as a
+        # success): it shows as stopped, not as failed.
+        at = self.stopped_at()
+        if at is not None and not record.cached and record.finished >= at:
+            record.status = "STOPPED"
 
     def _run_subprocess(
         self, full_command: list[str], env_vars: dict[str, str] | None = None

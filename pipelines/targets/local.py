@@ -14,13 +14,21 @@ from typing import Any
 
 from kfp import local
 
-from components.common.results import CompareSummary
+from components.common.names import run_name
+from components.common.results import CompareSummary, RegistrationRecord
+from components.compare.run import failure_lines
 from components.register.run import find_registration
 from pipelines.failures import failure
 from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
 from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
-from pipelines.targets.results import task_figure, write_results
+from pipelines.targets.results import (
+    Verdict,
+    earlier_seconds,
+    recorded_failure,
+    task_figure,
+    write_results,
+)
 from pipelines.targets.stopping import StopGuard
 
 RUNNERS = ("subprocess", "docker")
@@ -158,6 +166,9 @@ class LocalTarget(Target):
                 root,
                 figure=task_figure,
                 trials={m.name: m.search.trials for m in self.experiment.searched() if m.search},
+                stopped_at=lambda: guard.at,
+                failure_of=recorded_failure,
+                cached_seconds=earlier_seconds,
             )
             guard = StopGuard(stop_others=capture.stop_containers)
             try:
@@ -171,16 +182,24 @@ class LocalTarget(Target):
                 if guard.signal is None and not isinstance(exc, RuntimeError):
                     raise
                 error = ANSI.sub("", str(exc))
+        outcome = _outcome(console.tasks, guard, error, summary)
+        registration = self._registration(summary, started)
+        seconds = round(time.time() - started, 2)
         results = (
-            write_results(capture.run_dir, self.experiment.name, console.tasks)
+            write_results(
+                capture.run_dir,
+                self.experiment.name,
+                console.tasks,
+                _verdict(outcome, seconds, summary, registration),
+            )
             if capture.run_dir is not None
             else None
         )
         return {
             "experiment": self.experiment.name,
             "target": self.name,
-            **_outcome(console.tasks, guard, error, summary),
-            "seconds": round(time.time() - started, 2),
+            **outcome,
+            "seconds": seconds,
             "pipeline_root": str(root),
             "run_dir": str(results.run_dir) if results else None,
             "index": str(results.index) if results else None,
@@ -190,7 +209,8 @@ class LocalTarget(Target):
             "data": results.data if results else {},
             "tasks": [_task_row(t) for t in console.tasks],
             "summary": summary,
-            "registration": self._registration(summary, started),
+            "best_model": _best_model_link(results.run_dir, summary) if results else None,
+            "registration": registration,
         }
 
     def _registration(self, output: dict[str, Any] | None, started: float) -> dict[str, Any] | None:
@@ -212,6 +232,41 @@ class LocalTarget(Target):
         return record.model_copy(update={"existing": registered < started - 1}).to_output()
 
 
+def _verdict(
+    outcome: dict[str, Any],
+    seconds: float,
+    summary: dict[str, Any] | None,
+    registration: dict[str, Any] | None,
+) -> Verdict:
+    """How index.html heads: the outcome as the CLI reports it (a missed gate included)."""
+    compared = CompareSummary.model_validate(summary) if summary else None
+    status = outcome["status"]
+    if status == "SUCCEEDED" and compared is not None and not compared.gate.passed:
+        status = "GATE MISSED"
+    record = RegistrationRecord.model_validate(registration) if registration else None
+    return Verdict(
+        status=status,
+        seconds=seconds,
+        registered=f"{record.name} {record.version} at {record.path}" if record else None,
+        gate=compared.gate.message if compared else None,
+        error=outcome.get("error"),
+        error_log=outcome.get("error_log"),
+        failed_runs=failure_lines(compared) if compared else [],
+    )
+
+
+def _best_model_link(run_dir: Path, summary: dict[str, Any] | None) -> str | None:
+    """The best model through its run's `<candidate>-seed<k>` link in the results folder."""
+    if not summary:
+        return None
+    best = CompareSummary.model_validate(summary).best
+    model = Path(best.model_uri)
+    link = run_dir / run_name(best.name, best.seed)
+    if link.is_dir() and link.resolve() == model.parent.parent.resolve():
+        return str(link / model.parent.name / model.name)
+    return None
+
+
 def _task_row(task: TaskRecord) -> dict[str, Any]:
     return {
         "name": task.name,
@@ -221,7 +276,8 @@ def _task_row(task: TaskRecord) -> dict[str, Any]:
         "label": task.label,
         "status": "CACHED" if task.cached else task.status,
         "cached": task.cached,
-        "seconds": round(task.seconds, 2),
+        # a cached task: the time of the run that ran it (None when that is not known)
+        "seconds": None if task.ran_seconds is None else round(task.ran_seconds, 2),
         "log": str(task.log) if task.log else None,
         "figure": task.figure,
     }
@@ -251,7 +307,7 @@ def _outcome(
             "stopped_steps": running,
         }
     if error is not None:
-        failed = next((t for t in tasks if t.status == "FAILURE"), None)
+        failed = next((t for t in tasks if t.status == "FAILURE" and not t.failure_recorded), None)
         if failed is None:
             return {"status": "FAILED", "error": error}
         reason = failure(failed.label, failed.log, error)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common import html
-from components.common.files import read_json
+from components.common.files import read_json, write_json
 from components.common.names import (
     COMPARISON_REPORT,
     DATA_REPORT,
@@ -27,11 +27,27 @@ from components.common.names import (
     evaluation_report,
     run_name,
 )
-from components.common.results import DATASET_INFO_FILE, DatasetInfo
+from components.common.results import DATASET_INFO_FILE, DatasetInfo, RunFailure
 from pipelines.targets.console import TaskRecord
 
 LATEST = "latest"
 QUARANTINE_CSV = "quarantine.csv"
+# Each task's time in the run that ran it, by task slug: a later run that takes the task from
+# the cache reports that time (marked cached) instead of 0 s.
+TASKS_FILE = "tasks.json"
+
+
+@dataclass
+class Verdict:
+    """What index.html heads with: how the run ended, its time, what it registered."""
+
+    status: str  # SUCCEEDED, FAILED, STOPPED, GATE MISSED
+    seconds: float
+    registered: str | None = None  # `digits-classifier v3 at runs/registry/...`
+    gate: str | None = None  # the gate's message
+    error: str | None = None
+    error_log: str | None = None  # the full log of the step that failed
+    failed_runs: list[str] = field(default_factory=list)  # compare.on_failure: continue
 
 
 @dataclass
@@ -68,8 +84,28 @@ def training_figure(outcome: dict[str, Any]) -> str:
     return text + f" (of {outcome['epochs_run']})"
 
 
+def recorded_failure(record: TaskRecord) -> RunFailure | None:
+    """The failure a train or evaluate task recorded as its outcome (compare.on_failure:
+    continue); an evaluate that hands on its training's failure recorded none itself."""
+    if record.name.startswith("train"):
+        model = _uri(record, "model")
+        return RunFailure.read(model) if model is not None and model.is_dir() else None
+    result = record.outputs.get("Output")
+    if record.name.startswith("evaluate") and isinstance(result, dict) and result.get("failure"):
+        failure = RunFailure.model_validate(result["failure"])
+        return failure if failure.step == "evaluate" else None
+    return None
+
+
 def task_figure(record: TaskRecord) -> str:
     """The one figure a task's console line ends with."""
+    if record.failure_recorded:
+        failure = recorded_failure(record)
+        return failure.error if failure else ""
+    if record.name.startswith("evaluate") and isinstance(record.outputs.get("Output"), dict):
+        failure = record.outputs["Output"].get("failure")
+        if failure:
+            return f"nothing to evaluate: {failure['step']} failed"
     if record.status != "SUCCESS":
         return ""
     if record.name.startswith("train"):
@@ -142,8 +178,11 @@ def _copy_tensorboard(record: TaskRecord, run_dir: Path) -> Path | None:
     return target
 
 
-def write_results(run_dir: Path, experiment: str, tasks: list[TaskRecord]) -> Results:
-    """Lay out the results folder of the run whose tasks are `tasks`."""
+def write_results(
+    run_dir: Path, experiment: str, tasks: list[TaskRecord], verdict: Verdict | None = None
+) -> Results:
+    """Lay out the results folder of the run whose tasks are `tasks`; index.html heads with
+    `verdict`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     results = Results(run_dir=run_dir, index=run_dir / INDEX)
     rows = []
@@ -168,13 +207,58 @@ def write_results(run_dir: Path, experiment: str, tasks: list[TaskRecord]) -> Re
                     _link(outputs, model.parent.parent)
             if _copy_tensorboard(record, run_dir) is not None:
                 results.tensorboard = run_dir / TENSORBOARD_DIR
+        elif record.candidate is not None and record.seed is not None:
+            # an evaluate: its outputs sit beside its training's, behind the same link
+            linked = run_dir / run_name(record.candidate, record.seed)
+            outputs = linked if linked.is_dir() else None
         log = record.log if record.log and record.log.is_file() else _earlier_log(record)
         if log is not None:
             results.logs.append(log)
         rows.append(_index_row(record, run_dir, log, outputs))
-    results.index.write_text(_index_page(experiment, run_dir, results, rows))
+    results.index.write_text(_index_page(experiment, run_dir, results, rows, verdict))
+    write_json(
+        run_dir / TASKS_FILE,
+        {
+            t.slug: {
+                "seconds": None if t.ran_seconds is None else round(t.ran_seconds, 2),
+                "inputs": t.inputs,
+            }
+            for t in tasks
+        },
+    )
     _link(run_dir.parent / LATEST, run_dir)
     return results
+
+
+def earlier_seconds(record: TaskRecord) -> float | None:
+    """How long a cached task took in the run that ran it (its tasks.json), if known: the run
+    its output artifacts lie in, else (a task with no artifact output, such as the gate) the
+    latest earlier run of the experiment that ran it on the same inputs."""
+    for artifact in record.outputs.values():
+        uri = getattr(artifact, "uri", None)
+        if not uri:
+            continue
+        for parent in Path(uri).parents:
+            if parent == record.run_dir.parent:
+                break
+            if (parent / TASKS_FILE).is_file():
+                return _seconds(read_json(parent / TASKS_FILE).get(record.slug))
+    earlier = [
+        path
+        for path in record.run_dir.parent.glob(f"*/{TASKS_FILE}")
+        if path.parent != record.run_dir
+    ]
+    for path in sorted(earlier, key=lambda p: p.stat().st_mtime, reverse=True):
+        entry = read_json(path).get(record.slug)
+        if entry and record.inputs and entry.get("inputs") == record.inputs:
+            found = _seconds(entry)
+            if found is not None:
+                return found
+    return None
+
+
+def _seconds(entry: dict[str, Any] | None) -> float | None:
+    return float(entry["seconds"]) if entry and entry.get("seconds") is not None else None
 
 
 def _earlier_log(record: TaskRecord) -> Path | None:
@@ -199,11 +283,12 @@ def _href(path: Path, run_dir: Path) -> str:
 
 def _index_row(record: TaskRecord, run_dir: Path, log: Path | None, outputs: Path | None) -> list:
     cache = "cached" if record.cached else ("ran" if record.status != "RUNNING" else "")
+    seconds = record.ran_seconds
     return [
         record.number,
         record.label,
         record.status,
-        f"{record.seconds:.1f}",
+        f"{seconds:.1f}" if seconds is not None else "",
         cache,
         record.figure,
         html.Markup(f'<a href="{_href(log, run_dir)}">log</a>') if log else "",
@@ -230,9 +315,43 @@ def _report_item(path: Path, run_dir: Path) -> str:
     return f'<li><a href="{_href(path, run_dir)}">{html.escape(path.name)}</a>{note}</li>'
 
 
-def _index_page(experiment: str, run_dir: Path, results: Results, rows: list) -> str:
+def _verdict_section(verdict: Verdict, run_dir: Path) -> str:
+    """The run's outcome first: verdict and time, what was registered, why it failed."""
+    css = "ok" if verdict.status == "SUCCEEDED" else "bad"
+    lines = [
+        f'<p class="verdict"><span class="{css}">{html.escape(verdict.status)}</span> '
+        f"in {verdict.seconds:.1f} s</p>"
+    ]
+    if verdict.registered:
+        lines.append(f"<p>registered: <b>{html.escape(verdict.registered)}</b></p>")
+    elif verdict.status != "STOPPED":
+        lines.append('<p class="muted">nothing registered</p>')
+    if verdict.gate:
+        lines.append(f"<p>{html.escape(verdict.gate)}</p>")
+    if verdict.failed_runs:
+        items = "".join(f"<li>{html.escape(line)}</li>" for line in verdict.failed_runs)
+        lines.append(f'<p class="bad">failed runs, left out of the comparison:</p><ul>{items}</ul>')
+    if verdict.error:
+        lines.append(f'<pre class="error">{html.escape(verdict.error)}</pre>')
+    if verdict.error_log:
+        href = _href(Path(verdict.error_log), run_dir)
+        lines.append(f'<p>full log of the failed step: <a href="{href}">{href}</a></p>')
+    return VERDICT_STYLE + '<div class="head">' + "".join(lines) + "</div>"
+
+
+VERDICT_STYLE = (
+    "<style>.head{border:1px solid #d0d7de;padding:4px 16px;margin:8px 0}"
+    ".verdict{font-size:1.3em}pre.error{white-space:pre-wrap;background:#fff1f0;"
+    "border:1px solid #ffcecb;padding:8px}</style>"
+)
+
+
+def _index_page(
+    experiment: str, run_dir: Path, results: Results, rows: list, verdict: Verdict | None
+) -> str:
     reports = "".join(_report_item(p, run_dir) for p in results.reports)
     sections = [
+        *([_verdict_section(verdict, run_dir)] if verdict is not None else []),
         f'<p class="muted">{html.escape(run_dir.name)}</p>',
         f"<h2>Reports</h2><ul>{reports or '<li>none</li>'}</ul>",
         INDEX_STYLE

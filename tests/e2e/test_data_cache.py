@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipelines.cli import EXIT_FAILED, main
+from pipelines.cli import EXIT_FAILED, EXIT_USAGE, main
 
 pytestmark = pytest.mark.e2e
 
@@ -53,9 +53,9 @@ def experiment_file(folder: Path, images: Path) -> Path:
 
 
 def run(
-    experiment: Path, runs: Path, capsys: pytest.CaptureFixture[str]
+    experiment: Path, runs: Path, capsys: pytest.CaptureFixture[str], *extra: str
 ) -> tuple[int, dict[str, Any], str]:
-    code = main(["--experiment", str(experiment), "--runs-dir", str(runs), "--json"])
+    code = main(["--experiment", str(experiment), "--runs-dir", str(runs), "--json", *extra])
     captured = capsys.readouterr()
     return code, json.loads(captured.out), captured.err
 
@@ -99,16 +99,20 @@ def test_changed_data_reruns_ingest_and_unchanged_data_hits_the_cache(
     assert code == 0 and ingest_status(retouched) == "SUCCESS"
 
     write_class(images, "white", 250)  # add a class
-    code, grown, _ = run(experiment, runs, capsys)
-    assert ingest_status(grown) == "SUCCESS"
+    # the registry keeps the model's meaning: a 4-class version of a 3-class model is refused
+    # before anything runs (the added and touched files made versions v2 and v3)
+    code = main(["--experiment", str(experiment), "--runs-dir", str(runs), "--json"])
+    refused = capsys.readouterr()
+    assert code == EXIT_USAGE and refused.out == ""
+    assert "v3 predicts 3 classes and this model 4 (new: white)" in refused.err
+    assert "data snapshot" not in refused.err
+    code, grown, _ = run(experiment, runs, capsys, "--set", "register.allow_class_change=true")
+    assert code == 0 and ingest_status(grown) == "SUCCESS"
     assert class_names(first) == ["bright", "dark", "mid"]
     # each training's folder is also linked as <candidate>-seed<k>: one card, two paths
     (card,) = {p.resolve() for p in Path(grown["run_dir"]).glob("*/train/model/model_card.json")}
     assert json.loads(card.read_text())["class_names"] == ["bright", "dark", "mid", "white"]
-    # ... and the registry keeps the model's meaning: a 4-class version of a 3-class model
-    assert code == EXIT_FAILED and grown["failed_step"] == "register"
-    # (the added and touched files made versions v2 and v3 of the 3-class model)
-    assert "v3 predicts 3 classes and this model 4 (new: white)" in grown["error"]
+    assert grown["registration"]["version"] == "v4"
 
 
 def test_a_failed_step_reports_its_own_exception_in_json(

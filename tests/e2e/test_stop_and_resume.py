@@ -132,6 +132,11 @@ def test_a_signal_stops_every_step_and_says_how_to_resume(
     assert [s for s in result["stopped_steps"] if s.startswith("train")], result["tasks"]
     name = signal.Signals(signum).name
     assert result["error"].startswith(f"stopped by {name} during train")
+    # the console calls the step stopped, not failed
+    assert re.search(r"\] train small-cnn seed 0 \.\.\. stopped after \d", stderr), stderr[-4000:]
+    assert not [line for line in stderr.splitlines() if line.startswith("[") and "FAILED" in line]
+    statuses = {t["label"]: t["status"] for t in result["tasks"]}
+    assert statuses["train small-cnn seed 0"] == "STOPPED"
     assert "run the same command again to resume" in result["error"]
 
 
@@ -154,6 +159,8 @@ def resumed_run(args: list[str], tmp_path: Path, name: str, epochs: int) -> dict
     assert match, stderr[-4000:]
     start = int(match[1])
     assert 2 < start <= epochs
+    # ... and the console's line for the task says so too, not only the task's log
+    assert f"train {name} seed 0 ... resuming at epoch {start}/{epochs}" in stderr
     trained = [int(e) for e in re.findall(rf"Epoch (\d+)/{epochs}\b", stderr)]
     assert trained == list(range(start, epochs + 1))  # no epoch repeated
     result = json.loads(stdout)

@@ -38,8 +38,10 @@ def epochs_done(checkpoints: Path, phases: list[tuple[str, int, float]]) -> int:
 
 def announce_resume(
     name: str, seed: int, checkpoints: Path, phases: list[tuple[str, int, float]]
-) -> None:
-    """Print where a restarted training picks up (nothing on a first start)."""
+) -> int:
+    """Print where a restarted training picks up (nothing on a first start); return the
+    epochs it finds finished."""
     done = epochs_done(checkpoints, phases)
     if done:
         print(resume_message(name, seed, done, sum(e for _, e, _ in phases)), flush=True)
+    return done

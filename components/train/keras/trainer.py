@@ -184,8 +184,10 @@ def train_keras(
     phases = [("head", spec.epochs, spec.optimizer.learning_rate)]
     if setup.pretrained and spec.fine_tune.epochs:
         phases.append(("fine_tune", spec.fine_tune.epochs, spec.fine_tune.learning_rate))
-    setup.events = EpochEvents(sum(epochs for _, epochs, _ in phases), setup.steps_per_epoch)
-    announce_resume(spec.name, seed, setup.checkpoints, phases)
+    done = announce_resume(spec.name, seed, setup.checkpoints, phases)
+    setup.events = EpochEvents(
+        sum(epochs for _, epochs, _ in phases), setup.steps_per_epoch, first_epoch=done
+    )
     for phase, epochs, base_rate in phases:
         if setup.pruned_at is not None:
             break
