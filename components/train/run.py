@@ -22,7 +22,7 @@ def recording_failure(
     on_failure: str,
     model_dir: str | Path,
     task: Candidate,
-    train_fn: Callable[..., ModelCard],
+    train_fn: Callable[..., ModelCard | None],
     *args: Any,
     **kwargs: Any,
 ) -> tuple[RunFailure | None, ModelCard | None]:

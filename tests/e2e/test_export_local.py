@@ -68,7 +68,13 @@ def test_exports_added_to_a_registered_model_reach_predict(
 
     Image.new("L", (8, 8), 128).save(image)
     code = predict(
-        ["--model", str(runs / "registry" / "digits-classifier"), "--format", "tflite_int8", str(image)]
+        [
+            "--model",
+            str(runs / "registry" / "digits-classifier"),
+            "--format",
+            "tflite_int8",
+            str(image),
+        ]
     )
     err = capsys.readouterr().err
     assert code == 0, err
