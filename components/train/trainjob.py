@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -27,9 +27,7 @@ from components.common.model_card import ModelCard
 from components.common.results import DatasetInfo
 from components.spec import Strict
 from components.train.checkpoints import run_key
-
-if TYPE_CHECKING:
-    from components.train.transformers.trainer import Request
+from components.train.request import Request
 
 TRAINJOB_ENV = "IMGCLF_TRAINJOB"
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
@@ -139,7 +137,6 @@ def _api() -> Any:
 
 def _stage(launch: TrainJobLaunch, request: Request, key: str) -> tuple[Path, Request]:
     """The Dataset and the request on the shared volume; the request as the nodes see it."""
-    from components.train.transformers.trainer import Request
 
     folder = Path(launch.mount_path) / "jobs" / key
     dataset = folder / "dataset"

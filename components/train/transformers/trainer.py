@@ -24,7 +24,6 @@ checkpoint (`resume`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -53,6 +52,7 @@ from components.train import trainjob
 from components.train.checkpoints import resume_message
 from components.train.cluster import Process, describe, nodes_from_environment, torchrun_command
 from components.train.events import EpochScalars
+from components.train.request import Request
 from components.train.transformers.input import BatchOrder, SplitBatches
 from components.train.transformers.loop import Progress, Step, save_atomic, train_epoch
 from components.train.transformers.optim import (
@@ -131,38 +131,6 @@ def train_transformers(
 
 
 WORKER_MODULE = "components.train.transformers.worker"
-
-
-@dataclass
-class Request:
-    """What every training process is told: the arguments of `fine_tune`, as a JSON file."""
-
-    dataset_dir: str
-    spec: ModelSpec
-    seed: int
-    model_dir: str
-    checkpoint_dir: str
-    tensorboard_dir: str = ""
-
-    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str]:
-        return (
-            self.dataset_dir,
-            self.spec,
-            self.seed,
-            self.model_dir,
-            self.checkpoint_dir,
-            self.tensorboard_dir,
-        )
-
-    def write(self, path: Path) -> Path:
-        fields = {**asdict(self), "spec": self.spec.model_dump(mode="json")}
-        write_json(path, fields)
-        return path
-
-    @classmethod
-    def read(cls, path: str | Path) -> Request:
-        fields = json.loads(Path(path).read_text())
-        return cls(**{**fields, "spec": ModelSpec.model_validate(fields["spec"])})
 
 
 def _visible_gpus() -> int:

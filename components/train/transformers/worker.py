@@ -1,7 +1,7 @@
 """One DDP process of a transformers training, as torchrun starts it:
 `torchrun --nproc_per_node=N -m components.train.transformers.worker REQUEST.json`.
 
-REQUEST.json holds the arguments of `fine_tune` (trainer.Request); torchrun's environment says
+REQUEST.json holds the arguments of `fine_tune` (components/train/request.py); torchrun's environment says
 which process this is (components/train/cluster.py). Process 0 writes the Model.
 """
 
@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 
 from components.train.cluster import Process
-from components.train.transformers.trainer import Request, run_process
+from components.train.request import Request
+from components.train.transformers.trainer import run_process
 
 
 def main(argv: Sequence[str] | None = None) -> None:
