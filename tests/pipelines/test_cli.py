@@ -439,8 +439,13 @@ def test_a_local_folder_is_listed_once_before_the_run(tmp_path, monkeypatch, cap
         return real_scandir(path)
 
     class Ran:
+        name = "local"
+
         def __init__(self, experiment: Any, options: Any) -> None:
             self.options = options
+
+        def registry_root(self) -> str:
+            return str(tmp_path / "registry")
 
         def run(self) -> dict[str, Any]:
             assert self.options.data_snapshot  # taken before the run
