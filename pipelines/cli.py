@@ -338,6 +338,7 @@ def registry_preflight(
     vertex: the bucket, through Cloud Storage; not the kfp cluster's volume)."""
     from components.ingest.classes import known_class_names
     from components.register.run import class_change
+    from pipelines.targets.base import PreflightError
 
     registration = experiment.registration
     if registration.allow_class_change or target.name not in ("local", "vertex"):
@@ -345,6 +346,10 @@ def registry_preflight(
     # The cheaper look first: the local registry, or the class names before the bucket.
     names: list[str] | None = None
     if target.name == "vertex":
+        try:
+            target.preflight()  # offline; its problems are told first, when the target runs
+        except PreflightError:
+            return []
         names = known_class_names(experiment.data, not_here, listings)
         latest = _bucket_registry_latest(experiment, target.registry_root()) if names else None
     else:

@@ -86,8 +86,21 @@ class FakeStorage:
         return Bucket()
 
 
-def vertex_experiment() -> Any:
-    experiment = load_experiment("digits", ["gcp.project=my-project", "gcp.bucket=gs://my-bucket"])
+VERTEX_READY = [
+    "gcp.project=my-project",
+    "gcp.bucket=gs://my-bucket",
+    "gcp.service_account=runner@my-project.iam.gserviceaccount.com",
+    *(
+        f"images.{name}=us-central1-docker.pkg.dev/my-project/imgclf/{name}:0123abc"
+        for name in ("cpu", "gpu", "tpu", "transformers")
+    ),
+]
+
+
+def vertex_experiment(*overrides: str) -> Any:
+    """digits for --target vertex: ready to submit (its offline preflight passes) unless
+    `overrides` say otherwise."""
+    experiment = load_experiment("digits", [*VERTEX_READY, *overrides])
     return experiment, get_target("vertex", experiment, RunOptions())
 
 
@@ -111,6 +124,12 @@ def test_on_vertex_the_registry_in_the_bucket_is_read_before_submitting(monkeypa
     (problem,) = registry_preflight(experiment, target, ())
     assert fake.listed == [("my-bucket", "registry/digits-classifier/")]
     assert "model 'digits-classifier' v2 predicts 2 classes and this model 10" in problem
+
+    # A run the target's own (offline) preflight refuses reads no bucket: that refusal comes first.
+    fake.listed.clear()
+    experiment, target = vertex_experiment("images.cpu=image-classification-cpu:latest")
+    assert registry_preflight(experiment, target, ()) == []
+    assert fake.listed == []
 
 
 def test_a_bucket_registry_that_cannot_be_read_is_left_to_the_register_step(
