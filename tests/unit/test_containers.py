@@ -36,6 +36,7 @@ BASE_MODULES = {
     "pydantic",
     "yaml",
     "kfp",
+    "kubernetes",  # kfp's own dependency: the train step's TrainJob client (kfp target)
     "google_crc32c",
     "optuna",
 }

@@ -45,8 +45,12 @@ def step_names(compiled: dict) -> set[str]:
 
 def test_the_top_diagram_names_every_step_that_runs(tmp_path: Path) -> None:
     compiled = tmp_path / "mnist.yaml"
-    # mnist searches its candidate; an export section adds the export step
-    argv = ["--experiment", "mnist", "--set", "export.formats=[onnx]", "--compile-only"]
+    # a searched candidate adds suggest, trial and tell; an export section the export step
+    search = (
+        "models.0.search={trials: 4, space: {optimizer.learning_rate: {log_uniform: [1e-4, 1e-2]}}}"
+    )
+    argv = ["--experiment", "mnist", "--set", search, "--set", "export.formats=[onnx]"]
+    argv += ["--compile-only"]
     assert main([*argv, str(compiled)]) == 0
     steps = step_names(yaml.safe_load(compiled.read_text()))
 
