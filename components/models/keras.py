@@ -143,12 +143,14 @@ def lenet5(num_classes: int, input_size: tuple[int, int], channels: int, p: LeNe
     return keras.Model(inputs, _head(x, num_classes), name="lenet5")
 
 
-def _conv_bn_relu(x: Any, width: int, batch_norm: bool, regularizer: Any = None) -> Any:
-    """A 3x3 'same' convolution, batch norm (which makes its bias redundant), ReLU."""
+def _conv_bn_relu(
+    x: Any, width: int, batch_norm: bool, regularizer: Any = None, padding: str = "same"
+) -> Any:
+    """A 3x3 convolution, batch norm (which makes its bias redundant), ReLU."""
     from keras import layers
 
     x = layers.Conv2D(
-        width, 3, padding="same", kernel_regularizer=regularizer, use_bias=not batch_norm
+        width, 3, padding=padding, kernel_regularizer=regularizer, use_bias=not batch_norm
     )(x)
     if batch_norm:
         x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
@@ -210,7 +212,7 @@ def mnist_cnn(
     x = layers.Rescaling(1.0 / 255)(inputs)
     for width in p.filters:
         for _ in range(p.convs_per_block):
-            x = _conv_bn_relu(x, width, p.batch_norm)
+            x = _conv_bn_relu(x, width, p.batch_norm, padding=p.padding)
         x = layers.MaxPooling2D()(x)
         if p.block_dropout:
             x = layers.Dropout(p.block_dropout)(x)

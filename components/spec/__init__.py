@@ -265,6 +265,11 @@ class Augment(Strict):
     zoom: Fraction = 0.0
     translation: Fraction = 0.0
     contrast: Fraction = 0.0
+    fill: Literal["reflect", "nearest", "constant"] = Field(
+        default="reflect",
+        description="what rotation, zoom and translation show past the image's edge: its "
+        "mirror image, its border pixels, or black (digits on a black background)",
+    )
 
 
 class FineTune(Strict):

@@ -74,13 +74,21 @@ class CifarCnnParams(ArchitectureParams):
 class MnistCnnParams(ArchitectureParams):
     filters: list[Width] = Field(default=[32, 64], min_length=1, max_length=4)
     convs_per_block: int = Field(default=1, ge=1, le=4)
-    batch_norm: bool = True
+    padding: Literal["valid", "same"] = Field(
+        default="valid",
+        description="'valid' 3x3 convolutions shrink each side by 2 (28 -> 26 -> 13 -> 11 -> 5, "
+        "as in Keras' Simple MNIST convnet); 'same' keeps it (about twice the compute)",
+    )
+    batch_norm: bool = False
     block_dropout: Rate = 0.25
     dense: Width = 128
     dropout: Rate = 0.4
 
     def min_input_side(self) -> int:
-        return 2 ** len(self.filters)  # a 2x2 pooling per block
+        side = 1  # walk the blocks backwards: a 2x2 pooling, then each convolution's border
+        for _ in self.filters:
+            side = 2 * side + (2 * self.convs_per_block if self.padding == "valid" else 0)
+        return side
 
 
 class ApplicationParams(ArchitectureParams):

@@ -302,6 +302,17 @@ def test_augmentation_keeps_shape_and_range_and_is_seeded() -> None:
     assert torch.allclose(run(Augment(zoom=1e-9), 0), images, atol=1e-3)
 
 
+def test_augmentation_fill_decides_what_shows_past_the_edge() -> None:
+    white = torch.full((4, 1, 12, 12), 255.0)
+
+    def shifted(fill: str) -> torch.Tensor:
+        augment = Augment(translation=0.3, fill=fill)
+        return augment_batch(white.clone(), augment, torch.Generator().manual_seed(3))
+
+    assert float(shifted("constant").min()) < 1  # black comes in from outside
+    assert torch.allclose(shifted("reflect"), white) and torch.allclose(shifted("nearest"), white)
+
+
 def test_batch_order_is_seeded_per_epoch_and_shared_across_processes() -> None:
     order = BatchOrder(10, 3, shuffle=True, seed=4)
     first = [i for batch in order for i in batch]

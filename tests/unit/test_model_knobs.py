@@ -105,6 +105,20 @@ def test_knobs_in_range_load_and_build(tmp_path):
     assert sum(type(layer).__name__ == "Conv2D" for layer in model.layers) == 4
 
 
+def test_mnist_cnn_valid_padding_is_the_simple_mnist_convnet_layout():
+    shapes = [
+        layer.output.shape[1:3]
+        for layer in build_model("mnist_cnn", 10, (28, 28), 1, {}).model.layers
+        if type(layer).__name__ in ("Conv2D", "MaxPooling2D")
+    ]
+    assert shapes == [(26, 26), (13, 13), (11, 11), (5, 5)]
+    same = build_model("mnist_cnn", 10, (28, 28), 1, {"padding": "same"}).model
+    assert [tuple(layer.output.shape[1:3]) for layer in same.layers if "pool" in layer.name] == [
+        (14, 14),
+        (7, 7),
+    ]
+
+
 def test_every_architecture_has_typed_knobs_with_defaults_that_validate():
     for architecture in (*KERAS_SCRATCH_ARCHITECTURES, *KERAS_APPLICATIONS):
         knobs = params_class(architecture)()
@@ -192,6 +206,8 @@ def test_the_fix_it_names_is_accepted(tmp_path):
         ("inceptionv3", {"input_size": 64}, 75),
         ("lenet5", {}, 12),
         ("cnn3", {"filters": [8] * 5}, 32),
+        ("mnist_cnn", {"filters": [8, 16, 32]}, 22),  # 'valid': 22 -> 20 -> 10 -> 8 -> 4 -> 2 -> 1
+        ("mnist_cnn", {"filters": [8] * 4, "padding": "same"}, 16),
     ],
 )
 def test_each_architecture_states_its_smallest_input(tmp_path, architecture, params, smallest):

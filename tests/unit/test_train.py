@@ -20,6 +20,22 @@ def test_the_registry_builds_from_the_spec_names() -> None:
         build_model("vgg99", 2, (16, 16), 3)
 
 
+@pytest.mark.parametrize(("fill", "black_enters"), [("constant", True), ("reflect", False)])
+def test_augmentation_fill_decides_what_shows_past_the_edge(fill: str, black_enters: bool) -> None:
+    import keras
+
+    from components.train.keras.trainer import augmentation_layers
+
+    spec = ModelSpec.model_validate(
+        {"name": "m", "architecture": "small_cnn", "augment": {"translation": 0.3, "fill": fill}}
+    )
+    keras.utils.set_random_seed(3)
+    white = np.full((8, 12, 12, 1), 255.0, "float32")
+    (layer,) = augmentation_layers(spec)
+    shifted = np.asarray(layer(white, training=True))
+    assert bool(shifted.min() < 1) == black_enters
+
+
 @pytest.mark.parametrize("name", ["adamw", "adam", "sgd", "rmsprop"])
 def test_weight_decay_zero_trains_without_decay(name: str) -> None:
     """With a zero gradient only weight decay can move a weight: 0 leaves it as it is."""

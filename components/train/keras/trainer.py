@@ -78,11 +78,11 @@ def augmentation_layers(spec: ModelSpec) -> list[Any]:
     if a.flip != "none":
         stack.append(layers.RandomFlip(a.flip))
     if a.rotation:
-        stack.append(layers.RandomRotation(a.rotation))
+        stack.append(layers.RandomRotation(a.rotation, fill_mode=a.fill))
     if a.zoom:
-        stack.append(layers.RandomZoom(a.zoom))
+        stack.append(layers.RandomZoom(a.zoom, fill_mode=a.fill))
     if a.translation:
-        stack.append(layers.RandomTranslation(a.translation, a.translation))
+        stack.append(layers.RandomTranslation(a.translation, a.translation, fill_mode=a.fill))
     if a.contrast:
         stack.append(layers.RandomContrast(a.contrast))
     return stack

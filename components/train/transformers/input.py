@@ -219,9 +219,13 @@ def decode_all(dataset: Any, workers: int) -> Any:
 # --- augmentation ----------------------------------------------------------------------------
 
 
+# Keras' fill modes in grid_sample's words ("zeros" is black: the images are 0-255 pixels here).
+GRID_PADDING = {"reflect": "reflection", "nearest": "border", "constant": "zeros"}
+
+
 def augment_batch(images: Any, augment: Augment, generator: Any, share: Share | None = None) -> Any:
     """Random flips, rotation, zoom, translation and contrast of a float NCHW [0, 255] batch,
-    with the Keras preprocessing layers' meaning of each factor and reflect filling.
+    with the Keras preprocessing layers' meaning of each factor and of `augment.fill`.
 
     With the `share` of a step over several processes, every process draws the random numbers
     of the whole step's batch from the same `generator` and keeps its own examples' ones: each
@@ -263,7 +267,11 @@ def augment_batch(images: Any, augment: Augment, generator: Any, share: Share | 
         ).to(images.dtype)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         images = F.grid_sample(
-            images, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+            images,
+            grid,
+            mode="bilinear",
+            padding_mode=GRID_PADDING[augment.fill],
+            align_corners=False,
         )
     if augment.contrast:
         factor = uniform(1 - augment.contrast, 1 + augment.contrast).view(-1, 1, 1, 1)
