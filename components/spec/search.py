@@ -28,6 +28,8 @@ DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 PRUNE_WARMUP_FRACTION = 0.25
 PRUNE_WARMUP_EPOCHS = 2
 PRUNE_PATIENCE = 2
+# search.folds: at most this many folds (each one is a training of every trial).
+MAX_FOLDS = 20
 # Fields of a candidate that identify it rather than tune it.
 UNSEARCHABLE = ("name", "framework", "search")
 
@@ -113,6 +115,15 @@ class Study(Strict):
         le=60 * 24 * 30,
         description="wall-time budget of the study's rounds (ask to tell); once spent, no "
         "new round trains and the summary says why; none: only `trials` bounds the search",
+    )
+    folds: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_FOLDS,
+        description="1: a trial trains on the train split and is ranked on the validation "
+        "split; K >= 2: it trains K times, fold k on train + validation without the images of "
+        "fold k and ranked on those (components/common/folds.py), its value the mean over the "
+        "folds: every image of train + validation ranks the trials, at K times the cost",
     )
     space: dict[str, Distribution] = Field(
         min_length=1, description="dotted path into the candidate -> distribution"
@@ -241,6 +252,20 @@ def path_problem(model: type[BaseModel], path: str) -> str | None:
     return None
 
 
+class Fold(Strict):
+    """One fold of a search trial's K-fold ranking: the trial trains on train + validation
+    without the images of fold `index` and validates on those (components/common/folds.py)."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=2, le=MAX_FOLDS)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Fold:
+        if self.index >= self.count:
+            raise ValueError(f"fold index {self.index} is not below the fold count {self.count}")
+        return self
+
+
 class Pruning(Strict):
     """`early_stop: median` of one trial: Optuna's MedianPruner over the finished trials."""
 
@@ -272,7 +297,17 @@ class SearchOutcome(Strict):
     runner_up: float | None = Field(
         default=None, description="the second-best finished trial's value"
     )
-    validation_examples: int | None = Field(default=None, ge=0)
+    validation_examples: int | None = Field(
+        default=None,
+        ge=0,
+        description="images the trials were ranked on (with folds: train + "
+        "validation, each image in one fold)",
+    )
+    train_examples: int | None = Field(default=None, ge=0)
+    folds: int = Field(default=1, ge=1, description="search.folds the trials were ranked with")
+    value_std: float | None = Field(
+        default=None, ge=0, description="the best trial's spread over its folds (with folds)"
+    )
     test_examples: int | None = Field(default=None, ge=0)
     budget: str | None = Field(
         default=None, description="why rounds were left out (search.max_minutes spent)"
