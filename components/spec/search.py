@@ -118,8 +118,6 @@ class Study(Strict):
     )
     folds: int = Field(
         default=1,
-        ge=1,
-        le=MAX_FOLDS,
         description="1: a trial trains on the train split and is ranked on the validation "
         "split; K >= 2: it trains K times, fold k on train + validation without the images of "
         "fold k and ranked on those (components/common/folds.py), its value the mean over the "
@@ -135,6 +133,17 @@ class Study(Strict):
         # `--set models.0.search.space.augment.zoom=...` splits the path at its dots: nested
         # mappings down to a distribution are the same dotted key.
         return flatten_space(value) if isinstance(value, dict) else value
+
+    @field_validator("folds")
+    @classmethod
+    def _fold_count(cls, folds: int) -> int:
+        if not 1 <= folds <= MAX_FOLDS:
+            raise ValueError(
+                f"folds is {folds}; use 1 (trials ranked on the validation split) or 2 to "
+                f"{MAX_FOLDS} (K-fold over train + validation: each trial trains K times; 5 is "
+                "the usual choice)"
+            )
+        return folds
 
     @model_validator(mode="after")
     def _grid_of_choices(self) -> Study:
