@@ -168,3 +168,17 @@ def test_a_transformers_fold_trains_on_its_part(tmp_path, dataset, tiny_hf_check
     assert card.training["fold"] == {"index": 0, "count": 2}
     assert card.training["train_examples"] == sizes["train"]
     assert card.training["validation_examples"] == sizes["validation"]
+
+
+def test_a_training_request_carries_its_fold_to_every_process(tmp_path):
+    from components.spec import ModelSpec
+    from components.train.request import Request
+
+    spec = ModelSpec.model_validate(
+        {"name": "vit", "framework": "transformers", "checkpoint": "google/vit-base-patch16-224"}
+    )
+    fold = Fold(index=2, count=5)
+    sent = Request("data", spec, 0, "model", "checkpoints", "", fold)
+    assert Request.read(sent.write(tmp_path / "request.json")) == sent
+    plain = Request("data", spec, 0, "model", "checkpoints")
+    assert Request.read(plain.write(tmp_path / "plain.json")).fold is None
