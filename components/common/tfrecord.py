@@ -46,7 +46,7 @@ def read_keys(dataset_dir: str | Path, split: str) -> Iterator[bytes]:
     """The `key` of every record of one split, in file order."""
     for path in shard_files(dataset_dir, split):
         for record in read_records(path):
-            keys = parse_example(record).get(FEATURE_KEY)
+            keys = parse_example(record, only=FEATURE_KEY).get(FEATURE_KEY)
             if not keys:
                 raise ValueError(
                     f"{path}: a record lacks {FEATURE_KEY}; it is not a Dataset written by the "
@@ -73,8 +73,9 @@ def read_records(path: str | Path) -> Iterator[bytes]:
             yield data
 
 
-def parse_example(data: bytes) -> dict[str, list[Any]]:
-    """A serialized tf.train.Example -> {feature name: list of bytes or ints}."""
+def parse_example(data: bytes, only: str | None = None) -> dict[str, list[Any]]:
+    """A serialized tf.train.Example -> {feature name: list of bytes or ints}; with `only`,
+    that one feature (the others' values are not decoded)."""
     features: dict[str, list[Any]] = {}
     for number, block in _fields(data):
         if number != 1 or not isinstance(block, bytes):  # Example.features
@@ -88,7 +89,8 @@ def parse_example(data: bytes) -> dict[str, list[Any]]:
                     name = part.decode()
                 elif part_number == 2 and isinstance(part, bytes):
                     feature = part
-            features[name] = _feature_values(feature)
+            if only is None or name == only:
+                features[name] = _feature_values(feature)
     return features
 
 
