@@ -155,6 +155,7 @@ def _searches(summary: CompareSummary) -> list[str]:
             search.validation_examples,
             search.folds,
             pool(search),
+            search.lead_se,
         )
         if ranking:
             lines.append(f"    {ranking}")

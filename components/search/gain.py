@@ -97,11 +97,14 @@ def ranking_noise(
     validation_examples: int | None,
     folds: int = 1,
     pool: int | None = None,
+    lead_se: float | None = None,
 ) -> str | None:
     """Whether the images the trials were ranked on tell the best trial from the next one, and
     if not, how many would (None when that cannot be judged). `validation_examples` are those
     images: the validation split, or with `folds` K >= 2 all of train + validation; `pool` is
-    train + validation, which K folds would rank on when the validation split alone is short."""
+    train + validation, which K folds would rank on when the validation split alone is short;
+    `lead_se`, with folds, the standard error of the lead from the two trials' paired fold
+    differences: it also holds the training's own noise, and the larger of the two counts."""
     if metric not in BINOMIAL_METRICS or runner_up is None or not validation_examples:
         return None
     lead = abs(best - runner_up)
@@ -111,12 +114,19 @@ def ranking_noise(
     where = f"{validation_examples} images" + (
         f", {folds} folds of train + validation" if folds > 1 else ""
     )
+    spread = lead_se is not None and Z * lead_se > noise
+    if spread:
+        noise = Z * float(lead_se or 0.0)
+        where += ", from the spread of the two trials' fold differences"
     if lead > noise:
         return (
             f"the lead over the next trial ({lead:.4f}) is beyond the validation noise "
             f"(±{noise:.4f} on {where})"
         )
-    needed = math.ceil(2.0 * Z**2 * best * (1.0 - best) / lead**2) if lead > 0 else None
+    # More images narrow the sampling noise only, not the spread of the folds' trainings.
+    needed = (
+        math.ceil(2.0 * Z**2 * best * (1.0 - best) / lead**2) if lead > 0 and not spread else None
+    )
     advice = (
         f"; telling a {lead:.4f} lead apart needs about {needed} validation images"
         if needed

@@ -153,7 +153,13 @@ def ranking_lines(summary: dict[str, Any], examples: dict[str, int]) -> list[str
         f"±{binomial_se(best['value'], ranked):.4f}."
     )
     noise = ranking_noise(
-        summary["metric"], best["value"], best.get("runner_up"), ranked, folds, pool
+        summary["metric"],
+        best["value"],
+        best.get("runner_up"),
+        ranked,
+        folds,
+        pool,
+        best.get("lead_se"),
     )
     if noise:
         lines.append(noise[0].upper() + noise[1:] + ".")

@@ -421,14 +421,16 @@ def summarize(study: Any) -> dict[str, Any]:
     if complete:
         winner = study.best_trial
         others = sorted(
-            (t.value for t in complete if t.number != winner.number),
+            (t for t in complete if t.number != winner.number),
+            key=lambda t: t.value,
             reverse=search.direction == "maximize",
         )
         best = {
             "trial": winner.number,
             "value": winner.value,
             "std": winner.user_attrs.get("value_std"),
-            "runner_up": others[0] if others else None,
+            "runner_up": others[0].value if others else None,
+            "lead_se": lead_se(winner, others[0]) if others else None,
             "params": dict(winner.params),
             "history": winner.user_attrs.get("history", {}),
             "model_uri": winner.user_attrs.get("model_uri", ""),
@@ -447,6 +449,16 @@ def summarize(study: Any) -> dict[str, Any]:
         "spent_minutes": round(spent_minutes(study), 2),
         "budget": skipped[0].user_attrs[SKIPPED_ATTR] if skipped else None,
     }
+
+
+def lead_se(winner: Any, runner_up: Any) -> float | None:
+    """With folds, the standard error of the winner's lead over the runner-up from their
+    paired fold differences (both trials ran on the same folds); None without folds."""
+    ours, theirs = winner.user_attrs.get("fold_values"), runner_up.user_attrs.get("fold_values")
+    if not ours or not theirs or len(ours) != len(theirs) or len(ours) < 2:
+        return None
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    return statistics.stdev(differences) / math.sqrt(len(differences))
 
 
 def _best(curve: list[float], search: Study) -> float:
@@ -488,6 +500,7 @@ def winner_candidates(
         test_examples=examples.get("test"),
         folds=folds,
         value_std=best.get("std"),
+        lead_se=best.get("lead_se"),
         budget=summary.get("budget"),
     )
     tuned = ModelSpec.model_validate(apply_overrides(base, best["params"]))

@@ -317,6 +317,12 @@ class SearchOutcome(Strict):
     value_std: float | None = Field(
         default=None, ge=0, description="the best trial's spread over its folds (with folds)"
     )
+    lead_se: float | None = Field(
+        default=None,
+        ge=0,
+        description="with folds: the standard error of the lead over the runner-up, from the "
+        "two trials' paired fold differences",
+    )
     test_examples: int | None = Field(default=None, ge=0)
     budget: str | None = Field(
         default=None, description="why rounds were left out (search.max_minutes spent)"

@@ -451,6 +451,8 @@ def test_each_trial_trains_once_per_fold_and_is_ranked_on_its_mean(tmp_path):
     assert best["trial"] == 1 and best["value"] == pytest.approx(0.80)
     assert best["runner_up"] == pytest.approx(statistics.fmean(FOLD_VALUES[0]))
     assert best["std"] == pytest.approx(0.02)
+    # the lead's standard error from the paired fold differences (-0.10, 0.32, -0.12)
+    assert best["lead_se"] == pytest.approx(statistics.stdev([-0.10, 0.32, -0.12]) / 3**0.5)
     # the mean curve over the folds is what the study holds and the report draws
     assert best["history"]["val_accuracy"] == pytest.approx([0.70, 0.80, 0.75])
     text = write_report(
@@ -459,6 +461,9 @@ def test_each_trial_trains_once_per_fold_and_is_ranked_on_its_mean(tmp_path):
     assert "val_accuracy (mean ± std, 3 folds)" in text
     assert "0.8000 ± 0.0200" in text
     assert "3 folds of train + validation: each of its 1000 images validates once" in text
+    # a 0.033 lead inside a 0.14 standard error: more images would not tell these two apart
+    assert "from the spread of the two trials&#x27; fold differences" in text
+    assert "coin toss" in text and "needs about" not in text
 
 
 def test_a_trial_that_lacks_a_fold_is_a_clear_error(tmp_path):
@@ -511,3 +516,9 @@ def test_the_ranking_noise_names_folds_where_the_validation_split_is_short():
     folded = ranking_noise("val_accuracy", 0.970, 0.965, 7200, folds=5, pool=7200)
     assert folded is not None and "7200 images, 5 folds of train + validation" in folded
     assert "search.folds" not in folded
+    # with folds, the spread of the paired fold differences counts where it is the larger
+    spread = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.02)
+    assert spread is not None and "inside the validation noise (±0.0400" in spread
+    assert "fold differences" in spread and "needs about" not in spread
+    narrow = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.001)
+    assert narrow is not None and "beyond" in narrow and "fold differences" not in narrow
