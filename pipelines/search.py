@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 def add_search(
     spec: ModelSpec, seeds: list[int], dataset: Any, reference: Any, target: TaskHooks
 ) -> Any:
-    """Add the search of `spec` (rounds of `parallel_trials` trials on the first seed) and the
-    winner's training and evaluation on every seed; returns the winner's collected results."""
+    """Add the search of `spec` (rounds of `parallel_trials` trials on the first seed, each
+    trial one train task per fold) and the winner's training and evaluation on every seed;
+    returns the winner's collected results."""
     assert spec.search is not None
     base = base_spec(spec)
     study = spec.search.study().model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -65,14 +66,15 @@ def add_search(
 
 
 def search_tasks(experiment_models: list[ModelSpec], seeds: list[int]) -> int:
-    """How many tasks `add_searches` adds: per round a suggest, its trials and a tell; train
+    """How many tasks `add_searches` adds: per round a suggest, its trials' trainings (one per
+    trial and fold) and a tell; train
     and evaluate of the winner and of the untuned recipe per seed (the untuned ones are left
     out when the search keeps the recipe); a gather per searched candidate after the first."""
     total = 0
     for spec in experiment_models:
         assert spec.search is not None
         rounds = spec.search.rounds()
-        total += 2 * len(rounds) + sum(rounds) + 2 * 2 * len(seeds)
+        total += 2 * len(rounds) + sum(rounds) * spec.search.folds + 2 * 2 * len(seeds)
     return total + max(len(experiment_models) - 1, 0)
 
 

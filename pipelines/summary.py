@@ -7,7 +7,7 @@ from typing import Any
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
 from components.search.gain import gain, ranking_noise
-from components.spec import TABLE_METRICS
+from components.spec import TABLE_METRICS, SearchOutcome
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -142,12 +142,20 @@ def _searches(summary: CompareSummary) -> list[str]:
     lines = []
     for name, search in sorted(found.items()):
         params = ", ".join(f"{k}={_value(v)}" for k, v in search.params.items())
+        spread = f" ± {search.value_std:.4f}" if search.value_std is not None else ""
+        over = f" over {search.folds} folds" if search.folds > 1 else ""
         lines.append(
             f"  search {name}: best of {search.trials} trials is trial {search.best_trial + 1} "
-            f"({search.metric} {search.value:.4f}): {params}"
+            f"({search.metric} {search.value:.4f}{spread}{over}): {params}"
         )
         ranking = ranking_noise(
-            search.metric, search.value, search.runner_up, search.validation_examples
+            search.metric,
+            search.value,
+            search.runner_up,
+            search.validation_examples,
+            search.folds,
+            pool(search),
+            search.lead_se,
         )
         if ranking:
             lines.append(f"    {ranking}")
@@ -165,6 +173,15 @@ def _searches(summary: CompareSummary) -> list[str]:
         elif not untuned.get(name):
             lines.append("    the search kept the untuned recipe: no gain to measure")
     return lines
+
+
+def pool(search: SearchOutcome) -> int | None:
+    """Images of train + validation, which K folds would rank the trials on."""
+    if search.folds > 1:
+        return search.validation_examples
+    if search.train_examples is None or search.validation_examples is None:
+        return None
+    return search.train_examples + search.validation_examples
 
 
 def _value(value: Any) -> str:

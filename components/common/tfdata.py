@@ -12,6 +12,8 @@ from components.common.dataset import (
     parse_example,
     shard_files,
 )
+from components.common.folds import FOLD_HASH_KEY, FOLD_SPLITS
+from components.spec import Fold
 
 
 def decode_and_resize(encoded: Any, input_size: tuple[int, int], channels: int) -> Any:
@@ -35,15 +37,19 @@ def make_dataset(
     with_keys: bool = False,
     cache: bool = True,
     examples: int | None = None,
+    fold: Fold | None = None,
 ) -> Any:
-    """Batches of (image, label) (or (image, label, key)) from one split.
+    """Batches of (image, label) (or (image, label, key)) from one split; with a `fold`, from
+    that fold's `split` part of train + validation (components/common/folds.py).
 
-    `examples` (the split's size from dataset_info.json) gives the dataset a known number of
-    batches, so Keras sizes its epochs from it instead of running the first one dry.
+    `examples` (the split's size from dataset_info.json, or the fold part's) gives the dataset
+    a known number of batches, so Keras sizes its epochs from it instead of running the first
+    one dry.
     """
     import tensorflow as tf
 
-    files = shard_files(dataset_dir, split)
+    parts = FOLD_SPLITS if fold is not None else (split,)
+    files = [path for part in parts for path in shard_files(dataset_dir, part)]
     if not files:
         raise FileNotFoundError(f"no {split} shards in {dataset_dir}")
     autotune = tf.data.AUTOTUNE
@@ -54,9 +60,11 @@ def make_dataset(
         num_parallel_calls=autotune,
         deterministic=True,
     )
+    dataset = dataset.map(parse_example, num_parallel_calls=autotune, deterministic=True)
+    if fold is not None:
+        dataset = dataset.filter(lambda example: in_fold_part(example[FEATURE_KEY], fold, split))
 
-    def _parse(record: Any) -> Any:
-        example = parse_example(record)
+    def _parse(example: Any) -> Any:
         image = decode_and_resize(example[FEATURE_IMAGE], input_size, channels)
         label = tf.cast(example[FEATURE_LABEL], tf.int32)
         if with_keys:
@@ -73,3 +81,15 @@ def make_dataset(
         batches = -(-examples // batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(autotune)
+
+
+def in_fold_part(key: Any, fold: Fold, split: str) -> Any:
+    """tf.data's `components.common.folds.in_part`: SipHash-2-4 of the key mod the fold count,
+    as TensorFlow computes it (`to_hash_bucket_strong`)."""
+    import tensorflow as tf
+
+    if split not in FOLD_SPLITS:
+        raise ValueError(f"a fold has a train and a validation part, not {split!r}")
+    bucket = tf.strings.to_hash_bucket_strong(key, fold.count, list(FOLD_HASH_KEY))
+    inside = tf.equal(bucket, fold.index)
+    return inside if split == "validation" else tf.logical_not(inside)

@@ -15,24 +15,50 @@ from typing import Any
 
 import numpy as np
 
-from components.common.dataset import FEATURE_IMAGE, FEATURE_LABEL, shard_files
+from components.common.dataset import FEATURE_IMAGE, FEATURE_KEY, FEATURE_LABEL, shard_files
+from components.common.folds import FOLD_SPLITS, in_part
+from components.spec import Fold
 
 
-def read_split(dataset_dir: str | Path, split: str) -> tuple[list[bytes], np.ndarray]:
-    """Encoded images and labels of one split, in file order."""
+def read_split(
+    dataset_dir: str | Path, split: str, fold: Fold | None = None
+) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images and labels of one split, in file order; with a `fold`, of that fold's
+    `split` part of train + validation (components/common/folds.py)."""
     encoded, labels = [], []
-    for path in shard_files(dataset_dir, split):
+    for path in _files(dataset_dir, split, fold):
         for record in read_records(path):
             features = parse_example(record)
             try:
+                if fold is not None and not in_part(features[FEATURE_KEY][0], fold, split):
+                    continue
                 encoded.append(features[FEATURE_IMAGE][0])
                 labels.append(features[FEATURE_LABEL][0])
             except (KeyError, IndexError):
                 raise ValueError(
-                    f"{path}: a record lacks {FEATURE_IMAGE} or {FEATURE_LABEL}; it is not a "
-                    "Dataset written by the ingest step (re-run ingest)"
+                    f"{path}: a record lacks {FEATURE_IMAGE}, {FEATURE_LABEL} or {FEATURE_KEY}; "
+                    "it is not a Dataset written by the ingest step (re-run ingest)"
                 ) from None
     return encoded, np.asarray(labels, dtype=np.int64)
+
+
+def read_keys(dataset_dir: str | Path, split: str) -> Iterator[bytes]:
+    """The `key` of every record of one split, in file order."""
+    for path in shard_files(dataset_dir, split):
+        for record in read_records(path):
+            keys = parse_example(record, only=FEATURE_KEY).get(FEATURE_KEY)
+            if not keys:
+                raise ValueError(
+                    f"{path}: a record lacks {FEATURE_KEY}; it is not a Dataset written by the "
+                    "ingest step (re-run ingest)"
+                )
+            yield keys[0]
+
+
+def _files(dataset_dir: str | Path, split: str, fold: Fold | None) -> list[str]:
+    if fold is None:
+        return shard_files(dataset_dir, split)
+    return [path for part in FOLD_SPLITS for path in shard_files(dataset_dir, part)]
 
 
 def read_records(path: str | Path) -> Iterator[bytes]:
@@ -47,8 +73,9 @@ def read_records(path: str | Path) -> Iterator[bytes]:
             yield data
 
 
-def parse_example(data: bytes) -> dict[str, list[Any]]:
-    """A serialized tf.train.Example -> {feature name: list of bytes or ints}."""
+def parse_example(data: bytes, only: str | None = None) -> dict[str, list[Any]]:
+    """A serialized tf.train.Example -> {feature name: list of bytes or ints}; with `only`,
+    that one feature (the others' values are not decoded)."""
     features: dict[str, list[Any]] = {}
     for number, block in _fields(data):
         if number != 1 or not isinstance(block, bytes):  # Example.features
@@ -62,7 +89,8 @@ def parse_example(data: bytes) -> dict[str, list[Any]]:
                     name = part.decode()
                 elif part_number == 2 and isinstance(part, bytes):
                     feature = part
-            features[name] = _feature_values(feature)
+            if only is None or name == only:
+                features[name] = _feature_values(feature)
     return features
 
 

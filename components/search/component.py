@@ -18,15 +18,16 @@ def suggest(
     Args:
         model_spec: The candidate's recipe without its search section: every trial starts here.
         study_config: The search without its trial count: space, algorithm, metric,
-            parallel_trials, early_stop.
+            parallel_trials, early_stop, folds.
         seed: Seed of the sampler (a new study's) and of every trial's training.
         count: Trials to ask for in this round.
         study: The study's journal after the ask (Optuna JournalStorage file).
         previous: The journal the previous round's tell step wrote; absent in the first round.
 
     Returns:
-        One train candidate per trial: the recipe with the trial's parameters, the seed, the
-        trial number and, with early_stop, the finished trials' curves.
+        One train candidate per trial (with folds K >= 2, one per trial and fold): the recipe
+        with the trial's parameters, the seed, the trial number, its fold and, with
+        early_stop, the finished trials' curves.
     """
     from components.search.study import suggest as run_suggest
 
@@ -59,14 +60,17 @@ def tell(
         seeds: The experiment's seeds: the winner, and the candidate's own recipe beside it,
             are retrained once per seed.
         dataset: The ingested Dataset: only its dataset_info.json (images per split, which
-            set the noise of the trials' ranking) is read.
+            set the noise of the trials' ranking, reported with the metric's standard error)
+            is read.
         previous: The journal the round's suggest step wrote.
-        trial_models: The round's trial Models; each one's objective is the best epoch of the
-            validation metric in its model card's history.
+        trial_models: The round's trial Models (with folds, each trial's K); the objective
+            is the best epoch of the validation metric in a model card's history, with folds
+            its mean over the trial's folds.
         study: The study's journal after the tell, and summary.json (every trial's number,
             state, value and parameters, and the best trial).
-        report: HTML search report: trials ranked by the metric, each parameter against the
-            metric, the best trial's curves.
+        report: HTML search report: trials ranked by the metric (with folds, mean ± std),
+            what they were ranked on and its noise, each parameter against the metric, the
+            best trial's curves.
 
     Returns:
         The best trial's recipe once per seed, with the search's outcome, and the candidate's
@@ -76,7 +80,7 @@ def tell(
     import json
 
     from components.common.results import DatasetInfo
-    from components.search.report import write_report
+    from components.search.report import ranking_lines, write_report
     from components.search.study import SUMMARY_FILE, winner_candidates
     from components.search.study import tell as run_tell
 
@@ -87,10 +91,12 @@ def tell(
         study_config,
         [(m.path, m.uri) for m in trial_models],
     )
-    write_report(summary, report.path)
+    examples = DatasetInfo.read(dataset.path).num_examples
+    write_report(summary, report.path, examples)
+    for line in ranking_lines(summary, examples):
+        print(line, flush=True)
     with open(f"{study.path}/{SUMMARY_FILE}", "w") as handle:
         json.dump(summary, handle, indent=2)
-    examples = DatasetInfo.read(dataset.path).num_examples
     return winner_candidates(summary, model_spec, [int(s) for s in seeds], examples)
 
 

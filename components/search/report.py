@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common import html
+from components.search.gain import BINOMIAL_METRICS, binomial_se, ranking_noise
 
 
 def _format(value: Any) -> str:
@@ -24,8 +25,19 @@ def ranked(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return scored + [t for t in summary["trials"] if t["value"] is None]
 
 
+def _value(trial: dict[str, Any]) -> str:
+    """A trial's value; with folds, the mean ± std over them."""
+    if trial["value"] is None:
+        return ""
+    if trial.get("std") is not None:
+        return f"{trial['value']:.4f} ± {trial['std']:.4f}"
+    return f"{trial['value']:.4f}"
+
+
 def _table(summary: dict[str, Any]) -> str:
     params = list(summary["space"])
+    folds = int(summary.get("folds", 1))
+    metric = summary["metric"] + (f" (mean ± std, {folds} folds)" if folds > 1 else "")
     best = (summary["best"] or {}).get("trial")
     rows = []
     for rank, trial in enumerate(ranked(summary), start=1):
@@ -38,12 +50,12 @@ def _table(summary: dict[str, Any]) -> str:
                 rank,
                 html.Markup(f"<b>{number}</b>") if trial["trial"] == best else number,
                 state,
-                "" if trial["value"] is None else f"{trial['value']:.4f}",
+                _value(trial),
                 trial["epochs"],
                 *(_format(trial["params"].get(p, "")) for p in params),
             ]
         )
-    return html.table(["rank", "trial", "state", summary["metric"], "epochs", *params], rows)
+    return html.table(["rank", "trial", "state", metric, "epochs", *params], rows)
 
 
 def _scatter(summary: dict[str, Any]) -> str:
@@ -118,8 +130,47 @@ def _curves(history: dict[str, list[float]]) -> str:
     return html.image_tag(html.figure_to_data_uri(figure), "best trial's training curves")
 
 
-def write_report(summary: dict[str, Any], path: str | Path) -> Path:
-    """The search report of one study's summary (`components.search.study.summarize`)."""
+def ranking_lines(summary: dict[str, Any], examples: dict[str, int]) -> list[str]:
+    """What the trials were ranked on (images, folds), the metric's standard error there, and
+    whether that tells the best trial from the next one (`examples`: images per split)."""
+    best = summary["best"]
+    folds = int(summary.get("folds", 1))
+    validation = int(examples.get("validation", 0))
+    pool = validation + int(examples.get("train", 0))
+    ranked = pool if folds > 1 else validation
+    if not ranked:
+        return []
+    where = (
+        f"{folds} folds of train + validation: each of its {ranked} images validates once"
+        if folds > 1
+        else f"the validation split's {ranked} images"
+    )
+    lines = [f"Trials ranked on {where}."]
+    if best is None or summary["metric"] not in BINOMIAL_METRICS:
+        return lines
+    lines[0] = lines[0][:-1] + (
+        f"; the standard error of {summary['metric']} near the best value is "
+        f"±{binomial_se(best['value'], ranked):.4f}."
+    )
+    noise = ranking_noise(
+        summary["metric"],
+        best["value"],
+        best.get("runner_up"),
+        ranked,
+        folds,
+        pool,
+        best.get("lead_se"),
+    )
+    if noise:
+        lines.append(noise[0].upper() + noise[1:] + ".")
+    return lines
+
+
+def write_report(
+    summary: dict[str, Any], path: str | Path, examples: dict[str, int] | None = None
+) -> Path:
+    """The search report of one study's summary (`components.search.study.summarize`);
+    `examples` (images per split) judge the noise of the ranking."""
     best = summary["best"]
     finished = sum(t["state"] == "COMPLETE" for t in summary["trials"])
     pruned = sum(t["state"] == "PRUNED" for t in summary["trials"])
@@ -140,10 +191,12 @@ def write_report(summary: dict[str, Any], path: str | Path) -> Path:
         )
     if best is not None:
         params = ", ".join(f"{k} = {_format(v)}" for k, v in best["params"].items())
+        spread = f" ± {best['std']:.4f}" if best.get("std") is not None else ""
         sections.append(
             f"<p class='ok'>Best: trial {best['trial'] + 1}, {html.escape(summary['metric'])} "
-            f"{best['value']:.4f}: {html.escape(params)}</p>"
+            f"{best['value']:.4f}{spread}: {html.escape(params)}</p>"
         )
+    sections += [f"<p>{html.escape(line)}</p>" for line in ranking_lines(summary, examples or {})]
     space = [
         [p, next(iter(d)), ", ".join(map(_format, next(iter(d.values()))))]
         for p, d in summary["space"].items()

@@ -1,7 +1,9 @@
 """The Optuna study of one searched candidate, kept as a journal that travels between tasks.
 
 Each round is `suggest` (Optuna ask: `parallel_trials` new trials) -> one train task per trial
--> `tell` (each trial's validation curve and best value). A task reads the journal its upstream
+(with `folds` K >= 2, K per trial: one per fold of train + validation, components/common/folds.py)
+-> `tell` (each trial's validation curve and best value; with folds, the mean over its folds,
+which ranks the trials, and their spread). A task reads the journal its upstream
 task wrote (an artifact), works on a private copy and writes the grown journal as its own output,
 so every task is a pure function of its inputs: KFP caches and retries it like any other step,
 and a rerun with more trials replays the cached rounds and continues the same study.
@@ -11,10 +13,12 @@ from __future__ import annotations
 
 import math
 import shutil
+import statistics
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from components.common.model_card import ModelCard
 from components.spec import (
     Candidate,
     Distribution,
+    Fold,
     ModelSpec,
     Pruning,
     SearchOutcome,
@@ -152,7 +157,8 @@ def suggest(
     seed: int,
     count: int,
 ) -> list[dict[str, Any]]:
-    """Ask the study for `count` new trials; return them as train-task candidates."""
+    """Ask the study for `count` new trials; return them as train-task candidates: one per
+    trial, or with `folds` K >= 2 one per trial and fold (trial-major)."""
     import optuna
 
     spec = ModelSpec.model_validate(model_spec)
@@ -178,15 +184,35 @@ def suggest(
             trial.set_user_attr(ROUND_ATTR, len(rounds) + 1)
             if skip is not None:
                 trial.set_user_attr(SKIPPED_ATTR, skip)
-            candidate = Candidate(
-                model_spec=ModelSpec.model_validate(apply_overrides(base_spec(spec), trial.params)),
-                seed=seed,
-                trial=trial.number,
-                prune=prune,
-                skip=skip,
-            )
-            candidates.append(candidate.model_dump(mode="json", exclude_none=True, by_alias=True))
+            model = ModelSpec.model_validate(apply_overrides(base_spec(spec), trial.params))
+            for fold in folds_of(config):
+                candidate = Candidate(
+                    model_spec=model,
+                    seed=seed,
+                    trial=trial.number,
+                    prune=prune,
+                    fold=fold,
+                    skip=skip,
+                )
+                candidates.append(
+                    candidate.model_dump(mode="json", exclude_none=True, by_alias=True)
+                )
     return candidates
+
+
+def folds_of(config: Study) -> list[Fold | None]:
+    """The folds each trial trains on: [None] (the train split, ranked on the validation
+    split) with folds 1, else folds 0 .. K - 1 of train + validation."""
+    if config.folds == 1:
+        return [None]
+    return [Fold(index=k, count=config.folds) for k in range(config.folds)]
+
+
+def ranked_examples(num_examples: dict[str, int], folds: int) -> int:
+    """The images a study's trials are ranked on: the validation split, or with folds every
+    image of train + validation (each in one fold's validation part)."""
+    validation = int(num_examples.get("validation", 0))
+    return validation if folds == 1 else validation + int(num_examples.get("train", 0))
 
 
 def rounds_so_far(study: Any) -> dict[int, list[Any]]:
@@ -249,7 +275,7 @@ def tell(
     trial_models: list[tuple[str | Path, str]],
 ) -> dict[str, Any]:
     """Tell the study each trial's result: `trial_models` are (folder, URI) of the round's trial
-    Models. Returns the study's summary (see `summarize`)."""
+    Models (with folds, every fold's). Returns the study's summary (see `summarize`)."""
     import optuna
 
     spec = ModelSpec.model_validate(model_spec)
@@ -257,37 +283,118 @@ def tell(
     # The study exists already (its seed was set by the first suggest).
     with study_copy(journal_in, journal_out, spec, config, 0, asking=False) as study:
         by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        for folder, uri in trial_models:
-            card = ModelCard.load(folder)
-            number = card.training.get("trial")
-            if number not in by_number:
-                raise ValueError(
-                    f"{folder} is not a trial of study {spec.name} (trial {number!r}); pass the "
-                    "Models of the round that this study suggested"
-                )
+        for number, folds in trial_folds(trial_models, spec.name, set(by_number), config).items():
             frozen = by_number[number]
             if frozen.state != optuna.trial.TrialState.RUNNING:
                 continue  # told before: a retried tell task
             trial = optuna.trial.Trial(study, frozen._trial_id)
-            if card.training.get(SKIPPED_ATTR):
+            if any(card.training.get(SKIPPED_ATTR) for card, _ in folds):
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
-            curve, value = trial_value(card, config.metric, config.direction)
-            for epoch, metric_value in enumerate(curve):
+            told = FoldResult.of([card for card, _ in folds], config)
+            for epoch, metric_value in enumerate(told.curve):
                 trial.report(metric_value, epoch)
-            trial.set_user_attr("history", card.history)
-            trial.set_user_attr("model_uri", uri)
-            stopped_at = card.training.get("pruned_at_epoch")
-            trial.set_user_attr("pruned_at_epoch", stopped_at)
-            if stopped_at is not None:
+            trial.set_user_attr("history", told.history)
+            trial.set_user_attr("model_uri", folds[0][1])
+            trial.set_user_attr("pruned_at_epoch", told.pruned_at_epoch)
+            if config.folds > 1:
+                trial.set_user_attr("fold_values", told.values)
+                trial.set_user_attr("value_std", told.std)
+            if told.pruned_at_epoch is not None:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             else:
-                study.tell(trial, value)
+                study.tell(trial, told.value)
         return summarize(study)
 
 
+def trial_folds(
+    trial_models: list[tuple[str | Path, str]], study: str, numbers: set[int], config: Study
+) -> dict[int, list[tuple[ModelCard, str]]]:
+    """The round's trial Models as (card, URI) per trial number, in fold order; with folds,
+    every trial must bring each of its folds once."""
+    grouped: dict[int, dict[int, tuple[ModelCard, str]]] = {}
+    for folder, uri in trial_models:
+        card = ModelCard.load(folder)
+        number = card.training.get("trial")
+        if number not in numbers:
+            raise ValueError(
+                f"{folder} is not a trial of study {study} (trial {number!r}); pass the "
+                "Models of the round that this study suggested"
+            )
+        fold = card.training.get("fold")
+        index = int(fold["index"]) if fold else 0
+        if config.folds > 1 and (not fold or int(fold["count"]) != config.folds):
+            raise ValueError(
+                f"{folder}: trial {number} was trained on fold {fold!r}, not on one of the "
+                f"study's {config.folds} folds; pass the Models of the round that this study "
+                "suggested"
+            )
+        if index in grouped.setdefault(int(number), {}):
+            raise ValueError(f"{folder}: trial {number} fold {index} is passed twice")
+        grouped[int(number)][index] = (card, uri)
+    for number, folds in grouped.items():
+        missing = sorted(set(range(config.folds)) - set(folds))
+        if missing:
+            raise ValueError(
+                f"trial {number} of study {study} lacks the Models of fold(s) "
+                f"{', '.join(str(k) for k in missing)} of {config.folds}"
+            )
+    return {n: [folds[k] for k in sorted(folds)] for n, folds in sorted(grouped.items())}
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """What the study is told of one trial: the mean over its folds of each fold's best epoch
+    (one fold: its best epoch), the mean curve and history over the epochs every fold ran, and
+    the spread of the fold values."""
+
+    value: float
+    values: list[float]
+    std: float | None
+    curve: list[float]
+    history: dict[str, list[float]]
+    pruned_at_epoch: int | None
+
+    @classmethod
+    def of(cls, cards: list[ModelCard], config: Study) -> FoldResult:
+        curves, values = [], []
+        for card in cards:
+            curve, value = trial_value(card, config.metric, config.direction)
+            curves.append(curve)
+            values.append(value)
+        history = cards[0].history
+        if len(cards) > 1:
+            history = {
+                name: mean_curve([[float(v) for v in c.history[name]] for c in cards])
+                for name in history
+                if all(c.history.get(name) for c in cards)
+            }
+        stopped = [
+            int(c.training["pruned_at_epoch"])
+            for c in cards
+            if c.training.get("pruned_at_epoch") is not None
+        ]
+        return cls(
+            value=statistics.fmean(values),
+            values=values,
+            std=statistics.stdev(values) if len(values) > 1 else None,
+            curve=mean_curve(curves),
+            history=history,
+            # A trial stops early when any of its folds did: the values of its other folds
+            # alone would not rank it against the trials that ran every fold.
+            pruned_at_epoch=min(stopped) if stopped else None,
+        )
+
+
+def mean_curve(curves: list[list[float]]) -> list[float]:
+    """Per epoch, the mean over the curves, for the epochs that every curve has."""
+    length = min(len(c) for c in curves)
+    return [statistics.fmean(c[epoch] for c in curves) for epoch in range(length)]
+
+
 def summarize(study: Any) -> dict[str, Any]:
-    """Every trial (number, state, value, params, epochs) and the best finished one."""
+    """Every trial (number, state, value, params, epochs; with folds each fold's value and
+    their std) and the best finished one."""
     import optuna
 
     search = Study.model_validate(study.user_attrs["study"])
@@ -305,6 +412,8 @@ def summarize(study: Any) -> dict[str, Any]:
                 "epochs": len(curve),
                 "pruned_at_epoch": t.user_attrs.get("pruned_at_epoch"),
                 "model_uri": t.user_attrs.get("model_uri", ""),
+                "fold_values": t.user_attrs.get("fold_values"),
+                "std": t.user_attrs.get("value_std"),
             }
         )
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -312,13 +421,16 @@ def summarize(study: Any) -> dict[str, Any]:
     if complete:
         winner = study.best_trial
         others = sorted(
-            (t.value for t in complete if t.number != winner.number),
+            (t for t in complete if t.number != winner.number),
+            key=lambda t: t.value,
             reverse=search.direction == "maximize",
         )
         best = {
             "trial": winner.number,
             "value": winner.value,
-            "runner_up": others[0] if others else None,
+            "std": winner.user_attrs.get("value_std"),
+            "runner_up": others[0].value if others else None,
+            "lead_se": lead_se(winner, others[0]) if others else None,
             "params": dict(winner.params),
             "history": winner.user_attrs.get("history", {}),
             "model_uri": winner.user_attrs.get("model_uri", ""),
@@ -329,6 +441,7 @@ def summarize(study: Any) -> dict[str, Any]:
         "metric": search.metric,
         "direction": search.direction,
         "algorithm": search.algorithm,
+        "folds": search.folds,
         "space": {p: d.to_yaml() for p, d in search.space.items()},
         "trials": trials,
         "best": best,
@@ -336,6 +449,16 @@ def summarize(study: Any) -> dict[str, Any]:
         "spent_minutes": round(spent_minutes(study), 2),
         "budget": skipped[0].user_attrs[SKIPPED_ATTR] if skipped else None,
     }
+
+
+def lead_se(winner: Any, runner_up: Any) -> float | None:
+    """With folds, the standard error of the winner's lead over the runner-up from their
+    paired fold differences (both trials ran on the same folds); None without folds."""
+    ours, theirs = winner.user_attrs.get("fold_values"), runner_up.user_attrs.get("fold_values")
+    if not ours or not theirs or len(ours) != len(theirs) or len(ours) < 2:
+        return None
+    differences = [a - b for a, b in zip(ours, theirs, strict=True)]
+    return statistics.stdev(differences) / math.sqrt(len(differences))
 
 
 def _best(curve: list[float], search: Study) -> float:
@@ -351,7 +474,10 @@ def winner_candidates(
     """The best trial's recipe once per seed: the candidates that retrain the winner; and,
     unless the search kept it, the candidate's own recipe per seed (named `<name>-untuned`),
     so the comparison measures the search's gain over the same seeds. `examples` are the
-    dataset's images per split (the noise of the figures depends on them)."""
+    dataset's images per split (the noise of the figures depends on them).
+
+    With folds as without, the winner retrains on the train split and validates on the
+    validation split, as every candidate does: the folds only rank the trials."""
     best = summary["best"]
     if best is None:
         raise ValueError(
@@ -360,6 +486,7 @@ def winner_candidates(
             "drop search.early_stop"
         )
     examples = examples or {}
+    folds = int(summary.get("folds", 1))
     outcome = SearchOutcome(
         study=summary["study"],
         metric=summary["metric"],
@@ -368,8 +495,12 @@ def winner_candidates(
         value=best["value"],
         params=best["params"],
         runner_up=best.get("runner_up"),
-        validation_examples=examples.get("validation"),
+        validation_examples=ranked_examples(examples, folds) if examples else None,
+        train_examples=examples.get("train"),
         test_examples=examples.get("test"),
+        folds=folds,
+        value_std=best.get("std"),
+        lead_se=best.get("lead_se"),
         budget=summary.get("budget"),
     )
     tuned = ModelSpec.model_validate(apply_overrides(base, best["params"]))

@@ -33,6 +33,7 @@ from components.spec.search import (
     SEARCH_METRICS,
     UNSEARCHABLE,
     Distribution,
+    Fold,
     Pruning,
     Search,
     SearchOutcome,
@@ -57,6 +58,7 @@ __all__ = [
     "SEARCH_METRICS",
     "UNSEARCHABLE",
     "Distribution",
+    "Fold",
     "Pruning",
     "Search",
     "SearchOutcome",
@@ -467,6 +469,9 @@ class Candidate(Strict):
     seed: int = Field(ge=0, le=2**32 - 1)
     trial: int | None = Field(default=None, ge=0)
     prune: Pruning | None = None
+    fold: Fold | None = Field(
+        default=None, description="a search trial's fold, with search.folds of 2 or more"
+    )
     searched: SearchOutcome | None = None
     skip: str | None = Field(
         default=None, description="a search trial left untrained, and why (its budget was spent)"

@@ -28,6 +28,8 @@ DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 PRUNE_WARMUP_FRACTION = 0.25
 PRUNE_WARMUP_EPOCHS = 2
 PRUNE_PATIENCE = 2
+# search.folds: at most this many folds (each one is a training of every trial).
+MAX_FOLDS = 20
 # Fields of a candidate that identify it rather than tune it.
 UNSEARCHABLE = ("name", "framework", "search")
 
@@ -114,6 +116,13 @@ class Study(Strict):
         description="wall-time budget of the study's rounds (ask to tell); once spent, no "
         "new round trains and the summary says why; none: only `trials` bounds the search",
     )
+    folds: int = Field(
+        default=1,
+        description="1: a trial trains on the train split and is ranked on the validation "
+        "split; K >= 2: it trains K times, fold k on train + validation without the images of "
+        "fold k and ranked on those (components/common/folds.py), its value the mean over the "
+        "folds: every image of train + validation ranks the trials, at K times the cost",
+    )
     space: dict[str, Distribution] = Field(
         min_length=1, description="dotted path into the candidate -> distribution"
     )
@@ -124,6 +133,17 @@ class Study(Strict):
         # `--set models.0.search.space.augment.zoom=...` splits the path at its dots: nested
         # mappings down to a distribution are the same dotted key.
         return flatten_space(value) if isinstance(value, dict) else value
+
+    @field_validator("folds")
+    @classmethod
+    def _fold_count(cls, folds: int) -> int:
+        if not 1 <= folds <= MAX_FOLDS:
+            raise ValueError(
+                f"folds is {folds}; use 1 (trials ranked on the validation split) or 2 to "
+                f"{MAX_FOLDS} (K-fold over train + validation: each trial trains K times; 5 is "
+                "the usual choice)"
+            )
+        return folds
 
     @model_validator(mode="after")
     def _grid_of_choices(self) -> Study:
@@ -241,6 +261,20 @@ def path_problem(model: type[BaseModel], path: str) -> str | None:
     return None
 
 
+class Fold(Strict):
+    """One fold of a search trial's K-fold ranking: the trial trains on train + validation
+    without the images of fold `index` and validates on those (components/common/folds.py)."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=2, le=MAX_FOLDS)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Fold:
+        if self.index >= self.count:
+            raise ValueError(f"fold index {self.index} is not below the fold count {self.count}")
+        return self
+
+
 class Pruning(Strict):
     """`early_stop: median` of one trial: Optuna's MedianPruner over the finished trials."""
 
@@ -272,7 +306,23 @@ class SearchOutcome(Strict):
     runner_up: float | None = Field(
         default=None, description="the second-best finished trial's value"
     )
-    validation_examples: int | None = Field(default=None, ge=0)
+    validation_examples: int | None = Field(
+        default=None,
+        ge=0,
+        description="images the trials were ranked on (with folds: train + "
+        "validation, each image in one fold)",
+    )
+    train_examples: int | None = Field(default=None, ge=0)
+    folds: int = Field(default=1, ge=1, description="search.folds the trials were ranked with")
+    value_std: float | None = Field(
+        default=None, ge=0, description="the best trial's spread over its folds (with folds)"
+    )
+    lead_se: float | None = Field(
+        default=None,
+        ge=0,
+        description="with folds: the standard error of the lead over the runner-up, from the "
+        "two trials' paired fold differences",
+    )
     test_examples: int | None = Field(default=None, ge=0)
     budget: str | None = Field(
         default=None, description="why rounds were left out (search.max_minutes spent)"

@@ -16,18 +16,23 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from components.spec import ModelSpec
+from components.spec import Fold, ModelSpec
 
 KEY_DIGITS = 12
 
 
-def run_key(spec: ModelSpec, seed: int, dataset_fingerprint: str | None) -> str:
-    """Hash of what decides the result: recipe (the whole spec), seed and dataset content."""
+def run_key(
+    spec: ModelSpec, seed: int, dataset_fingerprint: str | None, fold: Fold | None = None
+) -> str:
+    """Hash of what decides the result: recipe (the whole spec), seed, dataset content and,
+    for a search trial's fold, the fold."""
     identity: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "seed": int(seed),
         "dataset": dataset_fingerprint or "",
     }
+    if fold is not None:  # without one, the key of every earlier run stays the same
+        identity["fold"] = fold.model_dump()
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:KEY_DIGITS]
 
@@ -38,9 +43,11 @@ def checkpoint_dir(
     seed: int,
     dataset_fingerprint: str | None,
     fresh: bool = False,
+    fold: Fold | None = None,
 ) -> Path:
     """The run's checkpoint folder under `root` (created); emptied first when `fresh`."""
-    folder = Path(root) / f"{spec.name}-seed{int(seed)}-{run_key(spec, seed, dataset_fingerprint)}"
+    key = run_key(spec, seed, dataset_fingerprint, fold)
+    folder = Path(root) / f"{spec.name}-seed{int(seed)}-{key}"
     if fresh and folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)

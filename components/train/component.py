@@ -20,8 +20,8 @@ def train(
         dataset: The ingested Dataset (TFRecords + dataset_info.json).
         candidate: `model_spec` (one entry of the experiment's `models` list: framework,
             architecture or checkpoint, training recipe) and `seed` (this repeat's seed); a
-            search trial adds `trial` (and `prune`, or `skip` once its search's time budget
-            is spent), a retrain of a search's winner `searched`.
+            search trial adds `trial` (and `prune`, `fold` with search.folds, or `skip` once
+            its search's time budget is spent), a retrain of a search's winner `searched`.
         model: The trained model: model_card.json plus keras/ or hf/.
         curves: HTML training curves (loss and accuracy per epoch).
         checkpoint_root: Folder of the experiment's training checkpoints, outside any run's
@@ -68,6 +68,7 @@ def train(
         fresh=fresh,
         trial=task.trial,
         prune=task.prune,
+        fold=task.fold,
         searched=task.searched,
         skip=task.skip,
     )
@@ -87,3 +88,5 @@ def train(
     )
     if task.trial is not None:
         model.metadata["trial"] = task.trial
+    if task.fold is not None:
+        model.metadata["fold"] = task.fold.index

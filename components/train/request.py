@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from components.common.files import write_json
-from components.spec import ModelSpec
+from components.spec import Fold, ModelSpec
 
 
 @dataclass
@@ -22,8 +22,9 @@ class Request:
     model_dir: str
     checkpoint_dir: str
     tensorboard_dir: str = ""
+    fold: Fold | None = None
 
-    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str]:
+    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str, Fold | None]:
         return (
             self.dataset_dir,
             self.spec,
@@ -31,14 +32,26 @@ class Request:
             self.model_dir,
             self.checkpoint_dir,
             self.tensorboard_dir,
+            self.fold,
         )
 
     def write(self, path: Path) -> Path:
-        fields = {**asdict(self), "spec": self.spec.model_dump(mode="json")}
+        fields = {
+            **asdict(self),
+            "spec": self.spec.model_dump(mode="json"),
+            "fold": self.fold.model_dump() if self.fold is not None else None,
+        }
         write_json(path, fields)
         return path
 
     @classmethod
     def read(cls, path: str | Path) -> Request:
         fields = json.loads(Path(path).read_text())
-        return cls(**{**fields, "spec": ModelSpec.model_validate(fields["spec"])})
+        fold = fields.get("fold")
+        return cls(
+            **{
+                **fields,
+                "spec": ModelSpec.model_validate(fields["spec"]),
+                "fold": Fold.model_validate(fold) if fold is not None else None,
+            }
+        )

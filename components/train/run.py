@@ -11,7 +11,7 @@ from typing import Any
 from components.common.files import local_path
 from components.common.model_card import ModelCard
 from components.common.results import DatasetInfo, RunFailure
-from components.spec import ON_FAILURE, Candidate, ModelSpec, Pruning, SearchOutcome
+from components.spec import ON_FAILURE, Candidate, Fold, ModelSpec, Pruning, SearchOutcome
 from components.train.checkpoints import checkpoint_dir as checkpoint_folder
 from components.train.cluster import nodes_from_environment
 from components.train.curves import write_curves_report
@@ -61,6 +61,7 @@ def train(
     fresh: bool = False,
     trial: int | None = None,
     prune: Pruning | None = None,
+    fold: Fold | None = None,
     searched: SearchOutcome | None = None,
     skip: str | None = None,
 ) -> ModelCard | None:
@@ -70,18 +71,19 @@ def train(
     Checkpoints go to this training's own folder under `checkpoint_root` when given (a pure
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
-    number, a winner's the search outcome. A trial with `skip` (its search's time budget was
+    number (and its `fold`, with search.folds: components/common/folds.py), a winner's the
+    search outcome. A trial with `skip` (its search's time budget was
     spent) trains nothing: its card says why, and no framework is imported.
     """
     if skip is not None:
-        return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip)
+        return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip, fold)
     # Of a training on several machines only the chief empties the shared checkpoint folder
     # (the other nodes never read it: components/train/transformers/trainer.py, `resume`).
     fresh = fresh and nodes_from_environment().is_chief
     if checkpoint_root is not None:
         fingerprint = DatasetInfo.read(dataset_dir).fingerprint
         checkpoint_dir = checkpoint_folder(
-            local_path(checkpoint_root), spec, seed, fingerprint, fresh
+            local_path(checkpoint_root), spec, seed, fingerprint, fresh, fold
         )
     elif checkpoint_dir is not None:
         checkpoint_dir = local_path(checkpoint_dir)
@@ -91,13 +93,19 @@ def train(
         from components.train.keras.trainer import train_keras
 
         card = train_keras(
-            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir, prune
+            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir, prune, fold
         )
     else:
         from components.train.transformers.trainer import train_transformers
 
         trained = train_transformers(
-            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
+            dataset_dir,
+            spec,
+            seed,
+            model_dir,
+            checkpoint_dir,
+            tensorboard_dir=tensorboard_dir,
+            fold=fold,
         )
         if trained is None:
             return None
@@ -113,8 +121,9 @@ def train(
         )
     card.save(model_dir)
     title = f"Training curves: {spec.name} (seed {seed}" + (
-        f", trial {trial + 1})" if trial is not None else ")"
+        f", trial {trial + 1}" if trial is not None else ""
     )
+    title += f", fold {fold.index + 1}/{fold.count})" if fold is not None else ")"
     write_curves_report(card.history, title, curves_html, outcome)
     return card
 
@@ -127,6 +136,7 @@ def skipped_trial(
     curves_html: str | Path,
     trial: int | None,
     reason: str,
+    fold: Fold | None = None,
 ) -> ModelCard:
     """The Model of a search trial left untrained: a card with no history that says why."""
     from components.common import html
@@ -140,7 +150,11 @@ def skipped_trial(
         input_size=(int(info.image_size[0]), int(info.image_size[1])),
         channels=info.channels,
         preprocessing="none: not trained",
-        training={"trial": trial, "skipped": reason},
+        training={
+            "trial": trial,
+            "skipped": reason,
+            "fold": fold.model_dump() if fold is not None else None,
+        },
         dataset_fingerprint=info.fingerprint,
     )
     Path(model_dir).mkdir(parents=True, exist_ok=True)

@@ -150,6 +150,7 @@ def _stage(launch: TrainJobLaunch, request: Request, key: str) -> tuple[Path, Re
         str(folder / "model"),
         str(Path(launch.mount_path) / "checkpoints" / key),
         str(folder / "tensorboard") if request.tensorboard_dir else "",
+        request.fold,
     )
     shared.write(folder / "request.json")
     return folder, shared
@@ -166,7 +167,7 @@ def train_in_trainjob(
 
     api = api if api is not None else _api()
     fingerprint = DatasetInfo.read(request.dataset_dir).fingerprint
-    key = run_key(request.spec, request.seed, fingerprint)
+    key = run_key(request.spec, request.seed, fingerprint, request.fold)
     name = job_name(key)
     folder, shared = _stage(launch, request, key)
     where = (GROUP, VERSION, launch.namespace, PLURAL)

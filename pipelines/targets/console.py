@@ -51,6 +51,8 @@ class TaskRecord:
     seed: int | None = None
     trial: int | None = None  # a search trial: Optuna's trial number (from 0)
     trials: int | None = None  # ... of this many in the candidate's search
+    fold: int | None = None  # a search trial's fold (search.folds), from 0
+    folds: int | None = None  # ... of this many
     status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE, STOPPED (ended by a stop of the run)
     cached: bool = False
     # The step ran, failed and recorded its failure as its outcome (compare.on_failure: continue).
@@ -75,14 +77,15 @@ class TaskRecord:
             return self.step
         if self.trial is not None:
             of = f"/{self.trials}" if self.trials is not None else ""
-            return f"{self.step} {self.candidate} trial {self.trial + 1}{of}"
+            fold = f" fold {self.fold + 1}/{self.folds}" if self.fold is not None else ""
+            return f"{self.step} {self.candidate} trial {self.trial + 1}{of}{fold}"
         return f"{self.step} {self.candidate}" + (
             f" seed {self.seed}" if self.seed is not None else ""
         )
 
     @property
     def slug(self) -> str:
-        return task_slug(self.step, self.candidate, self.seed, self.trial)
+        return task_slug(self.step, self.candidate, self.seed, self.trial, self.fold)
 
     @property
     def seconds(self) -> float:
@@ -293,6 +296,16 @@ def _candidate_of(arguments: dict[str, Any]) -> tuple[str | None, int | None, in
     return None, None, None
 
 
+def _fold_of(arguments: dict[str, Any]) -> tuple[int | None, int | None]:
+    """The fold and fold count of a search trial's training (search.folds); None, None for
+    every other task."""
+    candidate = arguments.get("candidate")
+    fold = candidate.get("fold") if isinstance(candidate, dict) else None
+    if not isinstance(fold, dict):
+        return None, None
+    return int(fold["index"]), int(fold["count"])
+
+
 def inputs_digest(arguments: dict[str, Any]) -> str:
     """A digest of a task's arguments, artifacts by their URI."""
     text = json.dumps(
@@ -356,6 +369,7 @@ class Capture:
         except Exception:  # kfp raises its own error for missing inputs below
             arguments = {}
         candidate, seed, trial = _candidate_of(arguments)
+        fold, folds = _fold_of(arguments)
         display = task_spec.task_info.name or str(bound["task_name"])
         record = self.console.new_task(
             name=str(bound["task_name"]),
@@ -365,6 +379,8 @@ class Capture:
             seed=seed,
             trial=trial,
             trials=self.trials.get(candidate) if trial is not None and candidate else None,
+            fold=fold,
+            folds=folds,
         )
         record.inputs = inputs_digest(arguments)
         _current.record, _current.ran = record, False

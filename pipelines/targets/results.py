@@ -1,6 +1,6 @@
 """A local run's results folder: `runs/<experiment>/<run>/` with index.html, the reports under
 names people read, per-task logs, `<candidate>-seed<k>` links to each training's outputs (a
-search trial's: `<candidate>-trial<n>`), the TensorBoard event files of every training, and
+search trial's: `<candidate>-trial<n>`, with folds `<candidate>-trial<n>-fold<k>`), the TensorBoard event files of every training, and
 `runs/<experiment>/latest` pointing at it.
 
 Cached tasks' outputs live in the earlier run that produced them; their reports and event files
@@ -147,7 +147,9 @@ def _report_names(record: TaskRecord) -> dict[str, str]:
         return {"report": EXPORT_REPORT}
     if record.candidate is not None and record.seed is not None:
         if record.name.startswith("train"):
-            return {"curves": curves_report(record.candidate, record.seed, record.trial)}
+            return {
+                "curves": curves_report(record.candidate, record.seed, record.trial, record.fold)
+            }
         if record.name.startswith("evaluate"):
             return {"report": evaluation_report(record.candidate, record.seed)}
     return {
@@ -172,7 +174,8 @@ def _copy_tensorboard(record: TaskRecord, run_dir: Path) -> Path | None:
     source = model.parent / TENSORBOARD_DIR if model else None
     if source is None or not source.is_dir() or record.candidate is None or record.seed is None:
         return None
-    target = run_dir / TENSORBOARD_DIR / run_name(record.candidate, record.seed, record.trial)
+    name = run_name(record.candidate, record.seed, record.trial, record.fold)
+    target = run_dir / TENSORBOARD_DIR / name
     if source.resolve() != target.resolve():
         shutil.copytree(source, target, dirs_exist_ok=True)
     return target
@@ -202,7 +205,9 @@ def write_results(
         if record.name.startswith("train") and record.candidate is not None:
             model = _uri(record, "model")
             if model is not None and record.seed is not None and model.parent.parent.is_dir():
-                outputs = run_dir / run_name(record.candidate, record.seed, record.trial)
+                outputs = run_dir / run_name(
+                    record.candidate, record.seed, record.trial, record.fold
+                )
                 if outputs.resolve() != model.parent.parent.resolve():
                     _link(outputs, model.parent.parent)
             if _copy_tensorboard(record, run_dir) is not None:

@@ -131,6 +131,10 @@ BAD = [
     (with_search(metric="accuracy"), "search.metric"),
     (with_search(algorithm="bayes"), "search.algorithm"),
     (with_search(early_stop="hyperband"), "search.early_stop"),
+    (with_search(folds=0), "search.folds: folds is 0; use 1 (trials ranked on the validation"),
+    (with_search(folds=21), "folds is 21; use 1 (trials ranked on the validation split) or 2 to"),
+    (with_search(folds=2.5), "search.folds: Input should be a valid integer"),
+    (with_search(folds=True), "search.folds: a number is expected here, not true/false"),
     (with_search(algorithm="grid"), "grid searches `choice` parameters only"),
     (
         with_search(algorithm="grid", trials=5, space={"batch_size": {"choice": [32, 64]}}),
@@ -185,6 +189,23 @@ def test_cli_exits_2_on_a_bad_path_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "compiled.yaml"
     assert main(["--experiment", str(path), "--compile-only", str(out)]) == EXIT_USAGE
     assert "search.space.optimizer.lr" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_folds_default_to_one_and_belong_to_the_study(tmp_path):
+    path = str(write(tmp_path, BASE))
+    search = load_experiment(path).models[0].search
+    assert search is not None and search.folds == 1
+    search = load_experiment(path, ["models.0.search.folds=5"]).models[0].search
+    assert search is not None and search.study().folds == 5  # a rerun with more trials keeps it
+
+
+def test_cli_exits_2_on_a_bad_fold_count(tmp_path, capsys):
+    path = write(tmp_path, BASE)
+    out = tmp_path / "compiled.yaml"
+    argv = ["--experiment", str(path), "--set", "models.0.search.folds=1.5"]
+    assert main([*argv, "--compile-only", str(out)]) == EXIT_USAGE
+    assert "models.0.search.folds" in capsys.readouterr().err
     assert not out.exists()
 
 

@@ -400,3 +400,125 @@ def test_the_ranking_noise_of_a_small_validation_split_is_named_with_the_size_it
     apart = ranking_noise("val_accuracy", 0.97, 0.90, 720)
     assert apart is not None and "beyond the validation noise" in apart
     assert ranking_noise("val_loss", 0.1, 0.2, 720) is None
+
+
+def fold_model(root: Path, candidate: dict[str, Any], best: float) -> tuple[Path, str]:
+    """One fold's Model of a trial whose validation accuracy peaks at `best`."""
+    fold = candidate["fold"]
+    folder = root / f"trial-{candidate['trial']}-fold-{fold['index']}"
+    ModelCard(
+        framework="keras",
+        name="cnn",
+        seed=candidate["seed"],
+        class_names=["a", "b"],
+        input_size=(8, 8),
+        channels=1,
+        preprocessing="rescale_0_1",
+        training={"trial": candidate["trial"], "fold": fold},
+        history={"val_accuracy": [best - 0.1, best, best - 0.05], "loss": [1.0, 0.5, 0.4]},
+    ).save(folder)
+    return folder, f"uri-{candidate['trial']}-{fold['index']}"
+
+
+# Per trial, its folds' best validation accuracy: trial 0 has the best single fold, trial 1
+# the best mean.
+FOLD_VALUES = {0: [0.90, 0.50, 0.90], 1: [0.80, 0.82, 0.78]}
+
+
+def test_each_trial_trains_once_per_fold_and_is_ranked_on_its_mean(tmp_path):
+    import statistics
+
+    base, config = setup(folds=3)
+    candidates = st.suggest(None, tmp_path / "suggest", base, config, 7, 2)
+    assert [(c["trial"], c["fold"]["index"]) for c in candidates] == [
+        (t, k) for t in (0, 1) for k in range(3)
+    ]
+    assert {c["fold"]["count"] for c in candidates} == {3}
+    for trial in (0, 1):  # every fold of a trial trains the same recipe
+        specs = [c["model_spec"] for c in candidates if c["trial"] == trial]
+        assert all(spec == specs[0] for spec in specs)
+    models = [
+        fold_model(tmp_path, c, FOLD_VALUES[c["trial"]][c["fold"]["index"]]) for c in candidates
+    ]
+    summary = st.tell(tmp_path / "suggest", tmp_path / "tell", base, config, models[::-1])
+    assert summary["folds"] == 3
+    trials = {t["trial"]: t for t in summary["trials"]}
+    for number, values in FOLD_VALUES.items():
+        assert trials[number]["value"] == pytest.approx(statistics.fmean(values))
+        assert trials[number]["std"] == pytest.approx(statistics.stdev(values))
+        assert trials[number]["fold_values"] == pytest.approx(values)
+    best = summary["best"]
+    assert best["trial"] == 1 and best["value"] == pytest.approx(0.80)
+    assert best["runner_up"] == pytest.approx(statistics.fmean(FOLD_VALUES[0]))
+    assert best["std"] == pytest.approx(0.02)
+    # the lead's standard error from the paired fold differences (-0.10, 0.32, -0.12)
+    assert best["lead_se"] == pytest.approx(statistics.stdev([-0.10, 0.32, -0.12]) / 3**0.5)
+    # the mean curve over the folds is what the study holds and the report draws
+    assert best["history"]["val_accuracy"] == pytest.approx([0.70, 0.80, 0.75])
+    text = write_report(
+        summary, tmp_path / "report.html", {"train": 900, "validation": 100}
+    ).read_text()
+    assert "val_accuracy (mean ± std, 3 folds)" in text
+    assert "0.8000 ± 0.0200" in text
+    assert "3 folds of train + validation: each of its 1000 images validates once" in text
+    # a 0.033 lead inside a 0.14 standard error: more images would not tell these two apart
+    assert "from the spread of the two trials&#x27; fold differences" in text
+    assert "coin toss" in text and "needs about" not in text
+
+
+def test_a_trial_that_lacks_a_fold_is_a_clear_error(tmp_path):
+    base, config = setup(folds=3)
+    candidates = st.suggest(None, tmp_path / "suggest", base, config, 7, 1)
+    models = [fold_model(tmp_path, c, 0.8) for c in candidates if c["fold"]["index"] != 1]
+    with pytest.raises(ValueError, match=r"trial 0 of study cnn lacks the Models of fold\(s\) 1"):
+        st.tell(tmp_path / "suggest", tmp_path / "tell", base, config, models)
+
+
+def test_a_model_of_another_fold_count_is_refused(tmp_path):
+    base, config = setup(folds=3)
+    candidates = st.suggest(None, tmp_path / "suggest", base, config, 7, 1)
+    other = {**candidates[0], "fold": {"index": 0, "count": 2}}
+    with pytest.raises(ValueError, match="not on one of the study's 3 folds"):
+        st.tell(
+            tmp_path / "suggest",
+            tmp_path / "tell",
+            base,
+            config,
+            [fold_model(tmp_path, other, 0.8)],
+        )
+
+
+def test_a_winner_of_folds_is_ranked_on_train_and_validation(tmp_path):
+    base, config = setup(folds=3)
+    candidates = st.suggest(None, tmp_path / "suggest", base, config, 7, 2)
+    models = [
+        fold_model(tmp_path, c, FOLD_VALUES[c["trial"]][c["fold"]["index"]]) for c in candidates
+    ]
+    summary = st.tell(tmp_path / "suggest", tmp_path / "tell", base, config, models)
+    examples = {"train": 630, "validation": 70, "test": 300}
+    winners = [
+        Candidate.model_validate(w) for w in st.winner_candidates(summary, base, [0], examples)
+    ]
+    outcome = winners[0].searched
+    assert outcome is not None
+    assert (outcome.folds, outcome.validation_examples, outcome.test_examples) == (3, 700, 300)
+    assert outcome.value_std == pytest.approx(0.02)
+    # the winner retrains as every candidate does: on the train split, no fold
+    assert all(w.fold is None and w.trial is None for w in winners)
+
+
+def test_the_ranking_noise_names_folds_where_the_validation_split_is_short():
+    from components.search.gain import ranking_noise
+
+    short = ranking_noise("val_accuracy", 0.970, 0.965, 720, folds=1, pool=7200)
+    assert short is not None and "coin toss" in short
+    assert "search.folds: 5 ranks the trials on all 7200 images of train + validation" in short
+    folded = ranking_noise("val_accuracy", 0.970, 0.965, 7200, folds=5, pool=7200)
+    assert folded is not None and "7200 images, 5 folds of train + validation" in folded
+    assert "search.folds" not in folded
+    # with folds, the spread of the paired fold differences counts where it is the larger
+    spread = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.02)
+    assert spread is not None and "inside the validation noise (±0.0400" in spread
+    assert "fold differences" in spread and "needs about" not in spread
+    narrow = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.001)
+    assert narrow is not None and "beyond" in narrow and "fold differences" not in narrow

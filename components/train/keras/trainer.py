@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from components.common.files import read_json, write_json
+from components.common.folds import input_sizes
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
 from components.common.tfdata import make_dataset
 from components.models.keras import BuiltModel, build_model, save_model
-from components.spec import ModelSpec, Optimizer, Pruning
+from components.spec import Fold, ModelSpec, Optimizer, Pruning
 from components.train.events import progress_callbacks
 from components.train.keras.resume import announce_resume, done_marker
 from components.train.keras.strategy import choose_strategy, precision_policy
@@ -150,6 +151,8 @@ class Setup:
     history: dict[str, list[float]] = field(default_factory=dict)
     phase_log: list[dict[str, Any]] = field(default_factory=list)
     prune: Pruning | None = None  # a search trial with early_stop: median
+    fold: Fold | None = None  # a search trial's fold (search.folds)
+    sizes: dict[str, int] = field(default_factory=dict)  # images of the train, validation input
     pruned_at: int | None = None  # the epoch MedianPruner stopped it at
 
     @property
@@ -169,16 +172,19 @@ def train_keras(
     checkpoint_dir: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
     prune: Pruning | None = None,
+    fold: Fold | None = None,
 ) -> ModelCard:
     """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
 
     `tensorboard_dir` gets TensorBoard event files (per-epoch scalars, learning rate, the Keras
     graph), the first phase at its top and later phases in a subfolder each; None writes none.
     With `prune` (a search trial with early_stop: median), training ends at the epoch where
-    MedianPruner prunes it; the card records that epoch as `pruned_at_epoch`.
+    MedianPruner prunes it; the card records that epoch as `pruned_at_epoch`. With a `fold`
+    (a search trial's, search.folds), it trains on train + validation without the fold's images
+    and validates on those (components/common/folds.py).
     """
     started = time.monotonic()
-    setup = set_up(dataset_dir, spec, seed, checkpoint_dir)
+    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, fold)
     setup.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else None
     setup.prune = prune
     phases = [("head", spec.epochs, spec.optimizer.learning_rate)]
@@ -196,7 +202,11 @@ def train_keras(
 
 
 def set_up(
-    dataset_dir: str | Path, spec: ModelSpec, seed: int, checkpoint_dir: str | Path | None
+    dataset_dir: str | Path,
+    spec: ModelSpec,
+    seed: int,
+    checkpoint_dir: str | Path | None,
+    fold: Fold | None = None,
 ) -> Setup:
     """Seed, strategy and precision, the registry model, and the train / validation input."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -223,10 +233,21 @@ def set_up(
             spec.weights,
         )
     batch_size = spec.batch_size * strategy.num_replicas_in_sync
-    train, validation = make_inputs(dataset_dir, spec, info, built, batch_size, seed)
-    steps_per_epoch = max(math.ceil(info.num_examples["train"] / batch_size), 1)
+    sizes = input_sizes(dataset_dir, info.num_examples, fold)
+    train, validation = make_inputs(dataset_dir, spec, info, built, batch_size, seed, fold, sizes)
+    steps_per_epoch = max(math.ceil(sizes["train"] / batch_size), 1)
     return Setup(
-        spec, info, built, strategy, policy, train, validation, steps_per_epoch, checkpoints
+        spec,
+        info,
+        built,
+        strategy,
+        policy,
+        train,
+        validation,
+        steps_per_epoch,
+        checkpoints,
+        fold=fold,
+        sizes=sizes,
     )
 
 
@@ -237,14 +258,17 @@ def make_inputs(
     built: BuiltModel,
     batch_size: int,
     seed: int,
+    fold: Fold | None,
+    sizes: dict[str, int],
 ) -> tuple[Any, Any]:
-    """The augmented training batches and the validation batches (None without a split)."""
+    """The augmented training batches and the validation batches (None without a split);
+    with a `fold`, its two parts of train + validation (`sizes`: images of each input)."""
     import keras
     import tensorflow as tf
 
     channels = info.channels
     num_classes = info.num_classes
-    n_train = info.num_examples["train"]
+    n_train = sizes["train"]
     size = built.input_size
     cache = n_train * size[0] * size[1] * channels * 4 < CACHE_LIMIT_BYTES
     train = make_dataset(
@@ -257,6 +281,7 @@ def make_inputs(
         seed=seed,
         cache=cache,
         examples=n_train,
+        fold=fold,
     )
     augment = augmentation_layers(spec)
     if augment:
@@ -265,7 +290,7 @@ def make_inputs(
             lambda x, y: (pipeline(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE
         )
     validation = None
-    if info.num_examples["validation"]:
+    if sizes["validation"]:
         validation = make_dataset(
             dataset_dir,
             "validation",
@@ -273,7 +298,8 @@ def make_inputs(
             channels,
             batch_size,
             cache=cache,
-            examples=info.num_examples["validation"],
+            examples=sizes["validation"],
+            fold=fold,
         )
     if spec.label_smoothing:
         train = train.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
@@ -416,7 +442,9 @@ def write_out(setup: Setup, seed: int, model_dir: Path, seconds: float) -> Model
             "epochs_run": len(setup.history.get("loss", [])),
             "phases": setup.phase_log,
             "seconds": round(seconds, 2),
-            "train_examples": info.num_examples["train"],
+            "train_examples": setup.sizes["train"],
+            "validation_examples": setup.sizes["validation"],
+            "fold": setup.fold.model_dump() if setup.fold is not None else None,
             "parameters": int(model.count_params()),
             "strategy": type(strategy).__name__,
             "replicas": int(strategy.num_replicas_in_sync),

@@ -25,7 +25,7 @@ import numpy as np
 from components.common.pixels import decode_resized
 from components.common.tfrecord import read_split
 from components.models.transformers import Preprocessing
-from components.spec import Augment
+from components.spec import Augment, Fold
 
 CACHE_LIMIT_BYTES = 2 * 1024**3
 MAX_WORKERS = 8
@@ -135,7 +135,8 @@ def default_workers(world: int = 1) -> int:
 
 
 class SplitBatches:
-    """uint8 NCHW image batches and int64 labels of one split, epoch by epoch."""
+    """uint8 NCHW image batches and int64 labels of one split (with a `fold`, of its part of
+    train + validation), epoch by epoch."""
 
     def __init__(
         self,
@@ -151,10 +152,11 @@ class SplitBatches:
         cache: bool | None = None,
         workers: int | None = None,
         pin_memory: bool = False,
+        fold: Fold | None = None,
     ):
         import torch
 
-        encoded, labels = read_split(dataset_dir, split)
+        encoded, labels = read_split(dataset_dir, split, fold)
         if not encoded:
             raise FileNotFoundError(f"no {split} images in {dataset_dir}")
         self.size = len(encoded)

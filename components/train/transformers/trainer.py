@@ -30,13 +30,14 @@ import random
 import subprocess
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components.common.files import local_path, write_json
+from components.common.folds import input_sizes
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
@@ -47,7 +48,7 @@ from components.models.transformers import (
     resolve_checkpoint,
     save_model,
 )
-from components.spec import ModelSpec
+from components.spec import Fold, ModelSpec
 from components.train import trainjob
 from components.train.checkpoints import resume_message
 from components.train.cluster import Process, describe, nodes_from_environment, torchrun_command
@@ -80,6 +81,7 @@ def train_transformers(
     *,
     processes: int | None = None,
     tensorboard_dir: str | Path | None = None,
+    fold: Fold | None = None,
 ) -> ModelCard | None:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
@@ -91,6 +93,8 @@ def train_transformers(
     Args:
         processes: DDP processes on this machine; default one per visible GPU (one on CPU).
         tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
+        fold: A search trial's fold (search.folds): train on train + validation without the
+            fold's images, validate on those (components/common/folds.py).
     """
     if spec.framework != "transformers" or not spec.checkpoint:
         raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
@@ -107,6 +111,7 @@ def train_transformers(
         str(model_dir),
         str(checkpoints),
         str(tensorboard_dir) if tensorboard_dir else "",
+        fold,
     )
     launch = trainjob.launch_from_environment()
     if launch is not None:
@@ -194,6 +199,8 @@ class Setup:
     steps_per_epoch: int
     state_dir: Path
     run_id: dict[str, Any]
+    fold: Fold | None = None  # a search trial's fold (search.folds)
+    sizes: dict[str, int] = field(default_factory=dict)  # images of the train, validation input
 
     @property
     def distributed(self) -> bool:
@@ -216,6 +223,7 @@ def fine_tune(
     model_dir: str,
     checkpoint_dir: str,
     tensorboard_dir: str = "",
+    fold: Fold | None = None,
     *,
     rank: int = 0,
     world: int = 1,
@@ -223,7 +231,7 @@ def fine_tune(
 ) -> FineTuned:
     """One process's share of the training; process 0 writes the Model artifact."""
     started = time.monotonic()
-    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world, local_rank)
+    setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world, local_rank, fold)
     progress = resume(setup)
     resumed_after = progress.epoch
     setup.state_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +252,7 @@ def set_up(
     rank: int,
     world: int,
     local_rank: int = 0,
+    fold: Fold | None = None,
 ) -> Setup:
     """Device, seeds, the checkpoint with a new head, its preprocessing, optimizer, schedule."""
     import torch
@@ -267,7 +276,8 @@ def set_up(
     model = load_pretrained(checkpoint, spec, class_names).to(device)
     dtype = precision(spec, device)
 
-    n_train = info.num_examples["train"]
+    sizes = input_sizes(dataset_dir, info.num_examples, fold)
+    n_train = sizes["train"]
     micro_steps = len(BatchOrder(n_train, spec.batch_size, True, seed, rank, world))
     steps_per_epoch = math.ceil(micro_steps / spec.gradient_accumulation_steps)
     optimizer = make_optimizer(spec, parameter_groups(model, spec))
@@ -283,6 +293,7 @@ def set_up(
         "spec": spec.model_dump(mode="json"),
         "seed": seed,
         "dataset": info.fingerprint,
+        "fold": fold.model_dump() if fold is not None else None,
     }
     return Setup(
         spec=spec,
@@ -303,6 +314,8 @@ def set_up(
         steps_per_epoch=steps_per_epoch,
         state_dir=Path(checkpoint_dir) / STATE_DIR,
         run_id=run_id,
+        fold=fold,
+        sizes=sizes,
     )
 
 
@@ -365,11 +378,18 @@ def run_epochs(
         rank=rank,
         world=world,
         pin_memory=setup.device.type == "cuda",
+        fold=setup.fold,
     )
     validation = None
-    if setup.info.num_examples.get("validation", 0):
+    if setup.sizes["validation"]:
         validation = SplitBatches(
-            dataset_dir, "validation", setup.prep, spec.batch_size, rank=rank, world=world
+            dataset_dir,
+            "validation",
+            setup.prep,
+            spec.batch_size,
+            rank=rank,
+            world=world,
+            fold=setup.fold,
         )
     monitor = "val_accuracy" if validation is not None else "accuracy"
     events = EpochEvents(spec.epochs, len(train), progress.epoch) if rank == 0 else None
@@ -455,7 +475,9 @@ def write_out(
         "restored_best": restored,
         "resumed_after_epoch": resumed_after,
         "seconds": round(seconds, 2),
-        "train_examples": setup.info.num_examples["train"],
+        "train_examples": setup.sizes["train"],
+        "validation_examples": setup.sizes["validation"],
+        "fold": setup.fold.model_dump() if setup.fold is not None else None,
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "processes": setup.world,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
