@@ -1,11 +1,11 @@
 """K-fold assignment of a Dataset's images, for ranking search trials on small data.
 
-An image's fold is `SipHash-2-4(FOLD_HASH_KEY, key) mod K` of its stable `key` (the Dataset
-contract's id of the source item), so it depends on nothing but the key: not on the shard, the
-order of the records or the framework. TensorFlow computes the same hash natively
-(`tf.strings.to_hash_bucket_strong`, which is SipHash-2-4 mod the bucket count), so the Keras
-trainer filters in tf.data; the transformers trainer, which imports no TensorFlow, computes it
-here in plain Python (`siphash24`). Both are checked against each other in the tests.
+An image's fold is the SHA-256 of its stable `key` (the Dataset contract's id of the source
+item, salted so that folds do not follow the key-hash order ingest splits by) mod K, so it
+depends on nothing but the key: not on the shard, the order of the records or the framework.
+Both trainers ask this module: the transformers trainer's pure-Python reader filters with
+`in_part`, and the Keras trainer's tf.data input looks each record's key up in the set of the
+fold's keys (`held_out_keys`), read once from the shards.
 
 With a fold, the trainers' "train" and "validation" name the fold's two parts of train +
 validation (`FOLD_SPLITS`): training on every image outside the fold, validating on the fold's
@@ -14,64 +14,22 @@ images. The test split is never read.
 
 from __future__ import annotations
 
-import struct
+import hashlib
 from pathlib import Path
 
 from components.spec import Fold
 
 # The splits a K-fold ranking divides; the test split stays out of every fold.
 FOLD_SPLITS = ("train", "validation")
-# The SipHash key (two 64-bit words, as tf.strings.to_hash_bucket_strong takes it). Changing it
-# moves every image to another fold.
-FOLD_HASH_KEY = (0x6B666F6C64, 0x466F6C6473)
-_MASK = (1 << 64) - 1
-
-
-def _rotl(value: int, bits: int) -> int:
-    return ((value << bits) | (value >> (64 - bits))) & _MASK
-
-
-def siphash24(data: bytes, key: tuple[int, int] = FOLD_HASH_KEY) -> int:
-    """SipHash-2-4 of `data` (Aumasson and Bernstein, 2012) under the 128-bit `key` given as
-    two little-endian 64-bit words: the hash TensorFlow's `to_hash_bucket_strong` takes."""
-    k0, k1 = key
-    v0 = k0 ^ 0x736F6D6570736575
-    v1 = k1 ^ 0x646F72616E646F6D
-    v2 = k0 ^ 0x6C7967656E657261
-    v3 = k1 ^ 0x7465646279746573
-
-    def rounds(count: int) -> None:
-        nonlocal v0, v1, v2, v3
-        for _ in range(count):
-            v0 = (v0 + v1) & _MASK
-            v1 = _rotl(v1, 13) ^ v0
-            v0 = _rotl(v0, 32)
-            v2 = (v2 + v3) & _MASK
-            v3 = _rotl(v3, 16) ^ v2
-            v0 = (v0 + v3) & _MASK
-            v3 = _rotl(v3, 21) ^ v0
-            v2 = (v2 + v1) & _MASK
-            v1 = _rotl(v1, 17) ^ v2
-            v2 = _rotl(v2, 32)
-
-    tail = len(data) % 8
-    for (word,) in struct.iter_unpack("<Q", data[: len(data) - tail]):
-        v3 ^= word
-        rounds(2)
-        v0 ^= word
-    word = (len(data) & 0xFF) << 56 | int.from_bytes(data[len(data) - tail :], "little")
-    v3 ^= word
-    rounds(2)
-    v0 ^= word
-    v2 ^= 0xFF
-    rounds(4)
-    return v0 ^ v1 ^ v2 ^ v3
+# Prefixed to the key before hashing; changing it moves every image to another fold.
+FOLD_SALT = b"search.folds:"
 
 
 def fold_of(key: str | bytes, count: int) -> int:
     """The fold (0 .. count - 1) of the image with this Dataset key."""
     data = key.encode() if isinstance(key, str) else key
-    return siphash24(data) % count
+    digest = hashlib.sha256(FOLD_SALT + data).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 def in_part(key: str | bytes, fold: Fold, split: str) -> bool:
@@ -82,17 +40,19 @@ def in_part(key: str | bytes, fold: Fold, split: str) -> bool:
     return (fold_of(key, fold.count) == fold.index) == (split == "validation")
 
 
-def part_sizes(dataset_dir: str | Path, fold: Fold) -> dict[str, int]:
-    """Images of the fold's train and validation parts (read from the shards' keys)."""
+def held_out_keys(dataset_dir: str | Path, fold: Fold) -> tuple[list[bytes], int]:
+    """The keys of the fold's own images (its validation part), and how many images train +
+    validation hold (read from the shards' keys)."""
     from components.common.tfrecord import read_keys
 
-    held_out = 0
-    total = 0
-    for split in FOLD_SPLITS:
-        for key in read_keys(dataset_dir, split):
-            total += 1
-            held_out += fold_of(key, fold.count) == fold.index
-    return {"train": total - held_out, "validation": held_out}
+    keys = [key for split in FOLD_SPLITS for key in read_keys(dataset_dir, split)]
+    return [key for key in keys if fold_of(key, fold.count) == fold.index], len(keys)
+
+
+def part_sizes(dataset_dir: str | Path, fold: Fold) -> dict[str, int]:
+    """Images of the fold's train and validation parts."""
+    held_out, total = held_out_keys(dataset_dir, fold)
+    return {"train": total - len(held_out), "validation": len(held_out)}
 
 
 def input_sizes(

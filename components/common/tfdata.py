@@ -12,7 +12,7 @@ from components.common.dataset import (
     parse_example,
     shard_files,
 )
-from components.common.folds import FOLD_HASH_KEY, FOLD_SPLITS
+from components.common.folds import FOLD_SPLITS, held_out_keys
 from components.spec import Fold
 
 
@@ -62,7 +62,8 @@ def make_dataset(
     )
     dataset = dataset.map(parse_example, num_parallel_calls=autotune, deterministic=True)
     if fold is not None:
-        dataset = dataset.filter(lambda example: in_fold_part(example[FEATURE_KEY], fold, split))
+        inside = fold_lookup(dataset_dir, fold, split)
+        dataset = dataset.filter(lambda example: inside(example[FEATURE_KEY]))
 
     def _parse(example: Any) -> Any:
         image = decode_and_resize(example[FEATURE_IMAGE], input_size, channels)
@@ -83,13 +84,22 @@ def make_dataset(
     return dataset.prefetch(autotune)
 
 
-def in_fold_part(key: Any, fold: Fold, split: str) -> Any:
-    """tf.data's `components.common.folds.in_part`: SipHash-2-4 of the key mod the fold count,
-    as TensorFlow computes it (`to_hash_bucket_strong`)."""
+def fold_lookup(dataset_dir: str | Path, fold: Fold, split: str) -> Any:
+    """key -> whether the image is in the fold's `split` part, for tf.data: a lookup in a
+    table of the fold's keys (`components.common.folds.held_out_keys`), so tf.data and the
+    pure-Python reader agree by construction."""
     import tensorflow as tf
 
     if split not in FOLD_SPLITS:
         raise ValueError(f"a fold has a train and a validation part, not {split!r}")
-    bucket = tf.strings.to_hash_bucket_strong(key, fold.count, list(FOLD_HASH_KEY))
-    inside = tf.equal(bucket, fold.index)
-    return inside if split == "validation" else tf.logical_not(inside)
+    held_out, _ = held_out_keys(dataset_dir, fold)
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(held_out, tf.string, shape=[len(held_out)]),
+            tf.ones([len(held_out)], tf.bool),
+        ),
+        default_value=False,
+    )
+    if split == "validation":
+        return table.lookup
+    return lambda key: tf.logical_not(table.lookup(key))

@@ -15,18 +15,11 @@ from components.common.folds import (
     in_part,
     input_sizes,
     part_sizes,
-    siphash24,
 )
 from components.common.tfrecord import read_keys, read_split
 from components.spec import Fold
 
 KEYS = [f"images/{label}/{index:05d}.png" for label in ("cat", "dog") for index in range(2500)]
-
-
-def test_siphash_matches_the_reference_vector_of_its_paper():
-    # SipHash-2-4, key 00 01 .. 0f, message 00 01 .. 0e (Aumasson and Bernstein, appendix A).
-    key = (int.from_bytes(bytes(range(8)), "little"), int.from_bytes(bytes(range(8, 16)), "little"))
-    assert siphash24(bytes(range(15)), key) == 0xA129CA6149BE45E5
 
 
 def test_a_key_has_one_fold_whatever_its_type_and_order():
@@ -68,20 +61,6 @@ def test_a_fold_has_no_test_part():
 def test_a_fold_index_below_its_count(fold):
     with pytest.raises(ValidationError):
         Fold.model_validate(fold)
-
-
-def test_tensorflow_computes_the_same_folds():
-    import tensorflow as tf
-
-    from components.common.tfdata import in_fold_part
-
-    keys = [*KEYS[:500], "", "é/ünïcode key.png", "x" * 200]
-    for count in (2, 3, 7):
-        for index in range(count):
-            fold = Fold(index=index, count=count)
-            for split in FOLD_SPLITS:
-                tf_side = in_fold_part(tf.constant(keys), fold, split).numpy().tolist()
-                assert tf_side == [in_part(k, fold, split) for k in keys]
 
 
 @pytest.fixture(scope="module")
