@@ -15,8 +15,12 @@ images. The test split is never read.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from pathlib import Path
 
+import numpy as np
+
+from components.common.tfrecord import read_keys, read_split
 from components.spec import Fold
 
 # The splits a K-fold ranking divides; the test split stays out of every fold.
@@ -43,10 +47,16 @@ def in_part(key: str | bytes, fold: Fold, split: str) -> bool:
 def held_out_keys(dataset_dir: str | Path, fold: Fold) -> tuple[list[bytes], int]:
     """The keys of the fold's own images (its validation part), and how many images train +
     validation hold (read from the shards' keys)."""
-    from components.common.tfrecord import read_keys
-
     keys = [key for split in FOLD_SPLITS for key in read_keys(dataset_dir, split)]
     return [key for key in keys if fold_of(key, fold.count) == fold.index], len(keys)
+
+
+def read_part(dataset_dir: str | Path, fold: Fold, split: str) -> tuple[list[bytes], np.ndarray]:
+    """Encoded images and labels of the fold's `split` part of train + validation, in file
+    order (the pure-Python reader's `read_split` for a fold)."""
+    if split not in FOLD_SPLITS:
+        raise ValueError(f"a fold has a train and a validation part, not {split!r}")
+    return read_split(dataset_dir, FOLD_SPLITS, partial(in_part, fold=fold, split=split))
 
 
 def part_sizes(dataset_dir: str | Path, fold: Fold) -> dict[str, int]:

@@ -9,28 +9,29 @@ names) and the tf.data-side parser.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components.common.dataset import FEATURE_IMAGE, FEATURE_KEY, FEATURE_LABEL, shard_files
-from components.common.folds import FOLD_SPLITS, in_part
-from components.spec import Fold
 
 
 def read_split(
-    dataset_dir: str | Path, split: str, fold: Fold | None = None
+    dataset_dir: str | Path,
+    split: str | tuple[str, ...],
+    keep: Callable[[bytes], bool] | None = None,
 ) -> tuple[list[bytes], np.ndarray]:
-    """Encoded images and labels of one split, in file order; with a `fold`, of that fold's
-    `split` part of train + validation (components/common/folds.py)."""
+    """Encoded images and labels of one split (or of several, one after the other), in file
+    order; with `keep`, only the records whose key it keeps."""
     encoded, labels = [], []
-    for path in _files(dataset_dir, split, fold):
+    splits = (split,) if isinstance(split, str) else split
+    for path in [path for part in splits for path in shard_files(dataset_dir, part)]:
         for record in read_records(path):
             features = parse_example(record)
             try:
-                if fold is not None and not in_part(features[FEATURE_KEY][0], fold, split):
+                if keep is not None and not keep(features[FEATURE_KEY][0]):
                     continue
                 encoded.append(features[FEATURE_IMAGE][0])
                 labels.append(features[FEATURE_LABEL][0])
@@ -53,12 +54,6 @@ def read_keys(dataset_dir: str | Path, split: str) -> Iterator[bytes]:
                     "ingest step (re-run ingest)"
                 )
             yield keys[0]
-
-
-def _files(dataset_dir: str | Path, split: str, fold: Fold | None) -> list[str]:
-    if fold is None:
-        return shard_files(dataset_dir, split)
-    return [path for part in FOLD_SPLITS for path in shard_files(dataset_dir, part)]
 
 
 def read_records(path: str | Path) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from components.common.folds import (
     in_part,
     input_sizes,
     part_sizes,
+    read_part,
 )
 from components.common.tfrecord import read_keys, read_split
 from components.spec import Fold
@@ -86,7 +87,7 @@ def test_keras_and_transformers_readers_read_the_same_fold_parts(dataset):
             batches = make_dataset(dataset, split, (8, 8), 3, 16, with_keys=True, fold=fold)
             tf_keys = [k for _, _, keys in batches for k in keys.numpy().tolist()]
             tf_labels = [int(y) for _, labels, _ in batches for y in labels.numpy()]
-            encoded, labels = read_split(dataset, split, fold)
+            encoded, labels = read_part(dataset, fold, split)
             assert len(tf_keys) == len(encoded) == sizes[split]
             assert Counter(tf_labels) == Counter(labels.tolist())
             assert set(tf_keys) == {k for k in pool if in_part(k, fold, split)}

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from components.common.folds import read_part
 from components.common.pixels import decode_resized
 from components.common.tfrecord import read_split
 from components.models.transformers import Preprocessing
@@ -156,7 +157,9 @@ class SplitBatches:
     ):
         import torch
 
-        encoded, labels = read_split(dataset_dir, split, fold)
+        encoded, labels = (
+            read_split(dataset_dir, split) if fold is None else read_part(dataset_dir, fold, split)
+        )
         if not encoded:
             raise FileNotFoundError(f"no {split} images in {dataset_dir}")
         self.size = len(encoded)
