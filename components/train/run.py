@@ -71,7 +71,9 @@ def train(
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
     number, a winner's the search outcome. A trial with `skip` (its search's time budget was
-    spent) trains nothing: its card says why, and no framework is imported.
+    spent) trains nothing: its card says why, and no framework is imported. Every training but
+    a search trial's (which no evaluate step scores) keeps its test split's predictions in the
+    Model (components/models/prediction.py).
     """
     if skip is not None:
         return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip)
@@ -91,13 +93,26 @@ def train(
         from components.train.keras.trainer import train_keras
 
         card = train_keras(
-            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir, prune
+            dataset_dir,
+            spec,
+            seed,
+            model_dir,
+            checkpoint_dir,
+            tensorboard_dir,
+            prune,
+            keep_predictions=trial is None,
         )
     else:
         from components.train.transformers.trainer import train_transformers
 
         trained = train_transformers(
-            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir=tensorboard_dir
+            dataset_dir,
+            spec,
+            seed,
+            model_dir,
+            checkpoint_dir,
+            tensorboard_dir=tensorboard_dir,
+            keep_predictions=trial is None,
         )
         if trained is None:
             return None

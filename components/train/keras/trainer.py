@@ -21,7 +21,8 @@ from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
 from components.common.tfdata import make_dataset
-from components.models.keras import BuiltModel, build_model, save_model
+from components.models.keras import BuiltModel, HeldKerasClassifier, build_model, save_model
+from components.models.prediction import keep_test_predictions
 from components.spec import ModelSpec, Optimizer, Pruning
 from components.train.events import progress_callbacks
 from components.train.keras.resume import announce_resume, done_marker
@@ -169,6 +170,7 @@ def train_keras(
     checkpoint_dir: str | Path | None = None,
     tensorboard_dir: str | Path | None = None,
     prune: Pruning | None = None,
+    keep_predictions: bool = True,
 ) -> ModelCard:
     """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
 
@@ -176,6 +178,8 @@ def train_keras(
     graph), the first phase at its top and later phases in a subfolder each; None writes none.
     With `prune` (a search trial with early_stop: median), training ends at the epoch where
     MedianPruner prunes it; the card records that epoch as `pruned_at_epoch`.
+    `keep_predictions`: the trained model also predicts the test split into the Model
+    (`components.models.prediction`), so evaluation needs no TensorFlow.
     """
     started = time.monotonic()
     setup = set_up(dataset_dir, spec, seed, checkpoint_dir)
@@ -192,7 +196,10 @@ def train_keras(
         if setup.pruned_at is not None:
             break
         run_phase(setup, phase, epochs, base_rate)
-    return write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+    card = write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+    if keep_predictions:
+        keep_test_predictions(HeldKerasClassifier(setup.built.model, card), dataset_dir, model_dir)
+    return card
 
 
 def set_up(
