@@ -1,11 +1,12 @@
 """A Model's predictions of a Dataset split, and the copy of them the train step keeps.
 
 `predict_split` is how evaluation predicts: tf.data decodes and resizes the split's images,
-the `Classifier` scores them in batches. The train step runs it on the model it has in memory
-and keeps the test split's result in the Model artifact (`stored_predictions.npz`: keys,
-labels, probabilities, the Dataset's fingerprint and the split), so the evaluate step can
-score the model without importing a framework. `load_stored` gives them back only for the
-Dataset they were made of; evaluation checks the keys and labels against the split it reads.
+the `Classifier` scores them in batches. The train step runs it on the model it trained (keras:
+the one in memory; transformers: the saved one, loaded as evaluation loads it) and keeps the
+test split's result in the Model artifact (`stored_predictions.npz`: keys, labels,
+probabilities, the Dataset's fingerprint and the split), so the evaluate step can score the
+model without importing a framework. `load_stored` gives them back only for the Dataset they
+were made of; evaluation checks the keys and labels against the split it reads.
 """
 
 from __future__ import annotations
@@ -82,13 +83,15 @@ def store_predictions(
     classifier: Classifier, dataset_dir: str | Path, model_dir: str | Path, split: str = "test"
 ) -> Path | None:
     """Predict `split` with `classifier` (as evaluation would) and keep the result in the Model
-    folder, tagged with the Dataset's fingerprint. Writes nothing when the split is empty."""
+    folder, tagged with the Dataset's fingerprint. Writes nothing when the split is empty.
+    Whatever an earlier training kept there is removed first."""
+    path = Path(model_dir) / STORED_PREDICTIONS_FILE
+    path.unlink(missing_ok=True)
     info = DatasetInfo.read(dataset_dir)
     if not info.num_examples.get(split, 0):
         return None
     predictions = predict_split(classifier, dataset_dir, split)
-    path = Path(model_dir) / STORED_PREDICTIONS_FILE
-    partial = path.with_name(f".{path.name}.partial")
+    partial = _partial(path)
     with partial.open("wb") as handle:
         np.savez(
             handle,
@@ -102,6 +105,10 @@ def store_predictions(
     return path
 
 
+def _partial(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
 def keep_test_predictions(
     classifier: Classifier, dataset_dir: str | Path, model_dir: str | Path
 ) -> Path | None:
@@ -110,7 +117,9 @@ def keep_test_predictions(
     try:
         return store_predictions(classifier, dataset_dir, model_dir, "test")
     except Exception as exc:
-        (Path(model_dir) / STORED_PREDICTIONS_FILE).unlink(missing_ok=True)
+        path = Path(model_dir) / STORED_PREDICTIONS_FILE
+        path.unlink(missing_ok=True)
+        _partial(path).unlink(missing_ok=True)
         print(
             f"the test split's predictions are not kept ({type(exc).__name__}: {exc}); "
             "the evaluate step predicts them"

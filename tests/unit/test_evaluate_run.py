@@ -235,6 +235,13 @@ def test_predictions_of_another_dataset_are_not_used(tmp_path, colour_model, dat
     assert result["examples"] == 8 and result["accuracy"] == 1.0
 
 
+def test_a_new_training_replaces_what_an_earlier_one_kept(tmp_path, colour_model, dataset):
+    keep_predictions(colour_model, dataset)
+    empty = write_dataset(tmp_path / "empty", CLASSES, [])
+    assert keep_predictions(colour_model, empty) is None
+    assert not (colour_model / STORED_PREDICTIONS_FILE).exists()
+
+
 def test_an_unreadable_or_missing_copy_falls_back_to_the_model(tmp_path, colour_model, dataset):
     expected = evaluate(colour_model, dataset, tmp_path / "p0", tmp_path / "r0.html")
     assert not (colour_model / STORED_PREDICTIONS_FILE).exists()
