@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from components.common.dataset import FEATURE_IMAGE, FEATURE_KEY, FEATURE_LABEL, shard_files
+from components.common.dataset import (
+    FEATURE_FORMAT,
+    FEATURE_IMAGE,
+    FEATURE_KEY,
+    FEATURE_LABEL,
+    shard_files,
+)
 
 
 def read_split(
@@ -54,6 +60,26 @@ def read_keys(dataset_dir: str | Path, split: str) -> Iterator[bytes]:
                     "ingest step (re-run ingest)"
                 )
             yield keys[0]
+
+
+def read_examples(dataset_dir: str | Path, split: str) -> Iterator[dict[str, Any]]:
+    """`{key, label, image (bytes), format}` of each example of one split, in file order (the
+    TensorFlow-free counterpart of `components.common.dataset.iterate_examples`)."""
+    for path in shard_files(dataset_dir, split):
+        for record in read_records(path):
+            features = parse_example(record)
+            try:
+                yield {
+                    "key": features[FEATURE_KEY][0].decode(),
+                    "label": int(features[FEATURE_LABEL][0]),
+                    "image": features[FEATURE_IMAGE][0],
+                    "format": b"".join(features.get(FEATURE_FORMAT, [])[:1]).decode(),
+                }
+            except (KeyError, IndexError):
+                raise ValueError(
+                    f"{path}: a record lacks {FEATURE_KEY}, {FEATURE_IMAGE} or {FEATURE_LABEL}; "
+                    "it is not a Dataset written by the ingest step (re-run ingest)"
+                ) from None
 
 
 def read_records(path: str | Path) -> Iterator[bytes]:

@@ -1,8 +1,12 @@
-"""The evaluate step: predict the test split, compute metrics, write predictions and a report."""
+"""The evaluate step: predict the test split, compute metrics, write predictions and a report.
+
+The test split's predictions come from the Model artifact when the train step kept them for
+this Dataset (`components.models.prediction`: same fingerprint, same keys and labels in the
+same order), so no framework is imported; otherwise the model is loaded and predicts them.
+"""
 
 from __future__ import annotations
 
-import math
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -10,21 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from components.common.dataset import iterate_examples
 from components.common.files import write_json
-from components.common.progress import progress
+from components.common.model_card import ModelCard
 from components.common.results import DatasetInfo, EvaluationResult, RunFailure
+from components.common.tfrecord import read_examples
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
-from components.models.loading import Classifier, load_classifier
+from components.models.loading import load_classifier, resolve_model_dir
+from components.models.prediction import load_stored, predict_split
 from components.spec import ON_FAILURE
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
-# Test-time batches hold about this many input pixels (256 images at 64x64): large batches keep
-# every core busy, and big inputs get smaller batches so activations stay within memory.
-BATCH_PIXELS = 256 * 64 * 64
-MAX_BATCH = 512
 
 
 def recorded(
@@ -69,53 +70,26 @@ def failed_result(failure: RunFailure, framework: str, model_uri: str) -> dict[s
     ).to_output()
 
 
-def default_batch_size(input_size: tuple[int, int] | list[int]) -> int:
-    """A power of two between 8 and MAX_BATCH, smaller for larger inputs."""
-    pixels = int(input_size[0]) * int(input_size[1])
-    size = 2 ** int(math.log2(max(BATCH_PIXELS // max(pixels, 1), 1)))
-    return int(min(max(size, 8), MAX_BATCH))
-
-
-def predict_split(
-    classifier: Classifier | str | Path,
+def predictions_of_test_split(
+    model_dir: str | Path,
     dataset_dir: str | Path,
-    split: str = "test",
+    fingerprint: str,
     batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Keys, labels and class probabilities of every image of `split`, in batches.
-
-    tf.data decodes and resizes in parallel on every core while the model predicts.
-    """
-    from components.common.tfdata import make_dataset
-
-    if isinstance(classifier, (str, Path)):
-        classifier = load_classifier(classifier)
-    card = classifier.card
-    batch_size = batch_size or default_batch_size(card.input_size)
-    total = DatasetInfo.read(dataset_dir).num_examples.get(split, 0)
-    dataset = make_dataset(
-        dataset_dir,
-        split,
-        (int(card.input_size[0]), int(card.input_size[1])),
-        card.channels,
-        batch_size,
-        with_keys=True,
-        cache=False,
-    )
-    keys: list[str] = []
-    labels, probabilities = [], []
-    batches = max(math.ceil(total / batch_size), 1)
-    for images, batch_labels, batch_keys in progress(dataset, batches, f"predict {split}"):
-        probabilities.append(classifier.predict(images.numpy()))
-        labels.append(batch_labels.numpy())
-        keys.extend(k.decode() for k in batch_keys.numpy())
-    if not keys:
-        raise ValueError(f"the {split} split of {dataset_dir} has no images to predict")
-    return {
-        "keys": np.asarray(keys),
-        "labels": np.concatenate(labels).astype(np.int64),
-        "probabilities": np.concatenate(probabilities).astype(np.float32),
-    }
+    """Keys, labels and probabilities of the test split: the ones the train step kept in the
+    Model when they are of this Dataset's test split as it is (same keys and labels, in
+    order), else predicted by the loaded model."""
+    stored = load_stored(model_dir, fingerprint, "test")
+    if stored is not None:
+        keys, labels = [], []
+        for example in read_examples(dataset_dir, "test"):
+            keys.append(example["key"])
+            labels.append(example["label"])
+        if stored["keys"].tolist() == keys and stored["labels"].tolist() == labels:
+            print(f"test split: the {len(keys)} predictions the train step kept for this Dataset")
+            return stored
+        print("test split: the predictions kept in the Model are of other images; predicting")
+    return predict_split(load_classifier(model_dir), dataset_dir, "test", batch_size)
 
 
 def worst_misclassified(predictions: dict[str, np.ndarray], limit: int = GALLERY_SIZE) -> list[int]:
@@ -142,7 +116,7 @@ def gallery_items(
         return []
     wanted = {str(predictions["keys"][i]): i for i in chosen}
     images: dict[str, bytes] = {}
-    for example in iterate_examples(dataset_dir, split):
+    for example in read_examples(dataset_dir, split):
         if example["key"] in wanted:
             images[example["key"]] = example["image"]
             if len(images) == len(wanted):
@@ -179,7 +153,8 @@ def evaluate(
 
     Writes `predictions.npz` (keys, labels, probabilities, class_names) and `metrics.json` into
     `predictions_dir`, and the HTML report to `report_html`. The result's `scalars` are the
-    metrics the compare step ranks by.
+    metrics the compare step ranks by. The predictions are the ones the train step kept in the
+    Model for this Dataset when it has them (then `batch_size` is not used), else the model's.
     """
     info = DatasetInfo.read(dataset_dir)
     class_names = list(info.class_names)
@@ -187,14 +162,14 @@ def evaluate(
         raise ValueError(
             f"{dataset_dir} has no test images to evaluate on; set data.splits.test above 0"
         )
-    classifier = load_classifier(model_dir)
-    card = classifier.card
+    model_dir = resolve_model_dir(model_dir)
+    card = ModelCard.load(model_dir)
     if list(card.class_names) != class_names:
         raise ValueError(
             f"the model was trained on classes {card.class_names} but the dataset has {class_names}; "
             "evaluate a model trained on this Dataset"
         )
-    predictions = predict_split(classifier, dataset_dir, "test", batch_size)
+    predictions = predictions_of_test_split(model_dir, dataset_dir, info.fingerprint, batch_size)
     result = classification_metrics(
         predictions["labels"], predictions["probabilities"], class_names
     )

@@ -323,3 +323,12 @@ class KerasClassifier:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.asarray(self.model.predict_on_batch(images), dtype=np.float32)
+
+
+class HeldKerasClassifier(KerasClassifier):
+    """A keras model the caller holds (the trainer's, as it saved it) behind the same
+    interface, predicting as the loaded artifact does."""
+
+    def __init__(self, model: Any, card: ModelCard):
+        self.card = card
+        self.model = model

@@ -72,8 +72,10 @@ def train(
     function of candidate, seed, dataset and recipe: components/train/checkpoints.py), else to
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
     number (and its `fold`, with search.folds: components/common/folds.py), a winner's the
-    search outcome. A trial with `skip` (its search's time budget was
-    spent) trains nothing: its card says why, and no framework is imported.
+    search outcome. A trial with `skip` (its search's time budget was spent) trains nothing: its
+    card says why, and no framework is imported. Every training but a search trial's (which no
+    evaluate step scores) keeps its test split's predictions in the Model
+    (components/models/prediction.py).
     """
     if skip is not None:
         return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip, fold)
@@ -93,7 +95,15 @@ def train(
         from components.train.keras.trainer import train_keras
 
         card = train_keras(
-            dataset_dir, spec, seed, model_dir, checkpoint_dir, tensorboard_dir, prune, fold
+            dataset_dir,
+            spec,
+            seed,
+            model_dir,
+            checkpoint_dir,
+            tensorboard_dir,
+            prune,
+            fold,
+            keep_predictions=trial is None,
         )
     else:
         from components.train.transformers.trainer import train_transformers
@@ -106,6 +116,7 @@ def train(
             checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
             fold=fold,
+            keep_predictions=trial is None,
         )
         if trained is None:
             return None

@@ -22,8 +22,15 @@ from components.common.dataset import (
     FEATURE_LABEL,
     shard_name,
 )
+from components.common.model_card import ModelCard
 from components.common.results import DATASET_INFO_FILE
-from components.evaluate.run import default_batch_size, evaluate, worst_misclassified
+from components.evaluate.run import evaluate, worst_misclassified
+from components.models.prediction import (
+    STORED_PREDICTIONS_FILE,
+    default_batch_size,
+    load_stored,
+    store_predictions,
+)
 
 CLASSES = ["blue", "red"]
 
@@ -143,6 +150,105 @@ def test_evaluate_writes_predictions_metrics_and_report(tmp_path, colour_model, 
     assert captions == ["purple/2", "purple/1", "purple/0"]  # bluest = most confidently wrong
     assert page.count('<img alt="purple/') == 3
     assert "3 of 3 misclassified" in page
+
+
+# --- predictions the train step kept in the Model ---------------------------------------------
+
+
+class Unloadable:
+    """A loader that must not be reached: evaluation has the predictions already."""
+
+    def __init__(self, model_dir, card):
+        raise AssertionError("the model was loaded although its predictions were kept")
+
+
+def keep_predictions(model_dir, dataset):
+    """What the train step does: the model in hand predicts the test split into the Model."""
+    return store_predictions(
+        ColourClassifier(model_dir, ModelCard.load(model_dir)), dataset, model_dir
+    )
+
+
+def assert_same_evaluation(result, expected):
+    assert result["scalars"] == pytest.approx(expected["scalars"])
+    assert result["confusion_matrix"] == expected["confusion_matrix"]
+    assert result["calibration"]["count"] == expected["calibration"]["count"]
+    assert result["most_confused"] == expected["most_confused"]
+
+
+def test_kept_predictions_score_as_the_model_does(tmp_path, colour_model, dataset, monkeypatch):
+    predicted = evaluate(colour_model, dataset, tmp_path / "p1", tmp_path / "r1.html")
+    keep_predictions(colour_model, dataset)
+    monkeypatch.setitem(loaders.LOADERS, "transformers", Unloadable)
+    kept = evaluate(colour_model, dataset, tmp_path / "p2", tmp_path / "r2.html")
+
+    assert_same_evaluation(kept, predicted)
+    first = np.load(tmp_path / "p1" / "predictions.npz")
+    second = np.load(tmp_path / "p2" / "predictions.npz")
+    assert second["keys"].tolist() == first["keys"].tolist()
+    assert second["labels"].tolist() == first["labels"].tolist()
+    np.testing.assert_allclose(second["probabilities"], first["probabilities"], rtol=1e-6)
+    page = (tmp_path / "r2.html").read_text()
+    assert page.count('<img alt="purple/') == 3  # the gallery's images, read without the model
+
+
+def test_evaluate_from_kept_predictions_imports_no_framework(tmp_path, colour_model, dataset):
+    import subprocess
+    import sys
+
+    keep_predictions(colour_model, dataset)
+    code = (
+        "import sys; from components.evaluate.run import evaluate; "
+        "result = evaluate(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]); "
+        "print(round(result['accuracy'], 6), sorted(m for m in ('tensorflow', 'keras', 'torch') "
+        "if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(colour_model),
+            str(dataset),
+            str(tmp_path / "p"),
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == f"{round(20 / 23, 6)} []"
+
+
+def test_predictions_of_another_dataset_are_not_used(tmp_path, colour_model, dataset):
+    keep_predictions(colour_model, dataset)
+    assert load_stored(colour_model, "synthetic") is not None
+    assert load_stored(colour_model, "other") is None
+    assert load_stored(colour_model, "synthetic", "validation") is None
+    other = tmp_path / "other"
+    examples = [(f"blue/{i}", 0, png((0, 0, 200 + i))) for i in range(4)]
+    examples += [(f"red/{i}", 1, png((200 + i, 0, 0))) for i in range(4)]
+    write_dataset(other, CLASSES, examples)
+    # Same fingerprint, other images: the keys give it away, and the model predicts.
+    result = evaluate(colour_model, other, tmp_path / "p", tmp_path / "r.html")
+    assert result["examples"] == 8 and result["accuracy"] == 1.0
+
+
+def test_a_new_training_replaces_what_an_earlier_one_kept(tmp_path, colour_model, dataset):
+    keep_predictions(colour_model, dataset)
+    empty = write_dataset(tmp_path / "empty", CLASSES, [])
+    assert keep_predictions(colour_model, empty) is None
+    assert not (colour_model / STORED_PREDICTIONS_FILE).exists()
+
+
+def test_an_unreadable_or_missing_copy_falls_back_to_the_model(tmp_path, colour_model, dataset):
+    expected = evaluate(colour_model, dataset, tmp_path / "p0", tmp_path / "r0.html")
+    assert not (colour_model / STORED_PREDICTIONS_FILE).exists()
+    (colour_model / STORED_PREDICTIONS_FILE).write_bytes(b"not a zip")
+    assert load_stored(colour_model, "synthetic") is None
+    result = evaluate(colour_model, dataset, tmp_path / "p", tmp_path / "r.html")
+    assert_same_evaluation(result, expected)
 
 
 def test_evaluate_refuses_a_model_of_other_classes(tmp_path, colour_model):

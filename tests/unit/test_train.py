@@ -157,6 +157,33 @@ def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
         serving.serve(tf.constant(images)).numpy(), reloaded.predict(images), rtol=1e-4, atol=1e-5
     )
 
+    # The test split's predictions the trainer kept are those evaluation makes with the saved
+    # model, for this Dataset.
+    from components.models.prediction import load_stored, predict_split
+
+    fingerprint = json.loads((dataset / "dataset_info.json").read_text())["fingerprint"]
+    kept = load_stored(tmp_path / "model", fingerprint)
+    assert kept is not None
+    predicted = predict_split(reloaded, dataset, "test")
+    assert kept["keys"].tolist() == predicted["keys"].tolist()
+    assert kept["labels"].tolist() == predicted["labels"].tolist()
+    np.testing.assert_allclose(kept["probabilities"], predicted["probabilities"], atol=1e-6)
+
+
+def test_a_search_trial_keeps_no_test_predictions(
+    tmp_path: Path, image_dataset: Callable[..., Path]
+) -> None:
+    from components.models.prediction import STORED_PREDICTIONS_FILE
+    from components.train.run import train
+
+    dataset = image_dataset(tmp_path, {"dark": 40, "bright": 210}, 10, (8, 8), test=0.2)
+    spec = ModelSpec(
+        name="tiny", architecture="small_cnn", epochs=1, batch_size=8, params={"filters": 2}
+    )
+    train(dataset, spec, 0, tmp_path / "trial", tmp_path / "trial.html", trial=0)
+    assert (tmp_path / "trial" / "model_card.json").is_file()
+    assert not (tmp_path / "trial" / STORED_PREDICTIONS_FILE).exists()
+
 
 def test_same_seed_same_weights(tmp_path: Path, image_dataset: Callable[..., Path]) -> None:
     from components.train.run import train

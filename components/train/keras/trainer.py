@@ -22,7 +22,8 @@ from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
 from components.common.tfdata import make_dataset
-from components.models.keras import BuiltModel, build_model, save_model
+from components.models.keras import BuiltModel, HeldKerasClassifier, build_model, save_model
+from components.models.prediction import keep_test_predictions
 from components.spec import Fold, ModelSpec, Optimizer, Pruning
 from components.train.events import progress_callbacks
 from components.train.keras.resume import announce_resume, done_marker
@@ -173,6 +174,7 @@ def train_keras(
     tensorboard_dir: str | Path | None = None,
     prune: Pruning | None = None,
     fold: Fold | None = None,
+    keep_predictions: bool = True,
 ) -> ModelCard:
     """Train one candidate on the Dataset in `dataset_dir`; write the Model artifact to `model_dir`.
 
@@ -182,6 +184,8 @@ def train_keras(
     MedianPruner prunes it; the card records that epoch as `pruned_at_epoch`. With a `fold`
     (a search trial's, search.folds), it trains on train + validation without the fold's images
     and validates on those (components/common/folds.py).
+    `keep_predictions`: the trained model also predicts the test split into the Model
+    (`components.models.prediction`), so evaluation needs no TensorFlow.
     """
     started = time.monotonic()
     setup = set_up(dataset_dir, spec, seed, checkpoint_dir, fold)
@@ -198,7 +202,10 @@ def train_keras(
         if setup.pruned_at is not None:
             break
         run_phase(setup, phase, epochs, base_rate)
-    return write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+    card = write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+    if keep_predictions:
+        keep_test_predictions(HeldKerasClassifier(setup.built.model, card), dataset_dir, model_dir)
+    return card
 
 
 def set_up(

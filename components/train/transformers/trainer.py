@@ -41,6 +41,8 @@ from components.common.folds import input_sizes
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
+from components.models.loading import load_classifier
+from components.models.prediction import keep_test_predictions
 from components.models.transformers import (
     Preprocessing,
     load_pretrained,
@@ -82,6 +84,7 @@ def train_transformers(
     processes: int | None = None,
     tensorboard_dir: str | Path | None = None,
     fold: Fold | None = None,
+    keep_predictions: bool = True,
 ) -> ModelCard | None:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
@@ -95,6 +98,8 @@ def train_transformers(
         tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
         fold: A search trial's fold (search.folds): train on train + validation without the
             fold's images, validate on those (components/common/folds.py).
+        keep_predictions: Where the Model is written here, the saved model also predicts the
+            test split into it (`components.models.prediction`), as evaluation would.
     """
     if spec.framework != "transformers" or not spec.checkpoint:
         raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
@@ -121,18 +126,24 @@ def train_transformers(
     if nodes.count * per_node == 1:
         card = fine_tune(*request.arguments()).card
         assert card is not None
-        return card
-    print(describe(nodes, per_node), flush=True)
-    with tempfile.TemporaryDirectory(prefix="train-request-") as folder:
-        path = request.write(Path(folder) / "request.json")
-        command = torchrun_command(nodes, per_node, WORKER_MODULE, [str(path)])
-        finished = subprocess.run(command, check=False)
-    if finished.returncode != 0:
-        raise RuntimeError(
-            f"the training processes failed (torchrun exit code {finished.returncode}); "
-            "the first process's traceback is above"
-        )
-    return ModelCard.load(model_dir) if nodes.is_chief else None
+    else:
+        print(describe(nodes, per_node), flush=True)
+        with tempfile.TemporaryDirectory(prefix="train-request-") as folder:
+            path = request.write(Path(folder) / "request.json")
+            command = torchrun_command(nodes, per_node, WORKER_MODULE, [str(path)])
+            finished = subprocess.run(command, check=False)
+        if finished.returncode != 0:
+            raise RuntimeError(
+                f"the training processes failed (torchrun exit code {finished.returncode}); "
+                "the first process's traceback is above"
+            )
+        if not nodes.is_chief:
+            return None
+        card = ModelCard.load(model_dir)
+    if keep_predictions:
+        # The saved model, loaded as evaluation loads it: the same predictions it would make.
+        keep_test_predictions(load_classifier(model_dir), dataset_dir, model_dir)
+    return card
 
 
 WORKER_MODULE = "components.train.transformers.worker"
