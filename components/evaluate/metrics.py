@@ -1,10 +1,7 @@
 """Classification metrics from predictions: scalars, per class, confusion, calibration, ROC.
 
-Everything here is plain numpy on `(labels, probabilities)` (scikit-learn for the curves of a
-binary task), so it is the same for every framework and testable with hand-made predictions.
-The confusion matrix and the precision / recall / F1 follow scikit-learn's definitions
-(`confusion_matrix`, `precision_recall_fscore_support` with `zero_division=0`), computed here
-because importing `sklearn.metrics` costs the evaluate step more than everything else it does.
+Everything here is plain numpy/scikit-learn on `(labels, probabilities)`, so it is the same for
+every framework and testable with hand-made predictions.
 """
 
 from __future__ import annotations
@@ -12,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as skm
 
 from components.spec import ECE_BINS, METRICS, SCALARS, TOP_K
 
@@ -41,8 +39,11 @@ def classification_metrics(
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must be class indices in [0, {n_classes - 1}]")
     predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted, n_classes)
-    precision, recall, f1, support = precision_recall_f1(matrix)
+    indices = list(range(n_classes))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        labels, predicted, labels=indices, zero_division=0
+    )
+    matrix = skm.confusion_matrix(labels, predicted, labels=indices)
     result: dict[str, Any] = {
         "accuracy": float(np.mean(predicted == labels)),
         "balanced_accuracy": balanced_accuracy(matrix),
@@ -51,10 +52,13 @@ def classification_metrics(
         "examples": len(labels),
         "num_classes": n_classes,
     }
-    for average, weights in (("macro", None), ("weighted", support)):
-        result[f"{average}_precision"] = float(np.average(precision, weights=weights))
-        result[f"{average}_recall"] = float(np.average(recall, weights=weights))
-        result[f"{average}_f1"] = float(np.average(f1, weights=weights))
+    for average in ("macro", "weighted"):
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            labels, predicted, labels=indices, average=average, zero_division=0
+        )
+        result[f"{average}_precision"] = float(p)
+        result[f"{average}_recall"] = float(r)
+        result[f"{average}_f1"] = float(f)
     if METRICS["top5_accuracy"].applies(n_classes):
         result["top5_accuracy"] = top_k_accuracy(labels, probabilities, TOP_K)
     if METRICS["roc_auc"].applies(n_classes):
@@ -67,32 +71,6 @@ def classification_metrics(
     result["most_confused"] = most_confused_pairs(matrix, class_names)
     result["calibration"] = calibration_bins(labels, probabilities)
     return result
-
-
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts of (true class, predicted class): rows are true classes."""
-    cells = np.asarray(labels, dtype=np.int64) * n_classes + np.asarray(predicted, dtype=np.int64)
-    return np.bincount(cells, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
-
-
-def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
-
-
-def precision_recall_f1(
-    matrix: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per class: precision, recall, F1 (= 2 tp / (2 tp + fp + fn)) and support, 0 where a
-    ratio has nothing to divide by."""
-    matrix = np.asarray(matrix)
-    tp = np.diag(matrix)
-    predicted = matrix.sum(axis=0)
-    support = matrix.sum(axis=1)
-    f1 = _divide(2.0 * tp, support + predicted)
-    return _divide(tp, predicted), _divide(tp, support), f1, support
 
 
 def scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
@@ -195,8 +173,6 @@ def most_confused_pairs(
 
 def binary_curves(labels: np.ndarray, positive_scores: np.ndarray) -> dict[str, Any]:
     """ROC AUC, PR AUC (average precision) and both curves; empty if only one class occurs."""
-    from sklearn import metrics as skm
-
     labels = np.asarray(labels)
     if len(np.unique(labels)) < 2:
         return {}

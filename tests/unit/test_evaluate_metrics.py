@@ -205,39 +205,6 @@ def test_agrees_with_scikit_learn_on_random_predictions():
     assert result["macro_f1"] == pytest.approx(skm.f1_score(labels, predicted, average="macro"))
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_confusion_and_per_class_figures_are_scikit_learns(seed):
-    """Also where a class never occurs or is never predicted (scikit-learn's zero_division=0)."""
-    rng = np.random.default_rng(seed)
-    n = 12
-    labels = rng.integers(0, n - 2, 300)  # the last two classes never occur
-    probabilities = rng.dirichlet(np.ones(n) * 0.2, 300)
-    probabilities[:, 3] = 0.0  # class 3 is never predicted
-    result = classification_metrics(labels, probabilities, [f"c{i}" for i in range(n)])
-    predicted = probabilities.argmax(axis=1)
-    indices = list(range(n))
-    assert (
-        result["confusion_matrix"]
-        == skm.confusion_matrix(labels, predicted, labels=indices).tolist()
-    )
-    per_class = skm.precision_recall_fscore_support(
-        labels, predicted, labels=indices, zero_division=0
-    )
-    for index, name in enumerate(result["per_class"]):
-        row = result["per_class"][name]
-        assert [row["precision"], row["recall"], row["f1"]] == pytest.approx(
-            [float(per_class[k][index]) for k in range(3)], abs=1e-12
-        )
-        assert row["support"] == int(per_class[3][index])
-    for average in ("macro", "weighted"):
-        p, r, f, _ = skm.precision_recall_fscore_support(
-            labels, predicted, labels=indices, average=average, zero_division=0
-        )
-        assert result[f"{average}_precision"] == pytest.approx(p, abs=1e-12)
-        assert result[f"{average}_recall"] == pytest.approx(r, abs=1e-12)
-        assert result[f"{average}_f1"] == pytest.approx(f, abs=1e-12)
-
-
 def test_scalars_are_plain_floats_in_display_order(result):
     scalars = scalar_metrics(result)
     assert list(scalars)[:2] == ["accuracy", "balanced_accuracy"]
