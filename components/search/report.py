@@ -177,10 +177,17 @@ def write_report(
     skipped = sum(t["state"] == "SKIPPED" for t in summary["trials"])
     goal = "highest" if summary["direction"] == "maximize" else "lowest"
     left_out = f", {skipped} skipped: the time budget was spent" if skipped else ""
+    folds = int(summary.get("folds", 1))
+    objective = (
+        f"mean over {folds} folds of each fold's {goal} {html.escape(summary['metric'])} over "
+        "its epochs"
+        if folds > 1
+        else f"{goal} {html.escape(summary['metric'])} over a trial's epochs (validation split)"
+    )
     sections = [
         f"<p>{len(summary['trials'])} trials ({finished} finished, {pruned} stopped early"
         f"{left_out}), algorithm {html.escape(summary['algorithm'])}; the objective is the "
-        f"{goal} {html.escape(summary['metric'])} over a trial's epochs (validation split).</p>",
+        f"{objective}.</p>",
     ]
     if summary.get("max_minutes") is not None:
         sections.append(

@@ -459,6 +459,8 @@ def test_each_trial_trains_once_per_fold_and_is_ranked_on_its_mean(tmp_path):
         summary, tmp_path / "report.html", {"train": 900, "validation": 100}
     ).read_text()
     assert "val_accuracy (mean ± std, 3 folds)" in text
+    assert "the objective is the mean over 3 folds of each fold's highest val_accuracy" in text
+    assert "(validation split)" not in text
     assert "0.8000 ± 0.0200" in text
     assert "3 folds of train + validation: each of its 1000 images validates once" in text
     # a 0.033 lead inside a 0.14 standard error: more images would not tell these two apart
