@@ -1,12 +1,12 @@
 """A Model's predictions of a Dataset split, and the copy of them the train step keeps.
 
 `predict_split` is how evaluation predicts: tf.data decodes and resizes the split's images,
-the `Classifier` scores them in batches. The train step runs it on the model it trained (keras:
-the one in memory; transformers: the saved one, loaded as evaluation loads it) and keeps the
-test split's result in the Model artifact (`stored_predictions.npz`: keys, labels,
+the `Classifier` scores them in batches. The keras train step runs it on the model it trained,
+still in memory, and keeps the test split's result in the Model artifact (`stored_predictions.npz`: keys, labels,
 probabilities, the Dataset's fingerprint and the split), so the evaluate step can score the
 model without importing a framework. `load_stored` gives them back only for the Dataset they
-were made of; evaluation checks the keys and labels against the split it reads.
+were made of; evaluation checks the keys and labels against the split it reads. A transformers
+training keeps none: its processes never import TensorFlow, so the evaluate step predicts.
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ def train(
             architecture or checkpoint, training recipe) and `seed` (this repeat's seed); a
             search trial adds `trial` (and `prune`, `fold` with search.folds, or `skip` once
             its search's time budget is spent), a retrain of a search's winner `searched`.
-        model: The trained model: model_card.json plus keras/ or hf/, and (but for a search
-            trial) stored_predictions.npz, the test split's predictions, which evaluate uses.
+        model: The trained model: model_card.json plus keras/ or hf/, and for keras (but for a
+            search trial) stored_predictions.npz, the test split's predictions, which evaluate
+            uses.
         curves: HTML training curves (loss and accuracy per epoch).
         checkpoint_root: Folder of the experiment's training checkpoints, outside any run's
             folder; each candidate x seed x dataset x recipe has its own subfolder there, so a

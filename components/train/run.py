@@ -73,9 +73,10 @@ def train(
     `checkpoint_dir`. `fresh` discards them first. A search trial's card records its trial
     number (and its `fold`, with search.folds: components/common/folds.py), a winner's the
     search outcome. A trial with `skip` (its search's time budget was spent) trains nothing: its
-    card says why, and no framework is imported. Every training but a search trial's (which no
-    evaluate step scores) keeps its test split's predictions in the Model
-    (components/models/prediction.py).
+    card says why, and no framework is imported. A keras training, but for a search trial's
+    (which no evaluate step scores), keeps its test split's predictions in the Model
+    (components/models/prediction.py); a transformers training keeps none, so it never imports
+    TensorFlow.
     """
     if skip is not None:
         return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip, fold)
@@ -116,7 +117,6 @@ def train(
             checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
             fold=fold,
-            keep_predictions=trial is None,
         )
         if trained is None:
             return None

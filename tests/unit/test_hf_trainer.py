@@ -469,21 +469,16 @@ def test_the_evaluate_step_reads_the_model(
     np.testing.assert_allclose(predictions["probabilities"].sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_the_trainer_keeps_the_predictions_evaluation_makes(
+def test_the_trainer_keeps_no_predictions_so_training_imports_no_tensorflow(
     dataset: Path, checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
-    from components.evaluate.run import predict_split
-    from components.models.prediction import load_stored
+    from components.models.prediction import STORED_PREDICTIONS_FILE
 
     spec = hf_spec("kept", checkpoints["vit"], epochs=1)
     train_transformers(dataset, spec, 0, tmp_path / "model", tmp_path / "ckpt")
-    fingerprint = json.loads((dataset / "dataset_info.json").read_text())["fingerprint"]
-    kept = load_stored(tmp_path / "model", fingerprint)
-    assert kept is not None
-    predicted = predict_split(tmp_path / "model", dataset, "test")
-    assert kept["keys"].tolist() == predicted["keys"].tolist()
-    assert kept["labels"].tolist() == predicted["labels"].tolist()
-    np.testing.assert_allclose(kept["probabilities"], predicted["probabilities"], atol=1e-6)
+    assert (tmp_path / "model" / "model_card.json").is_file()
+    # the evaluate step predicts a transformers model itself (tf.data decodes the test images)
+    assert not (tmp_path / "model" / STORED_PREDICTIONS_FILE).exists()
 
 
 def test_a_finished_run_only_writes_its_outputs_again(

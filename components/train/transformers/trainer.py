@@ -41,8 +41,6 @@ from components.common.folds import input_sizes
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
 from components.common.results import DatasetInfo
-from components.models.loading import load_classifier
-from components.models.prediction import keep_test_predictions
 from components.models.transformers import (
     Preprocessing,
     load_pretrained,
@@ -84,7 +82,6 @@ def train_transformers(
     processes: int | None = None,
     tensorboard_dir: str | Path | None = None,
     fold: Fold | None = None,
-    keep_predictions: bool = True,
 ) -> ModelCard | None:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
@@ -98,8 +95,6 @@ def train_transformers(
         tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
         fold: A search trial's fold (search.folds): train on train + validation without the
             fold's images, validate on those (components/common/folds.py).
-        keep_predictions: Where the Model is written here, the saved model also predicts the
-            test split into it (`components.models.prediction`), as evaluation would.
     """
     if spec.framework != "transformers" or not spec.checkpoint:
         raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
@@ -140,9 +135,6 @@ def train_transformers(
         if not nodes.is_chief:
             return None
         card = ModelCard.load(model_dir)
-    if keep_predictions:
-        # The saved model, loaded as evaluation loads it: the same predictions it would make.
-        keep_test_predictions(load_classifier(model_dir), dataset_dir, model_dir)
     return card
 
 
