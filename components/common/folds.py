@@ -14,6 +14,7 @@ images. The test split is never read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from functools import partial
 from pathlib import Path
@@ -46,9 +47,15 @@ def in_part(key: str | bytes, fold: Fold, split: str) -> bool:
 
 def held_out_keys(dataset_dir: str | Path, fold: Fold) -> tuple[list[bytes], int]:
     """The keys of the fold's own images (its validation part), and how many images train +
-    validation hold (read from the shards' keys)."""
+    validation hold (read from the shards' keys once per process: a Dataset never changes)."""
+    held_out, total = _held_out_keys(str(Path(dataset_dir).resolve()), fold.index, fold.count)
+    return list(held_out), total
+
+
+@functools.lru_cache(maxsize=8)
+def _held_out_keys(dataset_dir: str, index: int, count: int) -> tuple[tuple[bytes, ...], int]:
     keys = [key for split in FOLD_SPLITS for key in read_keys(dataset_dir, split)]
-    return [key for key in keys if fold_of(key, fold.count) == fold.index], len(keys)
+    return tuple(key for key in keys if fold_of(key, count) == index), len(keys)
 
 
 def read_part(dataset_dir: str | Path, fold: Fold, split: str) -> tuple[list[bytes], np.ndarray]:
