@@ -67,9 +67,9 @@ def add_search(
 
 def search_tasks(experiment_models: list[ModelSpec], seeds: list[int]) -> int:
     """How many tasks `add_searches` adds: per round a suggest, its trials' trainings (one per
-    trial and fold) and a tell; train
-    and evaluate of the winner and of the untuned recipe per seed (the untuned ones are left
-    out when the search keeps the recipe); a gather per searched candidate after the first."""
+    trial and fold) and a tell; train and evaluate of the winner and of the untuned recipe per
+    seed (the untuned ones are left out when the search keeps the recipe); a gather per searched
+    candidate after the first."""
     total = 0
     for spec in experiment_models:
         assert spec.search is not None
