@@ -47,7 +47,15 @@ def fake_trial(root: Path, candidate: dict[str, Any], pruned_at: int | None = No
         "val_loss": [1.0 / (e + 1) for e in range(epochs)],
     }
     folder = root / f"trial-{candidate['trial']}"
-    ModelCard(
+    trial_card(candidate, {"pruned_at_epoch": pruned_at}, history).save(folder)
+    return folder
+
+
+def trial_card(
+    candidate: dict[str, Any], training: dict[str, Any], history: dict[str, list[float]]
+) -> ModelCard:
+    """The card of a trial Model of `candidate` with these `training` fields and `history`."""
+    return ModelCard(
         framework="keras",
         name="cnn",
         seed=candidate["seed"],
@@ -55,10 +63,9 @@ def fake_trial(root: Path, candidate: dict[str, Any], pruned_at: int | None = No
         input_size=(8, 8),
         channels=1,
         preprocessing="rescale_0_1",
-        training={"trial": candidate["trial"], "pruned_at_epoch": pruned_at},
+        training={"trial": candidate["trial"], **training},
         history=history,
-    ).save(folder)
-    return folder
+    )
 
 
 def run_rounds(root: Path, rounds: list[int], base: dict, config: Any, start: Path | None = None):
@@ -406,17 +413,8 @@ def fold_model(root: Path, candidate: dict[str, Any], best: float) -> tuple[Path
     """One fold's Model of a trial whose validation accuracy peaks at `best`."""
     fold = candidate["fold"]
     folder = root / f"trial-{candidate['trial']}-fold-{fold['index']}"
-    ModelCard(
-        framework="keras",
-        name="cnn",
-        seed=candidate["seed"],
-        class_names=["a", "b"],
-        input_size=(8, 8),
-        channels=1,
-        preprocessing="rescale_0_1",
-        training={"trial": candidate["trial"], "fold": fold},
-        history={"val_accuracy": [best - 0.1, best, best - 0.05], "loss": [1.0, 0.5, 0.4]},
-    ).save(folder)
+    history = {"val_accuracy": [best - 0.1, best, best - 0.05], "loss": [1.0, 0.5, 0.4]}
+    trial_card(candidate, {"fold": fold}, history).save(folder)
     return folder, f"uri-{candidate['trial']}-{fold['index']}"
 
 
