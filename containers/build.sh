@@ -8,13 +8,16 @@
 # to be pulled for the frontend), with --network host so that a build reaches what the machine
 # reaches: its package index, its proxy, and the wheel folders served on 127.0.0.1 below.
 #
-# The machine's pip setup (`pip config list`, PIP_* variables) goes into the build:
+# The machine's pip setup (`pip config list`, PIP_* variables) is what the build installs from:
 #   index-url, extra-index-url   http(s) URLs as they are; file:// folders served (see below)
 #   find-links                   URLs as they are; local folders served over HTTP on 127.0.0.1
-#                                (the build cannot see the host's disk); for the cpu image this
-#                                replaces PyTorch's wheel page, so the folder must hold torch's CPU wheel
-#   cert                         the CA bundle (a TLS proxy's), copied into containers/pip/
-# Settings (environment): PYTHON_IMAGE (the base; default: the Dockerfiles' pinned image, or the
+#                                (the build cannot see the host's disk); these replace PyTorch's
+#                                wheel page, so they must hold torch's CPU wheel for the cpu image
+#   cert                         the CA bundle (a TLS proxy's)
+# None of it is a build argument: the setup and the folders are served on 127.0.0.1 for the length
+# of the build, and containers/install-locked.sh reads them there for one command at a time, so
+# neither `docker history` nor any file of an image holds an index URL, a find-links or the CA.
+# Settings (environment): PYTHON_IMAGE (the base; default: the Dockerfile's pinned image, or the
 # one `make base-image` built when that cannot be pulled), IMAGE_PREFIX (image-classification-),
 # DOCKER_BUILDKIT (0), PIP_SERVE_PORT (8876; fixed, so that the build cache keeps hitting).
 set -euo pipefail
@@ -38,7 +41,7 @@ log() {
 images=("$@")
 ((${#images[@]})) || images=("${ALL_IMAGES[@]}")
 for image in "${images[@]}"; do
-  [[ -f "${REPO_ROOT}/containers/${image}.Dockerfile" ]] ||
+  [[ -f "${REPO_ROOT}/containers/locks/${image}.txt" && " ${ALL_IMAGES[*]} " == *" ${image} "* ]] ||
     die "unknown image ${image}; choose from ${ALL_IMAGES[*]}"
 done
 command -v docker >/dev/null 2>&1 || die "docker is not installed (Debian: apt-get install docker.io)"
@@ -54,8 +57,8 @@ commit="$(git rev-parse HEAD)"
 git diff --quiet HEAD -- components pipelines pyproject.toml containers ||
   log "note: uncommitted changes go into images tagged ${commit}"
 
-# The base: the Dockerfiles' pinned image when it is here or can be pulled, else make base-image's.
-pinned="$(sed -n 's/^ARG PYTHON_IMAGE=//p' containers/cpu.Dockerfile)"
+# The base: the Dockerfile's pinned image when it is here or can be pulled, else make base-image's.
+pinned="$(sed -n 's/^ARG PYTHON_IMAGE=//p' containers/Dockerfile)"
 base="${PYTHON_IMAGE:-}"
 if [[ -z "${base}" ]]; then
   if docker image inspect "${pinned}" >/dev/null 2>&1 || docker pull --quiet "${pinned}" >/dev/null 2>&1; then
@@ -113,6 +116,7 @@ reachable() {
 }
 
 build_args=(--build-arg "PYTHON_IMAGE=${base}")
+index_url="" extra_index="" find_links=""
 # (the settings are space-separated lists, split on purpose)
 # shellcheck disable=SC2046
 reachable index_url index $(pip_setting index-url)
@@ -120,29 +124,24 @@ reachable index_url index $(pip_setting index-url)
 reachable extra_index index $(pip_setting extra-index-url)
 # shellcheck disable=SC2046
 reachable find_links links $(pip_setting find-links)
-[[ -n "${index_url}" ]] && build_args+=(--build-arg "PIP_INDEX_URL=${index_url}")
-[[ -n "${extra_index}" ]] && build_args+=(--build-arg "PIP_EXTRA_INDEX_URL=${extra_index}")
-[[ -n "${find_links}" ]] && build_args+=(--build-arg "PIP_FIND_LINKS=${find_links}")
-rm -f containers/pip/ca-bundle.crt
+mkdir "${serve_dir}/setup"
+printf 'INDEX_URL=%s\nEXTRA_INDEX_URLS=%s\nFIND_LINKS=%s\n' "${index_url}" "${extra_index}" "${find_links}" \
+  >"${serve_dir}/setup/setup.env"
 cert="$(pip_setting cert)"
-if [[ -n "${cert}" && -f "${cert}" ]]; then
-  cp "${cert}" containers/pip/ca-bundle.crt
-  build_args+=(--build-arg "PIP_CERT=/opt/pip-setup/ca-bundle.crt")
-fi
-if ((served)); then
-  python3 -m http.server --bind 127.0.0.1 --directory "${serve_dir}" "${SERVE_PORT}" >/dev/null 2>&1 &
-  server_pid=$!
-  for ((i = 0; i < 100; i++)); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', ${SERVE_PORT}), 1)" 2>/dev/null && break
-    kill -0 "${server_pid}" 2>/dev/null || die "could not serve the wheel folders on 127.0.0.1:${SERVE_PORT}; set PIP_SERVE_PORT"
-    sleep 0.1
-  done
-fi
+[[ -n "${cert}" && -f "${cert}" ]] && cp "${cert}" "${serve_dir}/setup/ca-bundle.crt"
+python3 -m http.server --bind 127.0.0.1 --directory "${serve_dir}" "${SERVE_PORT}" >/dev/null 2>&1 &
+server_pid=$!
+for ((i = 0; i < 100; i++)); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', ${SERVE_PORT}), 1)" 2>/dev/null && break
+  kill -0 "${server_pid}" 2>/dev/null || die "could not serve the build's pip setup on 127.0.0.1:${SERVE_PORT}; set PIP_SERVE_PORT"
+  sleep 0.1
+done
+((SERVE_PORT == 8876)) || build_args+=(--build-arg "SETUP_PORT=${SERVE_PORT}")
 
 for image in "${images[@]}"; do
-  log "building ${PREFIX}${image}:${commit} (containers/${image}.Dockerfile, base ${base})"
+  log "building ${PREFIX}${image}:${commit} (containers/Dockerfile, IMAGE=${image}, base ${base})"
   started=${SECONDS}
-  docker build --network host --file "containers/${image}.Dockerfile" \
+  docker build --network host --file containers/Dockerfile --build-arg "IMAGE=${image}" \
     --tag "${PREFIX}${image}:${commit}" --tag "${PREFIX}${image}:latest" \
     --label "org.opencontainers.image.revision=${commit}" "${build_args[@]}" .
   size="$(docker image inspect --format '{{.Size}}' "${PREFIX}${image}:latest")"

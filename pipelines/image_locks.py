@@ -1,12 +1,21 @@
 """Locked, hash-checked dependencies of the step images: `make lock` writes them, tests check them.
 
-Each image (containers/<image>.Dockerfile) installs `containers/locks/<image>.txt` with
-`pip install --require-hashes`: every distribution pinned to one version and checked against its
-sha256, so two builds of one commit install the same files. A lock is resolved by `uv pip
-compile` from pyproject.toml (the project's dependencies, the image's extras, the build
-requirements) for the base image's Python and platform. Its header records a digest of those
-inputs; `python -m pipelines.image_locks --check` (and the tests) compare it with pyproject.toml as
-it is now, without the network, and say to run `make lock` when they differ.
+`containers/Dockerfile` builds every image in three locked layers, each installed exactly
+(`uv pip sync --require-hashes`: no resolution against the index at build time, every file checked
+against its sha256, anything not listed removed) and then checked (`uv pip check`), so an
+incomplete lock fails the build with the missing name:
+
+- `installer.txt`: the installer itself, uv, at the version the dev extra pins (the one `make lock`
+  and the lock tests run), bootstrapped by the base image's pip with `--no-deps --require-hashes`;
+- `common.txt`: what every image has (the project's dependencies, the vertex extra, the build
+  requirements), one layer shared by the four images;
+- `<image>.txt`: the image's whole environment, resolved with `common.txt`'s pins as constraints, so
+  its layer on top of the shared one adds the framework stack only.
+
+Each lock is resolved by `uv pip compile` from pyproject.toml for the base image's Python and
+platform. Its header records a digest of those inputs; `python -m pipelines.image_locks --check`
+(and the tests) compare it with pyproject.toml as it is now, without the network, and say to run
+`make lock` when they differ.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ LOCK_DIR = Path("containers") / "locks"
 PYTHON_VERSION = "3.11"
 PYTHON_FULL_VERSION = "3.11.11"
 PLATFORM = "x86_64-manylinux_2_36"
+# The installer's lock and the layer every image shares (containers/Dockerfile).
+INSTALLER = "installer"
+COMMON = "common"
+COMMON_EXTRAS: tuple[str, ...] = ("vertex",)
 # What each image installs: extras of pyproject.toml. The steps' needs per image are in
 # pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
 # holds the two together.
@@ -48,7 +61,7 @@ IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
 }
 # The cpu image evaluates transformers models without CUDA: torch's CPU build (the hf extra's
 # version with the +cpu label), from PyTorch's page of torch wheels. The lock pins its hash but
-# not where it lies: the build's pip setting (PIP_FIND_LINKS; cpu.Dockerfile defaults to the
+# not where it lies: the build's pip setting (find-links; containers/install-locked.sh defaults to the
 # page) says that, so a local wheel folder serves an offline build just as well.
 CPU_TORCH_IMAGES = frozenset({"cpu"})
 TORCH_WHEELS = "https://download.pytorch.org/whl/torch/"
@@ -97,8 +110,29 @@ def load_pyproject(root: Path = REPO) -> dict[str, Any]:
     return tomllib.loads((root / "pyproject.toml").read_text())
 
 
+LOCKS: tuple[str, ...] = (INSTALLER, COMMON, *IMAGE_EXTRAS)
+
+
 def lock_path(image: str, root: Path = REPO) -> Path:
     return root / LOCK_DIR / f"{image}.txt"
+
+
+def extras_of(lock: str) -> tuple[str, ...]:
+    """The extras of pyproject.toml a lock is resolved from."""
+    if lock == INSTALLER:
+        return ()
+    return COMMON_EXTRAS if lock == COMMON else IMAGE_EXTRAS[lock]
+
+
+def installer_pin(pyproject: dict[str, Any]) -> str:
+    """`uv==X`: the installer the images use, the version the dev extra pins."""
+    for text in pyproject["project"]["optional-dependencies"]["dev"]:
+        requirement = Requirement(text)
+        if canonicalize_name(requirement.name) == "uv":
+            pins = [s.version for s in requirement.specifier if s.operator == "=="]
+            if len(pins) == 1:
+                return f"uv=={pins[0]}"
+    raise LockError("the dev extra of pyproject.toml must pin uv with ==, e.g. uv==0.13.9")
 
 
 def cpu_torch_pin(pyproject: dict[str, Any]) -> str:
@@ -115,15 +149,21 @@ def cpu_torch_pin(pyproject: dict[str, Any]) -> str:
 def lock_inputs(pyproject: dict[str, Any], image: str) -> dict[str, Any]:
     """Everything in pyproject.toml (and here) that determines the lock of `image`."""
     project = pyproject["project"]
+    if image == INSTALLER:
+        return {
+            "python": PYTHON_FULL_VERSION,
+            "platform": PLATFORM,
+            "installer": installer_pin(pyproject),
+        }
     extras = project.get("optional-dependencies", {})
     chosen: dict[str, list[str]] = {}
-    pending = list(IMAGE_EXTRAS[image])
+    pending = list(extras_of(image))
     while pending:  # an extra may name the project's own extras: image-classification-pipelines[x]
         extra = pending.pop()
         if extra in chosen:
             continue
         if extra not in extras:
-            raise LockError(f"pyproject.toml declares no extra {extra!r} (IMAGE_EXTRAS[{image!r}])")
+            raise LockError(f"pyproject.toml declares no extra {extra!r} (the {image} lock)")
         chosen[extra] = list(extras[extra])
         for text in extras[extra]:
             requirement = Requirement(text)
@@ -147,10 +187,26 @@ def inputs_digest(pyproject: dict[str, Any], image: str) -> str:
 
 
 def header(pyproject: dict[str, Any], image: str) -> str:
+    if image == INSTALLER:
+        what = [
+            "# The images' installer (containers/Dockerfile): uv at the version pyproject.toml's dev",
+            f"# extra pins, for CPython {PYTHON_FULL_VERSION} on {PLATFORM}.",
+        ]
+    elif image == COMMON:
+        what = [
+            "# The layer every step image shares (containers/Dockerfile): pyproject.toml's dependencies,",
+            f"# extras {', '.join(COMMON_EXTRAS)} and build requirements, for CPython "
+            f"{PYTHON_FULL_VERSION} on {PLATFORM}.",
+        ]
+    else:
+        what = [
+            f"# The whole environment of the {image} image (containers/Dockerfile, IMAGE={image}):",
+            f"# pyproject.toml's dependencies, extras {', '.join(IMAGE_EXTRAS[image])} and build "
+            f"requirements, for CPython {PYTHON_FULL_VERSION} on {PLATFORM},",
+            f"# with the pins of {COMMON}.txt, the layer below it.",
+        ]
     lines = [
-        f"# Locked dependencies of the {image} image (containers/{image}.Dockerfile): pyproject.toml's",
-        f"# dependencies, extras {', '.join(IMAGE_EXTRAS[image])} and build requirements, for CPython "
-        f"{PYTHON_FULL_VERSION} on {PLATFORM}.",
+        *what,
         "# Written by `make lock`; run it again after changing pyproject.toml (the tests say when).",
         f"# inputs-sha256: {inputs_digest(pyproject, image)}",
     ]
@@ -183,6 +239,8 @@ def read_lock(text: str) -> Lock:
 def requirements_of(pyproject: dict[str, Any], image: str) -> list[Requirement]:
     """The direct requirements the lock must satisfy in the image's environment."""
     inputs = lock_inputs(pyproject, image)
+    if image == INSTALLER:
+        return [Requirement(inputs["installer"])]
     texts = inputs["build-system"] + inputs["dependencies"] + inputs["additions"]
     for requirements in inputs["extras"].values():
         texts += requirements
@@ -197,8 +255,12 @@ def requirements_of(pyproject: dict[str, Any], image: str) -> list[Requirement]:
     return found
 
 
-def problems(pyproject: dict[str, Any], image: str, text: str) -> list[str]:
-    """Why the lock `text` does not fit pyproject.toml for `image` (empty when it does)."""
+def problems(
+    pyproject: dict[str, Any], image: str, text: str, common: str | None = None
+) -> list[str]:
+    """Why the lock `text` does not fit pyproject.toml for `image` (empty when it does); an image's
+    lock must also keep every pin of `common` (the text of common.txt), hashes and all, or its
+    layer would replace the shared one's files."""
     lock = read_lock(text)
     name = f"{LOCK_DIR / image}.txt"
     found = []
@@ -214,6 +276,14 @@ def problems(pyproject: dict[str, Any], image: str, text: str) -> list[str]:
         elif not requirement.specifier.contains(version, prereleases=True):
             found.append(f"{name} pins {requirement.name}=={version}, outside {requirement}")
     found += [f"{name} pins {pin} without a --hash" for pin in lock.unhashed]
+    if common is not None and image in IMAGE_EXTRAS:
+        shared = read_lock(common)
+        for dist, version in sorted(shared.pins.items()):
+            if lock.pins.get(dist) != version or lock.hashes.get(dist) != shared.hashes.get(dist):
+                found.append(
+                    f"{name} pins {dist}=={lock.pins.get(dist)}, not {COMMON}.txt's "
+                    f"{dist}=={version} (with its hashes); run `make lock`"
+                )
     return found
 
 
@@ -312,27 +382,41 @@ def uninstallable(text: str, extra_files: tuple[IndexFile, ...] = ()) -> dict[st
     return found
 
 
+def pins_of(text: str) -> list[str]:
+    """`name==version` for every pin of a lock, to constrain another resolution."""
+    return [f"{name}=={version}" for name, version in sorted(read_lock(text).pins.items())]
+
+
 def compile_lock(
-    image: str, root: Path = REPO, wheels: Path | None = None, excluded: tuple[str, ...] = ()
+    image: str,
+    root: Path = REPO,
+    wheels: Path | None = None,
+    excluded: tuple[str, ...] = (),
+    pinned: tuple[str, ...] = (),
 ) -> str:
     """Resolve the lock of `image` with `uv pip compile` (PyPI, and PyTorch's wheel page or the
     folder `wheels` for the CPU torch), never picking the versions `excluded` (name!=version
-    constraints); its text, header first."""
+    constraints) and keeping the versions `pinned` (name==version: the shared layer's); its text,
+    header first."""
     pyproject = load_pyproject(root)
     inputs = lock_inputs(pyproject, image)
     if importlib.util.find_spec("uv") is None:
         raise LockError("uv is not installed; install the dev extra: pip install -e '.[dev]'")
     with tempfile.TemporaryDirectory() as scratch:
         constraints = Path(scratch) / "constraints.txt"
-        constraints.write_text("".join(f"{line}\n" for line in excluded))
-        command = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "-"]
-        for extra in IMAGE_EXTRAS[image]:
+        constraints.write_text("".join(f"{line}\n" for line in (*excluded, *pinned)))
+        if image == INSTALLER:
+            command = [sys.executable, "-m", "uv", "pip", "compile", "-"]
+            stdin = inputs["installer"] + "\n"
+        else:
+            command = [sys.executable, "-m", "uv", "pip", "compile", "pyproject.toml", "-"]
+            stdin = "\n".join(inputs["build-system"] + inputs["additions"]) + "\n"
+        for extra in extras_of(image):
             command += ["--extra", extra]
         command += ["--constraint", str(constraints), "--python-version", PYTHON_VERSION]
         command += ["--python-platform", PLATFORM, "--generate-hashes", "--no-header", "--quiet"]
         if image in CPU_TORCH_IMAGES:
             command += ["--find-links", str(wheels) if wheels else TORCH_WHEELS]
-        stdin = "\n".join(inputs["build-system"] + inputs["additions"]) + "\n"
         done = subprocess.run(
             command, cwd=root, input=stdin, capture_output=True, text=True, check=False
         )
@@ -341,7 +425,9 @@ def compile_lock(
     return header(pyproject, image) + done.stdout
 
 
-def installable_lock(image: str, root: Path = REPO, wheels: Path | None = None) -> str:
+def installable_lock(
+    image: str, root: Path = REPO, wheels: Path | None = None, pinned: tuple[str, ...] = ()
+) -> str:
     """compile_lock, checked file by file against the image's Python and platform; a pinned
     version none of whose files installs there is excluded and the lock resolved again."""
     extra = (
@@ -351,7 +437,7 @@ def installable_lock(image: str, root: Path = REPO, wheels: Path | None = None) 
     )
     excluded: list[str] = []
     for _ in range(EXCLUDE_ROUNDS):
-        text = compile_lock(image, root, wheels, tuple(excluded))
+        text = compile_lock(image, root, wheels, tuple(excluded), pinned)
         bad = uninstallable(text, extra)
         if not bad:
             return text
@@ -370,11 +456,10 @@ def installable_lock(image: str, root: Path = REPO, wheels: Path | None = None) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.image_locks",
-        description="Write (or --check) containers/locks/<image>.txt from pyproject.toml.",
+        description="Write (or --check) containers/locks/<lock>.txt from pyproject.toml: the "
+        "installer's, the shared layer's (common) and each image's.",
     )
-    parser.add_argument(
-        "images", nargs="*", metavar="IMAGE", help=f"default: {' '.join(IMAGE_EXTRAS)}"
-    )
+    parser.add_argument("images", nargs="*", metavar="LOCK", help=f"default: {' '.join(LOCKS)}")
     parser.add_argument(
         "--check", action="store_true", help="only compare the locks with pyproject.toml (offline)"
     )
@@ -386,22 +471,27 @@ def main(argv: list[str] | None = None) -> int:
         "(the lock still tells pip to fetch it from there)",
     )
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.images) - set(IMAGE_EXTRAS))
+    unknown = sorted(set(args.images) - set(LOCKS))
     if unknown:
-        parser.error(f"unknown image {', '.join(unknown)}; use any of {', '.join(IMAGE_EXTRAS)}")
-    images = args.images or list(IMAGE_EXTRAS)
+        parser.error(f"unknown lock {', '.join(unknown)}; use any of {', '.join(LOCKS)}")
+    # the shared layer first: the image locks keep its pins
+    images = [lock for lock in LOCKS if lock in (args.images or LOCKS)]
     pyproject = load_pyproject()
     failures = 0
     for image in images:
         path = lock_path(image)
+        common_path = lock_path(COMMON)
+        common = common_path.read_text() if common_path.exists() else ""
         try:
             if args.check:
-                found = problems(pyproject, image, path.read_text() if path.exists() else "")
+                text = path.read_text() if path.exists() else ""
+                found = problems(pyproject, image, text, common)
                 for line in found:
                     print(f"error: {line}", file=sys.stderr)
                 failures += bool(found)
                 continue
-            text = installable_lock(image, wheels=args.wheels)
+            pinned = tuple(pins_of(common)) if image in IMAGE_EXTRAS else ()
+            text = installable_lock(image, wheels=args.wheels, pinned=pinned)
         except LockError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures += 1

@@ -32,7 +32,7 @@ from pipelines.targets.results import (
 from pipelines.targets.stopping import StopGuard
 
 RUNNERS = ("subprocess", "docker")
-# The user a step runs as in its container: the images' own (containers/*.Dockerfile), as on a
+# The user a step runs as in its container: the images' own (containers/Dockerfile), as on a
 # cluster that sets no other.
 CONTAINER_USER = "1000:1000"
 # Step containers share the host's network, as the subprocess runner's steps do (sources on the

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "image-classification-"
-# The user the images run their steps as (containers/*.Dockerfile), as a cluster runs them.
+# The user the images run their steps as (containers/Dockerfile), as a cluster runs them.
 STEP_USER = "1000:1000"
 
 

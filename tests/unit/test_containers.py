@@ -1,7 +1,8 @@
-"""The step images: each Dockerfile installs the extras of the steps that run in it
-(pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which) from its hash-checked lock
-(pipelines.image_locks), on a base image pinned by digest, in stages, as a non-root user; and the
-steps' modules import nothing those extras lack."""
+"""The step images: one Dockerfile builds the four; each image installs the extras of the steps
+that run in it (pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which) from
+hash-checked locks (pipelines.image_locks) in a shared layer and its own, exactly, on a base image
+pinned by digest, in stages, as a non-root user; and the steps' modules import nothing those
+extras lack."""
 
 from __future__ import annotations
 
@@ -67,8 +68,14 @@ STEP_PACKAGES = {
 }
 
 
-def dockerfile(image: str) -> str:
-    return (CONTAINERS / f"{image}.Dockerfile").read_text()
+DOCKERFILE = CONTAINERS / "Dockerfile"
+INSTALL_SCRIPT = CONTAINERS / "install-locked.sh"
+
+
+def dockerfile(image: str | None = None) -> str:
+    """The Dockerfile, with its IMAGE argument set to `image` where given."""
+    text = DOCKERFILE.read_text()
+    return text.replace("${IMAGE}", image) if image else text
 
 
 def instructions(text: str) -> list[tuple[str, str]]:
@@ -86,14 +93,10 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def pip_installs(image: str) -> list[str]:
-    return [rest for keyword, rest in instructions(dockerfile(image)) if "pip install" in rest]
-
-
 def installed_extras(image: str) -> set[str]:
     """The extras an image gets: those its lock was resolved from (the lock's own inputs)."""
     copies = [r for k, r in instructions(dockerfile(image)) if k == "COPY" and "locks/" in r]
-    assert copies == [f"containers/locks/{image}.txt /opt/requirements.lock"], copies
+    assert copies[-1] == f"containers/locks/{image}.txt /opt/locks/", copies
     return set(image_locks.IMAGE_EXTRAS[image])
 
 
@@ -102,9 +105,10 @@ def declared_extras() -> dict[str, list[str]]:
     return pyproject["project"]["optional-dependencies"]
 
 
-def test_there_is_a_dockerfile_per_image_of_the_config():
-    assert set(IMAGES) == set(Images.model_fields)
-    assert {p.name for p in CONTAINERS.glob("*.Dockerfile")} == {f"{i}.Dockerfile" for i in IMAGES}
+def test_one_dockerfile_and_a_lock_per_image_of_the_config():
+    assert set(IMAGES) == set(Images.model_fields) == set(image_locks.IMAGE_EXTRAS)
+    assert [p.name for p in CONTAINERS.glob("*Dockerfile*")] == ["Dockerfile"]
+    assert {p.stem for p in (CONTAINERS / "locks").glob("*.txt")} == set(image_locks.LOCKS)
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -228,21 +232,75 @@ def test_a_hand_edited_lock_is_caught_even_with_a_fresh_digest():
     assert any("without a --hash" in p for p in image_locks.problems(pyproject, "gpu", unhashed))
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_the_dockerfile_installs_the_lock_with_hashes_and_the_project_without_deps(image):
-    installs = pip_installs(image)
-    installed_extras(image)  # copies containers/locks/<image>.txt
-    (wheel,) = [r for k, r in instructions(dockerfile(image)) if k == "RUN" and "pip wheel" in r]
+def test_the_locks_are_installed_exactly_by_hash_with_no_resolution():
+    runs = [r for k, r in instructions(dockerfile()) if k == "RUN"]
+    installs = [
+        r.split("install-locked.sh", 1)[1].split("&&")[0].strip()
+        for r in runs
+        if "install-locked.sh" in r
+    ]
+    script = INSTALL_SCRIPT.read_text()
+    commands = [
+        line.strip()
+        for line in script.splitlines()
+        if re.search(r"\bpip (install|sync)\b", line) and not line.lstrip().startswith("#")
+    ]
 
-    assert installs[0] == "pip install --require-hashes -r /opt/requirements.lock"
-    for install in installs[1:]:
-        assert "--no-deps" in install, f"{image}: {install} may fetch unlocked distributions"
+    assert installs == [
+        "installer",
+        "sync /opt/locks/common.txt",
+        "sync /opt/locks/${IMAGE}.txt",
+        "wheel /tmp/dist",
+    ]
+    assert not any("pip install" in r or "pip sync" in r for r in runs), (
+        "installs go through the script"
+    )
+    (bootstrap,) = [c for c in commands if "installer.txt" in c]
+    assert "--no-deps" in bootstrap and "--require-hashes" in bootstrap
+    (sync,) = [c for c in commands if "pip sync" in c]
+    assert "--require-hashes" in sync and "--no-build-isolation" in sync
+    for command in commands:
+        assert "--no-deps" in command or "pip sync" in command, f"{command} may resolve"
+    # an incomplete lock fails the build, naming what is missing
+    assert script.count('pip check --python "${VENV}/bin/python"') == 2
+    for image in IMAGES:
+        assert {"setuptools", "wheel"} <= set(locked(image).pins)
     # the project's wheel is built with the build backend of the lock, fetching nothing
-    assert "--no-deps" in wheel and "--no-build-isolation" in wheel
-    assert {"setuptools", "wheel"} <= set(locked(image).pins)
+    (wheel,) = [r for r in runs if "uv build" in r]
+    assert "--no-build-isolation" in wheel
 
 
-def stages(image: str) -> list[tuple[str, str | None, list[tuple[str, str]]]]:
+def test_the_shared_layer_is_the_same_for_every_image():
+    """Every instruction up to the shared lock's install ignores IMAGE, so the legacy builder's
+    cache (and BuildKit's) gives the four images one layer for it."""
+    found = stages(None)
+    common = [stage for stage in found if stage[1] == "common"]
+    assert common and common[0] is found[0]
+    assert not any("IMAGE" in rest.replace("PYTHON_IMAGE", "") for _, rest in common[0][2])
+    assert any("common.txt" in rest for _, rest in common[0][2])
+    for image in IMAGES:
+        problems = image_locks.problems(
+            image_locks.load_pyproject(REPO),
+            image,
+            image_locks.lock_path(image, REPO).read_text(),
+            image_locks.lock_path(image_locks.COMMON, REPO).read_text(),
+        )
+        assert problems == [], problems
+
+
+def test_an_image_lock_that_drifts_from_the_shared_layer_is_stale():
+    pyproject = image_locks.load_pyproject(REPO)
+    common = image_locks.lock_path(image_locks.COMMON, REPO).read_text()
+    text = image_locks.lock_path("gpu", REPO).read_text()
+    numpy = re.search(r"^numpy==(\S+)", text, re.MULTILINE)
+    assert numpy
+    drifted = text.replace(numpy[0], "numpy==1.26.4", 1)
+
+    found = image_locks.problems(pyproject, "gpu", drifted, common)
+    assert any(f"not common.txt's numpy=={numpy[1]}" in line for line in found), found
+
+
+def stages(image: str | None) -> list[tuple[str, str | None, list[tuple[str, str]]]]:
     """(base, stage name, instructions) per FROM, in order."""
     found: list[tuple[str, str | None, list[tuple[str, str]]]] = []
     for keyword, rest in instructions(dockerfile(image)):
@@ -282,15 +340,14 @@ def test_each_image_is_multi_stage_pinned_and_non_root(image):
     assert not any(keyword in ("ENTRYPOINT", "CMD") for keyword, _ in steps)
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_the_legacy_builder_can_build_each_image(image):
+def test_the_legacy_builder_can_build_each_image():
     """No `# syntax=` frontend to pull, and no BuildKit-only instruction options."""
-    text = dockerfile(image)
+    text = dockerfile()
 
     assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
     assert "--mount=" not in text and "<<" not in text
     for keyword, rest in instructions(text):
-        assert not rest.startswith("--link"), f"{image}: {keyword} {rest}"
+        assert not rest.startswith("--link"), f"{keyword} {rest}"
 
 
 def test_the_build_context_holds_the_sources_and_locks_only():
@@ -304,7 +361,8 @@ def test_the_build_context_holds_the_sources_and_locks_only():
         for keyword, rest in instructions(dockerfile(image)):
             if keyword == "COPY" and not rest.startswith("--from="):
                 copied.update(rest.split()[:-1])
-    assert {c.rstrip("/") for c in copied} <= kept | {f"containers/locks/{i}.txt" for i in IMAGES}
+    locks = {f"containers/locks/{lock}.txt" for lock in image_locks.LOCKS}
+    assert {c.rstrip("/") for c in copied} <= kept | locks
     assert not kept & {".venv", "runs", "build", ".git", "tests"}
 
 
@@ -346,7 +404,7 @@ def test_cloud_build_builds_and_pushes_every_image_tagged_with_the_commit():
 
     for image in IMAGES:
         args = steps[image]["args"]
-        assert f"--file=containers/{image}.Dockerfile" in args
+        assert "--file=containers/Dockerfile" in args and f"--build-arg=IMAGE={image}" in args
         tag = f"${{_REGION}}-docker.pkg.dev/${{PROJECT_ID}}/${{_REPOSITORY}}/{image}:${{_TAG}}"
         assert f"--tag={tag}" in args
         assert tag in build["images"]

@@ -1,11 +1,12 @@
-"""Each image's lock installs: pip resolves it with `--require-hashes` for the base image's Python
-(CPython 3.11) and platform (x86_64 manylinux), as the Dockerfile's `pip install` does, without
-installing anything. Needs the package index (PyPI; the cpu image's torch also PyTorch's wheel
-page or a find-links folder of the machine's pip setup that holds it)."""
+"""Each lock installs as the image installs it: the images' own installer (uv, at the version
+containers/locks/installer.txt pins) resolves it *with* dependencies and `--require-hashes` for the
+base image's Python (CPython 3.11) and platform (x86_64 manylinux), without installing anything,
+and must take exactly the locked versions. A requirement of any pinned distribution that the lock
+does not pin fails here, as it would fail the image build. Needs the package index (PyPI; the cpu
+image's torch also PyTorch's wheel page or a find-links folder of the machine's pip setup)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -17,12 +18,12 @@ from packaging.utils import canonicalize_name
 from pipelines import image_locks
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = sorted(image_locks.IMAGE_EXTRAS)
+PLUS = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+)$", re.MULTILINE)
 
 
 def configured_find_links() -> list[str]:
-    """The find-links of this machine's pip setup (files and PIP_FIND_LINKS), which a
-    --find-links on the command line would otherwise replace."""
+    """The find-links of this machine's pip setup (files and PIP_FIND_LINKS): uv reads no pip
+    configuration, so the test hands them over as containers/build.sh does."""
     listed = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
     ).stdout
@@ -32,49 +33,74 @@ def configured_find_links() -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_the_lock_resolves_with_hashes_for_the_images_python_and_platform(image, tmp_path):
-    report = tmp_path / "report.json"
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
-    # every distribution is in the lock: --no-deps lets pip take its sdists (kfp-server-api)
-    # while it checks each pin against the given Python and platforms
-    command += ["--no-deps", "--require-hashes", "--disable-pip-version-check", "--quiet"]
-    command += ["--python-version", image_locks.PYTHON_VERSION, "--implementation", "cp"]
-    command += ["--abi", "cp" + image_locks.PYTHON_VERSION.replace(".", "")]
-    for platform in image_locks.WHEEL_PLATFORMS:
-        command += ["--platform", platform]
-    if image in image_locks.CPU_TORCH_IMAGES:
-        # the machine's wheel folders where it has some (an offline torch), else PyTorch's page
-        for link in configured_find_links() or [image_locks.TORCH_WHEELS]:
-            command += ["--find-links", link]
-    command += ["--report", str(report), "-r", str(image_locks.lock_path(image, REPO))]
-
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
-
-    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR")]
-    assert done.returncode == 0, "\n".join(errors[-3:]) or done.stderr[-2000:]
-    chosen = {
-        canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
-        for item in json.loads(report.read_text())["install"]
-    }
-    pins = image_locks.read_lock(image_locks.lock_path(image, REPO).read_text()).pins
-    assert chosen == pins  # pip took exactly the locked versions, no more
-
-
-def test_a_pin_for_another_python_is_refused(tmp_path):
-    """The control case: the backports-strenum release the cpu lock once pinned requires
-    Python < 3.11, and pip refuses it for the images' Python."""
-    lock = tmp_path / "lock.txt"
-    lock.write_text(
-        "backports-strenum==1.3.1 \\\n"
-        "    --hash=sha256:cdcfe36dc897e2615dc793b7d3097f54d359918fc448754a517e6f23044ccf83\n"
-    )
-    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"]
-    command += ["--no-deps", "--require-hashes", "--quiet", "--python-version", "3.11"]
-    command += ["--implementation", "cp", "--abi", "cp311", "--platform", "manylinux_2_36_x86_64"]
+def resolve(lock: Path, find_links: list[str]) -> subprocess.CompletedProcess[str]:
+    """`uv pip install --dry-run --require-hashes` of `lock` with dependencies, for the images'
+    Python and platform; sdists (kfp-server-api) build with this environment's setuptools, as the
+    image builds them with the lock's (no build environment from the index)."""
+    command = [sys.executable, "-m", "uv", "pip", "install", "--dry-run", "--reinstall"]
+    command += ["--require-hashes", "--no-build-isolation", "--python", sys.executable]
+    command += ["--python-version", image_locks.PYTHON_VERSION]
+    command += ["--python-platform", image_locks.PLATFORM, "--index-strategy", "unsafe-best-match"]
+    for link in find_links:
+        command += ["--find-links", link]
     command += ["-r", str(lock)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
 
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+def find_links_for(lock_name: str) -> list[str]:
+    # as containers/install-locked.sh: find-links only for a lock that pins a local version
+    if lock_name in image_locks.CPU_TORCH_IMAGES:
+        return configured_find_links() or [image_locks.TORCH_WHEELS]
+    return []
+
+
+def test_the_tests_resolve_with_the_installer_the_images_use():
+    pins = image_locks.read_lock(image_locks.lock_path(image_locks.INSTALLER, REPO).read_text())
+    version = subprocess.run(
+        [sys.executable, "-m", "uv", "--version"], capture_output=True, text=True, check=True
+    ).stdout.split()[1]
+
+    assert pins.pins == {"uv": version}, "pip install -e '.[dev]' brings the installer's uv"
+
+
+@pytest.mark.parametrize("lock_name", image_locks.LOCKS)
+def test_the_lock_resolves_with_its_dependencies_and_hashes(lock_name):
+    lock = image_locks.lock_path(lock_name, REPO)
+
+    done = resolve(lock, find_links_for(lock_name))
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {canonicalize_name(m["name"]): m["version"] for m in PLUS.finditer(done.stderr)}
+    pins = image_locks.read_lock(lock.read_text()).pins
+    assert chosen == pins  # exactly the locked versions: nothing more, nothing less
+
+
+def without(text: str, name: str) -> str:
+    """The lock `text` without the pin of `name` (its whole block)."""
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text)
+    return "\n".join(b for b in blocks if not b.lower().startswith(f"{name}==")) + "\n"
+
+
+def test_a_lock_missing_one_dependency_fails_naming_it(tmp_path):
+    """The control case: the shared lock with idna (a dependency of requests) taken out."""
+    text = image_locks.lock_path(image_locks.COMMON, REPO).read_text()
+    assert re.search(r"^idna==", text, re.MULTILINE)
+    lock = tmp_path / "common.txt"
+    lock.write_text(without(text, "idna"))
+
+    done = resolve(lock, [])
 
     assert done.returncode != 0
-    assert "No matching distribution found for backports-strenum==1.3.1" in done.stderr
+    assert "`idna`" in done.stderr
+
+
+def test_make_lock_refuses_a_release_for_another_python():
+    """uv honours only the lower bound of a Requires-Python, and would install the
+    backports-strenum release the cpu lock once pinned (Requires-Python < 3.11): `make lock`
+    checks every pinned file against the images' Python and resolves again without it."""
+    wheel = "backports_strenum-1.3.1-py3-none-any.whl"
+    older = image_locks.IndexFile(wheel, "0" * 64, ">=3.8.6,<3.11")
+    fitting = image_locks.IndexFile(wheel, "0" * 64, ">=3.8.6")
+
+    assert not image_locks.installs(older, image_locks.image_tags())
+    assert image_locks.installs(fitting, image_locks.image_tags())
