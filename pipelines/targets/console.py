@@ -350,6 +350,9 @@ class Capture:
         # The step processes running now (a stop must end them all).
         self.processes: set[subprocess.Popen[str]] = set()
         self.containers: set[Any] = set()  # the same for DockerRunner's step containers
+        # Host paths the step containers read besides the pipeline root (DockerRunner mounts
+        # that alone): docker volume specs, each at its own path, read-only.
+        self.read_only_mounts: dict[str, dict[str, str]] = {}
         self._processes_lock = threading.Lock()
 
     def _execute(self, original: Any, *args: Any, **kwargs: Any) -> Any:
@@ -483,7 +486,7 @@ class Capture:
             image=image,
             command=command,
             detach=True,
-            volumes=volumes,
+            volumes={**self.read_only_mounts, **volumes},
             environment=environment,
             **run_args,
         )

@@ -17,6 +17,7 @@ from kfp import local
 from components.common.names import run_name
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
+from components.ingest.listing import SourceError, is_uri, list_csv
 from components.register.run import find_registration
 from pipelines.failures import failure
 from pipelines.search import search_tasks
@@ -112,6 +113,35 @@ class LocalTarget(Target):
                         f"with `make images-local`, or --set {field}=IMAGE to one that is"
                     ) from None
 
+    def host_inputs(self) -> list[str]:
+        """The files and folders on this machine that the steps read outside the pipeline root
+        (a folder:, csv: or npz: source and the files a CSV lists, keras weights files, local
+        transformers checkpoints): the docker runner mounts each read-only at its own path, so a
+        step in its container sees the paths the experiment names."""
+        data = self.experiment.data
+        scheme, _, rest = data.source.partition(":")
+        wanted: list[str] = []
+        if scheme in ("folder", "csv", "npz", "hf") and not is_uri(rest):
+            wanted.append(rest)
+        if scheme == "csv" and not is_uri(rest) and os.path.isfile(rest):
+            with contextlib.suppress(SourceError):
+                rows = list_csv(rest, data)
+                wanted += sorted(
+                    {os.path.dirname(r.location) for r in rows if not is_uri(r.location)}
+                )
+        for model in self.experiment.models:
+            if model.weights not in ("none", "imagenet"):
+                wanted.append(model.weights)
+            if model.checkpoint:
+                wanted.append(model.checkpoint)
+        root = str(self.pipeline_root())
+        found: list[str] = []
+        for path in sorted({os.path.realpath(p) for p in wanted if os.path.exists(p)}):
+            covered = [root, *found]
+            if not any(path == top or path.startswith(top.rstrip("/") + "/") for top in covered):
+                found.append(path)
+        return found
+
     def expected_tasks(self) -> int:
         """ingest, train and evaluate per candidate x seed, every search's tasks, compare,
         gate, best model, export (when the experiment has an export section), register."""
@@ -170,6 +200,10 @@ class LocalTarget(Target):
                 failure_of=recorded_failure,
                 cached_seconds=earlier_seconds,
             )
+            if self.in_containers:
+                capture.read_only_mounts = {
+                    path: {"bind": path, "mode": "ro"} for path in self.host_inputs()
+                }
             guard = StopGuard(stop_others=capture.stop_containers)
             try:
                 with guard, capture.installed():

@@ -3,7 +3,7 @@ launcher contract: each step's exact command and arguments from the compiled kfp
 specs, run in its image with `--network none` as uid 1000 and an executor input built from the
 local run's, its outputs under a 0777 folder mounted where the backend puts them (KFP's emptyDir
 at /minio/<bucket>, Vertex AI's Cloud Storage FUSE at /gcs/<bucket>). Also the keras training
-step in the gpu image, on the CPU."""
+step in the gpu and tpu images (TensorFlow's CUDA and TPU builds), on the CPU."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -229,7 +230,9 @@ def test_each_step_runs_its_compiled_command_in_its_image(
     assert set(ran) >= {"ingest", "train", "evaluate", "compare", "gate", "register_local"}
 
 
-def test_the_keras_training_step_runs_in_the_gpu_image_on_the_cpu(
+@pytest.mark.parametrize("image", ["gpu", "tpu"])
+def test_the_keras_training_step_runs_in_the_accelerator_images_on_the_cpu(
+    image: str,
     digits_run: dict[str, Any],
     built_image: Callable[[str], str],
     in_image: Callable[..., tuple[int, str]],
@@ -242,7 +245,7 @@ def test_the_keras_training_step_runs_in_the_gpu_image_on_the_cpu(
         container,
         digits_run["started"]["train"],
         "vertex",
-        built_image("gpu"),
+        built_image(image),
         host_root,
         tmp_path,
         in_image,
@@ -254,3 +257,39 @@ def test_the_keras_training_step_runs_in_the_gpu_image_on_the_cpu(
     model_dir = host_path(model.replace(BACKENDS["vertex"][0], mount), mount, bucket)
     card = json.loads((model_dir / "model_card.json").read_text())
     assert card["framework"] == "keras" and card["training"]["epochs_run"] >= 1
+
+
+def test_a_folder_source_outside_the_runs_folder_is_seen_by_the_step_containers(
+    built_image: Callable[[str], str], tmp_path: Path
+) -> None:
+    """The docker runner mounts a folder: source elsewhere on disk read-only into the steps."""
+    from PIL import Image
+
+    built_image("cpu")
+    images = tmp_path / "elsewhere" / "shapes"
+    rng = np.random.default_rng(0)
+    for name, level in {"dark": 40, "light": 210}.items():
+        (images / name).mkdir(parents=True)
+        for index in range(30):
+            pixels = np.clip(rng.normal(level, 20.0, (16, 16, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(images / name / f"{index}.png")
+    runs = tmp_path / "runs"
+    result_file = tmp_path / "result.json"
+    with _stdout_to(result_file):
+        code = main(
+            [
+                *DIGITS,
+                "--set", f"data.source=folder:{images}",
+                "--set", "data.image_size=[16,16]",
+                "--set", "data.channels=3",
+                "--set", "data.min_images_per_class=5",
+                "--runs-dir", str(runs), "--json",
+            ]
+        )  # fmt: skip
+    result = json.loads(result_file.read_text())
+
+    assert code == 0, result.get("error")
+    assert result["status"] == "SUCCEEDED"
+    assert not images.is_relative_to(runs)
+    info = json.loads(next(runs.rglob("dataset_info.json")).read_text())
+    assert sorted(info["class_names"]) == ["dark", "light"]

@@ -41,7 +41,7 @@ print(json.dumps({"failed": failed, "count": len(names)}))
 """
 
 
-@pytest.mark.parametrize("image", ["cpu", "gpu", "transformers"])
+@pytest.mark.parametrize("image", sorted(image_locks.IMAGE_EXTRAS))
 def test_every_step_module_and_lazy_library_imports_in_the_image(
     image: str, built_image: Callable[[str], str], in_image: Callable[..., tuple[int, str]]
 ) -> None:
