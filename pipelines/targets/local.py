@@ -115,20 +115,20 @@ class LocalTarget(Target):
 
     def host_inputs(self) -> list[str]:
         """The files and folders on this machine that the steps read outside the pipeline root
-        (a folder:, csv: or npz: source and the files a CSV lists, keras weights files, local
-        transformers checkpoints): the docker runner mounts each read-only at its own path, so a
+        (folder:, csv:, npz: and local hf: sources, the files a CSV lists, keras weights files,
+        local transformers checkpoints): the docker runner mounts each read-only at its own path, so a
         step in its container sees the paths the experiment names."""
         data = self.experiment.data
-        scheme, _, rest = data.source.partition(":")
         wanted: list[str] = []
-        if scheme in ("folder", "csv", "npz", "hf") and not is_uri(rest):
+        for source in [data.source, *data.extra_train_sources]:
+            scheme, _, rest = source.partition(":")
+            if scheme not in ("folder", "csv", "npz", "hf") or is_uri(rest):
+                continue
             wanted.append(rest)
-        if scheme == "csv" and not is_uri(rest) and os.path.isfile(rest):
-            with contextlib.suppress(SourceError):
-                rows = list_csv(rest, data)
-                wanted += sorted(
-                    {os.path.dirname(r.location) for r in rows if not is_uri(r.location)}
-                )
+            if scheme == "csv" and os.path.isfile(rest):
+                with contextlib.suppress(SourceError):
+                    rows = list_csv(rest, data)
+                    wanted += {os.path.dirname(r.location) for r in rows if not is_uri(r.location)}
         for model in self.experiment.models:
             if model.weights not in ("none", "imagenet"):
                 wanted.append(model.weights)
@@ -136,7 +136,7 @@ class LocalTarget(Target):
                 wanted.append(model.checkpoint)
         root = str(self.pipeline_root())
         found: list[str] = []
-        for path in sorted({os.path.realpath(p) for p in wanted if os.path.exists(p)}):
+        for path in sorted({os.path.abspath(p) for p in wanted if os.path.exists(p)}):
             covered = [root, *found]
             if not any(path == top or path.startswith(top.rstrip("/") + "/") for top in covered):
                 found.append(path)

@@ -76,3 +76,26 @@ def in_image(docker_client: Any) -> Callable[..., tuple[int, str]]:
             container.remove(force=True)
 
     return run
+
+
+# TensorFlow in the tpu image: its TPU build finds PyPI's libtpu, which is JAX's build without
+# TensorFlow's TPU ops, and aborts at import ("ConfigureDistributedTpuOp_DoWork not available in
+# this library"). TensorFlow's own libtpu builds are on its libtpu-tf-releases page, which the tpu
+# lock does not reach yet. Strict: a fixed image fails these marks, so they go with the fix.
+TPU_TENSORFLOW_TESTS = {
+    "test_every_step_module_and_lazy_library_imports_in_the_image",
+    "test_the_keras_training_step_runs_in_the_accelerator_images_on_the_cpu",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        name = getattr(item, "originalname", item.name)
+        if callspec and callspec.params.get("image") == "tpu" and name in TPU_TENSORFLOW_TESTS:
+            item.add_marker(
+                pytest.mark.xfail(
+                    strict=True,
+                    reason="tensorflow-tpu aborts at import with PyPI's libtpu (JAX's build)",
+                )
+            )

@@ -96,3 +96,34 @@ def test_container_log_chunks_become_whole_lines() -> None:
     chunks = [b"epoch 1", b"/2 done\nepoch 2", b"/2 done\n", b"tail"]
 
     assert list(_lines(chunks)) == ["epoch 1/2 done\n", "epoch 2/2 done\n", "tail"]
+
+
+def test_the_files_an_experiment_names_elsewhere_are_mounted_read_only(tmp_path):
+    """A csv: source, the folders its rows point into, a weights file; one mount per tree, none
+    for what lies in the pipeline root (mounted read-write already) or does not exist."""
+    data = tmp_path / "data"
+    (data / "one").mkdir(parents=True)
+    (data / "one" / "a.png").write_bytes(b"x")
+    other = tmp_path / "other" / "two"
+    other.mkdir(parents=True)
+    (other / "b.png").write_bytes(b"x")
+    manifest = data / "manifest.csv"
+    manifest.write_text(f"path,label\none/a.png,one\n{other / 'b.png'},two\n")
+    weights = tmp_path / "weights" / "start.weights.h5"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    runs = tmp_path / "runs"
+
+    local = target(
+        runs,
+        f"data.source=csv:{manifest}",
+        "models.0.architecture=resnet50v2",
+        "data.image_size=[32,32]",
+        f"models.0.weights={weights}",
+    )
+    mounts = local.host_inputs()
+
+    assert mounts == sorted([str(manifest), str(data / "one"), str(other), str(weights)])
+    inside = target(runs, f"data.source=folder:{runs / 'digits' / 'images'}")
+    (runs / "digits" / "images").mkdir(parents=True)
+    assert inside.host_inputs() == []
