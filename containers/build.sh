@@ -48,7 +48,7 @@ command -v docker >/dev/null 2>&1 || die "docker is not installed (Debian: apt-g
 docker info >/dev/null 2>&1 || die "the Docker daemon does not answer (docker info failed); start it (dockerd) and retry"
 
 cd "${REPO_ROOT}"
-# One build at a time on this machine: they share the wheel server's port and containers/pip/.
+# One build at a time on this machine: they share the setup server's port.
 if command -v flock >/dev/null 2>&1; then
   exec 9>"${TMPDIR:-/tmp}/image-classification-build.lock"
   flock 9

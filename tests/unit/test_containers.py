@@ -115,7 +115,7 @@ def test_one_dockerfile_and_a_lock_per_image_of_the_config():
 def test_each_image_installs_the_extras_its_steps_import(image):
     installed = installed_extras(image)
 
-    assert installed, f"{image}.Dockerfile installs the project with no extras"
+    assert installed, f"the {image} image installs the project with no extras"
     for extra in image_extras(image):
         builds = EXTRA_BUILDS.get(extra, (extra,))
         assert installed & set(builds), f"{image} runs steps that import the {extra} extra"
