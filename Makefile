@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 IMAGES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-slow test-fast test-images lint format typecheck compile bench images images-local base-image clean kind-up kind-load kind-down test-kind lock
+.PHONY: help install run test test-slow test-fast test-images lint format typecheck compile bench images images-local base-image clean kind-up kind-load kind-down test-kind lock serve kind-kserve kind-serve
 
 help: ## show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,6 +91,13 @@ base-image: ## build a Python 3.11 bookworm base image from Debian packages (deb
 images-local: ## build the four step images with the local Docker daemon: image-classification-<name>:<commit> and :latest (IMAGES="cpu gpu")
 	PYTHON_IMAGE=$(PYTHON_IMAGE) bash containers/build.sh $(IMAGES)
 
+MODEL ?=
+PORT ?= 8080
+
+serve: install ## serve a registered model on localhost with the KServe v1 protocol (MODEL=<name>: runs/registry/<name>, its champion; PORT=8080)
+	@test -n "$(MODEL)" || { echo "set MODEL=<registered name> (a folder of runs/registry), e.g. make serve MODEL=digits-classifier"; exit 2; }
+	$(BIN)/python -m components.serve --model runs/registry/$(MODEL) --port $(PORT)
+
 KFP_HOST ?= http://localhost:8080
 
 kind-up: ## create the kind cluster with KFP standalone (the SDK's version); UI and API on localhost:8080
@@ -98,6 +105,12 @@ kind-up: ## create the kind cluster with KFP standalone (the SDK's version); UI 
 
 kind-load: ## build the images the experiment runs in (containers/build.sh) and load them into the kind cluster (EXPERIMENT=digits)
 	PYTHON_IMAGE=$(PYTHON_IMAGE) bash infra/kind/load.sh $(EXPERIMENT)
+
+kind-kserve: ## install KServe (RawDeployment, with cert-manager) on the kind cluster, for kind-serve
+	bash infra/kind/kserve.sh
+
+kind-serve: ## serve the champion of EXPERIMENT's registered model on kind (KServe InferenceService), port-forwarded to localhost:8081
+	bash infra/kind/serve.sh $(EXPERIMENT)
 
 kind-down: ## stop the port-forward and delete the kind cluster
 	bash infra/kind/down.sh

@@ -392,8 +392,8 @@ class Gcp(Strict):
 class BatchPredict(Strict):
     """Vertex: a batch prediction job on the registered model, after registration.
 
-    Instances are JSON Lines in the serving container's format: for keras models the SavedModel's
-    input, one image per line as nested lists of pixels in [0, 255] of the card's input size.
+    Instances are JSON Lines in the serving container's format (components.serve): one image per
+    line, `{"image_bytes": {"b64": "<base64 of the image file>"}}`.
     """
 
     source: str = Field(
@@ -432,13 +432,8 @@ class Register(Strict):
     )
     serving_image: str | None = Field(
         default=None,
-        description="Vertex: serving container of transformers models, which serves the Model "
-        "folder (model_card.json plus hf/) on AIP_HTTP_PORT (default images.transformers)",
-    )
-    keras_serving_image: str | None = Field(
-        default=None,
-        description="Vertex: serving container of keras models' SavedModel (default Vertex's "
-        "prebuilt TensorFlow CPU container of the region)",
+        description="Vertex: the serving container of registered models, which runs "
+        "python -m components.serve (the KServe v1 protocol) on AIP_HTTP_PORT (default images.cpu)",
     )
     batch_predict: BatchPredict | None = None
 

@@ -54,7 +54,7 @@ COMMON_EXTRAS: tuple[str, ...] = ("vertex",)
 # pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
 # holds the two together.
 IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
-    "cpu": ("tf", "data", "hf", "export", "vertex"),
+    "cpu": ("tf", "data", "hf", "export", "vertex", "serve"),
     "gpu": ("tf-gpu", "vertex"),
     "tpu": ("tf-tpu", "vertex"),
     "transformers": ("tf", "hf", "vertex"),

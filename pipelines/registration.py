@@ -5,8 +5,9 @@ condition by `pipelines/training.py`.
   experiment's `export` section (`export`), and copy it and the passing exports into
   `<registry_root>/<name>/vN/` (`register_local`);
 - Vertex AI Model Registry (the vertex target): then plan the upload (`vertex_registration`),
-  upload a new version of the model of the same name or a new model (GCPC `ModelUploadOp`)
-  and, with `register.deploy`, deploy it to an endpoint that is created or reused; with
+  upload a new version of the model of the same name or a new model (GCPC `ModelUploadOp`),
+  served by our server in the serving image (a custom serving container speaking the KServe v1
+  protocol), and, with `register.deploy`, deploy it to an endpoint that is created or reused; with
   `register.batch_predict`, run a Vertex AI batch prediction job on it (GCPC `ModelBatchPredictOp`).
 """
 
@@ -21,7 +22,8 @@ from kfp.dsl import Model
 
 from components.export.component import export
 from components.register.component import register_local, vertex_registration
-from components.register.vertex import MODEL_LABEL, keras_serving_image
+from components.register.vertex import MODEL_LABEL
+from components.serve.manifests import vertex_container_spec
 from pipelines.config import Experiment
 from pipelines.errors import require_gcpc
 
@@ -69,6 +71,11 @@ def add_folder_registration(
     return register_task
 
 
+def serving_image(experiment: Experiment) -> str:
+    """The container a registered model is served in on Vertex AI (the cpu image by default)."""
+    return experiment.registration.serving_image or experiment.images.cpu
+
+
 def endpoint_name(experiment: Experiment) -> str:
     registration = experiment.registration
     return registration.endpoint or f"{registration.name}-endpoint"
@@ -94,8 +101,6 @@ def add_vertex_registration(
         summary=summary,
         record=record,
         model_name=name,
-        keras_serving_image=registration.keras_serving_image or keras_serving_image(region),
-        transformers_serving_image=registration.serving_image or experiment.images.transformers,
         endpoint_name=endpoint_name(experiment) if registration.deploy else "",
         location=region,
     ).set_display_name("find registered model")
@@ -104,7 +109,8 @@ def add_vertex_registration(
     serving_model = dsl.importer(
         artifact_uri=plan.outputs["serving_uri"],
         artifact_class=artifact_types.UnmanagedContainerModel,
-        metadata={"containerSpec": {"imageUri": plan.outputs["serving_image"]}},
+        # our server (components.serve) in the serving image, on the KServe routes of `name`
+        metadata={"containerSpec": vertex_container_spec(name, serving_image(experiment))},
     ).set_display_name("serving model")
     upload = functools.partial(
         ModelUploadOp,

@@ -220,26 +220,33 @@ def _error(message: str) -> None:
 
 def _load(args: argparse.Namespace) -> Any:
     """The classifier `--model` and `--format` name; raises ModelLoadError with what to fix."""
+    return load_version(args.model, args.format)
+
+
+def load_version(model: Path, format: str = NATIVE) -> Any:
+    """The classifier of a Model artifact or registry version folder `model`: the native model,
+    or (`format`) one of the version's exported files with its runtime. Raises ModelLoadError
+    with what to fix."""
     from pydantic import ValidationError
 
     from components.models.loading import ModelLoadError, load_classifier, resolve_model_dir
 
-    model_dir = resolve_model_dir(args.model)
+    model_dir = resolve_model_dir(model)
     try:
-        if args.format == NATIVE:
+        if format == NATIVE:
             return load_classifier(model_dir)
         from components.common.export_artifact import VERSION_DIR
         from components.common.model_card import ModelCard
         from components.export.runtimes import ExportMissingError, load_exported
 
-        export_dir = Path(args.model) / VERSION_DIR
+        export_dir = Path(model) / VERSION_DIR
         if not export_dir.is_dir():
             raise ModelLoadError(
-                f"{args.model} has no export/ folder: --format {args.format} needs a registered "
+                f"{model} has no export/ folder: --format {format} needs a registered "
                 "version of an experiment with an export section (export.formats)"
             )
         try:
-            return load_exported(export_dir, args.format, ModelCard.load(model_dir))
+            return load_exported(export_dir, format, ModelCard.load(model_dir))
         except ExportMissingError as exc:
             raise ModelLoadError(str(exc)) from None
     except (FileNotFoundError, NotADirectoryError) as exc:
@@ -252,7 +259,7 @@ def _load(args: argparse.Namespace) -> Any:
             "was it written by this project's train step?"
         ) from None
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"could not load the model in {args.model}: {exc}") from None
+        raise ModelLoadError(f"could not load the model in {model}: {exc}") from None
 
 
 def _check_args(args: argparse.Namespace) -> str | None:

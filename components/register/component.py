@@ -68,8 +68,6 @@ def vertex_registration(
     summary: dict,
     record: dict,
     model_name: str,
-    keras_serving_image: str,
-    transformers_serving_image: str,
     endpoint_name: str,
     location: str,
     # A literal: the function's source runs in the step. Vertex resolves it to the run's project.
@@ -77,7 +75,6 @@ def vertex_registration(
 ) -> NamedTuple(  # type: ignore[valid-type]
     "VertexRegistration",
     serving_uri=str,
-    serving_image=str,
     description=str,
     labels=dict,
     parent_model=str,
@@ -91,16 +88,13 @@ def vertex_registration(
         summary: The compare step's summary (best run: framework, model URI, metric value).
         record: The register step's record (version, framework, folder in the bucket).
         model_name: Display name of the registered model.
-        keras_serving_image: Serving container of keras models (loads the SavedModel).
-        transformers_serving_image: Serving container of transformers models (loads the folder).
         endpoint_name: Display name of the endpoint to deploy to; empty when not deploying.
         location: Region of the Model Registry and the endpoint.
         project: Project of the Model Registry (default: the pipeline's).
 
     Returns:
-        serving_uri: What the serving container loads, in the folder registry: the SavedModel
-            or the Model folder.
-        serving_image: The serving container for the best model's framework.
+        serving_uri: What the serving container loads: the version folder in the folder
+            registry (the Model and its exports).
         description: The version's description (best run and its metric).
         labels: Labels of the uploaded model.
         parent_model: Resource name of the model already registered under model_name, or "".
@@ -118,8 +112,6 @@ def vertex_registration(
         CompareSummary.model_validate(summary),
         RegistrationRecord.model_validate(record),
         model_name,
-        keras_serving_image,
-        transformers_serving_image,
         endpoint_name,
         project,
         location,
@@ -129,7 +121,6 @@ def vertex_registration(
         "VertexRegistration",
         [
             "serving_uri",
-            "serving_image",
             "description",
             "labels",
             "parent_model",

@@ -1,8 +1,9 @@
 """What the Vertex AI Model Registry upload needs, found when the pipeline runs.
 
 Plain Python behind the `vertex_registration` component: it reads the compare summary and the
-folder registry's record, picks the serving artifact and container of the best model's
-framework, and looks up the model and endpoint already registered under the experiment's names.
+folder registry's record, picks the serving artifact (the registered version folder, which our
+serving container loads whatever the framework), and looks up the model and endpoint already
+registered under the experiment's names.
 """
 
 from __future__ import annotations
@@ -16,39 +17,19 @@ from components.common.files import local_path
 from components.common.results import CompareSummary, RegistrationRecord
 
 API_ROOT = "https://{region}-aiplatform.googleapis.com/v1/"
-# Where the keras trainer exports the SavedModel that a TensorFlow serving container loads.
-KERAS_SAVED_MODEL = "keras/saved_model"
-# Vertex's newest prebuilt TensorFlow prediction container; {multiregion} is us, europe or asia.
-KERAS_SERVING_IMAGE = "{multiregion}-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
 MODEL_LABEL = "imgclf_model"  # label of the models and endpoints this pipeline registers
-# Where a version's exports go inside the uploaded artifact: TensorFlow Serving ignores a
-# SavedModel's assets.extra/, and the transformers serving container only reads hf/.
-SERVING_EXPORTS = {"keras": f"assets.extra/{VERSION_DIR}", "transformers": VERSION_DIR}
 
 
-def stage_exports(version_dir: Path, serving_dir: Path, framework: str) -> Path | None:
-    """Copy the version's export/ into the folder Vertex uploads, so the exported files are
-    part of the registered model's artifacts. Returns where they went (None: no exports)."""
+def stage_exports(version_dir: Path, model_dir: Path) -> Path | None:
+    """Copy the version's export/ into the Model folder Vertex uploads when the version folder
+    itself cannot be uploaded, so the exported files are part of the registered model's
+    artifacts. Returns where they went (None: no exports)."""
     source = Path(version_dir) / VERSION_DIR
     if not source.is_dir():
         return None
-    destination = Path(serving_dir) / SERVING_EXPORTS[framework]
+    destination = Path(model_dir) / VERSION_DIR
     shutil.copytree(source, destination, dirs_exist_ok=True)
     return destination
-
-
-def multiregion(region: str) -> str:
-    """The Artifact Registry multi-region of Vertex's prebuilt containers for `region`."""
-    if region.startswith("europe-"):
-        return "europe"
-    if region.startswith(("asia-", "australia-", "me-")):
-        return "asia"
-    return "us"
-
-
-def keras_serving_image(region: str) -> str:
-    """Vertex's prebuilt TensorFlow serving container nearest to `region`."""
-    return KERAS_SERVING_IMAGE.format(multiregion=multiregion(region))
 
 
 def _latest(resource: Any, display_name: str, project: str, location: str) -> str:
@@ -66,36 +47,28 @@ def plan_registration(
     summary: CompareSummary,
     record: RegistrationRecord,
     model_name: str,
-    keras_serving_image: str,
-    transformers_serving_image: str,
     endpoint_name: str,
     project: str,
     location: str,
 ) -> dict[str, Any]:
     """What the Model Registry upload needs.
 
-    The serving artifact is the copy in the folder registry (`record`, the register step's
-    result, under /gcs/BUCKET/...), which outlives the run's artifacts; the version's exports
-    are copied into it so they are uploaded with the model. The serving container is the one
-    of the best model's framework. The model and endpoint already registered under
-    these names come as resource name and API URI, or "" when there is none.
+    The serving artifact is the version folder in the folder registry (`record`, the register
+    step's result, under /gcs/BUCKET/...), which outlives the run's artifacts and holds the
+    Model and its exports; the serving container (our server, components.serve) loads it from
+    Vertex's copy (AIP_STORAGE_URI). The model and endpoint already registered under these
+    names come as resource name and API URI, or "" when there is none.
     """
     from google.cloud import aiplatform
 
     best = summary.best
+    exports = f"; exports {', '.join(record.exports)}" if record.exports else ""
     if record.path.startswith("/gcs/"):
-        model_uri = "gs://" + record.path.removeprefix("/gcs/").rstrip("/") + "/model"
+        serving_uri = "gs://" + record.path.removeprefix("/gcs/").rstrip("/")
     else:
-        model_uri = best.model_uri.rstrip("/")
-    framework = record.framework or best.framework or "keras"
-    if framework == "keras":
-        serving_uri, serving_image = f"{model_uri}/{KERAS_SAVED_MODEL}", keras_serving_image
-    else:
-        serving_uri, serving_image = model_uri, transformers_serving_image
-    exports = ""
-    if record.exports:
-        stage_exports(local_path(record.path), local_path(serving_uri), framework)
-        exports = f"; exports {', '.join(record.exports)} in {SERVING_EXPORTS[framework]}/"
+        serving_uri = best.model_uri.rstrip("/")
+        if record.exports:
+            stage_exports(local_path(record.path), local_path(serving_uri))
     api = API_ROOT.format(region=location)
     parent = _latest(aiplatform.Model, model_name, project, location)
     endpoint = (
@@ -106,7 +79,6 @@ def plan_registration(
         labels["registry_version"] = record.version.lower()
     return {
         "serving_uri": serving_uri,
-        "serving_image": serving_image,
         "description": (
             f"{record.version + ': ' if record.version else ''}{best.name} seed {best.seed}, "
             f"{summary.metric} {best.value:.4f}{exports}"

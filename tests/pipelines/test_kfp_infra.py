@@ -22,7 +22,7 @@ from pipelines.config import KIND_REGISTRY_PVC, Images, KfpResources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 KIND_DIR = REPO_ROOT / "infra" / "kind"
-SCRIPTS = ("up.sh", "load.sh", "down.sh", "trainer.sh")
+SCRIPTS = ("up.sh", "load.sh", "down.sh", "trainer.sh", "kserve.sh", "serve.sh")
 BASH = shutil.which("bash") or "bash"
 VERSION_LINE = re.compile(r'^KFP_VERSION="(?P<version>[^"]+)"$', re.MULTILINE)
 
@@ -419,3 +419,87 @@ def test_trainer_yaml_has_what_the_kfp_target_names():
     assert {d["metadata"]["namespace"] for d in documents.values()} == {
         trainjob.TrainJobLaunch.model_fields["namespace"].default
     }
+
+
+# --- KServe (make kind-kserve, make kind-serve) ----------------------------------------------
+
+INGRESS = '{"ingressClassName": "istio", "disableIngressCreation": false}'
+
+
+def kserve_stubs(tmp_path: Path) -> str:
+    """The stub tools with a cluster, a kubectl that answers KServe's ingress settings, and a
+    port-forward that returns at once."""
+    folder = tmp_path / "kserve-bin"
+    folder.mkdir()
+    (tmp_path / "cluster").touch()
+    kubectl = f"""echo "kubectl $*" >>"$STUB_LOG"
+case " $* " in *" get configmap inferenceservice-config "*) echo '{INGRESS}' ;; esac
+exit 0"""
+    for tool, body in {**STUBS, "kubectl": kubectl}.items():
+        script = folder / tool
+        script.write_text(f"#!{BASH}\n{body}\n")
+        script.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def test_kserve_installs_cert_manager_then_kserve_in_raw_deployment_mode(tmp_path):
+    import json
+
+    log = tmp_path / "calls.log"
+    done = run_script("kserve.sh", kserve_stubs(tmp_path), tmp_path, log, PYTHON=sys.executable)
+
+    assert done.returncode == 0, done.stderr
+    kubectl = "kubectl --context kind-imgclf"
+    calls = [
+        c.removeprefix(kubectl + " ") for c in log.read_text().splitlines() if c.startswith(kubectl)
+    ]
+    release = "https://github.com/kserve/kserve/releases/download/v0.15.2"
+    order = [
+        "apply -f https://github.com/cert-manager/cert-manager/releases/download/v1.16.2/"
+        "cert-manager.yaml",
+        "-n cert-manager wait --for=condition=Available deployment --all --timeout=10m",
+        f"apply --server-side -f {release}/kserve.yaml",
+        "wait --for condition=established --timeout=120s crd/inferenceservices.serving.kserve.io",
+        "-n kserve wait --for=condition=Available deployment --all --timeout=10m",
+        f"apply --server-side -f {release}/kserve-cluster-resources.yaml",
+    ]
+    assert calls[: len(order)] == order
+    (patch,) = [c for c in calls if c.startswith("-n kserve patch configmap")]
+    data = json.loads(patch.split(" -p ", 1)[1])["data"]
+    assert json.loads(data["deploy"]) == {"defaultDeploymentMode": "RawDeployment"}
+    assert json.loads(data["ingress"]) == {
+        "ingressClassName": "istio",
+        "disableIngressCreation": True,
+    }
+    assert calls[-2:] == [
+        "-n kserve rollout restart deployment kserve-controller-manager",
+        "-n kserve rollout status deployment kserve-controller-manager --timeout=10m",
+    ]
+
+
+def test_serve_applies_the_experiments_inference_service_and_forwards_it(tmp_path):
+    log = tmp_path / "calls.log"
+    done = run_script(
+        "serve.sh",
+        kserve_stubs(tmp_path),
+        tmp_path,
+        log,
+        PYTHON=sys.executable,
+        PYTHONPATH=str(REPO_ROOT),
+        KIND_STATE_DIR=str(tmp_path / "state"),
+    )
+
+    assert done.returncode == 0, done.stderr
+    manifest = tmp_path / "state" / "digits.isvc.yaml"
+    service = yaml.safe_load(manifest.read_text())
+    assert service["kind"] == "InferenceService"
+    name = service["metadata"]["name"]
+    kubectl = "kubectl --context kind-imgclf"
+    calls = [
+        c.removeprefix(kubectl + " ") for c in log.read_text().splitlines() if c.startswith(kubectl)
+    ]
+    assert calls == [
+        f"apply -f {manifest}",
+        f"-n kubeflow wait --for=condition=Ready inferenceservice/{name} --timeout=10m",
+        f"-n kubeflow port-forward service/{name}-predictor 8081:80",
+    ]

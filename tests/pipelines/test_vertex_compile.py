@@ -429,23 +429,29 @@ def test_the_serving_artifact_is_imported_with_its_container(compile_vertex):
 
     serving = importers["google.UnmanagedContainerModel"]
     assert serving["artifactUri"] == {"runtimeParameter": "uri"}
+    name = "{{$.inputs.parameters['metadata']}}"  # the model_name parameter, when it runs
+    # our server in the cpu image, whatever the framework; Vertex AI says the port and model
     assert serving["metadata"] == {
-        "containerSpec": {"imageUri": "{{$.inputs.parameters['metadata']}}"}
+        "containerSpec": {
+            "imageUri": IMAGES["cpu"],
+            "command": ["python", "-m", "components.serve"],
+            "args": ["--host", "0.0.0.0", "--name", name],
+            "ports": [{"containerPort": 8080}],
+            "healthRoute": f"/v1/models/{name}",
+            "predictRoute": f"/v1/models/{name}:predict",
+        }
     }
     assert importers["google.VertexModel"]["metadata"] == {
         "resourceName": "{{$.inputs.parameters['metadata']}}"
     }
     (plan,) = compiled.named("vertex-registration")
     inputs = compiled.inputs(plan)
-    assert inputs["keras_serving_image"] == (
-        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
-    )
-    assert inputs["transformers_serving_image"] == IMAGES["transformers"]
+    assert "keras_serving_image" not in inputs and "transformers_serving_image" not in inputs
     assert inputs["endpoint_name"] == ""
     assert plan["cachingOptions"] == {}  # looks at the registry as it is at run time
 
 
-def test_serving_images_follow_the_region_and_the_config(compile_vertex):
+def test_the_serving_image_follows_the_config(compile_vertex):
     compiled = compile_vertex(
         "cats_vs_dogs",
         (
@@ -455,13 +461,17 @@ def test_serving_images_follow_the_region_and_the_config(compile_vertex):
             "register.aliases=[production, candidate-2]",
         ),
     )
-
+    executors = compiled.spec["deploymentSpec"]["executors"].values()
+    (serving,) = [
+        e["importer"]
+        for e in executors
+        if e.get("importer", {}).get("typeSchema", {}).get("schemaTitle")
+        == "google.UnmanagedContainerModel"
+    ]
     (plan,) = compiled.named("vertex-registration")
-    inputs = compiled.inputs(plan)
 
-    assert inputs["keras_serving_image"].startswith("europe-docker.pkg.dev/vertex-ai/prediction/")
-    assert inputs["transformers_serving_image"] == f"{REGISTRY}/serve:1"
-    assert inputs["location"] == "europe-west4"
+    assert serving["metadata"]["containerSpec"]["imageUri"] == f"{REGISTRY}/serve:1"
+    assert compiled.inputs(plan)["location"] == "europe-west4"
     assert compiled.parameters["model_aliases"]["defaultValue"] == ["production", "candidate-2"]
 
 

@@ -114,6 +114,10 @@ class VertexStub:
                     if "pipelineJobs/" in path and stub.job_updates:
                         resource.update(stub.job_updates.pop(0))
                     return self._reply(200, resource)
+                if method == "POST" and collection == "models:upload":  # a finished operation
+                    model = f"{PARENT}/models/{len(stub.requests)}"
+                    operation = {"name": f"{PARENT}/operations/{len(stub.requests)}", "done": True}
+                    return self._reply(200, {**operation, "response": {"model": model}})
                 if method == "POST" and ":" in collection:  # e.g. contexts/x:addContextChildren
                     return self._reply(200, {})
                 ids = [v[0] for k, v in query.items() if k.endswith("Id")]
@@ -524,11 +528,6 @@ def test_missing_gcp_settings_are_named(capsys):
         ),
         (
             "pets",
-            ["register.deploy=true"],
-            "register.serving_image is needed to deploy: transformers models are registered",
-        ),
-        (
-            "pets",
             ["gcp.service_account=imgclf-pipelines"],
             "gcp.service_account is 'imgclf-pipelines'; use the service account's email",
         ),
@@ -583,10 +582,12 @@ def test_a_moving_tag_warns_and_submits(vertex_api, capsys):
     assert f"warning: images.cpu is {REGISTRY}/cpu:latest: a moving tag" in capsys.readouterr().err
 
 
-def test_transformers_without_a_serving_image_warn(vertex_api, capsys):
-    assert submit() == 0
+def test_transformers_models_deploy_without_a_serving_image(vertex_api, capsys):
+    """Every framework is served by our server in images.cpu: nothing more to configure."""
+    assert submit("register.deploy=true") == 0
 
-    assert "warning: register.serving_image is unset" in capsys.readouterr().err
+    assert "serving_image" not in capsys.readouterr().err
+    assert len(vertex_api.creates()) == 1
 
 
 # --- what the registration step looks up when it runs --------------------------------------
@@ -620,25 +621,16 @@ def record(framework: str) -> RegistrationRecord:
 
 def plan(framework: str, endpoint: str = "") -> dict[str, Any]:
     return plan_registration(
-        summary(framework),
-        record(framework),
-        "pets-classifier",
-        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-        f"{REGISTRY}/serve:1",
-        endpoint,
-        PROJECT,
-        REGION,
+        summary(framework), record(framework), "pets-classifier", endpoint, PROJECT, REGION
     )
 
 
-def test_a_first_keras_model_is_served_from_its_saved_model_in_the_registry(vertex_api):
+def test_a_first_keras_model_is_served_from_its_version_folder_in_the_registry(vertex_api):
     found = plan("keras")
 
-    # the folder registry's copy, which outlives the run's artifacts
-    assert found["serving_uri"] == (
-        "gs://my-bucket/registry/pets-classifier/v3/model/keras/saved_model"
-    )
-    assert found["serving_image"].endswith("/tf2-cpu.2-15:latest")
+    # the folder registry's copy, which outlives the run's artifacts: our server loads it
+    assert found["serving_uri"] == "gs://my-bucket/registry/pets-classifier/v3"
+    assert "serving_image" not in found
     assert found["parent_model"] == found["parent_model_uri"] == ""
     assert found["endpoint"] == ""
     assert found["description"] == "v3: convnextv2-tiny seed 0, accuracy 0.9512"
@@ -659,8 +651,7 @@ def test_a_registered_model_gets_a_new_version_and_its_endpoint_is_reused(vertex
 
     found = plan("transformers", endpoint="pets-classifier-endpoint")
 
-    assert found["serving_uri"] == "gs://my-bucket/registry/pets-classifier/v3/model"
-    assert found["serving_image"] == f"{REGISTRY}/serve:1"
+    assert found["serving_uri"] == "gs://my-bucket/registry/pets-classifier/v3"
     assert found["parent_model"] == model
     assert found["parent_model_uri"] == f"https://{REGION}-aiplatform.googleapis.com/v1/{model}"
     assert found["endpoint"] == endpoint
@@ -707,36 +698,114 @@ def test_exports_and_batch_prediction_reach_vertex(vertex_api, capsys):
 
 
 def test_exports_are_uploaded_with_the_models_artifacts(vertex_api, tmp_path, monkeypatch):
-    """The version's export/ is copied into the folder Vertex uploads (the SavedModel's
-    assets.extra/, which TensorFlow Serving ignores), and the description names the formats."""
+    """The version folder Vertex uploads holds export/; a registry outside the bucket gets the
+    version's export/ copied into the Model folder that is uploaded instead."""
     import components.register.vertex as vertex
 
-    bucket = tmp_path / "gcs"
-    version = bucket / "my-bucket/registry/pets-classifier/v3"
-    (version / "model/keras/saved_model").mkdir(parents=True)
-    (version / "export").mkdir()
+    version = tmp_path / "registry/pets-classifier/v3"
+    (version / "export").mkdir(parents=True)
     (version / "export/model.onnx").write_bytes(b"onnx")
     (version / "export/export.json").write_text("{}")
+    model = tmp_path / "bucket/pipeline-root/pets/123/train_456/model"
+    model.mkdir(parents=True)
+
+    def local_path(path: Any) -> Path:
+        text = str(path)
+        if text.startswith("gs://my-bucket/"):
+            return tmp_path / "bucket" / text.removeprefix("gs://my-bucket/")
+        return Path(text)
+
+    monkeypatch.setattr(vertex, "local_path", local_path)
+    in_bucket = record("keras").model_copy(update={"exports": ["onnx"]})
+    outside = in_bucket.model_copy(update={"path": str(version)})
+
+    found = plan_registration(summary("keras"), in_bucket, "pets-classifier", "", PROJECT, REGION)
+    assert found["serving_uri"] == "gs://my-bucket/registry/pets-classifier/v3"
+    assert found["description"].endswith("; exports onnx")
+    assert not (model / "export").exists()
+
+    found = plan_registration(summary("keras"), outside, "pets-classifier", "", PROJECT, REGION)
+    assert found["serving_uri"] == "gs://my-bucket/pipeline-root/pets/123/train_456/model"
+    assert (model / "export/model.onnx").read_bytes() == b"onnx"
+    assert (model / "export/export.json").is_file()
+
+
+def test_the_uploaded_model_is_served_by_our_server_container(vertex_api, tmp_path, monkeypatch):
+    """GCPC's upload launcher, given the serving artifact as the pipeline imports it, sends the
+    Model Registry a custom serving container: our image and command, port and routes."""
+    import requests
+    from google.oauth2.credentials import Credentials
+    from google_cloud_pipeline_components.container.v1.gcp_launcher import lro_remote_runner
+    from google_cloud_pipeline_components.container.v1.model.upload_model import remote_runner
+
+    assert submit("register.deploy=true") == 0
+    (create,) = vertex_api.creates()
+    executors = create["body"]["pipelineSpec"]["deploymentSpec"]["executors"].values()
+    (serving,) = [
+        e["importer"]
+        for e in executors
+        if e.get("importer", {}).get("typeSchema", {}).get("schemaTitle")
+        == "google.UnmanagedContainerModel"
+    ]
+    # what the importer holds when it runs: the model_name parameter filled in
+    metadata = json.loads(
+        json.dumps(serving["metadata"]).replace(
+            "{{$.inputs.parameters['metadata']}}", "pets-classifier"
+        )
+    )
+    uri = "gs://my-bucket/registry/pets-classifier/v3"
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "unmanaged_container_model": {"artifacts": [{"uri": uri, "metadata": metadata}]}
+            }
+        },
+        "outputs": {
+            "artifacts": {
+                "model": {"artifacts": [{"name": "model", "type": {"schemaTitle": "x"}}]}
+            },
+            "outputFile": str(tmp_path / "executor_output.json"),
+        },
+    }
+    api = f"https://{REGION}-aiplatform.googleapis.com/"
+
+    class ToTheStub:
+        def post(self, url: str, **kwargs: Any) -> Any:
+            return requests.post(url.replace(api, vertex_api.endpoint + "/"), **kwargs)
+
+        def get(self, url: str, **kwargs: Any) -> Any:
+            return requests.get(url.replace(api, vertex_api.endpoint + "/"), **kwargs)
+
+    monkeypatch.setattr(lro_remote_runner, "requests", ToTheStub())
     monkeypatch.setattr(
-        vertex,
-        "local_path",
-        lambda path: bucket / str(path).removeprefix("/gcs/").removeprefix("gs://"),
+        lro_remote_runner.google.auth, "default", lambda: (Credentials(token="t"), PROJECT)
     )
-    registered = record("keras").model_copy(update={"exports": ["onnx"]})
+    vertex_api.requests.clear()
 
-    found = plan_registration(
-        summary("keras"),
-        registered,
-        "pets-classifier",
-        "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
-        f"{REGISTRY}/serve:1",
-        "",
-        PROJECT,
-        REGION,
+    remote_runner.upload_model(
+        type="UploadModel",
+        project=PROJECT,
+        location=REGION,
+        payload=json.dumps({"display_name": "pets-classifier"}),
+        gcp_resources=str(tmp_path / "gcp_resources.json"),
+        executor_input=json.dumps(executor_input),
     )
 
-    staged = version / "model/keras/saved_model/assets.extra/export"
-    assert (staged / "model.onnx").read_bytes() == b"onnx"
-    assert (staged / "export.json").is_file()
-    assert found["serving_uri"].endswith("/v3/model/keras/saved_model")
-    assert "exports onnx in assets.extra/export/" in found["description"]
+    (upload,) = [r for r in vertex_api.requests if r["path"].endswith("models:upload")]
+    assert upload["path"] == f"{PARENT}/models:upload"
+    model = upload["body"]["model"]
+    assert model["artifact_uri"] == uri
+    container = model["container_spec"]
+    # images.cpu, pinned to its digest at submission like every step's image
+    assert container.pop("image_uri").startswith(f"{REGISTRY}/cpu@sha256:")
+    assert container == {
+        "command": ["python", "-m", "components.serve"],
+        "args": ["--host", "0.0.0.0", "--name", "pets-classifier"],
+        "ports": [{"container_port": 8080}],
+        "health_route": "/v1/models/pets-classifier",
+        "predict_route": "/v1/models/pets-classifier:predict",
+    }
+    output = json.loads((tmp_path / "executor_output.json").read_text())
+    assert output["artifacts"]["model"]["artifacts"][0]["metadata"]["resourceName"].startswith(
+        f"{PARENT}/models/"
+    )

@@ -57,6 +57,9 @@ MODULE_EXTRAS = {
     "onnxruntime": "export",
     "tf2onnx": "export",
     "ai_edge_litert": "export",
+    "fastapi": "serve",
+    "starlette": "serve",
+    "uvicorn": "serve",
 }
 STEP_PACKAGES = {
     "ingest": "ingest",
@@ -65,6 +68,7 @@ STEP_PACKAGES = {
     "compare": "compare",
     "export": "export",
     "search": "search",
+    "serve": "serve",
 }
 
 

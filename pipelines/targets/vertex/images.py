@@ -24,6 +24,8 @@ STEP_EXTRAS: dict[str, frozenset[str]] = {
     "register": frozenset(),
     "export": frozenset({"tf", "hf", "export"}),  # converts keras or transformers models
     "vertex": frozenset({"vertex"}),
+    # the model server: loads every format, reads a gs:// model on Vertex AI
+    "serve": frozenset({"serve", "tf", "hf", "export", "vertex"}),
 }
 IMAGE_STEPS: dict[str, tuple[str, ...]] = {
     "cpu": (
@@ -36,6 +38,7 @@ IMAGE_STEPS: dict[str, tuple[str, ...]] = {
         "export",
         "register",
         "vertex",
+        "serve",
     ),
     "gpu": ("train:keras", "vertex"),
     "tpu": ("train:keras", "vertex"),
@@ -86,6 +89,4 @@ def used_images(experiment: Experiment) -> dict[str, str]:
     registration = experiment.registration
     if registration.serving_image:
         used["register.serving_image"] = registration.serving_image
-    if registration.keras_serving_image:
-        used["register.keras_serving_image"] = registration.keras_serving_image
     return used

@@ -125,17 +125,6 @@ def _registration_problems(experiment: Experiment, warnings: list[str]) -> list[
                 "lower-case letters first and last, then letters, digits and '-' "
                 "(e.g. production, candidate-2)"
             )
-    if "transformers" in experiment.frameworks() and not registration.serving_image:
-        message = (
-            "register.serving_image is unset: transformers models are registered with "
-            f"images.transformers ({experiment.images.transformers}), which serves no "
-            "predictions; set register.serving_image to a container that serves the Model "
-            "folder on AIP_HTTP_PORT"
-        )
-        if registration.deploy:
-            problems.append(message.replace(" is unset:", " is needed to deploy:"))
-        else:
-            warnings.append(message)
     return problems
 
 
