@@ -50,6 +50,7 @@ PLATFORM = "x86_64-manylinux_2_36"
 INSTALLER = "installer"
 COMMON = "common"
 COMMON_EXTRAS: tuple[str, ...] = ("vertex",)
+COMMON_LOCK_LABEL = f"containers/locks/{COMMON}.txt"
 # What each image installs: extras of pyproject.toml. The steps' needs per image are in
 # pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
 # holds the two together.
@@ -422,7 +423,9 @@ def compile_lock(
         )
     if done.returncode != 0:
         raise LockError(f"uv pip compile failed for the {image} image:\n{done.stderr.strip()}")
-    return header(pyproject, image) + done.stdout
+    # uv names the constraints file where it lay; the lock names the file those pins come from,
+    # so that compiling twice gives the same text.
+    return header(pyproject, image) + done.stdout.replace(str(constraints), COMMON_LOCK_LABEL)
 
 
 def installable_lock(

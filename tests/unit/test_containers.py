@@ -172,6 +172,17 @@ def test_each_lock_matches_pyproject(image):
     assert len(locked(image).pins) > 50  # the whole tree, not the direct requirements only
 
 
+def test_the_locks_name_only_files_of_the_repository():
+    """A lock compiled twice from the same inputs is the same text: its annotations name the
+    repository's files (the shared layer's lock), never the scratch folder uv read them from."""
+    for lock in image_locks.LOCKS:
+        text = image_locks.lock_path(lock, REPO).read_text()
+        for line in text.splitlines():
+            if line.lstrip("# ").startswith(("-c ", "-r ")):
+                named = line.lstrip("# ").split(maxsplit=1)[1]
+                assert named in ("-", "pyproject.toml", image_locks.COMMON_LOCK_LABEL), (lock, line)
+
+
 def test_the_lock_check_runs_offline_from_the_command_line(capsys):
     assert image_locks.main(["--check"]) == 0
     assert capsys.readouterr().err == ""
