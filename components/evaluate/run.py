@@ -1,8 +1,9 @@
 """The evaluate step: predict the test split, compute metrics, write predictions and a report.
 
-The test split's predictions come from the Model artifact when the train step kept them for
-this Dataset (`components.models.prediction`: same fingerprint, same keys and labels in the
-same order), so no framework is imported; otherwise the model is loaded and predicts them.
+The test split's predictions are the saved Model's: the ones the train step kept in the Model
+artifact for this Dataset after the reloaded artifact reproduced them on a sample
+(`components.models.prediction`: same fingerprint, same keys and labels in the same order), so
+no framework is imported; otherwise the model is loaded from the artifact and predicts them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from components.common.tfrecord import read_examples
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
 from components.models.loading import load_classifier, resolve_model_dir
-from components.models.prediction import load_stored, predict_split
+from components.models.prediction import ARTIFACT_TOLERANCE, load_stored, predict_split
 from components.spec import ON_FAILURE
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -86,8 +87,13 @@ def predictions_of_test_split(
             keys.append(example["key"])
             labels.append(example["label"])
         if stored["keys"].tolist() == keys and stored["labels"].tolist() == labels:
-            print(f"test split: the {len(keys)} predictions the train step kept for this Dataset")
-            return stored
+            print(
+                f"test split: the {len(keys)} predictions the train step kept for this Dataset; "
+                f"the saved Model, reloaded, gave the same top-1 on {int(stored['artifact_sample'])} "
+                f"of them (largest probability difference "
+                f"{float(stored['artifact_max_difference']):.2g}, tolerance {ARTIFACT_TOLERANCE:g})"
+            )
+            return {k: stored[k] for k in ("keys", "labels", "probabilities")}
         print("test split: the predictions kept in the Model are of other images; predicting")
     return predict_split(load_classifier(model_dir), dataset_dir, "test", batch_size)
 

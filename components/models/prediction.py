@@ -4,8 +4,12 @@
 the `Classifier` scores them in batches. The keras train step runs it on the model it trained,
 still in memory, and keeps the test split's result in the Model artifact (`stored_predictions.npz`: keys, labels,
 probabilities, the Dataset's fingerprint and the split), so the evaluate step can score the
-model without importing a framework. `load_stored` gives them back only for the Dataset they
-were made of; evaluation checks the keys and labels against the split it reads. A transformers
+model without importing a framework. They are kept only after the saved artifact, loaded back
+exactly as evaluation, the registry, `predict` and the server load it, has predicted a sample
+of the same images with the same top-1 and probabilities within ARTIFACT_TOLERANCE; a model
+that saves or reloads wrong fails its training there, with the numbers (`check_artifact`).
+`load_stored` gives them back only for the Dataset they were made of and only with that check
+recorded; evaluation checks the keys and labels against the split it reads. A transformers
 training keeps none: its processes never import TensorFlow, so the evaluate step predicts.
 """
 
@@ -28,6 +32,15 @@ STORED_PREDICTIONS_FILE = "stored_predictions.npz"
 # every core busy, and big inputs get smaller batches so activations stay within memory.
 BATCH_PIXELS = 256 * 64 * 64
 MAX_BATCH = 512
+# The reloaded artifact predicts the first ARTIFACT_SAMPLE images of the split; each class
+# probability may differ from the trained model's by at most ARTIFACT_TOLERANCE (float32 kernels
+# of another build or device differ by far less; a lost layer by far more).
+ARTIFACT_SAMPLE = 64
+ARTIFACT_TOLERANCE = 1e-3
+
+
+class ArtifactMismatchError(RuntimeError):
+    """The saved Model does not predict as the model that was trained."""
 
 
 def default_batch_size(input_size: tuple[int, int] | list[int]) -> int:
@@ -42,8 +55,10 @@ def predict_split(
     dataset_dir: str | Path,
     split: str = "test",
     batch_size: int | None = None,
+    limit: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """Keys, labels and class probabilities of every image of `split`, in batches.
+    """Keys, labels and class probabilities of every image of `split` (the first `limit`
+    ones), in batches.
 
     tf.data decodes and resizes in parallel on every core while the model predicts.
     """
@@ -54,6 +69,9 @@ def predict_split(
     card = classifier.card
     batch_size = batch_size or default_batch_size(card.input_size)
     total = DatasetInfo.read(dataset_dir).num_examples.get(split, 0)
+    if limit is not None:
+        total = min(total, limit)
+        batch_size = min(batch_size, max(limit, 1))
     dataset = make_dataset(
         dataset_dir,
         split,
@@ -63,6 +81,8 @@ def predict_split(
         with_keys=True,
         cache=False,
     )
+    if limit is not None:
+        dataset = dataset.take(math.ceil(limit / batch_size))
     keys: list[str] = []
     labels, probabilities = [], []
     batches = max(math.ceil(total / batch_size), 1)
@@ -72,11 +92,57 @@ def predict_split(
         keys.extend(k.decode() for k in batch_keys.numpy())
     if not keys:
         raise ValueError(f"the {split} split of {dataset_dir} has no images to predict")
+    end = limit if limit is not None else len(keys)
     return {
-        "keys": np.asarray(keys),
-        "labels": np.concatenate(labels).astype(np.int64),
-        "probabilities": np.concatenate(probabilities).astype(np.float32),
+        "keys": np.asarray(keys[:end]),
+        "labels": np.concatenate(labels).astype(np.int64)[:end],
+        "probabilities": np.concatenate(probabilities).astype(np.float32)[:end],
     }
+
+
+def check_artifact(
+    predictions: dict[str, np.ndarray],
+    model_dir: str | Path,
+    dataset_dir: str | Path,
+    split: str = "test",
+    sample: int = ARTIFACT_SAMPLE,
+    tolerance: float = ARTIFACT_TOLERANCE,
+) -> dict[str, float]:
+    """Load the Model saved in `model_dir` as every reader loads it, predict the first `sample`
+    images of `split` and compare with `predictions` (the trained model's of the whole split).
+    Returns {"sample": n, "max_difference": largest probability difference}; raises
+    ArtifactMismatchError with the numbers when a top-1 differs (beyond a tie within the
+    tolerance) or a probability differs by more than `tolerance`."""
+    reloaded = predict_split(load_classifier(model_dir), dataset_dir, split, limit=sample)
+    n = len(reloaded["keys"])
+    if reloaded["keys"].tolist() != predictions["keys"][:n].tolist():
+        raise ArtifactMismatchError(
+            f"the saved Model read the {split} split's images in another order than the trained "
+            "model; the split changed while the step ran"
+        )
+    held = predictions["probabilities"][:n]
+    loaded = reloaded["probabilities"]
+    if held.shape != loaded.shape:
+        raise ArtifactMismatchError(
+            f"the saved Model in {model_dir} predicts {loaded.shape[1]} classes and the trained "
+            f"model {held.shape[1]}: the artifact does not hold the model that was trained"
+        )
+    difference = float(np.abs(held - loaded).max())
+    ordered = np.sort(held, axis=1)
+    clear = ordered[:, -1] - ordered[:, -2] > 2 * tolerance  # not a tie within the tolerance
+    flipped = np.flatnonzero(clear & (held.argmax(axis=1) != loaded.argmax(axis=1)))
+    if len(flipped) or difference > tolerance:
+        shown = ", ".join(str(k) for k in reloaded["keys"][flipped[:5]])
+        raise ArtifactMismatchError(
+            f"the saved Model does not predict as the trained model: on the first {n} {split} "
+            f"images, reloaded from {model_dir}, its top-1 differs on {len(flipped)}"
+            + (f" ({shown}{', ...' if len(flipped) > 5 else ''})" if len(flipped) else "")
+            + f" and its probabilities by up to {difference:.3g} (tolerance {tolerance:g}). "
+            "What is registered, exported and served would not be the model that was "
+            "evaluated: check what saving leaves out (a custom layer without "
+            "get_config/registration, a preprocessing step outside the model, a dtype policy)"
+        )
+    return {"sample": float(n), "max_difference": difference}
 
 
 def store_predictions(
@@ -91,6 +157,7 @@ def store_predictions(
     if not info.num_examples.get(split, 0):
         return None
     predictions = predict_split(classifier, dataset_dir, split)
+    checked = check_artifact(predictions, model_dir, dataset_dir, split)
     partial = _partial(path)
     with partial.open("wb") as handle:
         np.savez(
@@ -100,6 +167,9 @@ def store_predictions(
             probabilities=predictions["probabilities"],
             fingerprint=np.asarray(info.fingerprint),
             split=np.asarray(split),
+            artifact_sample=np.asarray(int(checked["sample"])),
+            artifact_max_difference=np.asarray(checked["max_difference"]),
+            artifact_tolerance=np.asarray(ARTIFACT_TOLERANCE),
         )
     os.replace(partial, path)
     return path
@@ -113,11 +183,15 @@ def keep_test_predictions(
     classifier: Classifier, dataset_dir: str | Path, model_dir: str | Path
 ) -> Path | None:
     """`store_predictions` of the test split for the train step: a failure to predict costs
-    the Model only its kept predictions (evaluation then predicts), not the training."""
+    the Model only its kept predictions (evaluation then predicts), not the training; a saved
+    Model that does not predict as the trained one (ArtifactMismatchError) fails it."""
+    path = Path(model_dir) / STORED_PREDICTIONS_FILE
     try:
         return store_predictions(classifier, dataset_dir, model_dir, "test")
+    except ArtifactMismatchError:
+        _partial(path).unlink(missing_ok=True)
+        raise
     except Exception as exc:
-        path = Path(model_dir) / STORED_PREDICTIONS_FILE
         path.unlink(missing_ok=True)
         _partial(path).unlink(missing_ok=True)
         print(
@@ -130,9 +204,10 @@ def keep_test_predictions(
 def load_stored(
     model_dir: str | Path, fingerprint: str, split: str = "test"
 ) -> dict[str, np.ndarray] | None:
-    """The predictions the train step kept of `split` of the Dataset with `fingerprint`; None
-    when the Model has none (an older Model, a search trial), they are of another Dataset or
-    split, or the file cannot be read."""
+    """The predictions the train step kept of `split` of the Dataset with `fingerprint`, with
+    `artifact_sample` and `artifact_max_difference` (the check of the saved Model); None when
+    the Model has none (an older Model, a search trial), they are of another Dataset or split,
+    carry no passed artifact check, or the file cannot be read."""
     path = Path(model_dir) / STORED_PREDICTIONS_FILE
     if not path.is_file() or not fingerprint:
         return None
@@ -140,10 +215,14 @@ def load_stored(
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["fingerprint"]) != fingerprint or str(stored["split"]) != split:
                 return None
+            if "artifact_sample" not in stored.files:
+                return None  # kept before the saved Model was checked against them
             predictions = {
                 "keys": stored["keys"].astype(str),
                 "labels": stored["labels"].astype(np.int64),
                 "probabilities": stored["probabilities"].astype(np.float32),
+                "artifact_sample": np.asarray(stored["artifact_sample"]),
+                "artifact_max_difference": np.asarray(stored["artifact_max_difference"]),
             }
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
