@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from components.common.images import BASE_IMAGE
 from components.spec import (
     SLUG_PATTERN,
+    ChampionPolicy,
     DataConfig,
     ExportConfig,
     MetricName,
@@ -79,10 +80,12 @@ class Compare(Strict):
 
 
 class Gate(Strict):
-    """The best candidate must reach this before it is registered."""
+    """The best candidate must reach `min` before it is registered, and be no worse than the
+    registered champion (`champion`) before it is promoted."""
 
     metric: MetricName = "accuracy"
     min: float = Field(default=0.0, ge=0.0, le=1.0)
+    champion: ChampionPolicy = ChampionPolicy()
 
 
 def _whole_seconds(value: str) -> str:

@@ -3,7 +3,8 @@ condition by `pipelines/training.py`.
 
 - folder registry (every target): import the best Model, convert and measure it with the
   experiment's `export` section (`export`), and copy it and the passing exports into
-  `<registry_root>/<name>/vN/` (`register_local`);
+  `<registry_root>/<name>/vN/` (`register_local`), which re-scores the champion on the run's
+  test split and moves the `champion` alias only to a version that is no worse;
 - Vertex AI Model Registry (the vertex target): then plan the upload (`vertex_registration`),
   upload a new version of the model of the same name or a new model (GCPC `ModelUploadOp`),
   served by our server in the serving image (a custom serving container speaking the KServe v1
@@ -65,6 +66,8 @@ def add_folder_registration(
         summary=summary,
         aliases=aliases,
         allow_class_change=experiment.registration.allow_class_change,
+        dataset=dataset,
+        champion=experiment.gate.champion.model_dump(mode="json"),
         **exports,
     ).set_display_name("register")
     configure(register_task, "register")
@@ -88,9 +91,9 @@ def add_vertex_registration(
     record: Any,
     summary: Any,
     name: Any,
-    aliases: Any,
 ) -> None:
-    """Upload the registered version to the Vertex AI Model Registry (and deploy it)."""
+    """Upload the registered version to the Vertex AI Model Registry with the aliases the
+    register step's record gives it (and deploy it when it was promoted)."""
     require_gcpc()
     from google_cloud_pipeline_components.types import artifact_types
     from google_cloud_pipeline_components.v1.model import ModelUploadOp
@@ -117,7 +120,7 @@ def add_vertex_registration(
         display_name=name,
         description=plan.outputs["description"],
         unmanaged_container_model=serving_model.output,
-        version_aliases=aliases,
+        version_aliases=plan.outputs["version_aliases"],
         labels=plan.outputs["labels"],
         encryption_spec_key_name=experiment.gcp.encryption_key or "",
         location=region,
@@ -136,7 +139,9 @@ def add_vertex_registration(
     if registration.deploy or registration.batch_predict:
         uploaded = dsl.OneOf(new_version.outputs["model"], new_model.outputs["model"])
     if registration.deploy:
-        _add_deploy(configure, experiment, plan, uploaded)
+        # only a version the register step promoted replaces what the endpoint serves
+        with dsl.If(plan.outputs["promoted"] == True, name="promoted"):  # noqa: E712
+            _add_deploy(configure, experiment, plan, uploaded)
     if registration.batch_predict:
         _add_batch_predict(configure, experiment, uploaded)
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
+from components.register.champion import decision_lines
+from components.register.run import champion_decision
 from components.search.gain import gain, ranking_noise
 from components.spec import TABLE_METRICS, SearchOutcome
 
@@ -55,6 +57,11 @@ def _results(result: dict[str, Any]) -> list[str]:
         elif record.same_model_as:
             note = f" (the model of {record.same_model_as}, with this run's exports)"
         lines.append(f"registered: {record.name} {record.version} at {record.path}{note}")
+        decision = champion_decision(record)
+        if decision is not None and not record.existing and not decision.checks:
+            lines.append(f"champion: {decision.verdict}")
+        elif decision is not None and not record.existing:
+            lines.extend(["", "champion:", *("  " + line for line in decision_lines(decision))])
         if record.exports:
             lines.append(f"exported: {', '.join(record.exports)} (in {record.path}/export/)")
     if result.get("index"):

@@ -120,7 +120,6 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                     record=register_task.output,
                     summary=compare_task.outputs["summary"],
                     name=model_name,
-                    aliases=model_aliases,
                 )
         return compare_task.outputs["summary"]
 

@@ -185,6 +185,39 @@ class CompareSummary(Result):
         return [m for m in candidates if any(m in row.metrics for row in self.rows)]
 
 
+class ChampionCheck(Result):
+    """One row of the champion decision: a metric of both models on the same test images."""
+
+    check: str  # "accuracy", "recall <class>", "ece"
+    champion: float
+    challenger: float
+    difference: float  # challenger - champion
+    low: float | None = None  # the paired interval of the difference (accuracy)
+    high: float | None = None
+    limit: str  # what the challenger had to meet, in words
+    passed: bool
+
+
+class ChampionDecision(Result):
+    """Whether a registered version became its model's champion, and why (`details.champion`
+    of its record): the checks against the champion of the time, on this run's test split."""
+
+    promoted: bool
+    reason: str  # "first version of ...", "accuracy +0.4 points ...", "accuracy may be ..."
+    champion: str | None = None  # the champion's version when the decision was made
+    test_images: int = 0
+    discordant: list[int] = []  # [champion right and challenger wrong, the other way round]
+    mcnemar_p: float | None = None  # exact McNemar test of the two error rates
+    confidence: float | None = None
+    checks: list[ChampionCheck] = []  # accuracy, the classes whose recall fell most, ece
+    classes_below: int = 0  # classes whose recall fell past the tolerance (some not in checks)
+
+    @property
+    def verdict(self) -> str:
+        """`promoted: <reason>` or `not promoted: <reason>`, as the console and index.html say."""
+        return f"{'promoted' if self.promoted else 'not promoted'}: {self.reason}"
+
+
 class RegistrationRecord(Result):
     """A registered model version (`registration.json` in the folder registry)."""
 

@@ -1,7 +1,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Input, Model
+from kfp.dsl import Dataset, Input, Model
 
 from components.common.images import BASE_IMAGE
 
@@ -15,6 +15,8 @@ def register_local(
     aliases: list = [],
     allow_class_change: bool = False,
     exports: Input[Model] = None,
+    dataset: Input[Dataset] = None,
+    champion: dict = {},
 ) -> dict:
     """Registers the best model as the next version in a folder registry.
 
@@ -32,12 +34,19 @@ def register_local(
         exports: The export step's artifact, when the experiment exports: the formats that
             passed go into the version's export/ folder with the record and report, and the
             version's card lists them.
+        dataset: The run's Dataset: the champion and the new version are compared on its test
+            split, and the new version becomes the champion only when it is no worse.
+        champion: The experiment's gate.champion (ChampionPolicy); {} for the defaults.
 
     Returns:
-        The registration record: name, version, path, source model, metrics.
+        The registration record: name, version, path, source model, metrics, and in
+        details.champion the decision (promoted or not, why, the checks).
     """
     from components.common.results import CompareSummary
+    from components.register.champion import decision_lines
+    from components.register.run import champion_decision
     from components.register.run import register_local as run_register
+    from components.spec import ChampionPolicy
 
     compared = CompareSummary.model_validate(summary)
     best = compared.best
@@ -58,8 +67,13 @@ def register_local(
         details,
         export_dir=exports.path if exports is not None else None,
         allow_class_change=allow_class_change,
+        dataset_dir=dataset.path if dataset is not None else None,
+        champion=ChampionPolicy.model_validate(champion),
     )
     print(f"registered {record.name} {record.version} at {record.path}")
+    decision = champion_decision(record)
+    if decision is not None and not record.existing:
+        print("\n".join(decision_lines(decision)))
     return record.to_output()
 
 
@@ -81,6 +95,8 @@ def vertex_registration(
     parent_model_uri=str,
     endpoint=str,
     endpoint_uri=str,
+    version_aliases=list,
+    promoted=bool,
 ):
     """Plans the upload of the best model to the Vertex AI Model Registry.
 
@@ -101,6 +117,9 @@ def vertex_registration(
         parent_model_uri: Its API URI, or "".
         endpoint: Resource name of the endpoint named endpoint_name, or "".
         endpoint_uri: Its API URI, or "".
+        version_aliases: The uploaded version's aliases: the experiment's, and champion and
+            default when the register step promoted it.
+        promoted: Whether the register step promoted the version (only then is it deployed).
     """
     import json
     from collections import namedtuple
@@ -127,6 +146,8 @@ def vertex_registration(
             "parent_model_uri",
             "endpoint",
             "endpoint_uri",
+            "version_aliases",
+            "promoted",
         ],
     )
     return VertexRegistration(**plan)

@@ -12,6 +12,10 @@ record names the earlier version (`same_model_as`). A version is never changed o
 
 A name keeps its meaning: a version whose class names differ from the latest version's is
 refused (register under another name, or pass `allow_class_change`).
+
+With the run's Dataset and a `ChampionPolicy`, a new version is also the challenger of the
+model's champion (`components/register/champion.py`): the decision goes into the record
+(`details.champion`), and aliases.json moves to the new version only when it is promoted.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from components.common.export_artifact import RECORD_FILE as EXPORT_RECORD
 from components.common.export_artifact import REPORT_FILE, VERSION_DIR
 from components.common.files import copy_tree, read_json, write_json
 from components.common.model_card import CARD_FILE
-from components.common.results import RegistrationRecord
+from components.common.results import ChampionDecision, RegistrationRecord
+from components.register.champion import CHAMPION, MODEL_DIR, decide, set_alias
+from components.spec import ChampionPolicy
 
 RECORD_FILE = "registration.json"
 METRICS_FILE = "metrics.json"
@@ -44,11 +50,15 @@ def register_local(
     details: dict[str, Any] | None = None,
     allow_class_change: bool = False,
     export_dir: str | Path | None = None,
+    dataset_dir: str | Path | None = None,
+    champion: ChampionPolicy | None = None,
 ) -> RegistrationRecord:
     """Copy the model into the next version folder; the same source model is registered once.
 
     `details` (e.g. the compare summary's best run and gate) is stored in the record as is.
     `export_dir` (the export step's artifact) adds the formats that passed under `export/`.
+    `dataset_dir` (the run's Dataset) and `champion` decide whether the new version becomes
+    the champion; without them the champion is left as it is.
     Raises ClassChangeError when the model's class names differ from the latest version's,
     unless `allow_class_change`.
     """
@@ -66,9 +76,13 @@ def register_local(
     card = read_json(model_dir / CARD_FILE)
     if not allow_class_change:
         check_same_classes(root, name, card.get("class_names"))
+    decision = None
+    if dataset_dir is not None:
+        decision = decide(root, name, model_dir, dataset_dir, champion or ChampionPolicy())
+        details = {**(details or {}), "champion": decision.to_output()}
     staging = root / f".staging-{os.getpid()}-{datetime.datetime.now().timestamp():.6f}"
     try:
-        copy_tree(model_dir, staging / "model")
+        copy_tree(model_dir, staging / MODEL_DIR)
         exports = copy_exports(Path(export_dir), staging / VERSION_DIR) if export_dir else []
         if exports:
             write_json(staging / CARD_FILE, {**card, "exports": exports})
@@ -105,6 +119,8 @@ def register_local(
                 if not target.exists():
                     raise
                 continue
+            if decision is not None and decision.promoted:
+                set_alias(root, CHAMPION, version)
             return record
         raise RuntimeError(
             f"could not claim a new version under {root} after {ATTEMPTS} attempts: other "
@@ -177,6 +193,12 @@ def _new_exports(existing: RegistrationRecord, export_dir: str | Path | None) ->
     if export_dir is None:
         return []
     return [f for f in passed_formats(export_dir) if f not in existing.exports]
+
+
+def champion_decision(record: RegistrationRecord) -> ChampionDecision | None:
+    """The champion decision a record holds (None: registered without one)."""
+    found = record.details.get("champion")
+    return ChampionDecision.model_validate(found) if found else None
 
 
 def read_record(version: Path) -> RegistrationRecord:

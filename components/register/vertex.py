@@ -18,6 +18,10 @@ from components.common.results import CompareSummary, RegistrationRecord
 
 API_ROOT = "https://{region}-aiplatform.googleapis.com/v1/"
 MODEL_LABEL = "imgclf_model"  # label of the models and endpoints this pipeline registers
+# The aliases a promoted version takes in the Model Registry: our champion, and Vertex's own
+# `default` (the version a command without a version uses). An alias names one version of a
+# model at a time: applying it to the new version removes it from the one that had it.
+PROMOTED_ALIASES = ("champion", "default")
 
 
 def stage_exports(version_dir: Path, model_dir: Path) -> Path | None:
@@ -57,7 +61,10 @@ def plan_registration(
     step's result, under /gcs/BUCKET/...), which outlives the run's artifacts and holds the
     Model and its exports; the serving container (our server, components.serve) loads it from
     Vertex's copy (AIP_STORAGE_URI). The model and endpoint already registered under these
-    names come as resource name and API URI, or "" when there is none.
+    names come as resource name and API URI, or "" when there is none. A version the register
+    step promoted (its record's champion decision) takes PROMOTED_ALIASES besides the
+    experiment's aliases; one it did not promote takes the experiment's aliases only and is
+    not deployed.
     """
     from google.cloud import aiplatform
 
@@ -74,6 +81,9 @@ def plan_registration(
     endpoint = (
         _latest(aiplatform.Endpoint, endpoint_name, project, location) if endpoint_name else ""
     )
+    decision = record.details.get("champion")
+    promoted = bool(decision.get("promoted", True)) if isinstance(decision, dict) else True
+    aliases = list(record.aliases) + [a for a in PROMOTED_ALIASES if promoted]
     labels = {MODEL_LABEL: model_name}
     if record.version:
         labels["registry_version"] = record.version.lower()
@@ -88,4 +98,6 @@ def plan_registration(
         "parent_model_uri": api + parent if parent else "",
         "endpoint": endpoint,
         "endpoint_uri": api + endpoint if endpoint else "",
+        "version_aliases": list(dict.fromkeys(aliases)),
+        "promoted": promoted,
     }

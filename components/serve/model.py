@@ -17,10 +17,6 @@ from components.common.files import read_json
 from components.common.model_card import CARD_FILE, ModelCard
 from components.models.artifact import ModelLoadError
 
-# `<registry>/<name>/aliases.json`: alias -> version folder name, e.g. {"champion": "v3"}.
-ALIASES_FILE = "aliases.json"
-CHAMPION = "champion"
-
 
 @dataclass(frozen=True)
 class ServedVersion:
@@ -45,6 +41,13 @@ def _registered_name(path: Path) -> tuple[str, str]:
 
 def resolve_served(path: str | Path) -> ServedVersion:
     """The version `path` names (see the module's docstring); raises ModelLoadError."""
+    from components.register.champion import (
+        ALIASES_FILE,
+        CHAMPION,
+        AliasError,
+        champion_version,
+        read_aliases,
+    )
     from components.register.run import versions
 
     path = Path(path)
@@ -62,19 +65,14 @@ def resolve_served(path: str | Path) -> ServedVersion:
             f"{path} holds no registered version (no v<N>/ folder with a registration record) and "
             "no model_card.json; register a model first (a pipeline run with a register section)"
         )
-    aliases_file = path / ALIASES_FILE
-    if aliases_file.is_file():
-        aliases = read_json(aliases_file)
-        champion = aliases.get(CHAMPION) if isinstance(aliases, dict) else None
-        by_name = {p.name: p for p in found}
-        if champion not in by_name:
-            raise ModelLoadError(
-                f"{aliases_file} names {CHAMPION} {champion!r}, which is not a version of "
-                f"{path.name} ({', '.join(by_name)}); pass a version folder instead"
-            )
-        chosen, note = by_name[str(champion)], f"{champion}: the {CHAMPION}"
+    try:
+        chosen = champion_version(path)
+    except AliasError as exc:
+        raise ModelLoadError(f"{exc}; or pass a version folder") from None
+    assert chosen is not None
+    if CHAMPION in read_aliases(path):
+        note = f"{chosen.name}: the {CHAMPION}"
     else:
-        chosen = found[-1]
         note = (
             f"{path.name} has no {CHAMPION} alias ({ALIASES_FILE}): serving its latest version, "
             f"{chosen.name}"

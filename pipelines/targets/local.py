@@ -18,7 +18,7 @@ from components.common.names import run_name
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
 from components.ingest.listing import SourceError, is_uri, list_csv
-from components.register.run import find_registration
+from components.register.run import champion_decision, find_registration
 from pipelines.failures import failure
 from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
@@ -286,6 +286,7 @@ def _verdict(
         error=outcome.get("error"),
         error_log=outcome.get("error_log"),
         failed_runs=failure_lines(compared) if compared else [],
+        champion=champion_decision(record) if record and not record.existing else None,
     )
 
 

@@ -27,7 +27,12 @@ from components.common.names import (
     evaluation_report,
     run_name,
 )
-from components.common.results import DATASET_INFO_FILE, DatasetInfo, RunFailure
+from components.common.results import (
+    DATASET_INFO_FILE,
+    ChampionDecision,
+    DatasetInfo,
+    RunFailure,
+)
 from pipelines.targets.console import TaskRecord
 
 LATEST = "latest"
@@ -48,6 +53,7 @@ class Verdict:
     error: str | None = None
     error_log: str | None = None  # the full log of the step that failed
     failed_runs: list[str] = field(default_factory=list)  # compare.on_failure: continue
+    champion: ChampionDecision | None = None  # the registered version against the champion
 
 
 @dataclass
@@ -333,6 +339,8 @@ def _verdict_section(verdict: Verdict, run_dir: Path) -> str:
         lines.append('<p class="muted">nothing registered</p>')
     if verdict.gate:
         lines.append(f"<p>{html.escape(verdict.gate)}</p>")
+    if verdict.champion is not None:
+        lines.append(_champion_section(verdict.champion))
     if verdict.failed_runs:
         items = "".join(f"<li>{html.escape(line)}</li>" for line in verdict.failed_runs)
         lines.append(f'<p class="bad">failed runs, left out of the comparison:</p><ul>{items}</ul>')
@@ -342,6 +350,70 @@ def _verdict_section(verdict: Verdict, run_dir: Path) -> str:
         href = _href(Path(verdict.error_log), run_dir)
         lines.append(f'<p>full log of the failed step: <a href="{href}">{href}</a></p>')
     return VERDICT_STYLE + '<div class="head">' + "".join(lines) + "</div>"
+
+
+def _points(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:+.1f}"
+
+
+def _champion_section(decision: ChampionDecision) -> str:
+    """The champion decision: the verdict in words, then one row per check."""
+    css = "ok" if decision.promoted else "bad"
+    verdict = "promoted" if decision.promoted else "not promoted"
+    head = f'<p>champion: <b class="{css}">{verdict}</b>: {html.escape(decision.reason)}</p>'
+    if not decision.checks:
+        return head
+    rows = []
+    for check in decision.checks:
+        interval = (
+            f"[{_points(check.low)}, {_points(check.high)}] points"
+            if check.low is not None and check.high is not None
+            else ""
+        )
+        mark = '<span class="ok">ok</span>' if check.passed else '<span class="bad">failed</span>'
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(cell)}</td>"
+                for cell in (
+                    check.check,
+                    f"{check.champion:.4f}",
+                    f"{check.challenger:.4f}",
+                    f"{check.difference:+.4f}",
+                    interval,
+                    check.limit,
+                )
+            )
+            + f"<td>{mark}</td></tr>"
+        )
+    champion_only, challenger_only = (decision.discordant + [0, 0])[:2]
+    shown = sum(1 for c in decision.checks if c.check.startswith("recall ") and not c.passed)
+    hidden = (
+        f'<p class="muted">and {decision.classes_below - shown} more classes whose recall fell '
+        "past the tolerance</p>"
+        if decision.classes_below > shown
+        else ""
+    )
+    note = hidden + (
+        f'<p class="muted">{decision.test_images} test images; exact McNemar p = '
+        f"{decision.mcnemar_p:.3g} ({champion_only} right by the champion only, "
+        f"{challenger_only} by the challenger only)</p>"
+        if decision.mcnemar_p is not None
+        else ""
+    )
+    headers = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "check",
+            f"champion {html.escape(decision.champion or '')}",
+            "challenger",
+            "difference",
+            "interval",
+            "limit",
+            "",
+        )
+    )
+    return head + f'<table class="tasks champion"><tr>{headers}</tr>{"".join(rows)}</table>' + note
 
 
 VERDICT_STYLE = (

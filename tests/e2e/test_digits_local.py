@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from components.register.champion import champion_version
+from components.register.run import champion_decision, read_record, versions
 from pipelines.cli import EXIT_GATE, main
 from pipelines.config import load_experiment
 from pipelines.targets.base import RunOptions
@@ -128,5 +130,40 @@ def test_missed_gate_registers_nothing(
     assert "below the minimum 0.9950 by" in result["summary"]["gate"]["message"]
     assert "register-local" not in {t["name"] for t in result["tasks"]}
     assert result["registration"] is None
-    versions = sorted(p.name for p in (runs_dir / "registry" / "digits-classifier").iterdir())
-    assert versions == ["v1"]
+    registered = versions(runs_dir / "registry" / "digits-classifier")
+    assert [p.name for p in registered] == ["v1"]
+
+
+def test_a_worse_run_is_registered_but_not_promoted(
+    first_run: dict, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = runs_dir / "registry" / "digits-classifier"
+    assert champion_version(root) == root / "v1"
+    code = main(
+        [
+            "--experiment",
+            "digits",
+            "--runs-dir",
+            str(runs_dir),
+            "--set",
+            "models.0.epochs=1",
+            "--set",
+            "models.0.name=one-epoch",
+            "--set",
+            "gate.min=0.05",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    record = read_record(versions(root)[-1])
+    decision = champion_decision(record)
+    assert record.version != "v1" and decision is not None and not decision.promoted
+    assert decision.champion == "v1" and decision.test_images > 300
+    accuracy = decision.checks[0]
+    assert accuracy.check == "accuracy" and accuracy.high < -0.01
+    assert decision.reason.startswith(f"accuracy {accuracy.challenger:.2%} vs the champion v1's")
+    assert decision.reason.endswith("the champion stays v1")
+    # registered, the champion unchanged, and the console says so in those words
+    assert champion_version(root) == root / "v1"
+    assert f"registered: digits-classifier {record.version} at" in printed
+    assert f"  not promoted: {decision.reason}" in printed.splitlines()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import re
 import socket
 from collections.abc import Callable, Iterator
@@ -413,7 +414,9 @@ def test_the_best_model_is_uploaded_after_the_gate(compile_vertex, name):
         assert "unmanaged_container_model" in upload["inputs"]["artifacts"]
         parameters = upload["inputs"]["parameters"]
         assert parameters["display_name"]["componentInputParameter"].endswith("model_name")
-        assert parameters["version_aliases"]["componentInputParameter"].endswith("model_aliases")
+        # the register step's record decides them: champion and default when it promoted
+        aliases = parameters["version_aliases"]["componentInputParameter"]
+        assert aliases == "pipelinechannel--vertex-registration-version_aliases"
     assert not compiled.named("model-deploy")
     assert not compiled.named("endpoint-create")
 
@@ -490,9 +493,21 @@ def test_deploy_creates_or_reuses_an_endpoint(compile_vertex):
     assert inputs["dedicated_resources_machine_type"] == "n1-standard-2"
     assert inputs["dedicated_resources_min_replica_count"] == 1
     assert inputs["traffic_split"] == {"0": 100}
+    # only a version the register step promoted is deployed: the deploy's sub-DAG is entered
+    # on the plan's `promoted` output
+    (promoted,) = [
+        task
+        for _, task in compiled.tasks()
+        if "model-deploy" in json.dumps(compiled.component(task).get("dag", {}))
+        and "triggerPolicy" in task
+    ]
+    condition = promoted["triggerPolicy"]["condition"]
+    assert "vertex-registration-promoted" in condition and "== true" in condition
     # the model from whichever upload ran, the endpoint found or created
     artifacts = deploy["inputs"]["artifacts"]
-    assert artifacts["model"]["taskOutputArtifact"]["producerTask"].startswith("condition-branches")
+    model = artifacts["model"]["componentInputArtifact"]
+    passed_in = promoted["inputs"]["artifacts"][model]["taskOutputArtifact"]
+    assert passed_in["producerTask"].startswith("condition-branches")
     assert artifacts["endpoint"]["taskOutputArtifact"]["producerTask"].startswith(
         "condition-branches"
     )

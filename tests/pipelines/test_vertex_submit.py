@@ -640,6 +640,20 @@ def test_a_first_keras_model_is_served_from_its_version_folder_in_the_registry(v
     assert listed["query"]["filter"] == ['display_name="pets-classifier"']
 
 
+@pytest.mark.parametrize(
+    ("promoted", "aliases"),
+    [(True, ["production", "champion", "default"]), (False, ["production"])],
+)
+def test_a_promoted_version_takes_the_champion_and_default_aliases(vertex_api, promoted, aliases):
+    decision = {"promoted": promoted, "reason": "accuracy ..."}
+    registered = record("keras").model_copy(
+        update={"aliases": ["production"], "details": {"champion": decision}}
+    )
+    found = plan_registration(summary("keras"), registered, "pets-classifier", "", PROJECT, REGION)
+    assert found["version_aliases"] == aliases
+    assert found["promoted"] is promoted
+
+
 def test_a_registered_model_gets_a_new_version_and_its_endpoint_is_reused(vertex_api):
     model = f"{PARENT}/models/111"
     endpoint = f"{PARENT}/endpoints/222"

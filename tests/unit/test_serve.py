@@ -24,8 +24,9 @@ import pytest
 from PIL import Image
 
 from components.models.artifact import ModelLoadError
+from components.register.champion import ALIASES_FILE
 from components.register.run import register_local
-from components.serve.model import ALIASES_FILE, resolve_served
+from components.serve.model import resolve_served
 from components.serve.protocol import RequestError, parse_request
 
 CLASSES = ["red", "green", "blue"]

@@ -21,7 +21,7 @@ STEP_EXTRAS: dict[str, frozenset[str]] = {
     "evaluate:transformers": frozenset({"tf", "hf"}),
     "compare": frozenset(),
     "gate": frozenset(),
-    "register": frozenset(),
+    "register": frozenset({"tf", "hf"}),  # re-scores the champion (loads both models)
     "export": frozenset({"tf", "hf", "export"}),  # converts keras or transformers models
     "vertex": frozenset({"vertex"}),
     # the model server: loads every format, reads a gs:// model on Vertex AI
