@@ -183,8 +183,10 @@ def compare(
         f"[{_points(low)}, {_points(high)}])"
     )
     failed = [check for check in checks if not check.passed]
-    if not failed:
-        reason = f"{accuracy_words}, within the {margin}"
+    if not failed and low > 0:
+        reason = f"{accuracy_words}: better than the champion beyond the test split's noise"
+    elif not failed:
+        reason = f"{accuracy_words}: not worse than the champion by more than the {margin}"
     else:
         words = []
         if not checks[0].passed:

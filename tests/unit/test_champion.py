@@ -96,7 +96,7 @@ def test_a_worse_challenger_is_registered_not_promoted_and_a_better_one_is(
     assert decided is not None and decided.promoted and decided.champion == "v1"
     assert decided.reason == (
         "accuracy 100.00% vs the champion v1's 100.00% (+0.0 points, 95% interval "
-        "[+0.0, +0.0]), within the 1.0-point margin"
+        "[+0.0, +0.0]): not worse than the champion by more than the 1.0-point margin"
     )
     assert champion_version(root / NAME) == root / NAME / "v3"
     lines = decision_lines(decided)
@@ -189,6 +189,7 @@ def test_a_better_challenger_has_an_interval_above_zero_and_a_small_mcnemar_p():
     )
     accuracy = decided.checks[0]
     assert decided.promoted and accuracy.difference == pytest.approx(0.03)
+    assert decided.reason.endswith("better than the champion beyond the test split's noise")
     assert 0 < accuracy.low < 0.03 < accuracy.high
     assert decided.discordant == [0, 30] and decided.mcnemar_p < 1e-8
 
