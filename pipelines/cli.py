@@ -1,8 +1,8 @@
 """`python pipelines/submit.py`: compile an experiment into a KFP pipeline and run or submit it.
 
 Exit codes: 0 success; 1 the run failed; 2 usage, config or preflight error (nothing ran);
-3 the run finished but the best model missed the gate (nothing registered); 130 / 143 the run
-was stopped by SIGINT / SIGTERM (the same command resumes it).
+3 the run finished but the best model missed the gate (nothing registered); 130 / 143 / 129 the
+run was stopped by SIGINT / SIGTERM / SIGHUP (the same command resumes it).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ examples:
   python pipelines/submit.py --list
 
 exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered),
-  130/143 stopped by SIGINT/SIGTERM (run the same command again to resume)
+  130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (run the same command again to resume)
 """
 
 

@@ -37,6 +37,8 @@ LOGS_DIR = "logs"
 KFP_LOG = "kfp-local.log"
 # Plain (non-terminal) output prints at most this many epoch lines per training.
 PLAIN_EPOCH_LINES = 5
+# The exit code kfp.local is given for a step that ended after a stop (128 + SIGTERM).
+STOPPED_EXIT_CODE = 143
 
 
 @dataclass
@@ -445,7 +447,17 @@ class Capture:
                 self.processes.add(process)
             stack.callback(self._forget, process)
             self._consume(process.stdout, record, log)
-            return process.wait()
+            return self._exit_code(process.wait())
+
+    def _exit_code(self, code: int) -> int:
+        """What kfp.local is told of a step process that exited with `code`: a step that ends
+        after a stop came failed, whatever its own code. kfp.local caches every task that exits
+        0 with whatever outputs it wrote, none included; a step that a stop ended (a process
+        that handles SIGTERM and exits 0, a shell whose child was ended before it) must leave
+        no cache entry, so the next run executes it again."""
+        if code == 0 and self.stopped_at() is not None:
+            return STOPPED_EXIT_CODE
+        return code
 
     def _consume(
         self, lines: Iterable[str], record: TaskRecord | None, log: IO[str] | None
@@ -499,7 +511,7 @@ class Capture:
                 )
                 chunks = container.logs(stream=True, follow=True)
                 self._consume(_lines(chunks), record, log)
-            return int(container.wait()["StatusCode"])
+            return self._exit_code(int(container.wait()["StatusCode"]))
         finally:
             with self._processes_lock:
                 self.containers.discard(container)

@@ -1,8 +1,10 @@
-"""A clean stop of a local run: SIGINT or SIGTERM ends every step process, then the run returns.
+"""A clean stop of a local run: SIGINT, SIGTERM or SIGHUP ends every step process, then the run
+returns.
 
 kfp.local starts each step as a child process of this one (loop iterations from worker threads).
-A SIGTERM to the CLI would leave them running as orphans, and a Ctrl-C would print a
-KeyboardInterrupt traceback. `StopGuard` replaces both signals' handlers for the length of a
+A SIGTERM to the CLI (what `timeout`, CI runners and systemd send) or a SIGHUP (a closed
+terminal or SSH session) would leave them running as orphans, and a Ctrl-C would print a
+KeyboardInterrupt traceback. `StopGuard` replaces the three signals' handlers for the length of a
 run: the first signal terminates every descendant process, and keeps terminating any that a
 worker thread starts afterwards, until the run has unwound; kfp.local then sees its steps fail
 and returns. A second signal kills what is left at once. Steps in containers (kfp.local's
@@ -23,7 +25,7 @@ import psutil
 
 SWEEP_SECONDS = 0.2
 GRACE_SECONDS = 10.0
-EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}  # 128 + the signal
 
 
 def descendants() -> list[psutil.Process]:

@@ -113,15 +113,27 @@ def digits_args(runs: Path, epochs: int, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code", "to_group"),
+    [
+        (signal.SIGINT, 130, False),
+        (signal.SIGTERM, 143, False),
+        (signal.SIGHUP, 129, False),
+        (signal.SIGTERM, 143, True),
+    ],
+)
 def test_a_signal_stops_every_step_and_says_how_to_resume(
-    tmp_path: Path, signum: int, code: int
+    tmp_path: Path, signum: int, code: int, to_group: bool
 ) -> None:
-    cli = Cli(digits_args(tmp_path / "runs", 40), tmp_path)
+    runs = tmp_path / "runs"
+    cli = Cli(digits_args(runs, 40), tmp_path)
     cli.wait_for_line(r"Epoch 2/40")
     steps = cli.descendants()
     assert steps, "the training step runs as a child of the CLI"
-    os.kill(cli.process.pid, signum)  # the CLI only, as `kill` or a supervisor sends it
+    if to_group:  # as a terminal's Ctrl-C or `kill -- -PGID` sends it
+        os.killpg(cli.process.pid, signum)
+    else:  # the CLI only, as `kill`, `timeout` or a supervisor sends it
+        os.kill(cli.process.pid, signum)
     returncode, stdout, stderr = cli.finish()
     assert returncode == code
     _, alive = psutil.wait_procs(steps, timeout=DEADLINE)
@@ -138,6 +150,11 @@ def test_a_signal_stops_every_step_and_says_how_to_resume(
     statuses = {t["label"]: t["status"] for t in result["tasks"]}
     assert statuses["train small-cnn seed 0"] == "STOPPED"
     assert "run the same command again to resume" in result["error"]
+    # kfp.local's cache holds the step that finished (ingest) and nothing of the stopped one
+    entries = [json.loads(p.read_text()) for p in (runs / "digits" / ".kfp_cache").glob("*.json")]
+    assert [sorted(entry) for entry in entries] == [
+        ["dataset", "fingerprint", "num_classes", "num_examples", "quarantine", "report"]
+    ], entries
 
 
 def kill_run_at_epoch(cli: Cli, epoch: int, epochs: int) -> None:
