@@ -104,6 +104,45 @@ def test_digits_runs_every_step_in_the_cpu_image_as_uid_1000(digits_run: dict[st
     assert any(p.name.startswith("train") and "Epoch" in p.read_text() for p in logs)
 
 
+SERVE_AND_CHECK = """
+python -m components.serve --model "$1" --port 8080 > /tmp/serve.log 2>&1 &
+url=http://127.0.0.1:8080/v1/models/digits-classifier
+ready='import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)'
+for _ in $(seq 1200); do python -c "$ready" "$url" 2>/dev/null && break; sleep 0.25; done
+python -m components.serve.check --url "$url" --dataset "$2" --predictions "$3" --requests 20 \
+  --json > /tmp/report.json
+code=$?
+kill %1 && wait %1
+cat /tmp/serve.log
+echo REPORT
+cat /tmp/report.json
+exit $code
+"""
+
+
+def test_the_registered_champion_is_served_from_the_cpu_image_as_evaluated(
+    digits_run: dict[str, Any], in_image: Callable[..., tuple[int, str]]
+) -> None:
+    """The serving container of Vertex AI and KServe (the cpu image) serves the registry's
+    champion and answers the test split's first 64 images as the evaluate step did."""
+    result = digits_run["result"]
+    root = result["pipeline_root"]
+    registry = Path(result["registration"]["path"]).parent
+    model = Path(result["summary"]["best"]["model_uri"])
+    dataset = Path(result["run_dir"]) / "ingest" / "dataset"
+    predictions = model.parent.parent / "evaluate" / "predictions"
+    code, out = in_image(
+        "image-classification-cpu:latest",
+        ["sh", "-c", SERVE_AND_CHECK, "serve", str(registry), str(dataset), str(predictions)],
+        mounts={root: root},
+    )
+    assert code == 0, out[-3000:]
+    served, _, report_text = out.partition("REPORT\n")
+    report = json.loads(report_text)
+    assert report["passed"] and report["images"] == report["agreed"] == 64
+    assert "v1: the champion" in served  # the server said which version it chose
+
+
 def test_a_second_docker_run_comes_from_the_cache(digits_run: dict[str, Any]) -> None:
     runs = digits_run["runs"]
     again = runs / "again.json"
