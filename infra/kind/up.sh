@@ -26,7 +26,7 @@ retry 3 kctl apply -k "${KFP_MANIFESTS}/cluster-scoped-resources?ref=${KFP_VERSI
 kctl wait --for condition=established --timeout=120s crd/applications.app.k8s.io
 log "installing KFP ${KFP_VERSION}: API server, UI, Argo Workflows, MySQL, SeaweedFS"
 retry 3 kctl apply -k "${KFP_MANIFESTS}/env/platform-agnostic?ref=${KFP_VERSION}"
-log "letting Argo retry failed steps (workflow-controller-retry-patch.yaml: retryPolicy Always)"
+log "letting Argo retry the failed pods of retried steps only (workflow-controller-retry-patch.yaml)"
 kctl -n "${KFP_NAMESPACE}" patch configmap workflow-controller-configmap --type merge \
   --patch-file "${KIND_DIR}/workflow-controller-retry-patch.yaml"
 log "creating the volumes our pipelines mount (storage.yaml)"

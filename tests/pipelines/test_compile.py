@@ -444,6 +444,92 @@ def test_the_retry_policy_sits_on_the_training_task_in_the_loop_body(
         assert "retryPolicy" not in loop
 
 
+RETRY_PATCH = (
+    Path(__file__).resolve().parents[2] / "infra/kind/workflow-controller-retry-patch.yaml"
+)
+
+
+def argo_retry_strategy(defaults: dict[str, Any], own: dict[str, Any] | None) -> dict[str, Any]:
+    """The retryStrategy Argo runs a template with: the controller's templateDefaults merged with
+    the template's own (Argo v4.0.5 `mergedTemplateDefaultsInto`: a strategic merge patch of the
+    defaults with the template, for every template type; the template's fields win, nested
+    objects merge field by field)."""
+    merged = dict(defaults)
+    for key, value in (own or {}).items():
+        base = merged.get(key)
+        merged[key] = (
+            {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+        )
+    return merged
+
+
+def kfp_executor_retry_strategy(policy: dict[str, Any]) -> dict[str, Any]:
+    """What KFP 2.17's Argo compiler puts on the executor template of a task with the IR
+    `retryPolicy` (argocompiler/container.go `getTaskRetryStrategyFromInput`): limit and
+    backoff, no retryPolicy. No other template gets a retryStrategy from it."""
+    return {
+        "limit": str(policy["maxRetryCount"]),
+        "backoff": {
+            "duration": policy["backoffDuration"].removesuffix("s"),
+            "factor": str(policy["backoffFactor"]),
+            "maxDuration": policy["backoffMaxDuration"].removesuffix("s"),
+        },
+    }
+
+
+def retries(strategy: dict[str, Any], phase: str) -> int:
+    """How often Argo retries a node of that strategy that ended `phase` (Failed: a pod that
+    exited non-zero or was evicted; Error: Argo's own), `processNodeRetries`'s switch."""
+    policy = strategy.get("retryPolicy", "OnFailure")
+    retried = {"Always": {"Failed", "Error"}, "OnError": {"Error"}, "OnFailure": {"Failed"}}
+    return int(strategy.get("limit", 0)) if phase in retried[policy] else 0
+
+
+def test_on_kind_the_failed_pod_of_a_retried_step_is_retried_and_never_a_dag(compile_spec):
+    patch = yaml.safe_load(RETRY_PATCH.read_text())
+    workflow_defaults = yaml.safe_load(patch["data"]["workflowDefaults"])["spec"]
+    defaults = workflow_defaults["templateDefaults"]["retryStrategy"]
+    compiled = compile_spec("cats_vs_dogs", "kfp", (RETRIED,))
+
+    seen = {"dag": 0, "retried": 0, "plain": 0}
+    for _, task in compiled.tasks():
+        is_dag = "dag" in compiled.spec["components"][task["componentRef"]["name"]]
+        own = None
+        if "retryPolicy" in task and not is_dag:
+            own = kfp_executor_retry_strategy(task["retryPolicy"])
+        strategy = argo_retry_strategy(defaults, own)
+        kind = "dag" if is_dag else "retried" if own else "plain"
+        seen[kind] += 1
+        if kind == "retried":  # the training pod: its own limit and backoff, any failure
+            assert retries(strategy, "Failed") == retries(strategy, "Error") == 2
+            assert strategy["backoff"] == own["backoff"]  # type: ignore[index]
+        else:  # a loop iteration's DAG, a condition, a step without retries
+            assert retries(strategy, "Failed") == retries(strategy, "Error") == 0
+    assert seen["dag"] >= 2 and seen["retried"] >= 2 and seen["plain"] > 0  # a loop per framework
+    # the rest of KFP's workflowDefaults is kept (a merge patch replaces the whole value)
+    assert workflow_defaults["ttlStrategy"] == {
+        "secondsAfterCompletion": 3600,
+        "secondsAfterSuccess": 3600,
+        "secondsAfterFailure": 3600,
+    }
+
+
+def test_with_kfps_own_template_defaults_a_failed_training_pod_is_not_retried(compile_spec):
+    """The control: the defaults KFP 2.17's manifests set, as the patch file quotes them."""
+    text = RETRY_PATCH.read_text()
+    quoted = text[text.index("#     templateDefaults:") : text.index("# Argo (v4")]
+    kfp_defaults = yaml.safe_load("\n".join(line[6:] for line in quoted.splitlines()))
+    defaults = kfp_defaults["templateDefaults"]["retryStrategy"]
+    assert defaults == {"limit": "2", "retryPolicy": "OnError"}
+    compiled = compile_spec("cats_vs_dogs", "kfp", (RETRIED,))
+    train = next(t for _, t in compiled.tasks() if "retryPolicy" in t)
+    strategy = argo_retry_strategy(defaults, kfp_executor_retry_strategy(train["retryPolicy"]))
+    assert retries(strategy, "Failed") == 0  # a non-zero exit is never retried
+    loop = next(t for t in compiled.loops())
+    assert loop  # and a failed loop iteration's DAG would be retried twice on an error
+    assert retries(argo_retry_strategy(defaults, None), "Error") == 2
+
+
 def test_the_kfp_compile_retries_nothing_unless_asked(compile_spec):
     """The control of the test above: no retries by default, and the kfp setting stays kfp's."""
     assert "retryPolicy" not in compile_spec("pets", "kfp").text

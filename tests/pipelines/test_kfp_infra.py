@@ -154,39 +154,6 @@ def test_load_builds_with_the_images_local_build_every_image_the_experiment_name
     assert 'kind load docker-image "${images[i]}"' in load
 
 
-def kfp_workflow_defaults() -> dict:
-    """The workflowDefaults of KFP 2.17.0's workflow-controller-configmap-patch.yaml, as the
-    patch's comment quotes them, plus the ttlStrategy of that file."""
-    return {
-        "spec": {
-            "ttlStrategy": {
-                "secondsAfterCompletion": 3600,
-                "secondsAfterSuccess": 3600,
-                "secondsAfterFailure": 3600,
-            },
-            "templateDefaults": {"retryStrategy": {"limit": "2", "retryPolicy": "OnError"}},
-        }
-    }
-
-
-def test_the_retry_patch_lets_argo_retry_failed_steps_and_keeps_the_rest_of_kfps_defaults():
-    text = (KIND_DIR / "workflow-controller-retry-patch.yaml").read_text()
-    patch = yaml.safe_load(text)
-    defaults = yaml.safe_load(patch["data"]["workflowDefaults"])
-    kfp_defaults = kfp_workflow_defaults()
-    strategy = defaults["spec"]["templateDefaults"]["retryStrategy"]
-
-    # OnError (KFP's) does not retry a step that exits non-zero; these do
-    assert strategy["retryPolicy"] in ("Always", "OnFailure")
-    assert strategy["limit"] == kfp_defaults["spec"]["templateDefaults"]["retryStrategy"]["limit"]
-    assert defaults["spec"]["ttlStrategy"] == kfp_defaults["spec"]["ttlStrategy"]
-    assert set(defaults["spec"]) == set(kfp_defaults["spec"])  # a merge patch replaces the value
-    assert (
-        "manifests/kustomize/third-party/argo/base/workflow-controller-configmap-patch.yaml" in text
-    )
-    assert "retryPolicy: OnError" in text  # the comment quotes what it changes
-
-
 def test_up_patches_the_workflow_controller_after_installing_kfp():
     up = (KIND_DIR / "up.sh").read_text()
 
