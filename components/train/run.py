@@ -29,13 +29,17 @@ def recording_failure(
     """`train_fn(*args, **kwargs)`; with `on_failure` `continue`, an exception it raises
     becomes a RunFailure written to `model_dir` (the step then succeeds with no model).
 
-    Only exceptions are recorded: a stop (SIGINT/SIGTERM) still ends the step. The curves
+    Only exceptions are recorded, and only on the chief: a stop (SIGINT/SIGTERM) still ends the
+    step, and a worker node's failure fails its replica without touching the shared Model
+    folder. The curves
     output is left unwritten, so kfp.local, which counts a task whose artifact files are missing
     as not cached, trains the candidate again on the next run.
     """
     if on_failure not in ON_FAILURE:
         raise ValueError(f"on_failure is {on_failure!r}; use one of {', '.join(ON_FAILURE)}")
-    if on_failure == "stop":
+    if on_failure == "stop" or not nodes_from_environment().is_chief:
+        # A worker node of a multi-node training shares the Model folder with the chief: it
+        # never writes there, and its failure fails its replica (and so the job), as it is.
         return None, train_fn(*args, **kwargs)
     try:
         return None, train_fn(*args, **kwargs)

@@ -3,6 +3,7 @@ which compare leaves out and names; stop (the default) fails as before."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,27 @@ def test_stop_lets_the_training_failure_fail_the_step(tmp_path: Path) -> None:
     assert not (tmp_path / "model").exists()
     with pytest.raises(ValueError, match="on_failure is 'ignore'"):
         recording_failure("ignore", tmp_path / "model", candidate(), broken_training)
+
+
+def test_a_worker_node_never_records_a_failure_in_the_shared_model_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a multi-node custom job every replica runs the step with the same Model folder: a
+    failing worker must neither delete what the chief writes there nor succeed."""
+    spec = {
+        "cluster": {"workerpool0": ["chief:2222"], "workerpool1": ["worker-0:2222"]},
+        "task": {"type": "workerpool1", "index": 0},
+    }
+    monkeypatch.setenv("CLUSTER_SPEC", json.dumps(spec))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model_card.json").write_text("{}")  # the chief's
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        recording_failure("continue", model, candidate(), broken_training)
+    assert sorted(p.name for p in model.iterdir()) == ["model_card.json"]
+    monkeypatch.setenv("CLUSTER_SPEC", json.dumps({**spec, "task": {"type": "workerpool0"}}))
+    failure, _ = recording_failure("continue", model, candidate(), broken_training)
+    assert failure is not None and RunFailure.read(model) == failure  # the chief records it
 
 
 def test_a_stop_signal_is_never_recorded_as_a_failure(tmp_path: Path) -> None:
