@@ -335,13 +335,24 @@ def registry_preflight(
     """The folder registry's refusal of a new version whose classes differ from its latest
     version's, known before anything runs where both are known: the source's classes
     (components/ingest/classes.py) and a registry this machine reads (local: the runs folder;
-    vertex: the bucket, through Cloud Storage; not the kfp cluster's volume)."""
+    vertex: the bucket, through Cloud Storage). The kfp cluster's volume cannot be read from
+    here: a note says the register step checks it."""
     from components.ingest.classes import known_class_names
     from components.register.run import class_change
     from pipelines.targets.base import PreflightError
 
     registration = experiment.registration
-    if registration.allow_class_change or target.name not in ("local", "vertex"):
+    if registration.allow_class_change or target.name not in ("local", "vertex", "kfp"):
+        return []
+    if target.name == "kfp":
+        # The registry is a volume of the cluster, mounted in the register step's pod only.
+        pvc = experiment.kfp.registry_pvc
+        print(
+            f"note: the registry on the cluster ({f'PVC {pvc}' if pvc else 'the register pod'}) "
+            "cannot be read from here: a class change is checked by the register step, which "
+            "fails the run and says so (register.allow_class_change: true to allow it)",
+            file=sys.stderr,
+        )
         return []
     # The cheaper look first: the local registry, or the class names before the bucket.
     names: list[str] | None = None

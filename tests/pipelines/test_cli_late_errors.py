@@ -144,6 +144,21 @@ def test_a_bucket_registry_that_cannot_be_read_is_left_to_the_register_step(
     assert "could not read the registry gs://my-bucket/registry/digits-classifier/" in err
 
 
+def test_the_kfp_registry_is_left_to_the_register_step_and_the_console_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    experiment = load_experiment("digits")
+    target = get_target("kfp", experiment, RunOptions(runs_dir=tmp_path / "runs"))
+    assert registry_preflight(experiment, target, ()) == []
+    err = capsys.readouterr().err
+    assert err.startswith("note: the registry on the cluster (PVC imgclf-registry) cannot be read")
+    assert "checked by the register step, which fails the run and says so" in err
+    allowed = load_experiment("digits", ["register.allow_class_change=true"])
+    target = get_target("kfp", allowed, RunOptions(runs_dir=tmp_path / "runs"))
+    assert registry_preflight(allowed, target, ()) == []
+    assert capsys.readouterr().err == ""  # nothing to check, nothing to say
+
+
 # --- GPU pods a kfp cluster cannot place ---------------------------------------------------
 
 
