@@ -194,6 +194,7 @@ class ChampionCheck(Result):
     difference: float  # challenger - champion
     low: float | None = None  # the paired interval of the difference (accuracy)
     high: float | None = None
+    p_value: float | None = None  # recall: one-sided exact McNemar on the class's images
     limit: str  # what the challenger had to meet, in words
     passed: bool
 

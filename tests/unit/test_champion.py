@@ -280,3 +280,25 @@ def test_the_summary_and_index_html_show_the_decision_table(tmp_path, split, col
         "<th>champion v1</th>" in page and page.count("<tr>") == 1 + 4
     )  # accuracy, 2 recalls, ece
     assert "36 test images; exact McNemar p = 1.19e-07" in page
+
+
+def test_a_model_as_good_on_200_small_classes_is_not_refused_for_one_class_by_chance():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(200), 30)
+    champion = labels.copy()
+    challenger = labels.copy()
+    # each model wrong on its own random 4% of the images: some class loses 3 of its 30
+    for wrong in (champion, challenger):
+        flip = rng.random(len(labels)) < 0.04
+        wrong[flip] = (labels[flip] + 1) % 200
+    decided = compare(
+        predictions(labels, champion, classes=200),
+        predictions(labels, challenger, classes=200),
+        [f"c{i}" for i in range(200)],
+        ChampionPolicy(margin=0.02),
+        "v1",
+    )
+    recall = [c for c in decided.checks if c.check.startswith("recall ")]
+    assert len(recall) == 1 and recall[0].difference < -0.10  # past the tolerance, by chance
+    assert recall[0].passed and recall[0].p_value > 0.05 / 200
+    assert decided.promoted, decided.reason
