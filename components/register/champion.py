@@ -166,9 +166,7 @@ def compare(
     # the classes that lost most first; the table shows at most RECALL_ROWS of the failing
     # ones (the one that lost most even when none fails)
     ranked = sorted(present, key=lambda i: -drops[i])
-    below = [
-        i for i in ranked if drops[i] > policy.recall_tolerance + 1e-12 and noise[i] < alpha
-    ]
+    below = [i for i in ranked if drops[i] > policy.recall_tolerance + 1e-12 and noise[i] < alpha]
     for i in (below or ranked[:1])[:RECALL_ROWS]:
         checks.append(
             ChampionCheck(
