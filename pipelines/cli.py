@@ -1,8 +1,9 @@
 """`python pipelines/submit.py`: compile an experiment into a KFP pipeline and run or submit it.
 
 Exit codes: 0 success; 1 the run failed; 2 usage, config or preflight error (nothing ran);
-3 the run finished but the best model missed the gate (nothing registered); 130 / 143 / 129 the
-run was stopped by SIGINT / SIGTERM / SIGHUP (the same command resumes it).
+3 the run finished but the best model missed the gate (nothing registered); 4 candidate tasks
+failed and the others were compared (compare.on_failure: continue); 130 / 143 / 129 the run was
+stopped by SIGINT / SIGTERM / SIGHUP (the same command resumes it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipelines.config import (
     load_experiment,
     weights_problems,
 )
+from pipelines.errors import EXIT_PARTIAL
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 COMPILED_SUFFIXES = (".yaml", ".yml")
@@ -41,6 +43,7 @@ examples:
   python pipelines/submit.py --list
 
 exit codes: 0 ok, 1 run failed, 2 usage/config error (nothing ran), 3 gate missed (nothing registered),
+  4 some candidates failed, the rest compared (compare.on_failure: continue),
   130/143/129 stopped by SIGINT/SIGTERM/SIGHUP (run the same command again to resume)
 """
 
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     summary = result.get("summary")
     gate_missed = bool(summary) and not CompareSummary.model_validate(summary).gate.passed
-    if result.get("status") == "SUCCEEDED" and gate_missed:
+    if result.get("status") in ("SUCCEEDED", "PARTIAL") and gate_missed:
         result["status"] = "GATE MISSED"
     if args.json:
         print(json.dumps(result, indent=2, default=str))
@@ -225,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(result["exit_code"])
     if result.get("status") == "FAILED":
         return EXIT_FAILED
+    if result.get("status") == "PARTIAL":
+        return EXIT_PARTIAL
     return EXIT_GATE if gate_missed else 0
 
 

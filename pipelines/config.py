@@ -73,9 +73,10 @@ class Compare(Strict):
 
     on_failure: OnFailure = Field(
         default="stop",
-        description="a candidate x seed whose training or evaluation fails: stop fails the "
-        "run; continue leaves it out, compares (and may register) the others and names it in "
-        "the summary",
+        description="a candidate x seed whose training or evaluation fails: its task fails "
+        "(retried where set, never cached) on every target; stop ends the run there; continue "
+        "still compares (and may register) the others, names it in the summary, and the run "
+        "ends PARTIAL (exit code 4)",
     )
 
 
@@ -589,6 +590,11 @@ class Experiment(Strict):
             if m.search is None
             for seed in self.seeds
         ]
+
+    def planned_runs(self) -> list[dict[str, Any]]:
+        """Every candidate x seed the run compares (a searched one by its winner), as the
+        compare step expects them: the ones without a result are its failed runs."""
+        return [{"name": m.name, "seed": seed} for m in self.models for seed in self.seeds]
 
     def searched(self) -> list[ModelSpec]:
         """The models with a search: searched on the first seed, the winner trained on all."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# A run in which candidate tasks failed while the others were compared (compare.on_failure:
+# continue): the cluster counts it failed, and past the gate the best of the rest is registered.
+EXIT_PARTIAL = 4
+
 
 class SubmitError(RuntimeError):
     """The run could not be submitted; the message says what to fix."""

@@ -82,7 +82,9 @@ def format_result(result: dict[str, Any]) -> str:
     lines += _data(result.get("data"))
     if result.get("summary"):
         lines += _candidates(
-            CompareSummary.model_validate(result["summary"]), result.get("best_model")
+            CompareSummary.model_validate(result["summary"]),
+            result.get("best_model"),
+            result.get("failed_runs"),
         )
     lines += _results(result)
     lines += _error_lines(result)
@@ -101,7 +103,9 @@ def _error_lines(result: dict[str, Any]) -> list[str]:
     return [*lines, f"error: {result['error']}"]
 
 
-def _candidates(summary: CompareSummary, best_model: str | None = None) -> list[str]:
+def _candidates(
+    summary: CompareSummary, best_model: str | None = None, failed_runs: list[str] | None = None
+) -> list[str]:
     """The comparison table, the best run against the reference, the gate's verdict."""
     metrics = summary.shown_metrics(TABLE_METRICS)
     rows = []
@@ -126,7 +130,9 @@ def _candidates(summary: CompareSummary, best_model: str | None = None) -> list[
                 f"({ours - reference.value:+.4f})"
             )
     lines += _searches(summary)
-    lines += [f"  failed, left out: {line}" for line in failure_lines(summary)]
+    # the local target's lines carry each failed task's own reason
+    failed = failed_runs or failure_lines(summary)
+    lines += [f"  failed, left out: {line}" for line in failed]
     lines.append(f"  {summary.gate.message}")
     lines.append(f"  best model: {best_model or best.model_uri}")
     return lines

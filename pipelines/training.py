@@ -19,6 +19,9 @@ from pipelines.hooks import TaskHooks
 from pipelines.registration import add_folder_registration, add_vertex_registration
 from pipelines.search import add_searches
 
+# The compare step's inputs that collect the evaluate results.
+RESULT_INPUTS = ("keras_results", "transformers_results", "searched_results")
+
 
 def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., Any]:
     """Return the @dsl.pipeline for `experiment` as `target` will run it."""
@@ -76,14 +79,12 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                     candidate=candidate,
                     checkpoint_root=target.checkpoint_root(),
                     fresh=target.fresh,
-                    on_failure=experiment.compare.on_failure,
                 ).set_display_name(f"train {framework}")
                 target.configure(train_task, "train", framework)
                 evaluate_task = evaluate(
                     dataset=ingest_task.outputs["dataset"],
                     model=train_task.outputs["model"],
                     reference=reference,
-                    on_failure=experiment.compare.on_failure,
                 ).set_display_name(f"evaluate {framework}")
                 target.configure(evaluate_task, "evaluate", framework)
             collected[f"{framework}_results"] = dsl.Collected(evaluate_task.outputs["Output"])
@@ -95,9 +96,23 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
             target,
         )
         collected.update(searched)
+        goes_on = experiment.compare.on_failure == "continue"
+        if goes_on:
+            # kfp 2.17's ignore_upstream_failure() looks up every input among the arguments
+            # given (KeyError on one left to its default), so each results list is given.
+            collected = {key: [] for key in RESULT_INPUTS} | collected
         compare_task = compare(
-            metric=gate_metric, gate_min=gate_min, reference=reference, **collected
+            metric=gate_metric,
+            gate_min=gate_min,
+            reference=reference,
+            planned=experiment.planned_runs(),
+            **collected,
         ).set_display_name("compare")
+        if goes_on:
+            # A failed train or evaluate task fails (retried, never cached); compare still runs
+            # on the results of the others (triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED), and the
+            # planned runs without one are its failed runs.
+            compare_task.ignore_upstream_failure()
         target.configure(compare_task, "compare")
         gate_task = gate(summary=compare_task.outputs["summary"]).set_display_name("gate")
         target.configure(gate_task, "gate")

@@ -31,38 +31,14 @@ class Result(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-FAILURE_FILE = "failure.json"
-
-
 class RunFailure(Result):
-    """A candidate x seed whose step failed and recorded the failure as its outcome
-    (`compare.on_failure: continue`), so that the other candidates are still compared.
-
-    The train step writes it as `failure.json` in its Model folder (which then holds no model);
-    evaluate hands it on in its result.
-    """
+    """A planned candidate x seed that has no evaluation result, so it is left out of the
+    comparison: its train or evaluate task failed (`compare.on_failure: continue`), and that
+    task's own status and log say why."""
 
     name: str
     seed: int
-    step: str  # the step that failed: train or evaluate
-    error: str  # the exception's first line
-
-    def write(self, folder: str | Path) -> Path:
-        path = Path(folder) / FAILURE_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        return path
-
-    @classmethod
-    def read(cls, folder: str | Path) -> RunFailure | None:
-        """The failure recorded in `folder`, or None when it holds a real result."""
-        path = Path(folder) / FAILURE_FILE
-        return cls.model_validate_json(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-    @classmethod
-    def of(cls, name: str, seed: int, step: str, error: BaseException) -> RunFailure:
-        text = f"{type(error).__name__}: {error}".strip().splitlines()
-        return cls(name=name, seed=seed, step=step, error=text[0] if text else type(error).__name__)
+    error: str
 
 
 class EvaluationResult(Result):
@@ -74,7 +50,6 @@ class EvaluationResult(Result):
     model_uri: str
     metrics: dict[str, float]
     search: SearchOutcome | None = None  # the winner of a search: what the search found
-    failure: RunFailure | None = None  # no metrics: the run failed (compare.on_failure: continue)
 
 
 class Stats(Result):
@@ -171,7 +146,7 @@ class CompareSummary(Result):
     reference: Reference | None = None
     runs: int
     all_runs: list[EvaluationResult]
-    # Runs that failed and were left out of the comparison (compare.on_failure: continue).
+    # Planned runs with no result, left out of the comparison (compare.on_failure: continue).
     failed: list[RunFailure] = []
 
     @field_validator("reference", mode="before")

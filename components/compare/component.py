@@ -16,6 +16,7 @@ def compare(
     keras_results: list = [],
     transformers_results: list = [],
     searched_results: list = [],
+    planned: list = [],
 ) -> NamedTuple("CompareOutputs", summary=dict, best_model_uri=str):
     """Compares every candidate x seed, picks the best and applies the quality gate.
 
@@ -33,6 +34,8 @@ def compare(
         keras_results: Results of the keras candidates' evaluate tasks.
         transformers_results: Results of the transformers candidates' evaluate tasks.
         searched_results: Results of the evaluate tasks of the searched candidates' winners.
+        planned: The runs expected ({name, seed} per candidate x seed): those without a result
+            (a task of theirs failed, compare.on_failure: continue) are listed as failed.
 
     Returns:
         summary: Table rows (mean and std per metric), best run, gate verdict (passed, min,
@@ -51,7 +54,11 @@ def compare(
         for r in [*keras_results, *transformers_results, *searched_results]
     ]
     summary = run_compare(
-        results, metric, gate_min, Reference.model_validate(reference) if reference else None
+        results,
+        metric,
+        gate_min,
+        Reference.model_validate(reference) if reference else None,
+        planned=[(str(run["name"]), int(run["seed"])) for run in planned],
     )
     with open(table.path, "w") as handle:
         handle.write(to_markdown(summary))

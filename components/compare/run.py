@@ -19,10 +19,14 @@ from components.common.results import (
     EvaluationResult,
     GateVerdict,
     Reference,
+    RunFailure,
     Stats,
 )
 from components.spec import LOWER_IS_BETTER, METRICS, SCALARS, TABLE_METRICS
 
+# What a planned run without a result is listed with: on every target its failed task (FAILED
+# in the run's graph) holds the reason.
+MISSING_RESULT = "no result: its train or evaluate task failed (that task's log says why)"
 STD_NOTE = "± is the sample standard deviation over seeds (n - 1 in the denominator)."
 
 __all__ = ["compare", "failure_lines", "to_markdown", "write_html"]
@@ -41,15 +45,19 @@ def compare(
     metric: str,
     gate_min: float,
     reference: Reference | None = None,
+    planned: list[tuple[str, int]] | None = None,
 ) -> CompareSummary:
     """Rank the candidates by the mean of `metric` over their seeds; apply the gate to the
-    best seed of the best candidate. Runs that recorded a failure (compare.on_failure:
-    continue) are left out and listed as failed; when every run failed there is nothing to
-    compare."""
-    failed = [r.failure for r in results if r.failure is not None]
-    results = [r for r in results if r.failure is None]
+    best seed of the best candidate. A `planned` (candidate, seed) without a result (one of
+    its tasks failed, compare.on_failure: continue) is listed as failed; when every run
+    failed there is nothing to compare."""
+    finished = {(r.name, r.seed) for r in results}
+    failed = [
+        RunFailure(name=name, seed=seed, error=MISSING_RESULT)
+        for name, seed in sorted(set(planned or []) - finished)
+    ]
     if not results:
-        listed = "; ".join(f"{f.name} seed {f.seed} ({f.step}: {f.error})" for f in failed)
+        listed = ", ".join(f"{f.name} seed {f.seed}" for f in failed)
         raise ValueError(
             f"no candidate results to compare: every run failed ({listed})"
             if failed
@@ -85,13 +93,13 @@ def compare(
         reference=reference,
         runs=len(results),
         all_runs=[r for name in sorted(by_name) for r in by_name[name]],
-        failed=sorted(failed, key=lambda f: (f.name, f.seed)),
+        failed=failed,
     )
 
 
 def failure_lines(summary: CompareSummary) -> list[str]:
-    """`big-cnn seed 0 failed in train: ValueError: ...`, one per run left out."""
-    return [f"{f.name} seed {f.seed} failed in {f.step}: {f.error}" for f in summary.failed]
+    """`big-cnn seed 0: no result (...)`, one per run left out."""
+    return [f"{f.name} seed {f.seed}: {f.error}" for f in summary.failed]
 
 
 def _present_metrics(results: list[EvaluationResult], metric: str) -> list[str]:
@@ -302,13 +310,13 @@ def write_html(summary: CompareSummary, path: str | Path) -> Path:
     if summary.failed:
         sections += [
             "<h2>Failed runs</h2><p class='bad'>Left out of the comparison "
-            "(compare.on_failure: continue); each run's log says why.</p>",
+            "(compare.on_failure: continue); the failed task's log says why.</p>",
             # errors are long: they wrap, unlike the figures of the tables above
             "<style>.failed td,.failed th{text-align:left;white-space:normal}</style>"
             "<div class='failed'>"
             + html.table(
-                ["candidate", "seed", "step", "error"],
-                [[f.name, f.seed, f.step, f.error] for f in summary.failed],
+                ["candidate", "seed", "why"],
+                [[f.name, f.seed, f.error] for f in summary.failed],
             )
             + "</div>",
         ]

@@ -15,7 +15,6 @@ def evaluate(
     report: Output[HTML],
     batch_size: int = 0,
     gallery_size: int = 24,
-    on_failure: str = "stop",
 ) -> dict:
     """Evaluates a trained model on the test split and explains its errors.
 
@@ -34,14 +33,10 @@ def evaluate(
             table.
         batch_size: Test-time batch size; 0 picks one from the model's input size.
         gallery_size: How many misclassified images the report shows.
-        on_failure: `stop` fails the step when evaluation fails; `continue` returns the
-            failure as the result (no metrics), as it does for a training that recorded its
-            failure, so the other candidates are still compared (compare.on_failure).
 
     Returns:
         The candidate's name, seed, framework, model URI, scalar test metrics and, for the
-        winner of a search, the search's outcome (best trial and its parameters); for a
-        failed run, the failure instead of metrics.
+        winner of a search, the search's outcome (best trial and its parameters).
     """
     import json
 
@@ -50,15 +45,10 @@ def evaluate(
     from components.common.results import EvaluationResult
     from components.evaluate.metrics import downsample_curve
     from components.evaluate.run import evaluate as run_evaluate
-    from components.evaluate.run import failed_result, recorded
 
     skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
 
-    failure, result = recorded(
-        on_failure,
-        model.path,
-        model.metadata,
-        run_evaluate,
+    result = run_evaluate(
         model.path,
         dataset.path,
         predictions.path,
@@ -67,8 +57,6 @@ def evaluate(
         batch_size=batch_size or None,
         gallery_size=gallery_size,
     )
-    if failure is not None:
-        return failed_result(failure, model.metadata.get("framework", ""), model.uri)
     for name, value in result["scalars"].items():
         metrics.log_metric(name, round(value, 6))
     class_names = list(result["per_class"])

@@ -8,8 +8,6 @@ no framework is imported; otherwise the model is loaded from the artifact and pr
 
 from __future__ import annotations
 
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,58 +15,15 @@ import numpy as np
 
 from components.common.files import write_json
 from components.common.model_card import ModelCard
-from components.common.results import DatasetInfo, EvaluationResult, RunFailure
+from components.common.results import DatasetInfo
 from components.common.tfrecord import read_examples
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
 from components.models.loading import load_classifier, resolve_model_dir
 from components.models.prediction import ARTIFACT_TOLERANCE, load_stored, predict_split
-from components.spec import ON_FAILURE
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
-
-
-def recorded(
-    on_failure: str,
-    model_dir: str | Path,
-    metadata: dict[str, Any],
-    evaluate_fn: Callable[..., dict[str, Any]],
-    *args: Any,
-    **kwargs: Any,
-) -> tuple[RunFailure | None, dict[str, Any]]:
-    """The failure a training recorded in `model_dir`; else `evaluate_fn(*args, **kwargs)`,
-    whose exception becomes a RunFailure when `on_failure` is `continue`.
-
-    No output file is written for a failure, so kfp.local (which counts a task whose artifact
-    files are missing as not cached) evaluates again on the next run.
-    """
-    if on_failure not in ON_FAILURE:
-        raise ValueError(f"on_failure is {on_failure!r}; use one of {', '.join(ON_FAILURE)}")
-    earlier = RunFailure.read(model_dir)
-    if earlier is not None:
-        print(f"{earlier.name} seed {earlier.seed}: {earlier.step} failed, nothing to evaluate")
-        return earlier, {}
-    if on_failure == "stop":
-        return None, evaluate_fn(*args, **kwargs)
-    try:
-        return None, evaluate_fn(*args, **kwargs)
-    except Exception as exc:
-        traceback.print_exc()
-        name, seed = str(metadata.get("name", "")), int(metadata.get("seed") or 0)
-        return RunFailure.of(name, seed, "evaluate", exc), {}
-
-
-def failed_result(failure: RunFailure, framework: str, model_uri: str) -> dict[str, Any]:
-    """The evaluate step's result for a failed run: its failure, no metrics."""
-    return EvaluationResult(
-        name=failure.name,
-        seed=failure.seed,
-        framework=framework,
-        model_uri=model_uri,
-        metrics={},
-        failure=failure,
-    ).to_output()
 
 
 def predictions_of_test_split(

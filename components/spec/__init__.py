@@ -452,8 +452,8 @@ class ModelSpec(Strict):
             )
 
 
-# What a failed training or evaluation does (compare.on_failure): `stop` fails the run;
-# `continue` records the failure as the run's outcome, so the other candidates are compared.
+# What a failed training or evaluation does to the run (compare.on_failure): its task fails
+# either way; `stop` ends the run, `continue` still compares the other candidates.
 ON_FAILURE = ("stop", "continue")
 OnFailure = Literal[ON_FAILURE]  # type: ignore[valid-type]
 

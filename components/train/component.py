@@ -12,7 +12,6 @@ def train(
     curves: Output[HTML],
     checkpoint_root: str = "",
     fresh: bool = False,
-    on_failure: str = "stop",
 ):
     """Trains one candidate model with one seed.
 
@@ -30,9 +29,6 @@ def train(
             folder; each candidate x seed x dataset x recipe has its own subfolder there, so a
             rerun resumes. Empty: Vertex's AIP_CHECKPOINT_DIR, else the step's own folder.
         fresh: Discard this training's checkpoints and start from scratch.
-        on_failure: `stop` fails the step when training fails; `continue` records the failure
-            in the Model folder (failure.json, no model, no curves) and succeeds, so the other
-            candidates are still compared (compare.on_failure).
     """
     import os
     from pathlib import Path
@@ -41,7 +37,6 @@ def train(
     from components.common.process import skip_collection_at_exit
     from components.spec import Candidate
     from components.train.cluster import leave_outputs_to_the_chief
-    from components.train.run import recording_failure
     from components.train.run import train as run_train
 
     skip_collection_at_exit()  # TensorFlow / PyTorch processes otherwise linger seconds at exit
@@ -54,11 +49,9 @@ def train(
     tensorboard_dir = os.environ.get("AIP_TENSORBOARD_LOG_DIR") or str(
         Path(model.path).parent / TENSORBOARD_DIR
     )
-    failure, card = recording_failure(
-        on_failure,
-        model.path,
-        task,
-        run_train,
+    # A failed training raises and fails the task, so retries act on it and no cache keeps it;
+    # with compare.on_failure `continue` the compare step still runs (ignore_upstream_failure).
+    card = run_train(
         dataset.path,
         task.model_spec,
         task.seed,
@@ -74,11 +67,6 @@ def train(
         searched=task.searched,
         skip=task.skip,
     )
-    if failure is not None:
-        model.metadata.update(
-            name=failure.name, seed=failure.seed, framework=task.model_spec.framework, failed=True
-        )
-        return
     if card is None:  # a worker node of a multi-node training: the chief writes the outputs
         leave_outputs_to_the_chief()
         return

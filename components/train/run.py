@@ -3,53 +3,16 @@
 from __future__ import annotations
 
 import shutil
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from components.common.files import local_path
 from components.common.model_card import ModelCard
-from components.common.results import DatasetInfo, RunFailure
-from components.spec import ON_FAILURE, Candidate, Fold, ModelSpec, Pruning, SearchOutcome
+from components.common.results import DatasetInfo
+from components.spec import Fold, ModelSpec, Pruning, SearchOutcome
 from components.train.checkpoints import checkpoint_dir as checkpoint_folder
 from components.train.cluster import nodes_from_environment
 from components.train.curves import write_curves_report
 from components.train.events import training_outcome
-
-
-def recording_failure(
-    on_failure: str,
-    model_dir: str | Path,
-    task: Candidate,
-    train_fn: Callable[..., ModelCard | None],
-    *args: Any,
-    **kwargs: Any,
-) -> tuple[RunFailure | None, ModelCard | None]:
-    """`train_fn(*args, **kwargs)`; with `on_failure` `continue`, an exception it raises
-    becomes a RunFailure written to `model_dir` (the step then succeeds with no model).
-
-    Only exceptions are recorded, and only on the chief: a stop (SIGINT/SIGTERM) still ends the
-    step, and a worker node's failure fails its replica without touching the shared Model
-    folder. The curves
-    output is left unwritten, so kfp.local, which counts a task whose artifact files are missing
-    as not cached, trains the candidate again on the next run.
-    """
-    if on_failure not in ON_FAILURE:
-        raise ValueError(f"on_failure is {on_failure!r}; use one of {', '.join(ON_FAILURE)}")
-    if on_failure == "stop" or not nodes_from_environment().is_chief:
-        # A worker node of a multi-node training shares the Model folder with the chief: it
-        # never writes there, and its failure fails its replica (and so the job), as it is.
-        return None, train_fn(*args, **kwargs)
-    try:
-        return None, train_fn(*args, **kwargs)
-    except Exception as exc:
-        traceback.print_exc()
-        failure = RunFailure.of(task.model_spec.name, task.seed, "train", exc)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        failure.write(model_dir)
-        print(f"recorded the failure of {failure.name} seed {failure.seed}: {failure.error}")
-        return failure, None
 
 
 def train(

@@ -57,8 +57,9 @@ class TaskRecord:
     folds: int | None = None  # ... of this many
     status: str = "RUNNING"  # RUNNING, SUCCESS, FAILURE, STOPPED (ended by a stop of the run)
     cached: bool = False
-    # The step ran, failed and recorded its failure as its outcome (compare.on_failure: continue).
-    failure_recorded: bool = False
+    # The task failed and the run goes on without its candidate x seed (compare.on_failure:
+    # continue): the compare step still runs on the others.
+    goes_on: bool = False
     earlier_seconds: float | None = None  # cached: the time it took in the run that ran it
     resumed_from: int = 0  # epochs a training found done in its checkpoints (0: a first start)
     inputs: str = (
@@ -182,7 +183,7 @@ class Console:
             outcome = f"stopped after {record.seconds:.1f} s"
         else:
             outcome = f"FAILED after {record.seconds:.1f} s" + (
-                " (recorded; the other candidates go on)" if record.failure_recorded else ""
+                " (the other candidates go on)" if record.goes_on else ""
             )
             outcome += f", log: {record.log}" if record.log else ""
         if record.resumed_from and not record.cached:
@@ -331,13 +332,13 @@ class Capture:
         figure: Callable[[TaskRecord], str] = lambda record: "",
         trials: dict[str, int] | None = None,
         stopped_at: Callable[[], float | None] = lambda: None,
-        failure_of: Callable[[TaskRecord], Any] = lambda record: None,
+        goes_on: Callable[[TaskRecord], bool] = lambda record: False,
         cached_seconds: Callable[[TaskRecord], float | None] = lambda record: None,
     ) -> None:
         """`figure(record)` is the key figure a finished task's line ends with; `trials` is
         each searched candidate's trial count (a trial's line reads `trial 3/16`);
-        `stopped_at()` when a stop of the run came (None while none has); `failure_of(record)`
-        the failure a successful task recorded as its outcome (None for none);
+        `stopped_at()` when a stop of the run came (None while none has); `goes_on(record)`
+        whether the run goes on past this task when it fails;
         `cached_seconds(record)` the time a cached task took in the run that ran it (None when
         unknown)."""
         self.console = console
@@ -345,7 +346,7 @@ class Capture:
         self.figure = figure
         self.trials = dict(trials or {})
         self.stopped_at = stopped_at
-        self.failure_of = failure_of
+        self.goes_on = goes_on
         self.cached_seconds = cached_seconds
         self.sink = _Sink(console.verbose)
         self.run_dir: Path | None = None
@@ -409,8 +410,7 @@ class Capture:
         record.status = task_status.name
         record.cached = is_container and not _current.ran and record.status == "SUCCESS"
         record.outputs = dict(outputs or {})
-        if record.status == "SUCCESS" and self.failure_of(record) is not None:
-            record.status, record.failure_recorded = "FAILURE", True
+        record.goes_on = record.status == "FAILURE" and self.goes_on(record)
         if record.cached:
             record.earlier_seconds = self.cached_seconds(record)
         self._mark_stopped(record)
@@ -533,7 +533,7 @@ class Capture:
     @contextlib.contextmanager
     def installed(self) -> Iterator[Capture]:
         from kfp.local import subprocess_task_handler
-        from kfp.local.orchestrator import task_executor
+        from kfp.local.orchestrator import enhanced_dag_orchestrator, task_executor
 
         try:  # kfp.local's DockerRunner imports the docker package (the docker extra)
             from kfp.local import docker_task_handler
@@ -542,6 +542,8 @@ class Capture:
         original_execute = task_executor.execute_single_task
         original_run = subprocess_task_handler.run_local_subprocess
         original_container = docker_task_handler and docker_task_handler.run_docker_container
+        executor_class = enhanced_dag_orchestrator.ParallelExecutor
+        original_parallel = executor_class.execute_parallel_tasks
         root_logger = logging.getLogger()
         handlers, level = root_logger.handlers[:], root_logger.level
         # kfp.local indents step output by swapping builtins.print per task; two tasks at once
@@ -552,6 +554,7 @@ class Capture:
             return self._execute(original_execute, *args, **kwargs)
 
         task_executor.execute_single_task = execute  # type: ignore[assignment]
+        executor_class.execute_parallel_tasks = every_iteration  # type: ignore[method-assign]
         subprocess_task_handler.run_local_subprocess = self._run_subprocess  # type: ignore[assignment]
         if docker_task_handler is not None:
             docker_task_handler.run_docker_container = self._run_container  # type: ignore[assignment]
@@ -566,6 +569,7 @@ class Capture:
                 yield self
         finally:
             task_executor.execute_single_task = original_execute  # type: ignore[assignment]
+            executor_class.execute_parallel_tasks = original_parallel  # type: ignore[method-assign]
             subprocess_task_handler.run_local_subprocess = original_run  # type: ignore[assignment]
             if docker_task_handler is not None:
                 docker_task_handler.run_docker_container = original_container  # type: ignore[assignment]
@@ -576,6 +580,68 @@ class Capture:
 
     def _warning(self, message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
         self.sink.write(warnings.formatwarning(message, category, filename, lineno))
+
+
+def every_iteration(
+    self: Any,
+    tasks: list[tuple[str, Any]],
+    *,
+    io_store: Any,
+    fail_stack: list[str],
+    parallelism_limit: int = 0,
+    **context: Any,
+) -> tuple[dict[str, Any], Any]:
+    """kfp.local's ParallelExecutor.execute_parallel_tasks (2.17), but a failed iteration no
+    longer hides the others: every iteration runs to its end, and when some failed the loop
+    still fails while its Collected outputs hold those of the iterations that succeeded (in
+    iteration order), as a task after it that ignores upstream failures reads them.
+
+    kfp 2.17 returns at the first failed iteration with no outputs at all, so with
+    compare.on_failure `continue` the compare step (`ignore_upstream_failure()`) would find no
+    result of the loop to read.
+    """
+    import concurrent.futures
+
+    from kfp.local import status
+    from kfp.local.orchestrator import enhanced_dag_orchestrator
+
+    workers = min(parallelism_limit or self.max_workers, self.conservative_max)
+    outputs: dict[str, dict[str, Any]] = {}
+    failed: list[str] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            pool.submit(
+                enhanced_dag_orchestrator.execute_task,
+                task_name=name,
+                task_spec=spec,
+                io_store=io_store,
+                fail_stack=fail_stack,
+                **context,
+            ): name
+            for name, spec in tasks
+        }
+        for future in concurrent.futures.as_completed(futures):
+            name = futures[future]
+            try:
+                result, task_status = future.result()
+            except Exception as exc:  # kfp.local logs these and counts the iteration failed
+                logging.error("Task %s failed with exception: %s", name, exc)
+                result, task_status = {}, status.Status.FAILURE
+            if task_status == status.Status.FAILURE:
+                failed.append(name)
+                continue
+            outputs[name] = result
+            for key, value in result.items():
+                io_store.put_task_output(name, key, value)
+    if not failed:
+        return outputs, status.Status.SUCCESS
+    fail_stack.extend(sorted(failed))
+    loop = tasks[0][0].rsplit("-iteration-", 1)[0]
+    for key in sorted({key for result in outputs.values() for key in result}):
+        io_store.put_task_output(
+            loop, key, [outputs[n][key] for n, _ in tasks if key in outputs.get(n, {})]
+        )
+    return {}, status.Status.FAILURE
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[str]:

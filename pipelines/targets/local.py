@@ -19,6 +19,7 @@ from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
 from components.ingest.listing import SourceError, is_uri, list_csv
 from components.register.run import champion_decision, find_registration
+from pipelines.errors import EXIT_PARTIAL
 from pipelines.failures import failure
 from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
@@ -26,7 +27,7 @@ from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
 from pipelines.targets.results import (
     Verdict,
     earlier_seconds,
-    recorded_failure,
+    failed_run_line,
     task_figure,
     write_results,
 )
@@ -197,7 +198,7 @@ class LocalTarget(Target):
                 figure=task_figure,
                 trials={m.name: m.search.trials for m in self.experiment.searched() if m.search},
                 stopped_at=lambda: guard.at,
-                failure_of=recorded_failure,
+                goes_on=self._goes_on,
                 cached_seconds=earlier_seconds,
             )
             if self.in_containers:
@@ -216,6 +217,7 @@ class LocalTarget(Target):
                 if guard.signal is None and not isinstance(exc, RuntimeError):
                     raise
                 error = ANSI.sub("", str(exc))
+                summary = _compared(console.tasks)
         outcome = _outcome(console.tasks, guard, error, summary)
         registration = self._registration(summary, started)
         seconds = round(time.time() - started, 2)
@@ -224,7 +226,7 @@ class LocalTarget(Target):
                 capture.run_dir,
                 self.experiment.name,
                 console.tasks,
-                _verdict(outcome, seconds, summary, registration),
+                _verdict(outcome, seconds, summary, registration, console.tasks),
             )
             if capture.run_dir is not None
             else None
@@ -243,9 +245,20 @@ class LocalTarget(Target):
             "data": results.data if results else {},
             "tasks": [_task_row(t) for t in console.tasks],
             "summary": summary,
+            "failed_runs": [failed_run_line(t) for t in console.tasks if t.goes_on],
             "best_model": _best_model_link(results.run_dir, summary) if results else None,
             "registration": registration,
         }
+
+    def _goes_on(self, record: TaskRecord) -> bool:
+        """A failed train or evaluate task of a candidate x seed that the compare step runs
+        past (compare.on_failure: continue)."""
+        return (
+            self.experiment.compare.on_failure == "continue"
+            and record.candidate is not None
+            and record.trial is None
+            and record.name.startswith(("train", "evaluate"))
+        )
 
     def _registration(self, output: dict[str, Any] | None, started: float) -> dict[str, Any] | None:
         """The folder registry's record of the run's best model, when the gate let it through;
@@ -271,11 +284,12 @@ def _verdict(
     seconds: float,
     summary: dict[str, Any] | None,
     registration: dict[str, Any] | None,
+    tasks: list[TaskRecord],
 ) -> Verdict:
     """How index.html heads: the outcome as the CLI reports it (a missed gate included)."""
     compared = CompareSummary.model_validate(summary) if summary else None
     status = outcome["status"]
-    if status == "SUCCEEDED" and compared is not None and not compared.gate.passed:
+    if status in ("SUCCEEDED", "PARTIAL") and compared is not None and not compared.gate.passed:
         status = "GATE MISSED"
     record = RegistrationRecord.model_validate(registration) if registration else None
     return Verdict(
@@ -285,9 +299,18 @@ def _verdict(
         gate=compared.gate.message if compared else None,
         error=outcome.get("error"),
         error_log=outcome.get("error_log"),
-        failed_runs=failure_lines(compared) if compared else [],
+        failed_runs=[failed_run_line(t) for t in tasks if t.goes_on]
+        or (failure_lines(compared) if compared else []),
         champion=champion_decision(record) if record and not record.existing else None,
     )
+
+
+def _compared(tasks: list[TaskRecord]) -> dict[str, Any] | None:
+    """The compare step's summary from its task, when it succeeded in a run that failed
+    (kfp.local then returns no pipeline output)."""
+    task = next((t for t in tasks if t.name == "compare" and t.status == "SUCCESS"), None)
+    output = task.outputs.get("summary") if task is not None else None
+    return CompareSummary.model_validate(output).to_output() if output else None
 
 
 def _best_model_link(run_dir: Path, summary: dict[str, Any] | None) -> str | None:
@@ -341,15 +364,26 @@ def _outcome(
             "exit_code": guard.exit_code,
             "stopped_steps": running,
         }
+    failed = [t for t in tasks if t.status == "FAILURE"]
+    if error is not None and summary is not None and failed and all(t.goes_on for t in failed):
+        # compare.on_failure: continue. Every target counts the run failed (a task failed);
+        # the others were compared, and past the gate the best of them is registered.
+        return {
+            "status": "PARTIAL",
+            "error": f"{len(failed)} task(s) failed ({', '.join(t.label for t in failed)}); "
+            "the other candidates were compared; rerun to retry them (no cache keeps a failure)",
+            "exit_code": EXIT_PARTIAL,
+        }
     if error is not None:
-        failed = next((t for t in tasks if t.status == "FAILURE" and not t.failure_recorded), None)
-        if failed is None:
+        first = next((t for t in failed if not t.goes_on), None) or next(iter(failed), None)
+        if first is None:
             return {"status": "FAILED", "error": error}
-        reason = failure(failed.label, failed.log, error)
+        failed_task = first
+        reason = failure(failed_task.label, failed_task.log, error)
         return {
             "status": "FAILED",
             "error": reason.error,
-            "failed_step": failed.label,
+            "failed_step": failed_task.label,
             "error_log": reason.log,
         }
     registered = any(t.name.startswith("register") for t in tasks)

@@ -31,8 +31,8 @@ from components.common.results import (
     DATASET_INFO_FILE,
     ChampionDecision,
     DatasetInfo,
-    RunFailure,
 )
+from pipelines.failures import failure
 from pipelines.targets.console import TaskRecord
 
 LATEST = "latest"
@@ -46,7 +46,7 @@ TASKS_FILE = "tasks.json"
 class Verdict:
     """What index.html heads with: how the run ended, its time, what it registered."""
 
-    status: str  # SUCCEEDED, FAILED, STOPPED, GATE MISSED
+    status: str  # SUCCEEDED, PARTIAL, FAILED, STOPPED, GATE MISSED
     seconds: float
     registered: str | None = None  # `digits-classifier v3 at runs/registry/...`
     gate: str | None = None  # the gate's message
@@ -90,28 +90,18 @@ def training_figure(outcome: dict[str, Any]) -> str:
     return text + f" (of {outcome['epochs_run']})"
 
 
-def recorded_failure(record: TaskRecord) -> RunFailure | None:
-    """The failure a train or evaluate task recorded as its outcome (compare.on_failure:
-    continue); an evaluate that hands on its training's failure recorded none itself."""
-    if record.name.startswith("train"):
-        model = _uri(record, "model")
-        return RunFailure.read(model) if model is not None and model.is_dir() else None
-    result = record.outputs.get("Output")
-    if record.name.startswith("evaluate") and isinstance(result, dict) and result.get("failure"):
-        failure = RunFailure.model_validate(result["failure"])
-        return failure if failure.step == "evaluate" else None
-    return None
+def failed_run_line(record: TaskRecord) -> str:
+    """`broken seed 0 failed in train: ValueError: ...` of a failed task the run went on past
+    (compare.on_failure: continue), its reason read from the task's log."""
+    reason = failure(record.label, record.log, "see its log")
+    told = f"{reason.exception}: {reason.message}" if reason.exception else reason.message
+    return f"{record.candidate} seed {record.seed} failed in {record.step}: {told}"
 
 
 def task_figure(record: TaskRecord) -> str:
     """The one figure a task's console line ends with."""
-    if record.failure_recorded:
-        failure = recorded_failure(record)
-        return failure.error if failure else ""
-    if record.name.startswith("evaluate") and isinstance(record.outputs.get("Output"), dict):
-        failure = record.outputs["Output"].get("failure")
-        if failure:
-            return f"nothing to evaluate: {failure['step']} failed"
+    if record.goes_on:
+        return failed_run_line(record).split(": ", 1)[1]
     if record.status != "SUCCESS":
         return ""
     if record.name.startswith("train"):

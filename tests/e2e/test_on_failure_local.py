@@ -1,6 +1,7 @@
-"""compare.on_failure: continue on kfp.local: a candidate that fails to train is recorded and
-named, the others are compared, gated and registered (the gate-passed branch really runs), and
-a rerun trains the failed one again while the rest comes from the cache with its real time."""
+"""compare.on_failure: continue on kfp.local: a candidate that fails to train fails its task
+(FAILED, nothing cached), the others are compared, gated and registered (the gate-passed branch
+really runs), the run ends PARTIAL with exit code 4, and a rerun trains the failed one again
+while the rest comes from the cache with its real time."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
+from pipelines.errors import EXIT_PARTIAL
 
 pytestmark = pytest.mark.e2e
 
@@ -62,29 +64,33 @@ def test_a_failed_candidate_is_named_and_the_others_are_registered(
 ) -> None:
     experiment = experiment_file(tmp_path)
     code, first, err = run(experiment, tmp_path / "runs", capsys)
-    assert code == 0, err[-3000:]
-    assert first["status"] == "SUCCEEDED"
+    assert code == EXIT_PARTIAL, err[-3000:]
+    assert first["status"] == "PARTIAL"
     tasks = {t["label"]: t for t in first["tasks"]}
     assert tasks["train broken seed 0"]["status"] == "FAILURE"
     assert tasks["train small-cnn seed 0"]["status"] == "SUCCESS"
+    # the failed training's evaluate never ran: its upstream failed
+    assert "evaluate broken seed 0" not in tasks
     failed = first["summary"]["failed"]
-    assert [(f["name"], f["seed"], f["step"]) for f in failed] == [("broken", 0, "train")]
+    assert [(f["name"], f["seed"]) for f in failed] == [("broken", 0)]
+    [line] = first["failed_runs"]
+    assert line.startswith("broken seed 0 failed in train: OSError: "), line
     assert [row["name"] for row in first["summary"]["rows"]] == ["small-cnn"]
     # the gate-passed branch ran: the surviving candidate is registered
     registration = first["registration"]
     assert registration["version"] == "v1" and registration["model_name"] == "small-cnn"
     assert Path(registration["path"], "model", "model_card.json").is_file()
     line = next(x for x in err.splitlines() if "train broken seed 0 ... FAILED" in x)
-    assert "(recorded; the other candidates go on)" in line
+    assert "(the other candidates go on)" in line
     index = Path(first["index"]).read_text()
     head = index[: index.index("<h2>Reports</h2>")]
-    assert "SUCCEEDED" in head and "on-failure-classifier v1" in head
+    assert "PARTIAL" in head and "on-failure-classifier v1" in head
     assert "broken seed 0 failed in train" in head
 
     code, second, err = run(experiment, tmp_path / "runs", capsys)
-    assert code == 0, err[-3000:]
+    assert code == EXIT_PARTIAL, err[-3000:]
     again = {t["label"]: t for t in second["tasks"]}
-    # a recorded failure is not cached: the failed candidate is trained again
+    # a failed task is not cached: the failed candidate is trained again
     assert again["train broken seed 0"]["status"] == "FAILURE"
     assert not again["train broken seed 0"]["cached"]
     kept = again["train small-cnn seed 0"]

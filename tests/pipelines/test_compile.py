@@ -763,3 +763,31 @@ def test_the_data_snapshot_is_an_input_of_ingest(compile_spec, target):
     ingest = compiled.spec["root"]["dag"]["tasks"]["ingest"]
     wired = ingest["inputs"]["parameters"]["data_snapshot"]
     assert wired["componentInputParameter"] == "data_snapshot"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_failed_candidate_fails_its_task_and_compare_runs_past_it_only_with_continue(
+    compile_spec, target
+):
+    """compare.on_failure: continue is KFP's own trigger policy on the compare task, on every
+    target: train and evaluate carry no failure switch (a failed one fails its task), and
+    compare is told which runs to expect, so those without a result are its failed runs."""
+    goes_on = compile_spec("digits", target, ("compare.on_failure=continue", "seeds=[0,1]"))
+    stops = compile_spec("digits", target, ("seeds=[0,1]",))
+    for compiled in (goes_on, stops):
+        for loop in compiled.loops():
+            for task in compiled.loop_tasks(loop).values():
+                assert "on_failure" not in task["inputs"].get("parameters", {})
+    compare = goes_on.spec["root"]["dag"]["tasks"]["compare"]
+    assert compare["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert "triggerPolicy" not in stops.spec["root"]["dag"]["tasks"]["compare"]
+    assert any(d.startswith("for-loop") for d in compare["dependentTasks"])
+    planned = compare["inputs"]["parameters"]["planned"]["runtimeValue"]["constant"]
+    assert planned == [{"name": "small-cnn", "seed": 0}, {"name": "small-cnn", "seed": 1}]
+    # nothing after compare ignores failures: gate and registration need its summary
+    others = [
+        name
+        for name, task in goes_on.tasks()
+        if name != "compare" and task.get("triggerPolicy", {}).get("strategy")
+    ]
+    assert others == []

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from kfp import dsl
 
-from components.common.results import EvaluationResult, RunFailure
-from components.compare.run import compare
+from components.common.results import EvaluationResult
+from components.compare.run import MISSING_RESULT, compare
 from pipelines.summary import format_result
 from pipelines.targets.console import Capture, Console, TaskRecord
 from pipelines.targets.local import _best_model_link, _task_row, _verdict
@@ -20,7 +20,7 @@ from pipelines.targets.results import (
     TASKS_FILE,
     Verdict,
     earlier_seconds,
-    recorded_failure,
+    failed_run_line,
     task_figure,
     write_results,
 )
@@ -179,20 +179,23 @@ def test_index_heads_with_the_verdict_time_registered_version_and_error(tmp_path
     assert "big seed 0 failed in train: ValueError: boom" in head
 
 
-def _result(name: str, seed: int, accuracy: float | None, uri: str) -> EvaluationResult:
-    failure = (
-        RunFailure(name=name, seed=seed, step="train", error="ValueError: boom")
-        if accuracy is None
-        else None
-    )
+def _result(name: str, seed: int, accuracy: float, uri: str) -> EvaluationResult:
     return EvaluationResult(
-        name=name,
-        seed=seed,
-        framework="keras",
-        model_uri=uri,
-        metrics={} if accuracy is None else {"accuracy": accuracy},
-        failure=failure,
+        name=name, seed=seed, framework="keras", model_uri=uri, metrics={"accuracy": accuracy}
     )
+
+
+def _failed_training(tmp_path: Path) -> TaskRecord:
+    """A train task that failed in a run that went on (compare.on_failure: continue)."""
+    log = tmp_path / "logs" / "train-big-seed0.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        'epoch 1\nTraceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "ValueError: boom\n"
+    )
+    record = TaskRecord("train", "train", 1, tmp_path, candidate="big", seed=0, status="FAILURE")
+    record.log, record.goes_on = log, True
+    return record
 
 
 def test_the_summary_names_the_best_model_by_its_link_and_the_failed_runs(tmp_path: Path) -> None:
@@ -201,44 +204,40 @@ def test_the_summary_names_the_best_model_by_its_link_and_the_failed_runs(tmp_pa
     model.mkdir(parents=True)
     (run_dir / "small-cnn-seed1").symlink_to("for-loop-2-iteration-1")
     summary = compare(
-        [_result("small-cnn", 1, 0.97, str(model)), _result("big", 0, None, "/m/big")],
+        [_result("small-cnn", 1, 0.97, str(model))],
         "accuracy",
         0.9,
+        planned=[("small-cnn", 1), ("big", 0)],
     ).to_output()
     link = _best_model_link(run_dir, summary)
     assert link == str(run_dir / "small-cnn-seed1" / "train" / "model")
-    text = format_result(
-        {
-            "experiment": "x",
-            "target": "local",
-            "status": "SUCCEEDED",
-            "summary": summary,
-            "best_model": link,
-        }
-    )
+    result = {"experiment": "x", "target": "local", "status": "PARTIAL", "summary": summary}
+    text = format_result({**result, "best_model": link})
     assert f"  best model: {link}" in text.splitlines()
     assert "for-loop" not in text
+    # compare alone knows only that the run has no result ...
+    assert f"  failed, left out: big seed 0: {MISSING_RESULT}" in text.splitlines()
+    # ... the local target reads why from the failed task's log
+    failed = _failed_training(tmp_path)
+    lines = [failed_run_line(failed)]
+    assert lines == ["big seed 0 failed in train: ValueError: boom"]
+    text = format_result({**result, "best_model": link, "failed_runs": lines})
     assert "  failed, left out: big seed 0 failed in train: ValueError: boom" in text.splitlines()
-    verdict = _verdict({"status": "SUCCEEDED", "error": None}, 1.0, summary, None)
-    assert verdict.failed_runs == ["big seed 0 failed in train: ValueError: boom"]
+    verdict = _verdict({"status": "PARTIAL", "error": "x"}, 1.0, summary, None, [failed])
+    assert verdict.failed_runs == lines and verdict.status == "PARTIAL"
+    assert _verdict({"status": "PARTIAL"}, 1.0, summary, None, []).failed_runs == [
+        f"big seed 0: {MISSING_RESULT}"
+    ]
 
 
-def test_a_recorded_failure_shows_as_failed_with_its_error(tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    RunFailure(name="big", seed=0, step="train", error="ValueError: boom").write(model)
-    record = TaskRecord("train", "train", 1, tmp_path, candidate="big", seed=0, status="SUCCESS")
-    record.outputs = {"model": _artifact(dsl.Model, model)}
-    assert recorded_failure(record) is not None
+def test_a_failed_task_the_run_goes_on_past_says_so_with_its_error(tmp_path: Path) -> None:
+    record = _failed_training(tmp_path)
     console, stream = _console(1)
-    capture = Capture(console, tmp_path, failure_of=recorded_failure, figure=task_figure)
-    record.status, record.failure_recorded = "FAILURE", True
+    capture = Capture(console, tmp_path, goes_on=lambda r: True, figure=task_figure)
     record.figure = capture.figure(record)
     console.finished(record)
     line = stream.getvalue().splitlines()[-1]
-    assert "FAILED after" in line and "recorded; the other candidates go on" in line
+    assert "FAILED after" in line and "(the other candidates go on)" in line
     assert line.endswith("ValueError: boom")
-    # an evaluate that hands the training's failure on is no failure of its own
-    evaluate = TaskRecord("evaluate", "evaluate", 2, tmp_path, candidate="big", seed=0)
-    evaluate.outputs = {"Output": _result("big", 0, None, str(model)).to_output()}
-    assert recorded_failure(evaluate) is None
-    assert task_figure(evaluate) == "nothing to evaluate: train failed"
+    record.goes_on = False  # a failure that ends the run: its error closes the summary instead
+    assert task_figure(record) == ""
