@@ -19,6 +19,11 @@ class TaskHooks(Protocol):
         """ "vertex": also upload the registered version to the Vertex AI Model Registry."""
         ...
 
+    @property
+    def runs_past_failed_tasks(self) -> bool:
+        """Whether a task may ignore upstream failures and still feed the tasks after it."""
+        ...
+
     def registry_root(self) -> str:
         """The folder registry's root where the register step runs."""
         ...

@@ -96,7 +96,7 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
             target,
         )
         collected.update(searched)
-        goes_on = experiment.compare.on_failure == "continue"
+        goes_on = experiment.compare.on_failure == "continue" and target.runs_past_failed_tasks
         if goes_on:
             # kfp 2.17's ignore_upstream_failure() looks up every input among the arguments
             # given (KeyError on one left to its default), so each results list is given.

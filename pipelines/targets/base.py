@@ -39,6 +39,9 @@ class Target:
     name = "base"
     parallelism = 0  # 0: as many loop iterations at once as the backend allows
     model_registry: Literal["folder", "vertex"] = "folder"
+    # Whether the backend runs a task that ignores upstream failures (compare, with
+    # compare.on_failure: continue) in the DAG, where the tasks after it read its outputs.
+    runs_past_failed_tasks = True
     # Registry host -> (user, secret) for pinning image tags to digests; None: the defaults of
     # pipelines.targets.digests (Google's application default credentials, ~/.docker/config.json).
     registry_credentials: Any = None

@@ -124,9 +124,24 @@ class KfpTarget(Target):
     wait_timeout_s: float | None = None  # --wait: give up after this long; None waits until the end
     lost_polls = 6  # --wait: consecutive failed looks before giving up (port-forwards drop)
     connect_timeout_s = 10.0
+    # KFP 2.17's Argo compiler (backend/src/v2/compiler/argocompiler/dag.go) turns a task with
+    # triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED into an exit lifecycle hook of each task it
+    # depends on, outside the DAG: compare would run once per loop, and the gate after it
+    # would wait on a task the DAG does not hold. So compare waits for every candidate here.
+    runs_past_failed_tasks = False
 
     def registry_root(self) -> str:
         return REGISTRY_MOUNT
+
+    def compile(self, path: str | Path) -> Path:
+        if self.experiment.compare.on_failure == "continue":
+            print(
+                "note: compare.on_failure: continue is not available on KFP's backend (2.17 "
+                "runs a task that ignores upstream failures as an exit hook of each upstream "
+                "task, outside the DAG): a failed candidate fails its task and the run there",
+                file=sys.stderr,
+            )
+        return super().compile(path)
 
     def pipeline_name(self) -> str:
         return f"imgclf-{self.experiment.name}"

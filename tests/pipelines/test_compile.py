@@ -769,8 +769,8 @@ def test_the_data_snapshot_is_an_input_of_ingest(compile_spec, target):
 def test_a_failed_candidate_fails_its_task_and_compare_runs_past_it_only_with_continue(
     compile_spec, target
 ):
-    """compare.on_failure: continue is KFP's own trigger policy on the compare task, on every
-    target: train and evaluate carry no failure switch (a failed one fails its task), and
+    """compare.on_failure: continue is KFP's own trigger policy on the compare task, locally
+    and on Vertex AI (not on KFP's backend, which cannot run it in the DAG): train and evaluate carry no failure switch (a failed one fails its task), and
     compare is told which runs to expect, so those without a result are its failed runs."""
     goes_on = compile_spec("digits", target, ("compare.on_failure=continue", "seeds=[0,1]"))
     stops = compile_spec("digits", target, ("seeds=[0,1]",))
@@ -779,7 +779,11 @@ def test_a_failed_candidate_fails_its_task_and_compare_runs_past_it_only_with_co
             for task in compiled.loop_tasks(loop).values():
                 assert "on_failure" not in task["inputs"].get("parameters", {})
     compare = goes_on.spec["root"]["dag"]["tasks"]["compare"]
-    assert compare["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    if target == "kfp":
+        # KFP 2.17's backend runs such a task as an exit hook outside the DAG (KfpTarget)
+        assert "triggerPolicy" not in compare
+    else:
+        assert compare["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
     assert "triggerPolicy" not in stops.spec["root"]["dag"]["tasks"]["compare"]
     assert any(d.startswith("for-loop") for d in compare["dependentTasks"])
     planned = compare["inputs"]["parameters"]["planned"]["runtimeValue"]["constant"]

@@ -324,3 +324,20 @@ def test_compile_only_writes_the_platform_spec(tmp_path):
         for m in e.get("pvcMount", [])
     ]
     assert sorted(mounts) == ["/mnt/data", "/mnt/registry"]
+
+
+@pytest.mark.parametrize("on_failure", ["continue", "stop"])
+def test_compare_on_failure_continue_says_it_is_not_available_on_kfp(
+    tmp_path, capsys: pytest.CaptureFixture[str], on_failure: str
+) -> None:
+    experiment = load_experiment("digits", [f"compare.on_failure={on_failure}"])
+    target = get_target("kfp", experiment, RunOptions(runs_dir=tmp_path))
+    text = target.compile(tmp_path / "digits.kfp.yaml").read_text()
+    spec = next(d for d in yaml.safe_load_all(text) if d is not None)
+    note = capsys.readouterr().err
+    assert "triggerPolicy" not in spec["root"]["dag"]["tasks"]["compare"]
+    if on_failure == "continue":
+        assert "compare.on_failure: continue is not available on KFP's backend" in note
+        assert "a failed candidate fails its task and the run there" in note
+    else:
+        assert note == ""
