@@ -147,7 +147,8 @@ class LocalTarget(Target):
         gate, best model, export (when the experiment has an export section), register."""
         export = 1 if self.experiment.export is not None else 0
         searches = search_tasks(self.experiment.searched(), self.experiment.seeds)
-        return 1 + 2 * len(self.experiment.candidates()) + searches + 4 + export
+        tracking = 2 if self.experiment.tracking.mlflow else 0  # track, track registration
+        return 1 + 2 * len(self.experiment.candidates()) + searches + 4 + export + tracking
 
     def checkpoint_root(self) -> str:
         return str(self.pipeline_root() / "checkpoints")
