@@ -14,11 +14,13 @@ from typing import Any
 
 from kfp import local
 
+from components.common.files import write_json
 from components.common.names import run_name
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
 from components.ingest.listing import SourceError, is_uri, list_csv
 from components.register.run import champion_decision, find_registration
+from pipelines.compare_runs import SUMMARY_FILE
 from pipelines.failures import failure
 from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
@@ -230,6 +232,8 @@ class LocalTarget(Target):
             if capture.run_dir is not None
             else None
         )
+        if results is not None and summary is not None:
+            write_json(results.run_dir / SUMMARY_FILE, summary)  # what --compare reads
         return {
             "experiment": self.experiment.name,
             "target": self.name,
