@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
         "instead of keeping it in the task's log file",
     )
     parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="compare local runs (run folders, run names, or last:N): a table here and "
+        "compare.html under --runs-dir",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print the result as JSON on stdout (logs stay on stderr)",
@@ -146,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         return _list(args.json)
+    if args.compare:
+        return _compare(args.compare, args.runs_dir)
     if not args.experiment:
         parser.error("--experiment is required (or use --list to see the experiments)")
     try:
@@ -425,6 +434,19 @@ def _bucket_registry_latest(experiment: Any, mounted_root: str) -> tuple[str, li
         )
         return None
     return version, list(names or [])
+
+
+def _compare(specs: list[str], runs_dir: Path) -> int:
+    from pipelines.compare_runs import CompareError, compare_runs
+
+    try:
+        lines, page = compare_runs(specs, Path(runs_dir))
+    except (CompareError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(lines))
+    print(f"curves and metrics: {page}")
+    return 0
 
 
 def _list(as_json: bool) -> int:

@@ -8,7 +8,9 @@ vocabulary from `components/spec/`; this module adds targets, resources and regi
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -393,6 +395,33 @@ class Gcp(Strict):
         return value
 
 
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"  # the default of tracking.mlflow, read when loading
+
+
+class Tracking(Strict):
+    """Experiment trackers the runs are recorded in, beside TensorBoard (and Vertex AI
+    Experiments, `gcp.experiment`, on the vertex target)."""
+
+    mlflow: str | None = Field(
+        default=None,
+        description="MLflow tracking URI (e.g. http://127.0.0.1:5000) the steps record each run "
+        f"in; unset: {MLFLOW_URI_ENV} when it is set; '' records nothing",
+    )
+    mlflow_experiment: str | None = Field(
+        default=None, description="MLflow experiment the runs go into (default: the name)"
+    )
+
+    @field_validator("mlflow")
+    @classmethod
+    def _tracking_uri(cls, value: str | None) -> str | None:
+        if value and value != "databricks" and not re.fullmatch(r"[a-z][a-z0-9+.-]*:.+", value):
+            raise ValueError(
+                "use a tracking URI with its scheme, e.g. http://127.0.0.1:5000, "
+                "https://mlflow.example.com or databricks"
+            )
+        return value
+
+
 class BatchPredict(Strict):
     """Vertex: a batch prediction job on the registered model, after registration.
 
@@ -513,6 +542,7 @@ class Experiment(Strict):
     export: ExportConfig | None = Field(
         default=None, description="deployable formats of the best model, measured and gated"
     )
+    tracking: Tracking = Tracking()
 
     @model_validator(mode="before")
     @classmethod
@@ -820,6 +850,16 @@ def check_metrics(
     return num_classes
 
 
+def default_tracking_uri(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`tracking.mlflow` from MLFLOW_TRACKING_URI when the experiment (and --set) leave it unset."""
+    uri = environ.get(MLFLOW_URI_ENV)
+    tracking = raw.get("tracking")
+    if not uri or (tracking is not None and not isinstance(tracking, dict)):
+        return
+    if tracking is None or tracking.get("mlflow") is None:
+        raw["tracking"] = {**(tracking or {}), "mlflow": uri}
+
+
 def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Load a bundled experiment by name (or a YAML path), apply `--set` overrides, validate.
 
@@ -840,6 +880,7 @@ def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()
     default_name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-")[:40].strip("-")
     raw.setdefault("name", default_name or "experiment")
     paths = {override: apply_override(raw, override) for override in overrides}
+    default_tracking_uri(raw, os.environ)
     try:
         return Experiment.model_validate(raw)
     except ValidationError as exc:

@@ -32,6 +32,10 @@ class TaskHooks(Protocol):
         """Set image, resources, retries and platform settings of one task."""
         ...
 
+    def tracking(self) -> dict[str, Any]:
+        """What the track steps record and where (a TrackingSpec); {}: no tracking."""
+        ...
+
     def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
         """The component that runs `step` here; called like the step's own component."""
         ...

@@ -25,6 +25,7 @@ from components.export.component import export
 from components.register.component import register_local, vertex_registration
 from components.register.vertex import MODEL_LABEL
 from components.serve.manifests import vertex_container_spec
+from components.track.component import track_registration
 from pipelines.config import Experiment
 from pipelines.errors import require_gcpc
 
@@ -72,6 +73,28 @@ def add_folder_registration(
     ).set_display_name("register")
     configure(register_task, "register")
     return register_task
+
+
+def add_tracked_registration(
+    configure: Configure,
+    tracking: dict[str, Any],
+    *,
+    record: Any,
+    tracked: Any,
+    data_snapshot: Any,
+) -> Any:
+    """Mirror the registered version into the experiment tracker (tracking.mlflow), after the
+    track task whose line (`tracked`) says whether tracking is still on for this run."""
+    task = track_registration(
+        tracking=tracking,
+        record=record,
+        pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        tracked=tracked,
+        data_snapshot=data_snapshot,
+    ).set_display_name("track registration")
+    task.set_caching_options(False)
+    configure(task, "track")
+    return task
 
 
 def serving_image(experiment: Experiment) -> str:

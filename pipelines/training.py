@@ -13,10 +13,15 @@ from components.compare.component import compare
 from components.evaluate.component import evaluate
 from components.gate.component import gate
 from components.ingest.component import ingest
+from components.track.component import track
 from components.train.component import train
 from pipelines.config import Experiment
 from pipelines.hooks import TaskHooks
-from pipelines.registration import add_folder_registration, add_vertex_registration
+from pipelines.registration import (
+    add_folder_registration,
+    add_tracked_registration,
+    add_vertex_registration,
+)
 from pipelines.search import add_searches
 
 # The compare step's inputs that collect the evaluate results.
@@ -31,6 +36,14 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
         else {}
     )
     # Searched candidates train through their search: a framework may have no plain loop.
+    tracking = target.tracking()
+    tracked_params = {
+        "candidates": ",".join(m.name for m in experiment.models),
+        "seeds": ",".join(str(s) for s in experiment.seeds),
+        "gate_metric": experiment.gate.metric,
+        "gate_min": str(experiment.gate.min),
+        "data_source": experiment.data.source,
+    }
     groups = {
         framework: items
         for framework in experiment.frameworks()
@@ -116,6 +129,19 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
         target.configure(compare_task, "compare")
         gate_task = gate(summary=compare_task.outputs["summary"]).set_display_name("gate")
         target.configure(gate_task, "gate")
+        track_task = None
+        if tracking:
+            track_task = track(
+                tracking=tracking,
+                summary=compare_task.outputs["summary"],
+                # The parent run's key: a retry of this pipeline run reopens the same parent.
+                pipeline_run=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                data_snapshot=data_snapshot,
+                params=tracked_params,
+            ).set_display_name("track")
+            # Every pipeline run is recorded, even when all its other steps come from the cache.
+            track_task.set_caching_options(False)
+            target.configure(track_task, "track")
         # A single-output task: kfp.local resolves `<task>-Output` in conditions, not named outputs.
         with dsl.If(gate_task.output == "passed", name="gate-passed"):
             register_task = add_folder_registration(
@@ -128,6 +154,14 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                 name=model_name,
                 aliases=model_aliases,
             )
+            if track_task is not None:
+                add_tracked_registration(
+                    target.configure,
+                    tracking,
+                    record=register_task.output,
+                    tracked=track_task.output,
+                    data_snapshot=data_snapshot,
+                )
             if target.model_registry == "vertex":
                 add_vertex_registration(
                     target.configure,

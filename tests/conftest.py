@@ -380,3 +380,94 @@ def write_hostile_tree(root: Path, case: str) -> Path:
 def hostile_tree(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """Each hostile source tree in turn (HOSTILE_TREES names them), written under tmp_path."""
     return write_hostile_tree(tmp_path / "source", request.param)
+
+
+@dataclass
+class MlflowServer:
+    """A real MLflow tracking server on a loopback port, with a sqlite backend."""
+
+    uri: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        """Stop the server (and its uvicorn worker) and wait until it has gone."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=60)
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_mlflow_server(folder: Path, deadline_s: float = 180.0) -> MlflowServer:
+    """`mlflow server` with a sqlite store under `folder`; returns once /health answers."""
+    import urllib.error
+    import urllib.request
+
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'mlflow.db'}",
+            "--default-artifact-root",
+            str(folder / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stop() ends the server and its worker
+    )
+    server = MlflowServer(uri=f"http://127.0.0.1:{port}", process=process)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"mlflow server exited: {(folder / 'server.log').read_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.uri}/health", timeout=5) as answer:
+                if answer.status == 200:
+                    return server
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    server.stop()
+    raise RuntimeError(f"mlflow server did not answer /health in {deadline_s:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real MLflow tracking server for the module's tests, stopped after them."""
+    pytest.importorskip("mlflow", reason="the dev extra installs the MLflow server")
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dead_mlflow_uri() -> str:
+    """A tracking URI on a loopback port nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"

@@ -10,8 +10,10 @@ from typing import Any, Literal
 
 from kfp import compiler
 
+from components.spec.tracking import TrackingSpec
 from pipelines.config import Experiment
 from pipelines.errors import PreflightError, SubmitError
+from pipelines.source import SOURCE_DIR, git_commit
 from pipelines.training import build_pipeline
 
 __all__ = ["PreflightError", "RunOptions", "SubmitError", "Target"]
@@ -71,6 +73,21 @@ class Target:
 
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         """Set image, resources and retries of one task."""
+
+    def tracking(self) -> dict[str, Any]:
+        """The track steps' TrackingSpec; {} when the experiment records its runs nowhere."""
+        settings = self.experiment.tracking
+        if not settings.mlflow:
+            return {}
+        commit, dirty = git_commit(SOURCE_DIR)
+        spec = TrackingSpec(
+            mlflow=settings.mlflow,
+            mlflow_experiment=settings.mlflow_experiment or self.experiment.name,
+            experiment=self.experiment.name,
+            target=self.name,
+            commit=(commit or "") + ("-dirty" if dirty else ""),
+        )
+        return spec.model_dump(mode="json")
 
     def component_for(self, step: str, component: Any, framework: str | None = None) -> Any:
         """The component that runs `step` here; called like the step's own component.

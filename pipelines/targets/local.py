@@ -14,11 +14,13 @@ from typing import Any
 
 from kfp import local
 
+from components.common.files import write_json
 from components.common.names import run_name
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
 from components.ingest.listing import SourceError, is_uri, list_csv
 from components.register.run import champion_decision, find_registration
+from pipelines.compare_runs import SUMMARY_FILE
 from pipelines.errors import EXIT_PARTIAL
 from pipelines.failures import failure
 from pipelines.search import search_tasks
@@ -148,7 +150,8 @@ class LocalTarget(Target):
         gate, best model, export (when the experiment has an export section), register."""
         export = 1 if self.experiment.export is not None else 0
         searches = search_tasks(self.experiment.searched(), self.experiment.seeds)
-        return 1 + 2 * len(self.experiment.candidates()) + searches + 4 + export
+        tracking = 2 if self.experiment.tracking.mlflow else 0  # track, track registration
+        return 1 + 2 * len(self.experiment.candidates()) + searches + 4 + export + tracking
 
     def checkpoint_root(self) -> str:
         return str(self.pipeline_root() / "checkpoints")
@@ -231,6 +234,8 @@ class LocalTarget(Target):
             if capture.run_dir is not None
             else None
         )
+        if results is not None and summary is not None:
+            write_json(results.run_dir / SUMMARY_FILE, summary)  # what --compare reads
         return {
             "experiment": self.experiment.name,
             "target": self.name,

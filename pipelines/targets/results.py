@@ -114,6 +114,8 @@ def task_figure(record: TaskRecord) -> str:
         data = data_counts(record)
         if data:
             return f"{data['kept']} images kept, {data['quarantined']} quarantined"
+    if record.name.startswith("track") and isinstance(record.outputs.get("Output"), str):
+        return str(record.outputs["Output"])  # what was recorded, or the tracking warning
     if record.name == "gate" and isinstance(record.outputs.get("Output"), str):
         return str(record.outputs["Output"])
     return ""

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -15,27 +13,9 @@ from typing import Any
 
 from pipelines.config import Experiment
 from pipelines.errors import SubmitError
+from pipelines.source import git_commit
 
 CONSOLE = "https://console.cloud.google.com/vertex-ai/locations/{region}/pipelines/runs/{run}?project={project}"
-
-
-def git_commit(folder: Path) -> tuple[str | None, bool]:
-    """(HEAD commit, whether tracked files have uncommitted changes) of the repository holding
-    `folder`; (None, False) outside a repository or without git."""
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if not commit or not re.fullmatch(r"[0-9a-f]{40}", commit):
-        return None, False
-    return commit, bool(git("status", "--porcelain", "--untracked-files=no"))
 
 
 def labels(experiment: Experiment, source_dir: Path) -> dict[str, str]:
