@@ -39,8 +39,6 @@ def training_run(result: EvaluationResult) -> TrainingRun:
     run = TrainingRun(candidate=result.name, seed=result.seed, final=dict(result.metrics))
     run.links["model"] = result.model_uri
     run.tags["framework"] = result.framework
-    if result.failure is not None:
-        run.error = f"{result.failure.step}: {result.failure.error}"
     model_dir = local_path(result.model_uri)
     if (model_dir / CARD_FILE).is_file():
         card = ModelCard.load(model_dir)
@@ -75,8 +73,10 @@ def track_pipeline_run(
     tracker = tracker if tracker is not None else tracker_for(spec)
     tags = spec.tags(data_snapshot)
     tracker.start_pipeline_run(pipeline_run, pipeline_run, params, tags)
-    for result in summary.all_runs:
-        run = training_run(result)
+    runs = [training_run(result) for result in summary.all_runs]
+    # a planned run whose task failed (compare.on_failure: continue) is a FAILED nested run
+    runs += [TrainingRun(f.name, f.seed, error=f.error) for f in summary.failed]
+    for run in runs:
         run.tags.update(tags)
         tracker.log_training(run)
     best = summary.best
@@ -90,7 +90,7 @@ def track_pipeline_run(
     )
     return outcome_line(
         tracker,
-        f"tracked in MLflow: 1 pipeline run, {len(summary.all_runs)} candidate x seed runs",
+        f"tracked in MLflow: 1 pipeline run, {len(runs)} candidate x seed runs",
     )
 
 

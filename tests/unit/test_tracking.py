@@ -12,7 +12,7 @@ import pytest
 from components.common.model_card import ModelCard
 from components.common.results import EvaluationResult, RegistrationRecord
 from components.common.tracking import WARNING_PREFIX, Guarded, TrainingRun, open_mlflow
-from components.compare.run import compare
+from components.compare.run import MISSING_RESULT, compare
 from components.spec.tracking import TrackingSpec
 from components.track.run import track_pipeline_run, track_registration
 
@@ -109,6 +109,25 @@ def test_one_parent_and_a_nested_run_per_candidate_and_seed(
             (epoch, round(v + seed / 100, 4))
             for epoch, v in enumerate(HISTORY["val_accuracy"], start=1)
         ]
+
+
+def test_a_planned_run_without_a_result_is_a_failed_nested_run(
+    mlflow_server: Any, tmp_path: Path
+) -> None:
+    """compare.on_failure: continue: the run whose task failed is recorded FAILED, with why."""
+    summary = compare(
+        [result(tmp_path, "cnn", 0, 0.91)], "accuracy", 0.5, planned=[("cnn", 0), ("big", 0)]
+    )
+    line = track_pipeline_run(spec(mlflow_server.uri, "failed"), "job-f", summary, "s", {})
+    assert line.endswith("2 candidate x seed runs"), line
+    nested = {
+        r.info.run_name: r
+        for r in runs_of(mlflow_server, "failed")
+        if r.data.tags.get("role") != "pipeline"
+    }
+    assert nested["cnn-seed0"].info.status == "FINISHED"
+    assert nested["big-seed0"].info.status == "FAILED"
+    assert nested["big-seed0"].data.tags["error"] == MISSING_RESULT
 
 
 def test_a_retried_step_reopens_its_parent_instead_of_a_second_one(
