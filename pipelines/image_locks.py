@@ -49,16 +49,16 @@ PLATFORM = "x86_64-manylinux_2_36"
 # The installer's lock and the layer every image shares (containers/Dockerfile).
 INSTALLER = "installer"
 COMMON = "common"
-COMMON_EXTRAS: tuple[str, ...] = ("vertex",)
+COMMON_EXTRAS: tuple[str, ...] = ("vertex", "tracking")
 COMMON_LOCK_LABEL = f"containers/locks/{COMMON}.txt"
 # What each image installs: extras of pyproject.toml. The steps' needs per image are in
 # pipelines/targets/vertex/images.py (IMAGE_STEPS, STEP_EXTRAS); tests/unit/test_containers.py
 # holds the two together.
 IMAGE_EXTRAS: dict[str, tuple[str, ...]] = {
-    "cpu": ("tf", "data", "hf", "export", "vertex", "serve"),
-    "gpu": ("tf-gpu", "vertex"),
-    "tpu": ("tf-tpu", "vertex"),
-    "transformers": ("tf", "hf", "vertex"),
+    "cpu": ("tf", "data", "hf", "export", "vertex", "serve", "tracking"),
+    "gpu": ("tf-gpu", "vertex", "tracking"),
+    "tpu": ("tf-tpu", "vertex", "tracking"),
+    "transformers": ("tf", "hf", "vertex", "tracking"),
 }
 # The cpu image evaluates transformers models without CUDA: torch's CPU build (the hf extra's
 # version with the +cpu label), from PyTorch's page of torch wheels. The lock pins its hash but

@@ -25,6 +25,7 @@ EXTRA_MODULES = {
     "export": ["onnx", "onnxruntime", "tf2onnx", "ai_edge_litert.interpreter"],
     "vertex": ["google.cloud.aiplatform", "google_cloud_pipeline_components.v1.custom_job"],
     "serve": ["fastapi", "uvicorn"],
+    "tracking": ["mlflow"],
 }
 BASE_MODULES = ["kfp", "optuna", "sklearn", "PIL", "matplotlib", "psutil", "rich"]
 IMPORT_ALL = """

@@ -60,6 +60,7 @@ MODULE_EXTRAS = {
     "fastapi": "serve",
     "starlette": "serve",
     "uvicorn": "serve",
+    "mlflow": "tracking",
 }
 STEP_PACKAGES = {
     "ingest": "ingest",
@@ -69,6 +70,7 @@ STEP_PACKAGES = {
     "export": "export",
     "search": "search",
     "serve": "serve",
+    "track": "track",
 }
 
 

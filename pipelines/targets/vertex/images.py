@@ -24,6 +24,7 @@ STEP_EXTRAS: dict[str, frozenset[str]] = {
     "register": frozenset({"tf", "hf"}),  # re-scores the champion (loads both models)
     "export": frozenset({"tf", "hf", "export"}),  # converts keras or transformers models
     "vertex": frozenset({"vertex"}),
+    "track": frozenset({"tracking"}),  # the MLflow client (tracking.mlflow)
     # the model server: loads every format, reads a gs:// model on Vertex AI
     "serve": frozenset({"serve", "tf", "hf", "export", "vertex"}),
 }
@@ -39,6 +40,7 @@ IMAGE_STEPS: dict[str, tuple[str, ...]] = {
         "register",
         "vertex",
         "serve",
+        "track",
     ),
     "gpu": ("train:keras", "vertex"),
     "tpu": ("train:keras", "vertex"),
