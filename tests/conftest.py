@@ -493,6 +493,7 @@ class VertexStub:
             "models": [],
             "endpoints": [],
             "tensorboards": [],
+            "timeSeries": [],
         }
         self.job_updates: list[dict[str, Any]] = []  # applied one per GET of a pipeline job
         self.refuse_create: str | None = None
@@ -583,6 +584,8 @@ class VertexStub:
                 if method == "POST" and ":" in collection:  # e.g. contexts/x:addContextChildren
                     return self._reply(200, {})
                 ids = [v[0] for k, v in query.items() if k.endswith("Id")]
+                if method == "POST" and collection == "timeSeries":  # named by the service
+                    ids = [body["displayName"]]
                 if method == "POST" and ids:
                     if collection == "pipelineJobs" and stub.refuse_create:
                         return self._reply(

@@ -138,6 +138,42 @@ def test_an_experiment_run_per_candidate_and_seed(vertex_stub: Any, tmp_path: Pa
     assert failed["_params"]["error"] == MISSING_RESULT
 
 
+def test_per_epoch_series_go_to_the_experiments_backing_tensorboard(
+    vertex_stub: Any, tmp_path: Path
+) -> None:
+    parent = f"projects/{vertex_stub.project}/locations/{vertex_stub.location}"
+    tensorboard = f"{parent}/tensorboards/123"
+    vertex_stub.resources[tensorboard] = {"name": tensorboard, "displayName": "runs"}
+    experiment = f"{contexts(vertex_stub)}/{EXPERIMENT}"
+    vertex_stub.resources[experiment] = {
+        "name": experiment,
+        "displayName": EXPERIMENT,
+        "schemaTitle": "system.Experiment",
+        "metadata": {"experiment_deleted": False, "backing_tensorboard_resource": tensorboard},
+    }
+    summary = compare([result(tmp_path, "cnn", 0, 0.9)], "accuracy", 0.5)
+
+    line = track_pipeline_run(spec(vertex_stub), "job-5", summary, "s", {})
+
+    assert not line.startswith(WARNING_PREFIX), line
+    run = f"{tensorboard}/experiments/{EXPERIMENT}/runs/job-5-cnn-seed0"
+    series: dict[str, list[tuple[int, float]]] = {}
+    for request in vertex_stub.requests:
+        if request["path"] == f"{run}:write":
+            for data in request["body"]["timeSeriesData"]:
+                for value in data["values"]:
+                    series.setdefault(data["tensorboardTimeSeriesId"], []).append(
+                        (int(value["step"]), value["scalar"]["value"])
+                    )
+    assert series == {k: list(enumerate(v, start=1)) for k, v in HISTORY.items()}
+    assert last_update(vertex_stub, f"{EXPERIMENT}-job-5-cnn-seed0")["_state"] == "COMPLETE"
+    # no TensorBoard was created: the experiment's own is used
+    assert not any(
+        r["method"] == "POST" and r["path"] == f"{parent}/tensorboards"
+        for r in vertex_stub.requests
+    )
+
+
 def test_a_retried_step_resumes_its_runs(vertex_stub: Any, tmp_path: Path) -> None:
     summary = compare([result(tmp_path, "cnn", 0, 0.9)], "accuracy", 0.5)
     for _ in range(2):
