@@ -622,6 +622,7 @@ def vertex_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexStub]:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
     from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.metadata import metadata
 
     connect = socket.socket.connect
 
@@ -641,4 +642,6 @@ def vertex_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexStub]:
     )
     yield stub
     stub.close()
-    initializer.global_config.__init__()  # the SDK's settings are process-wide
+    # the SDK's settings and its current experiment are process-wide
+    initializer.global_config.__init__()
+    metadata._experiment_tracker.reset()
