@@ -41,7 +41,8 @@ CHAMPION_ALIAS = "champion"
 PIPELINE_RUN_TAG = "pipeline_run"  # the parent's key: the KFP pipeline run's id
 ROLE_TAG = "role"  # "pipeline" (the parent) or "training" (a candidate x seed)
 WARNING_PREFIX = "warning: tracking off"
-MLFLOW_LABEL = "MLflow"  # how the warning names the MLflow backend: "MLflow at <uri>"
+# How the lines name the backends: "MLflow at <uri>", "Vertex AI Experiments <experiment>".
+MLFLOW_LABEL, VERTEX_LABEL = "MLflow", "Vertex AI Experiments"
 # MLflow's batch limits per request.
 MAX_PARAMS, MAX_TAGS, MAX_METRICS = 100, 100, 1000
 MAX_PARAM_LENGTH = 6000
@@ -307,7 +308,8 @@ class VertexExperimentsTracker:
         self.experiment = experiment
         self.pipeline_run = ""
         self.pipeline_tags: dict[str, str] = {}
-        self._time_series: bool | None = None  # whether the experiment has a TensorBoard
+        # whether the experiment has a backing TensorBoard; None until the client is set up
+        self._time_series: bool | None = None
 
     def _aiplatform(self) -> Any:
         from google.cloud import aiplatform
@@ -464,7 +466,7 @@ def open_mlflow(uri: str, experiment: str) -> Guarded:
 def open_vertex_experiments(project: str, location: str, experiment: str) -> Guarded:
     """The Vertex AI Experiments tracker of `experiment`; its errors are one warning line."""
     return Guarded(
-        f"Vertex AI Experiments {experiment}",
+        f"{VERTEX_LABEL} {experiment}",
         lambda: VertexExperimentsTracker(project, location, experiment),
     )
 

@@ -16,6 +16,7 @@ from components.common.model_card import CARD_FILE, ModelCard
 from components.common.results import CompareSummary, EvaluationResult, RegistrationRecord
 from components.common.tracking import (
     MLFLOW_LABEL,
+    VERTEX_LABEL,
     WARNING_PREFIX,
     FanOut,
     Guarded,
@@ -52,7 +53,7 @@ def backends(spec: TrackingSpec) -> str:
     """Where `spec` records runs, in words: "MLflow", "Vertex AI Experiments" or both."""
     names = [MLFLOW_LABEL] if spec.mlflow else []
     if spec.vertex_experiment:
-        names.append("Vertex AI Experiments")
+        names.append(VERTEX_LABEL)
     return " and ".join(names)
 
 
