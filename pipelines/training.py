@@ -154,7 +154,8 @@ def build_pipeline(experiment: Experiment, target: TaskHooks) -> Callable[..., A
                 name=model_name,
                 aliases=model_aliases,
             )
-            if track_task is not None:
+            # Only MLflow mirrors the version: Vertex AI's registry gets it by the upload below.
+            if track_task is not None and experiment.tracking.mlflow:
                 add_tracked_registration(
                     target.configure,
                     tracking,

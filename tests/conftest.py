@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -471,3 +476,172 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def dead_mlflow_uri() -> str:
     """A tracking URI on a loopback port nothing listens on."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+class VertexStub:
+    """Just enough of the Vertex AI REST API for PipelineJob, Model and Endpoint lists and
+    Vertex AI Experiments (contexts, their runs and updates); records every request.
+
+    `refuse` set: every request is answered 403 with that message."""
+
+    project, location = "my-project", "us-central1"
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.lists: dict[str, list[dict[str, Any]]] = {
+            "models": [],
+            "endpoints": [],
+            "tensorboards": [],
+            "timeSeries": [],
+        }
+        self.job_updates: list[dict[str, Any]] = []  # applied one per GET of a pipeline job
+        self.refuse_create: str | None = None
+        self.refuse: str | None = None
+        self.bucket_checks: list[dict[str, Any]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def creates(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == "POST" and "pipelineJobs" in r["path"]]
+
+    def check_bucket(self, **kwargs: Any) -> None:
+        self.bucket_checks.append(kwargs)
+
+    def _handler(stub) -> type[BaseHTTPRequestHandler]:  # noqa: N805
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def do_PATCH(self) -> None:
+                self._serve("PATCH")
+
+            def _reply(self, code: int, payload: dict[str, Any]) -> None:
+                body = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _serve(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"null")
+                url = urlsplit(self.path)
+                path, query = url.path.removeprefix("/v1/"), parse_qs(url.query)
+                stub.requests.append(
+                    {
+                        "method": method,
+                        "path": path,
+                        "query": query,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                        "body": body,
+                    }
+                )
+                collection = path.rsplit("/", 1)[-1]
+                parent = "/".join(path.split("/")[:4])  # projects/P/locations/L
+                if stub.refuse:
+                    return self._reply(
+                        403,
+                        {
+                            "error": {
+                                "code": 403,
+                                "message": stub.refuse,
+                                "status": "PERMISSION_DENIED",
+                            }
+                        },
+                    )
+                if method == "PATCH" and path in stub.resources:
+                    stub.resources[path].update(body)
+                    return self._reply(200, stub.resources[path])
+                if method == "GET" and path.endswith("metadataStores/default"):
+                    return self._reply(200, {"name": path})
+                if method == "GET" and collection in stub.lists:
+                    return self._reply(200, {collection: stub.lists[collection]})
+                if method == "GET" and path in stub.resources:
+                    resource = stub.resources[path]
+                    if "pipelineJobs/" in path and stub.job_updates:
+                        resource.update(stub.job_updates.pop(0))
+                    return self._reply(200, resource)
+                if method == "POST" and collection == "models:upload":  # a finished operation
+                    model = f"{parent}/models/{len(stub.requests)}"
+                    operation = {"name": f"{parent}/operations/{len(stub.requests)}", "done": True}
+                    return self._reply(200, {**operation, "response": {"model": model}})
+                if method == "POST" and ":" in collection:  # e.g. contexts/x:addContextChildren
+                    return self._reply(200, {})
+                ids = [v[0] for k, v in query.items() if k.endswith("Id")]
+                if method == "POST" and collection == "timeSeries":  # named by the service
+                    ids = [body["displayName"]]
+                if method == "POST" and ids:
+                    if collection == "pipelineJobs" and stub.refuse_create:
+                        return self._reply(
+                            400,
+                            {
+                                "error": {
+                                    "code": 400,
+                                    "message": stub.refuse_create,
+                                    "status": "INVALID_ARGUMENT",
+                                }
+                            },
+                        )
+                    name = f"{path}/{ids[0]}"
+                    resource = dict(body, name=name)
+                    if collection == "pipelineJobs":
+                        context = f"{parent}/metadataStores/default/contexts/{ids[0]}"
+                        resource.update(
+                            state="PIPELINE_STATE_PENDING",
+                            jobDetail={"pipelineRunContext": {"name": context}},
+                        )
+                    stub.resources[name] = resource
+                    return self._reply(200, resource)
+                return self._reply(
+                    404, {"error": {"code": 404, "message": "not in stub", "status": "NOT_FOUND"}}
+                )
+
+        return Handler
+
+
+@pytest.fixture
+def vertex_stub(monkeypatch: pytest.MonkeyPatch) -> Iterator[VertexStub]:
+    """The Vertex AI stub, the aiplatform client's endpoint (REST, anonymous); only loopback
+    addresses can be reached while it runs."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.metadata import metadata
+
+    connect = socket.socket.connect
+
+    def local_only(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost"):
+            raise AssertionError(f"connection to {address} outside the stub")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    stub = VertexStub()
+    aiplatform.init(
+        project=stub.project,
+        location=stub.location,
+        api_endpoint=stub.endpoint,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),
+    )
+    yield stub
+    stub.close()
+    # the SDK's settings and its current experiment are process-wide
+    initializer.global_config.__init__()
+    metadata._experiment_tracker.reset()

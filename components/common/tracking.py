@@ -1,5 +1,5 @@
 """Experiment tracking: one interface (`Tracker`) the track steps record a pipeline run through,
-with an MLflow backend and a null one.
+with an MLflow backend, a Vertex AI Experiments backend, a fan-out to several and a null one.
 
 A pipeline run is one parent run; each candidate x seed a nested run under it with its
 parameters, its metrics per epoch (step = epoch, counted from 1), its final test metrics, links
@@ -11,11 +11,19 @@ Tracking never fails or slows a run: every call goes through `Guarded`, which on
 prints ONE warning line and turns the tracker off for the rest of the step. The MLflow client is
 imported only when a tracking URI is set, and it is told not to retry and to give up on a
 request after a few seconds, so a dead server costs one refused connection.
+
+In Vertex AI Experiments each candidate x seed is one experiment run (parameters, the test
+metrics and the best epoch's validation metrics; the metrics per epoch only when the experiment
+has a backing TensorBoard). The pipeline run itself is already one of the experiment's runs: the
+submit associates the pipeline job with the experiment. The registered version reaches the
+Vertex Model Registry through the pipeline's own upload, so this backend mirrors nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +41,8 @@ CHAMPION_ALIAS = "champion"
 PIPELINE_RUN_TAG = "pipeline_run"  # the parent's key: the KFP pipeline run's id
 ROLE_TAG = "role"  # "pipeline" (the parent) or "training" (a candidate x seed)
 WARNING_PREFIX = "warning: tracking off"
+# How the lines name the backends: "MLflow at <uri>", "Vertex AI Experiments <experiment>".
+MLFLOW_LABEL, VERTEX_LABEL = "MLflow", "Vertex AI Experiments"
 # MLflow's batch limits per request.
 MAX_PARAMS, MAX_TAGS, MAX_METRICS = 100, 100, 1000
 MAX_PARAM_LENGTH = 6000
@@ -260,6 +270,146 @@ class MlflowTracker:
             self.client.set_registered_model_alias(name, CHAMPION_ALIAS, str(number))
 
 
+# A Vertex AI Experiments run is a metadata context `<experiment>-<run>`: ids of at most 128
+# characters of [a-z0-9-].
+VERTEX_ID_LENGTH = 128
+
+
+def vertex_run_name(experiment: str, pipeline_run: str, candidate: str, seed: int) -> str:
+    """The experiment run of a candidate x seed: `<pipeline run>-<candidate>-seed<seed>` in
+    lower-case letters, digits and '-'; shortened with a hash of the whole when too long."""
+    whole = f"{pipeline_run}-{candidate}-seed{seed}"
+    name = re.sub(r"[^a-z0-9]+", "-", whole.lower()).strip("-") or "run"
+    room = VERTEX_ID_LENGTH - len(experiment) - 1
+    if len(name) > room:
+        digest = hashlib.sha256(whole.encode()).hexdigest()[:8]
+        name = name[: room - len(digest) - 1].rstrip("-") + "-" + digest
+    return name
+
+
+def best_validation(run: TrainingRun) -> dict[str, float]:
+    """The validation metrics of the run's best epoch (tag `best_epoch`, counted from 1)."""
+    best = run.tags.get("best_epoch", "")
+    if not best.isdigit() or int(best) < 1:
+        return {}
+    return {
+        f"best_{key}": float(values[int(best) - 1])
+        for key, values in sorted(run.epochs.items())
+        if key.startswith("val_") and len(values) >= int(best)
+    }
+
+
+class VertexExperimentsTracker:
+    """Records each candidate x seed as a run of a Vertex AI Experiments experiment."""
+
+    def __init__(self, project: str, location: str, experiment: str):
+        self.project = project
+        self.location = location
+        self.experiment = experiment
+        self.pipeline_run = ""
+        self.pipeline_tags: dict[str, str] = {}
+        # whether the experiment has a backing TensorBoard; None until the client is set up
+        self._time_series: bool | None = None
+
+    def _aiplatform(self) -> Any:
+        from google.cloud import aiplatform
+
+        if self._time_series is None:
+            # Gets (or creates) the experiment; the project and region default to the step's.
+            # No TensorBoard is created for it: per-epoch series only go to one it already has.
+            aiplatform.init(
+                project=self.project or None,
+                location=self.location or None,
+                experiment=self.experiment,
+                experiment_tensorboard=False,
+            )
+            found = aiplatform.Experiment(self.experiment)
+            self._time_series = bool(found.backing_tensorboard_resource_name)
+        return aiplatform
+
+    def start_pipeline_run(
+        self, key: str, name: str, params: dict[str, str], tags: dict[str, str]
+    ) -> None:
+        # Nothing to open: the submit made the pipeline job one of the experiment's runs.
+        self.pipeline_run = key
+        self.pipeline_tags = {**tags, PIPELINE_RUN_TAG: key}
+
+    def log_training(self, run: TrainingRun) -> None:
+        aiplatform = self._aiplatform()
+        name = vertex_run_name(self.experiment, self.pipeline_run, run.candidate, run.seed)
+        # a retried step resumes the run an earlier attempt created
+        exists = aiplatform.ExperimentRun.get(name, experiment=self.experiment) is not None
+        aiplatform.start_run(name, resume=exists)
+        params: dict[str, str] = {
+            **run.params,
+            **self.pipeline_tags,
+            **run.tags,
+            "candidate": run.candidate,
+            "seed": str(run.seed),
+            **{f"artifact.{k}": v for k, v in run.links.items()},
+        }
+        if run.error:
+            params["error"] = run.error[:MAX_PARAM_LENGTH]
+        aiplatform.log_params(params)
+        metrics = {f"test_{k}": float(v) for k, v in sorted(run.final.items())}
+        metrics.update(best_validation(run))
+        if metrics:
+            aiplatform.log_metrics(metrics)
+        if self._time_series:
+            for epoch, values in epoch_rows(run.epochs):
+                aiplatform.log_time_series_metrics(values, step=epoch)
+        state = aiplatform.gapic.Execution.State
+        aiplatform.end_run(state=state.FAILED if run.error else state.COMPLETE)
+
+    def finish_pipeline_run(self, metrics: dict[str, float], tags: dict[str, str]) -> None:
+        return None  # the pipeline job's own metrics artifacts show on its experiment run
+
+    def mirror_registration(
+        self, name: str, version: str, source: str, candidate: str, seed: int, champion: bool
+    ) -> None:
+        return None  # the pipeline uploads the version to the Vertex Model Registry itself
+
+
+def epoch_rows(epochs: dict[str, list[float]]) -> Iterator[tuple[int, dict[str, float]]]:
+    """`{"loss": [a, b]}` -> (1, {"loss": a}), (2, {"loss": b}): one row per epoch."""
+    count = max((len(values) for values in epochs.values()), default=0)
+    for index in range(count):
+        row = {k: float(v[index]) for k, v in sorted(epochs.items()) if index < len(v)}
+        yield index + 1, row
+
+
+class FanOut:
+    """Several trackers (each its own `Guarded`) called in turn: one failing turns off only
+    itself."""
+
+    def __init__(self, trackers: list[Guarded]):
+        self.trackers = trackers
+
+    @property
+    def warnings(self) -> list[str]:
+        return [t.warning for t in self.trackers if t.warning is not None]
+
+    def start_pipeline_run(
+        self, key: str, name: str, params: dict[str, str], tags: dict[str, str]
+    ) -> None:
+        for tracker in self.trackers:
+            tracker.start_pipeline_run(key, name, params, tags)
+
+    def log_training(self, run: TrainingRun) -> None:
+        for tracker in self.trackers:
+            tracker.log_training(run)
+
+    def finish_pipeline_run(self, metrics: dict[str, float], tags: dict[str, str]) -> None:
+        for tracker in self.trackers:
+            tracker.finish_pipeline_run(metrics, tags)
+
+    def mirror_registration(
+        self, name: str, version: str, source: str, candidate: str, seed: int, champion: bool
+    ) -> None:
+        for tracker in self.trackers:
+            tracker.mirror_registration(name, version, source, candidate, seed, champion)
+
+
 def _first_line(exc: BaseException) -> str:
     lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
     text = lines[0] if lines else type(exc).__name__
@@ -310,7 +460,15 @@ class Guarded:
 
 def open_mlflow(uri: str, experiment: str) -> Guarded:
     """The MLflow tracker of `uri`, opened on first use; its errors are one warning line."""
-    return Guarded(f"MLflow at {uri}", lambda: MlflowTracker(uri, experiment))
+    return Guarded(f"{MLFLOW_LABEL} at {uri}", lambda: MlflowTracker(uri, experiment))
+
+
+def open_vertex_experiments(project: str, location: str, experiment: str) -> Guarded:
+    """The Vertex AI Experiments tracker of `experiment`; its errors are one warning line."""
+    return Guarded(
+        f"{VERTEX_LABEL} {experiment}",
+        lambda: VertexExperimentsTracker(project, location, experiment),
+    )
 
 
 def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, str]:

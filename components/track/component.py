@@ -11,14 +11,17 @@ def track(
     data_snapshot: str = "",
     params: dict = {},
 ) -> str:
-    """Records the pipeline run in the experiment trackers: one parent run, and a nested run per
-    candidate x seed with its parameters, metrics per epoch, test metrics and artifact links.
+    """Records the pipeline run in the experiment trackers: in MLflow one parent run and a
+    nested run per candidate x seed (parameters, metrics per epoch, test metrics, artifact
+    links); in Vertex AI Experiments one experiment run per candidate x seed (parameters, test
+    metrics, the best epoch's validation metrics).
 
     Tracking never fails the run: an unreachable or refused tracker is one warning line.
 
     Args:
-        tracking: Where runs are recorded (TrackingSpec: MLflow URI and experiment) and the tags
-            every run carries (experiment, target, commit).
+        tracking: Where runs are recorded (TrackingSpec: MLflow URI and experiment, Vertex AI
+            Experiments name, project and region) and the tags every run carries (experiment,
+            target, commit).
         summary: The compare step's summary: every candidate x seed's result and the best run.
         pipeline_run: The pipeline run's id: the parent run's key, so a retry reopens it.
         data_snapshot: Hash of the source's listing, a tag of every run.

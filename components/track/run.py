@@ -1,5 +1,7 @@
 """The track steps: record a pipeline run (one parent, a nested run per candidate x seed) and
-mirror its registered version, through `components.common.tracking`.
+mirror its registered version, through `components.common.tracking`: in MLflow and, on the
+vertex target with `gcp.experiment`, in Vertex AI Experiments (an experiment run per candidate x
+seed; the Vertex Model Registry gets the version from the pipeline's own upload).
 
 Both return one line that says what was recorded or, when tracking failed, the warning; the
 local console shows it as the task's figure. Nothing here raises for a tracking error.
@@ -13,13 +15,17 @@ from components.common.files import local_path
 from components.common.model_card import CARD_FILE, ModelCard
 from components.common.results import CompareSummary, EvaluationResult, RegistrationRecord
 from components.common.tracking import (
+    MLFLOW_LABEL,
+    VERTEX_LABEL,
     WARNING_PREFIX,
+    FanOut,
     Guarded,
     NullTracker,
     Tracker,
     TrainingRun,
     flatten,
     open_mlflow,
+    open_vertex_experiments,
 )
 from components.register.champion import MODEL_DIR
 from components.spec.tracking import TrackingSpec
@@ -27,11 +33,28 @@ from components.spec.tracking import TrackingSpec
 CURVES_DIR = "curves"  # the train task's curves output, beside its model
 
 
-def tracker_for(spec: TrackingSpec) -> Tracker:
-    """The tracker `spec` asks for; NullTracker when it names none."""
+def tracker_for(spec: TrackingSpec, registration: bool = False) -> Tracker:
+    """The trackers `spec` asks for (both, each guarded on its own, when it names MLflow and
+    Vertex AI Experiments); NullTracker when it names none. `registration`: only those that
+    mirror a registered version (MLflow)."""
+    trackers: list[Guarded] = []
     if spec.mlflow:
-        return open_mlflow(spec.mlflow, spec.mlflow_experiment or spec.experiment)
-    return NullTracker()
+        trackers.append(open_mlflow(spec.mlflow, spec.mlflow_experiment or spec.experiment))
+    if spec.vertex_experiment and not registration:
+        trackers.append(
+            open_vertex_experiments(spec.project, spec.location, spec.vertex_experiment)
+        )
+    if not trackers:
+        return NullTracker()
+    return trackers[0] if len(trackers) == 1 else FanOut(trackers)
+
+
+def backends(spec: TrackingSpec) -> str:
+    """Where `spec` records runs, in words: "MLflow", "Vertex AI Experiments" or both."""
+    names = [MLFLOW_LABEL] if spec.mlflow else []
+    if spec.vertex_experiment:
+        names.append(VERTEX_LABEL)
+    return " and ".join(names)
 
 
 def training_run(result: EvaluationResult) -> TrainingRun:
@@ -55,10 +78,18 @@ def training_run(result: EvaluationResult) -> TrainingRun:
 
 
 def outcome_line(tracker: Tracker, done: str) -> str:
-    """What the step says: `done`, or the warning when tracking failed."""
-    if isinstance(tracker, Guarded) and not tracker.on:
-        return tracker.warning or ""
-    return done if not isinstance(tracker, NullTracker) else "no tracking configured"
+    """What the step says: `done`, or the warning when tracking failed. With several trackers,
+    the warnings when all failed, else `done` followed by the warning of the one that failed."""
+    if isinstance(tracker, NullTracker):
+        return "no tracking configured"
+    if isinstance(tracker, Guarded):
+        return done if tracker.on else tracker.warning or ""
+    if isinstance(tracker, FanOut):
+        warnings = tracker.warnings
+        if len(warnings) == len(tracker.trackers):
+            return "; ".join(warnings)
+        return "; ".join([done, *warnings])
+    return done
 
 
 def track_pipeline_run(
@@ -90,7 +121,7 @@ def track_pipeline_run(
     )
     return outcome_line(
         tracker,
-        f"tracked in MLflow: 1 pipeline run, {len(runs)} candidate x seed runs",
+        f"tracked in {backends(spec)}: 1 pipeline run, {len(runs)} candidate x seed runs",
     )
 
 
@@ -104,11 +135,11 @@ def track_registration(
 ) -> str:
     """Mirror the registered version of `record`; the champion alias only if it was promoted.
 
-    `tracked` is the track step's line: when that step warned, tracking is off for this run.
+    `tracked` is the track step's line: when MLflow warned there, it is off for this run.
     """
-    if tracked.startswith(WARNING_PREFIX):
+    if f"{WARNING_PREFIX}: {MLFLOW_LABEL}" in tracked:
         return "not mirrored: tracking is off for this run (the track step's warning)"
-    tracker = tracker if tracker is not None else tracker_for(spec)
+    tracker = tracker if tracker is not None else tracker_for(spec, registration=True)
     decision = record.details.get("champion") or {}
     promoted = bool(decision.get("promoted"))
     tracker.start_pipeline_run(pipeline_run, pipeline_run, {}, spec.tags(data_snapshot))

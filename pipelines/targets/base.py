@@ -74,15 +74,24 @@ class Target:
     def configure(self, task: Any, step: str, framework: str | None = None) -> None:
         """Set image, resources and retries of one task."""
 
-    def tracking(self) -> dict[str, Any]:
-        """The track steps' TrackingSpec; {} when the experiment records its runs nowhere."""
+    def trackers(self) -> dict[str, str]:
+        """The TrackingSpec fields naming where this target records runs; {} for nowhere."""
         settings = self.experiment.tracking
         if not settings.mlflow:
             return {}
+        return {
+            "mlflow": settings.mlflow,
+            "mlflow_experiment": settings.mlflow_experiment or self.experiment.name,
+        }
+
+    def tracking(self) -> dict[str, Any]:
+        """The track steps' TrackingSpec; {} when the experiment records its runs nowhere."""
+        trackers = self.trackers()
+        if not trackers:
+            return {}
         commit, dirty = git_commit(SOURCE_DIR)
         spec = TrackingSpec(
-            mlflow=settings.mlflow,
-            mlflow_experiment=settings.mlflow_experiment or self.experiment.name,
+            **trackers,
             experiment=self.experiment.name,
             target=self.name,
             commit=(commit or "") + ("-dirty" if dirty else ""),

@@ -1,5 +1,6 @@
 """Submitting to Vertex AI, offline: the real aiplatform client talks REST to a local stub of the
-Vertex AI API, which records every request. Only 127.0.0.1 can be reached.
+Vertex AI API (tests/conftest.py's VertexStub), which records every request. Only 127.0.0.1 can
+be reached.
 
 Also the preflight: every problem it finds exits with code 2 and sends nothing.
 """
@@ -8,14 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -42,148 +39,19 @@ GCP = [
 ]
 
 
-# The same scan as test_compile.py's: keys and tokens that must never reach a package or request.
-class VertexStub:
-    """Just enough of the Vertex AI REST API for PipelineJob, Model and Endpoint lists and
-    Vertex AI Experiments; records every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.resources: dict[str, dict[str, Any]] = {}
-        self.lists: dict[str, list[dict[str, Any]]] = {"models": [], "endpoints": []}
-        self.job_updates: list[dict[str, Any]] = []  # applied one per GET of a pipeline job
-        self.refuse_create: str | None = None
-        self.bucket_checks: list[dict[str, Any]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def creates(self) -> list[dict[str, Any]]:
-        return [r for r in self.requests if r["method"] == "POST" and "pipelineJobs" in r["path"]]
-
-    def check_bucket(self, **kwargs: Any) -> None:
-        self.bucket_checks.append(kwargs)
-
-    def _handler(stub) -> type[BaseHTTPRequestHandler]:  # noqa: N805
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def _reply(self, code: int, payload: dict[str, Any]) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"null")
-                url = urlsplit(self.path)
-                path, query = url.path.removeprefix("/v1/"), parse_qs(url.query)
-                stub.requests.append(
-                    {
-                        "method": method,
-                        "path": path,
-                        "query": query,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": body,
-                    }
-                )
-                collection = path.rsplit("/", 1)[-1]
-                if method == "GET" and path.endswith("metadataStores/default"):
-                    return self._reply(200, {"name": path})
-                if method == "GET" and collection in stub.lists:
-                    return self._reply(200, {collection: stub.lists[collection]})
-                if method == "GET" and path in stub.resources:
-                    resource = stub.resources[path]
-                    if "pipelineJobs/" in path and stub.job_updates:
-                        resource.update(stub.job_updates.pop(0))
-                    return self._reply(200, resource)
-                if method == "POST" and collection == "models:upload":  # a finished operation
-                    model = f"{PARENT}/models/{len(stub.requests)}"
-                    operation = {"name": f"{PARENT}/operations/{len(stub.requests)}", "done": True}
-                    return self._reply(200, {**operation, "response": {"model": model}})
-                if method == "POST" and ":" in collection:  # e.g. contexts/x:addContextChildren
-                    return self._reply(200, {})
-                ids = [v[0] for k, v in query.items() if k.endswith("Id")]
-                if method == "POST" and ids:
-                    if collection == "pipelineJobs" and stub.refuse_create:
-                        return self._reply(
-                            400,
-                            {
-                                "error": {
-                                    "code": 400,
-                                    "message": stub.refuse_create,
-                                    "status": "INVALID_ARGUMENT",
-                                }
-                            },
-                        )
-                    name = f"{path}/{ids[0]}"
-                    resource = dict(body, name=name)
-                    if collection == "pipelineJobs":
-                        context = f"{PARENT}/metadataStores/default/contexts/{ids[0]}"
-                        resource.update(
-                            state="PIPELINE_STATE_PENDING",
-                            jobDetail={"pipelineRunContext": {"name": context}},
-                        )
-                    stub.resources[name] = resource
-                    return self._reply(200, resource)
-                return self._reply(
-                    404, {"error": {"code": 404, "message": "not in stub", "status": "NOT_FOUND"}}
-                )
-
-        return Handler
-
-
 @pytest.fixture
-def vertex_api(monkeypatch, every_registry_is) -> Iterator[VertexStub]:
+def vertex_api(vertex_stub, monkeypatch, every_registry_is) -> Any:
     """The Vertex AI stub; image lookups of every registry go to the registry stub."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import aiplatform
-    from google.cloud.aiplatform import initializer
     from google.cloud.aiplatform.utils import gcs_utils
 
-    connect = socket.socket.connect
-
-    def local_only(sock: socket.socket, address: Any) -> Any:
-        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "localhost"):
-            raise AssertionError(f"connection to {address} outside the stub")
-        return connect(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", local_only)
-    stub = VertexStub()
-    aiplatform.init(
-        project=PROJECT,
-        location=REGION,
-        api_endpoint=stub.endpoint,
-        api_transport="rest",
-        credentials=AnonymousCredentials(),
-    )
     # PipelineJob.submit gets or creates the pipeline root's bucket through Cloud Storage.
     monkeypatch.setattr(
         gcs_utils,
         "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
-        stub.check_bucket,
+        vertex_stub.check_bucket,
     )
     monkeypatch.setattr(VertexTarget, "poll_seconds", 0.0)
-    yield stub
-    stub.close()
-    initializer.global_config.__init__()  # the SDK's settings are process-wide
+    return vertex_stub
 
 
 def submit(*args: str, experiment: str = "pets") -> int:

@@ -38,6 +38,16 @@ class VertexTarget(Target):
 
     # --- compile-time hooks --------------------------------------------------------------
 
+    def trackers(self) -> dict[str, str]:
+        # gcp.experiment: the track step records each candidate x seed there as well.
+        trackers = super().trackers()
+        gcp = self.experiment.gcp
+        if gcp.experiment:
+            trackers.update(
+                vertex_experiment=gcp.experiment, project=gcp.project or "", location=gcp.region
+            )
+        return trackers
+
     def train_image(self, framework: str) -> str:
         return images.train_image(self.experiment, framework)
 
