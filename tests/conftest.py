@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import signal
@@ -20,6 +21,15 @@ import pytest
 
 # Keep TensorFlow's start-up chatter out of test output; threads stay at their defaults.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(autouse=True)
+def _print_as_it_was() -> Iterator[None]:
+    """kfp.local indents a task's output by swapping builtins.print per task, and two tasks at
+    once can leave its indenting print installed: no test hands that on to the next."""
+    original = builtins.print
+    yield
+    builtins.print = original
 
 
 def write_image_dataset(

@@ -40,6 +40,8 @@ def test_a_task_after_a_loop_with_a_failed_iteration_reads_the_others_outputs(
     """The local target's ParallelExecutor patch: the loop fails and the task that ignores
     upstream failures gets the Collected outputs of the iterations that succeeded; kfp 2.17
     itself (the control) publishes none, and reading that task's input ends the run."""
+    import builtins
+
     from kfp import local
     from kfp.local.orchestrator import enhanced_dag_orchestrator, task_executor
 
@@ -49,6 +51,9 @@ def test_a_task_after_a_loop_with_a_failed_iteration_reads_the_others_outputs(
         monkeypatch.setattr(
             enhanced_dag_orchestrator.ParallelExecutor, "execute_parallel_tasks", every_iteration
         )
+    # kfp.local indents each task's output by swapping builtins.print; two iterations at once can
+    # leave its indenting print installed, which every later test would print through.
+    monkeypatch.setattr(builtins, "print", builtins.print)
     ran: dict[str, Any] = {}
     original = task_executor.execute_single_task
 
