@@ -391,7 +391,7 @@ def _folder_registry_latest(root: Path) -> tuple[str, list[str]] | None:
     """The latest version of a local folder registry name and its class names."""
     from components.common.files import read_json
     from components.common.model_card import CARD_FILE
-    from components.register.run import versions
+    from components.register.folders import versions
 
     found = versions(root) if root.is_dir() else []
     card = found[-1] / CARD_FILE if found else None
@@ -404,7 +404,7 @@ def _bucket_registry_latest(experiment: Any, mounted_root: str) -> tuple[str, li
     """The same for the folder registry in the experiment's bucket (the steps see it at
     /gcs/BUCKET/registry); None, with a note on stderr, when it cannot be read from here."""
     from components.common.model_card import CARD_FILE
-    from components.register.run import RECORD_FILE
+    from components.register.folders import RECORD_FILE
 
     bucket, _, prefix = mounted_root.removeprefix(VERTEX_BUCKET_MOUNT).partition("/")
     folder = f"{prefix}/{experiment.registration.name}/"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from components.register.run import VERSION
+from components.register.folders import VERSION
 from components.serve.manifests import inference_service
 from pipelines.config import ConfigError, Experiment, load_experiment
 from pipelines.targets.kfp_cluster import KFP_NAMESPACE, REGISTRY_MOUNT

@@ -153,7 +153,7 @@ def expand_inputs(arguments: Sequence[str]) -> Inputs:
 def latest_version(path: Path) -> Path:
     """A registered model's folder (`<registry>/<name>`) -> its latest version; else `path`."""
     from components.common.model_card import CARD_FILE
-    from components.register.run import versions
+    from components.register.folders import versions
 
     if not path.is_dir() or (path / CARD_FILE).exists():
         return path

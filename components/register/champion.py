@@ -22,6 +22,7 @@ import numpy as np
 from components.common.files import read_json
 from components.common.model_card import ModelCard
 from components.common.results import ChampionCheck, ChampionDecision, DatasetInfo
+from components.register.folders import versions
 from components.spec import ChampionPolicy
 
 ALIASES_FILE = "aliases.json"
@@ -48,7 +49,6 @@ def read_aliases(root: str | Path) -> dict[str, str]:
 def champion_version(root: str | Path) -> Path | None:
     """The champion's version folder under the model folder `root`: the one aliases.json
     names, else the latest version; None when nothing is registered."""
-    from components.register.run import versions
 
     root = Path(root)
     if not root.is_dir():

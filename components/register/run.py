@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,11 +32,10 @@ from components.common.files import copy_tree, read_json, write_json
 from components.common.model_card import CARD_FILE
 from components.common.results import ChampionDecision, RegistrationRecord
 from components.register.champion import CHAMPION, MODEL_DIR, decide, set_alias
+from components.register.folders import RECORD_FILE, VERSION, versions
 from components.spec import ChampionPolicy
 
-RECORD_FILE = "registration.json"
 METRICS_FILE = "metrics.json"
-VERSION = re.compile(r"v(\d+)")
 ATTEMPTS = 5
 
 
@@ -210,14 +208,6 @@ def next_version_number(root: Path) -> int:
     # Every vN folder counts, complete or not, so a number is never reused.
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := VERSION.fullmatch(p.name))]
     return max(numbers, default=0) + 1
-
-
-def versions(root: Path) -> list[Path]:
-    """Complete version folders (those with a record), oldest first."""
-    return sorted(
-        (p for p in root.iterdir() if VERSION.fullmatch(p.name) and (p / RECORD_FILE).is_file()),
-        key=lambda p: int(p.name[1:]),
-    )
 
 
 def copy_exports(export_dir: Path, destination: Path) -> list[dict[str, Any]]:

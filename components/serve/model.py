@@ -30,7 +30,7 @@ class ServedVersion:
 
 def _registered_name(path: Path) -> tuple[str, str]:
     """(registered name, version) of a version folder, from its record; else the card's name."""
-    from components.register.run import RECORD_FILE
+    from components.register.folders import RECORD_FILE
 
     if (path / RECORD_FILE).is_file():
         record = read_json(path / RECORD_FILE)
@@ -48,7 +48,7 @@ def resolve_served(path: str | Path) -> ServedVersion:
         champion_version,
         read_aliases,
     )
-    from components.register.run import versions
+    from components.register.folders import versions
 
     path = Path(path)
     if not path.is_dir():

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from components.register.champion import champion_version
-from components.register.run import champion_decision, read_record, versions
+from components.register.folders import versions
+from components.register.run import champion_decision, read_record
 from pipelines.cli import EXIT_GATE, main
 from pipelines.config import load_experiment
 from pipelines.targets.base import RunOptions

@@ -7,7 +7,8 @@ import json
 import pytest
 
 import components.register.run as registry
-from components.register.run import register_local, versions
+from components.register.folders import versions
+from components.register.run import register_local
 
 
 def make_model(folder, name="small-cnn", seed=0):
