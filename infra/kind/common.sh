@@ -7,7 +7,7 @@ KFP_VERSION="2.17.0"
 KFP_MANIFESTS="github.com/kubeflow/pipelines/manifests/kustomize"
 KFP_NAMESPACE="kubeflow"
 
-# The image the experiments' `images.cpu` names by default (pipelines/config.py, Images.cpu);
+# The image the experiments' `images.cpu` names by default (pipelines/config/schema.py, Images.cpu);
 # load.sh builds and loads every image an experiment names, this one included.
 CPU_IMAGE="image-classification-cpu:latest"
 

@@ -1,6 +1,6 @@
 """infra/kind: the scripts are valid bash, lint clean, stop early without their tools, and run
 the install in order (against stub tools: no Docker or Kubernetes here); the YAML parses; the KFP
-version is written once and equals the SDK's; names agree with pipelines/config.py."""
+version is written once and equals the SDK's; names agree with pipelines/config/."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Vertex training hardware: which accelerators each region and machine type offer, and the
+"""Vertex training hardware: what the experiment's `resources.vertex` amounts to (the
+accelerators a TPU topology holds, the scheduling, a line that describes it), and the
 Vertex AI custom job that training runs as when a plain pipeline task cannot express its
 hardware (a TPU slice with its topology, spot or flex-start scheduling, a reservation, a
 TensorBoard, several machines).
@@ -24,46 +25,6 @@ SERVICE_ACCOUNT_PLACEHOLDER = "{{$.pipeline_service_account}}"
 NETWORK_PLACEHOLDER = "{{$.pipeline_network}}"
 ENCRYPTION_KEY_PLACEHOLDER = "{{$.pipeline_encryption_key_name}}"
 RESERVATION_KEY = "compute.googleapis.com/reservation-name"
-
-_T4, _V100, _P100 = "NVIDIA_TESLA_T4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P100"
-_A100, _A100_80, _L4 = "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB", "NVIDIA_L4"
-_H100, _H100_MEGA, _H200 = "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB"
-_V5E, _V5P, _V6E = "TPU_V5_LITEPOD", "TPU_V5P", "TPU_V6E"
-# Accelerators Vertex AI custom training offers per region: a snapshot of the "Locations" page of
-# the Vertex AI docs. When Google adds one to a region, add it here. The preflight fails on a
-# listed region without the experiment's accelerator, and only warns on a region not listed.
-ACCELERATORS_BY_REGION: dict[str, frozenset[str]] = {
-    "us-central1": frozenset(
-        {_T4, _V100, _P100, _A100, _A100_80, _L4, _H100, _H100_MEGA, _H200, _V5E, _V5P, _V6E}
-    ),
-    "us-east1": frozenset({_T4, _V100, _P100, _A100, _L4, _H100, _V6E}),
-    "us-east4": frozenset({_T4, _A100, _A100_80, _L4, _H100, _H100_MEGA, _H200}),
-    "us-east5": frozenset({_A100_80, _H100, _V5E, _V5P, _V6E}),
-    "us-west1": frozenset({_T4, _V100, _P100, _A100, _L4, _H100, _V5E, _V6E}),
-    "us-west4": frozenset({_T4, _A100, _L4, _H100, _V5E}),
-    "europe-west1": frozenset({_T4, _P100, _L4}),
-    "europe-west4": frozenset(
-        {_T4, _V100, _P100, _A100, _A100_80, _L4, _H100, _H100_MEGA, _V5E, _V5P, _V6E}
-    ),
-    "asia-northeast1": frozenset({_T4, _A100, _L4, _H100, _V6E}),
-    "asia-southeast1": frozenset({_T4, _A100, _A100_80, _L4, _H100, _V5E, _V6E}),
-}
-# The machine types that carry each accelerator (custom jobs name a machine type).
-MACHINE_FAMILIES: dict[str, tuple[str, ...]] = {
-    _T4: ("n1-",),
-    _V100: ("n1-",),
-    _P100: ("n1-",),
-    _A100: ("a2-highgpu-", "a2-megagpu-"),
-    _A100_80: ("a2-ultragpu-",),
-    _L4: ("g2-",),
-    _H100: ("a3-highgpu-",),
-    _H100_MEGA: ("a3-megagpu-",),
-    _H200: ("a3-ultragpu-",),
-    _V5E: ("ct5lp-hightpu-",),
-    _V5P: ("ct5p-hightpu-",),
-    _V6E: ("ct6e-standard-",),
-}
-G2_GPUS = {4: 1, 8: 1, 12: 1, 16: 1, 32: 1, 24: 2, 48: 4, 96: 8}  # g2-standard-N -> L4s
 
 
 def tpu_chips(topology: str) -> int:

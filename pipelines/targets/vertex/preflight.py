@@ -7,15 +7,9 @@ from __future__ import annotations
 
 import re
 
-from pipelines.config import Experiment
+from pipelines.config import ACCELERATORS_BY_REGION, G2_GPUS, MACHINE_FAMILIES, Experiment
 from pipelines.errors import PreflightError, require_gcpc
-from pipelines.targets.vertex.hardware import (
-    ACCELERATORS_BY_REGION,
-    G2_GPUS,
-    MACHINE_FAMILIES,
-    accelerator_count,
-    uses_custom_job,
-)
+from pipelines.targets.vertex.hardware import accelerator_count, uses_custom_job
 from pipelines.targets.vertex.images import REGISTRY_HOST, image_pin, used_images
 
 # Vertex AI Model Registry version aliases.
@@ -138,7 +132,7 @@ def _accelerator_problems(experiment: Experiment, warnings: list[str]) -> list[s
         if offered is None:
             warnings.append(
                 f"gcp.region {region} is not in the accelerator table "
-                f"(pipelines/targets/vertex/hardware.py); not checking that it offers {accelerator}"
+                f"(pipelines/config/accelerators.py); not checking that it offers {accelerator}"
             )
         elif accelerator not in offered:
             regions = sorted(
