@@ -25,9 +25,17 @@ from components.ingest.sources.npz import NpzKind
 from components.ingest.sources.sklearn import SklearnKind
 from components.ingest.sources.tfds import TfdsKind
 
+# Scheme -> kind, in the order the error for an unknown source lists them.
 KINDS: dict[str, SourceKind] = {
     kind.scheme: kind
-    for kind in (SklearnKind(), FolderKind(), CsvKind(), NpzKind(), TfdsKind(), HfKind())
+    for kind in (
+        SklearnKind(),
+        FolderKind(),
+        CsvKind(),
+        NpzKind(),
+        TfdsKind(),
+        HfKind(),
+    )
 }
 
 
