@@ -18,7 +18,8 @@ from typing import Any
 
 from components.common.results import CompareSummary
 from components.ingest.listing import Listings
-from components.ingest.snapshot import SnapshotError, take_snapshot
+from components.ingest.snapshot import take_snapshot
+from components.ingest.sources.hashing import SnapshotError
 from pipelines.config import (
     ConfigError,
     check_metrics,

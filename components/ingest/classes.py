@@ -1,21 +1,18 @@
 """How many classes ingest will produce, when that is knowable before it runs.
 
-Known without decoding an image: `data.classes`; the embedded digits; what the data preflight
-lists of a local folder, CSV or npz (components/ingest/preflight.py); a tfds builder's label
-feature (from the builder's info, no download). After `data.label_map`, the count is that of
-the distinct targets of the source classes it maps. Anything else (gs://, the Hub, a path of the
-machine the steps run on, a source the preflight rejects) gives None: the count is then known
-only after ingest.
+Known without decoding an image: `data.classes`; else what each source's kind
+(components/ingest/sources/) knows: the embedded digits; what the data preflight lists of a
+local folder, CSV or npz; a tfds builder's label feature (from the builder's info, no
+download). After `data.label_map`, the count is that of the distinct targets of the source
+classes it maps. Anything else (gs://, the Hub, a path of the machine the steps run on, a
+source the preflight rejects) gives None: the count is then known only after ingest.
 """
 
 from __future__ import annotations
 
-from components.ingest.listing import Listings
-from components.ingest.preflight import source_classes
-from components.ingest.sources import SourceError
+from components.ingest.listing import Listings, SourceError
+from components.ingest.sources import kind_of
 from components.spec import DataConfig
-
-DIGITS = tuple(str(d) for d in range(10))
 
 
 def ordered_class_names(data: DataConfig, found: set[str]) -> list[str]:
@@ -68,31 +65,8 @@ def source_class_names(
     listings: Listings | None = None,
 ) -> set[str] | None:
     """The source's own class names (before label_map), or None when not cheaply knowable."""
-    scheme, _, rest = source.partition(":")
-    if scheme == "sklearn":
-        return set(DIGITS)
-    if scheme == "tfds":
-        return _tfds(rest, data)
     try:
-        return source_classes(source, data, not_here, listings)
-    except (SourceError, OSError):
-        return None  # the preflight reports why
-
-
-def _tfds(spec: str, data: DataConfig) -> set[str] | None:
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError:
-        return None
-    name, _, config = spec.partition(":")
-    try:
-        builder = tfds.builder(f"{name}/{config}" if config else name)
-    except Exception:  # unknown name: ingest says so
-        return None
-    features = builder.info.features
-    if data.label_column not in features:  # FeaturesDict has no .get
-        return None
-    label = features[data.label_column]
-    if not isinstance(label, tfds.features.ClassLabel):
-        return None
-    return {str(n) for n in label.names}
+        kind, rest = kind_of(source)
+    except SourceError:
+        return None  # the experiment's validation says why
+    return kind.class_names(rest, data, not_here, listings if listings is not None else Listings())

@@ -1,10 +1,11 @@
 """Listing local and `gs://` sources without reading a file, and reading one file safely.
 
-The folder and CSV sources (sources.py) and the data preflight (preflight.py) list through
-`list_folder` and `list_csv`, so what the preflight checks is what ingest reads. An item's
-bytes are read by `read_local` (components/common/files.py, shared with predict) / `read_uri`:
-regular files only (links resolved), at most `data.max_file_bytes`; anything else raises
-FileRejected with the reason it is quarantined for.
+The folder and CSV source kinds (components/ingest/sources/) list through `list_folder` and
+`list_csv` when ingest opens them, when the data preflight checks them and when the snapshot
+hashes them, so what the preflight checks is what ingest reads. An item's bytes are read by
+`read_local` (components/common/files.py, shared with predict) / `read_uri`: regular files
+only (links resolved), at most `data.max_file_bytes`; anything else raises FileRejected with
+the reason it is quarantined for.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from components.common.files import write_json
 from components.common.names import run_name
 from components.common.results import CompareSummary, RegistrationRecord
 from components.compare.run import failure_lines
-from components.ingest.listing import SourceError, is_uri, list_csv
+from components.ingest.sources import kind_of
 from components.register.run import champion_decision, find_registration
 from pipelines.compare_runs import SUMMARY_FILE
 from pipelines.errors import EXIT_PARTIAL
@@ -118,20 +118,14 @@ class LocalTarget(Target):
 
     def host_inputs(self) -> list[str]:
         """The files and folders on this machine that the steps read outside the pipeline root
-        (folder:, csv:, npz: and local hf: sources, the files a CSV lists, keras weights files,
-        local transformers checkpoints): the docker runner mounts each read-only at its own path, so a
+        (the local paths of the sources, as their kinds name them: folders, files, the files a
+        CSV lists; keras weights files, local transformers checkpoints): the docker runner mounts each read-only at its own path, so a
         step in its container sees the paths the experiment names."""
         data = self.experiment.data
         wanted: list[str] = []
         for source in [data.source, *data.extra_train_sources]:
-            scheme, _, rest = source.partition(":")
-            if scheme not in ("folder", "csv", "npz", "hf") or is_uri(rest):
-                continue
-            wanted.append(rest)
-            if scheme == "csv" and os.path.isfile(rest):
-                with contextlib.suppress(SourceError):
-                    rows = list_csv(rest, data)
-                    wanted += {os.path.dirname(r.location) for r in rows if not is_uri(r.location)}
+            kind, rest = kind_of(source)
+            wanted += kind.host_paths(rest, data)
         for model in self.experiment.models:
             if model.weights not in ("none", "imagenet"):
                 wanted.append(model.weights)

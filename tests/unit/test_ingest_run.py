@@ -25,7 +25,7 @@ from components.ingest.parallel import (
     check_in_order,
 )
 from components.ingest.run import IngestError, ingest
-from components.ingest.sources import given
+from components.ingest.sources.base import given
 
 _seed = count()
 

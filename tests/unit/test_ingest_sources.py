@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.ingest.sources import SourceError, open_source
+from components.ingest.listing import SourceError
+from components.ingest.sources import open_source
 from components.spec import DataConfig
 
 

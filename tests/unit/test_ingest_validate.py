@@ -24,7 +24,7 @@ from PIL import Image, ImageFile
 from components.common.dataset import IMAGE_FORMATS, iterate_examples
 from components.ingest.parallel import check_in_order
 from components.ingest.run import ingest
-from components.ingest.sources import given
+from components.ingest.sources.base import given
 from components.ingest.validate import MAX_PIXELS, REASONS, check_image
 
 BAD_VARIANTS = 6

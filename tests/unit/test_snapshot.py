@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.ingest.snapshot import RemoteObject, SnapshotError, take_snapshot, walk_files
+from components.ingest.snapshot import take_snapshot
+from components.ingest.sources.hashing import RemoteObject, SnapshotError, walk_files
 from components.spec import DataConfig
 
 
