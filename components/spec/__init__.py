@@ -1,7 +1,7 @@
 """The step vocabulary: typed step configs, architecture names and the metric catalogue.
 
 Ground floor: imports nothing of ours and no KFP, so every step module, the model registry and
-the orchestration layer (`pipelines/config.py`, which wraps these in the `Experiment`) share one
+the orchestration layer (`pipelines/config/`, which wraps these in the `Experiment`) share one
 definition of each. A step validates its config once, at its `component.py` boundary, with
 these models; the modules below take the typed objects. The search vocabulary (a candidate's
 `search:` section) is in `components/spec/search.py`, the keras architectures and their knobs
@@ -69,8 +69,6 @@ __all__ = [
     "set_path",
 ]
 
-SOURCE_SCHEMES = ("sklearn", "folder", "csv", "npz", "tfds", "hf")
-SKLEARN_DATASETS = ("digits",)
 # data.max_file_bytes: far above any training image (a 9,500 x 9,500 16-bit RGB TIFF is ~540 MB
 # uncompressed, and MAX_PIXELS rejects those anyway), far below what fills a worker's memory.
 MAX_FILE_BYTES = 256 * 2**20
@@ -182,20 +180,6 @@ class Splits(Strict):
         return self
 
 
-def check_source(source: str) -> None:
-    scheme, sep, rest = source.partition(":")
-    if not sep or scheme not in SOURCE_SCHEMES or not rest:
-        raise ValueError(
-            f"'{source}' is not a data source; use one of "
-            + ", ".join(f"{s}:..." for s in SOURCE_SCHEMES)
-            + " (e.g. sklearn:digits, folder:/data/pets, tfds:cifar10)"
-        )
-    if scheme == "sklearn" and rest not in SKLEARN_DATASETS:
-        raise ValueError(
-            f"sklearn:{rest} is not embedded; available: {', '.join(SKLEARN_DATASETS)}"
-        )
-
-
 class DataConfig(Strict):
     """Where the images come from and how they are shaped."""
 
@@ -225,13 +209,6 @@ class DataConfig(Strict):
         ge=1,
         description="files bigger than this are quarantined unread (too large)",
     )
-
-    @field_validator("source", "extra_train_sources")
-    @classmethod
-    def _known_scheme(cls, value: Any) -> Any:
-        for source in value if isinstance(value, list) else [value]:
-            check_source(source)
-        return value
 
     @field_validator("classes")
     @classmethod

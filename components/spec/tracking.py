@@ -1,6 +1,6 @@
 """What the tracking steps are told: where runs are recorded and the tags every run carries.
 
-Ground floor: plain pydantic, no KFP. `pipelines/config.py` builds it from the experiment's
+Ground floor: plain pydantic, no KFP. `pipelines/config/` builds it from the experiment's
 `tracking:` section; the track steps validate it once at their `component.py` boundary.
 """
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from components.ingest.sources import resolve_relative
 from pipelines.config.errors import format_validation_error
 from pipelines.config.overrides import apply_override
 from pipelines.config.schema import MLFLOW_URI_ENV, Experiment
@@ -24,7 +25,6 @@ from pipelines.experiment_file import (
 
 EXPERIMENTS_DIR = Path(__file__).parent.parent / "experiments"
 # Sources whose relative paths are read from the experiment file's folder.
-PATH_SCHEMES = ("folder", "csv", "npz")
 
 
 def list_experiments() -> dict[str, str]:
@@ -53,20 +53,14 @@ def resolve_experiment_path(experiment: str) -> Path:
 
 
 def resolve_source_paths(raw: dict[str, Any], folder: Path) -> None:
-    """Relative folder:/csv:/npz: paths in the file's data section -> paths from `folder`."""
+    """Relative local paths of the file's data sources -> paths from `folder` (each source's
+    kind says which of its strings are paths)."""
     data = raw.get("data")
     if not isinstance(data, dict):
         return
 
     def resolved(source: Any) -> Any:
-        if not isinstance(source, str):
-            return source
-        scheme, sep, rest = source.partition(":")
-        if scheme in PATH_SCHEMES and sep and rest and "://" not in rest:
-            path = Path(rest).expanduser()
-            if not path.is_absolute():
-                return f"{scheme}:{(folder / path).resolve()}"
-        return source
+        return resolve_relative(source, folder) if isinstance(source, str) else source
 
     if "source" in data:
         data["source"] = resolved(data["source"])
@@ -88,8 +82,8 @@ def default_tracking_uri(raw: dict[str, Any], environ: Mapping[str, str]) -> Non
 def load_experiment(experiment: str, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Load a bundled experiment by name (or a YAML path), apply `--set` overrides, validate.
 
-    In an experiment given as a file, relative `folder:`, `csv:` and `npz:` paths are read from
-    the file's folder; a `--set` path is read from the working directory.
+    In an experiment given as a file, a data source's relative local path is read from the
+    file's folder; a `--set` path is read from the working directory.
     """
     path = resolve_experiment_path(experiment)
     raw = parse_yaml(read_experiment_text(path), str(path))

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from components.common.images import BASE_IMAGE
+from components.ingest.sources import check_source
 from components.spec import (
     ChampionPolicy,
     DataConfig,
@@ -217,13 +218,25 @@ def check_keras_input(model: ModelSpec, index: int, data: DataConfig) -> None:
         )
 
 
+class ExperimentData(DataConfig):
+    """The data section of an experiment: every source is one that a source kind
+    (components/ingest/sources/) reads, checked before anything runs."""
+
+    @field_validator("source", "extra_train_sources")
+    @classmethod
+    def _readable(cls, value: Any) -> Any:
+        for source in value if isinstance(value, list) else [value]:
+            check_source(source)
+        return value
+
+
 class Experiment(Strict):
     """The whole experiment: what to train on, which candidates, and where to run it."""
 
     name: Slug = "experiment"
     description: str = ""
     reference: Reference | None = None
-    data: DataConfig
+    data: ExperimentData
     models: list[ModelSpec] = Field(min_length=1)
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
         default_factory=lambda: [0], min_length=1
