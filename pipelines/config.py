@@ -20,18 +20,17 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from components.common.images import BASE_IMAGE
 from components.spec import (
     SLUG_PATTERN,
-    ChampionPolicy,
     DataConfig,
-    ExportConfig,
     MetricName,
     ModelSpec,
     OnFailure,
     Slug,
     Strict,
-    export_formats_for,
     metric_unavailable,
     min_input_side,
 )
+from components.spec.champion import ChampionPolicy
+from components.spec.export import ExportConfig, export_formats_for
 from pipelines.experiment_file import (
     ConfigError,
     clip,
