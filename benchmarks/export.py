@@ -100,7 +100,7 @@ def bench_model(workdir: Path, title: str, model_dir: Path, rounds: int) -> None
     from components.export.run import export_model
     from components.export.runtimes import load_exported
     from components.models.loading import load_classifier
-    from components.spec import ExportConfig
+    from components.spec.export import ExportConfig
 
     dataset = model_dir.parent / f"{model_dir.name}-data"
     with contextlib.redirect_stdout(sys.stderr):

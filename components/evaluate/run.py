@@ -20,7 +20,12 @@ from components.common.tfrecord import read_examples
 from components.evaluate.metrics import classification_metrics, scalar_metrics
 from components.evaluate.report import GALLERY_SIZE, GalleryItem, write_report
 from components.models.loading import load_classifier, resolve_model_dir
-from components.models.prediction import ARTIFACT_TOLERANCE, load_stored, predict_split
+from components.models.prediction import (
+    ARTIFACT_TOLERANCE,
+    SplitPredictions,
+    load_stored,
+    predict_split,
+)
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
@@ -31,7 +36,7 @@ def predictions_of_test_split(
     dataset_dir: str | Path,
     fingerprint: str,
     batch_size: int | None = None,
-) -> dict[str, np.ndarray]:
+) -> SplitPredictions:
     """Keys, labels and probabilities of the test split: the ones the train step kept in the
     Model when they are of this Dataset's test split as it is (same keys and labels, in
     order), else predicted by the loaded model."""
@@ -41,23 +46,23 @@ def predictions_of_test_split(
         for example in read_examples(dataset_dir, "test"):
             keys.append(example["key"])
             labels.append(example["label"])
-        if stored["keys"].tolist() == keys and stored["labels"].tolist() == labels:
+        if stored.keys.tolist() == keys and stored.labels.tolist() == labels:
             print(
                 f"test split: the {len(keys)} predictions the train step kept for this Dataset; "
-                f"the saved Model, reloaded, gave the same top-1 on {int(stored['artifact_sample'])} "
+                f"the saved Model, reloaded, gave the same top-1 on {stored.artifact_sample} "
                 f"of them (largest probability difference "
-                f"{float(stored['artifact_max_difference']):.2g}, tolerance {ARTIFACT_TOLERANCE:g})"
+                f"{stored.artifact_max_difference:.2g}, tolerance {ARTIFACT_TOLERANCE:g})"
             )
-            return {k: stored[k] for k in ("keys", "labels", "probabilities")}
+            return SplitPredictions(stored.keys, stored.labels, stored.probabilities)
         print("test split: the predictions kept in the Model are of other images; predicting")
     return predict_split(load_classifier(model_dir), dataset_dir, "test", batch_size)
 
 
-def worst_misclassified(predictions: dict[str, np.ndarray], limit: int = GALLERY_SIZE) -> list[int]:
+def worst_misclassified(predictions: SplitPredictions, limit: int = GALLERY_SIZE) -> list[int]:
     """Indices of the wrong predictions made with the highest confidence, most confident first."""
-    probabilities = predictions["probabilities"]
+    probabilities = predictions.probabilities
     predicted = probabilities.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != predictions["labels"])
+    wrong = np.flatnonzero(predicted != predictions.labels)
     confidence = probabilities[wrong, predicted[wrong]]
     # stable sort: equal confidences keep the split's order
     order = np.argsort(-confidence, kind="stable")
@@ -65,7 +70,7 @@ def worst_misclassified(predictions: dict[str, np.ndarray], limit: int = GALLERY
 
 
 def gallery_items(
-    predictions: dict[str, np.ndarray],
+    predictions: SplitPredictions,
     class_names: list[str],
     dataset_dir: str | Path,
     split: str = "test",
@@ -75,7 +80,7 @@ def gallery_items(
     chosen = worst_misclassified(predictions, limit)
     if not chosen:
         return []
-    wanted = {str(predictions["keys"][i]): i for i in chosen}
+    wanted = {str(predictions.keys[i]): i for i in chosen}
     images: dict[str, bytes] = {}
     for example in read_examples(dataset_dir, split):
         if example["key"] in wanted:
@@ -84,9 +89,9 @@ def gallery_items(
                 break
     items = []
     for index in chosen:
-        key = str(predictions["keys"][index])
-        row = predictions["probabilities"][index]
-        label = int(predictions["labels"][index])
+        key = str(predictions.keys[index])
+        row = predictions.probabilities[index]
+        label = int(predictions.labels[index])
         predicted = int(row.argmax())
         items.append(
             GalleryItem(
@@ -131,16 +136,14 @@ def evaluate(
             "evaluate a model trained on this Dataset"
         )
     predictions = predictions_of_test_split(model_dir, dataset_dir, info.fingerprint, batch_size)
-    result = classification_metrics(
-        predictions["labels"], predictions["probabilities"], class_names
-    )
+    result = classification_metrics(predictions.labels, predictions.probabilities, class_names)
     predictions_dir = Path(predictions_dir)
     predictions_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(
         predictions_dir / PREDICTIONS_FILE,
-        keys=predictions["keys"],
-        labels=predictions["labels"],
-        probabilities=predictions["probabilities"],
+        keys=predictions.keys,
+        labels=predictions.labels,
+        probabilities=predictions.probabilities,
         class_names=np.asarray(class_names),
     )
     write_json(predictions_dir / METRICS_FILE, result)

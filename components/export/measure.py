@@ -65,19 +65,6 @@ def first_images(dataset_dir: str | Path, card: ModelCard, split: str, count: in
     return np.concatenate(batches)
 
 
-def predict_split(
-    classifier: Any, dataset_dir: str | Path, split: str = "test"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and probabilities of every image of `split`."""
-    labels, probabilities = [], []
-    for images, batch_labels in split_batches(dataset_dir, classifier.card, split):
-        probabilities.append(classifier.predict(images))
-        labels.append(batch_labels)
-    if not labels:
-        raise ValueError(f"the {split} split of {dataset_dir} has no images to predict")
-    return np.concatenate(labels), np.concatenate(probabilities)
-
-
 def speed(classifier: Any, images: np.ndarray) -> Speed:
     """Median and p90 latency per image at batch 1, and images/s at batch 32."""
     singles = images[:LATENCY_IMAGES]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from components.common.export_artifact import ExportRecord, FormatRow
 from components.common.html import Markup, escape, figure_to_data_uri, image_tag, page, table
 from components.export.measure import THROUGHPUT_BATCH
+from components.spec.export import NATIVE
 
 HEADERS = (
     "format",
@@ -23,53 +25,58 @@ HEADERS = (
 )
 
 
-def _cell(row: dict[str, Any], key: str, pattern: str) -> str:
-    return pattern.format(row[key]) if key in row else "-"
+def _cell(value: float | None, pattern: str) -> str:
+    return pattern.format(value) if value is not None else "-"
 
 
-def _verdict(row: dict[str, Any]) -> Markup:
-    if row["format"] == "native":
+def _verdict(row: FormatRow) -> Markup:
+    if row.format == NATIVE:
         return Markup('<span class="muted">the original</span>')
-    if row["passed"]:
-        return Markup(f'<span class="ok">kept</span> (max drop {row["max_accuracy_drop"]:.3f})')
-    return Markup(f'<span class="bad">failed</span>: {escape(row["reason"])}')
+    if row.passed:
+        return Markup(f'<span class="ok">kept</span> (max drop {row.max_accuracy_drop:.3f})')
+    return Markup(f'<span class="bad">failed</span>: {escape(row.reason or "")}')
 
 
-def rows(record: dict[str, Any]) -> list[list[Any]]:
+def rows(record: ExportRecord) -> list[list[Any]]:
     return [
         [
-            row["format"],
-            row["runtime"],
-            row["precision"],
-            f"{row['size_bytes'] / 1e6:.3g}" if "size_bytes" in row else "-",
-            _cell(row, "accuracy", "{:.4f}"),
-            _cell(row, "accuracy_delta", "{:+.4f}"),
-            _cell(row, "agreement", "{:.2%}"),
-            _cell(row, "latency_ms_p50", "{:.3f}"),
-            _cell(row, "latency_ms_p90", "{:.3f}"),
-            _cell(row, "throughput", "{:.0f}"),
+            row.format,
+            row.runtime,
+            row.precision,
+            f"{row.size_bytes / 1e6:.3g}" if row.size_bytes is not None else "-",
+            _cell(row.accuracy, "{:.4f}"),
+            _cell(row.accuracy_delta, "{:+.4f}"),
+            _cell(row.agreement, "{:.2%}"),
+            _cell(row.latency_ms_p50, "{:.3f}"),
+            _cell(row.latency_ms_p90, "{:.3f}"),
+            _cell(row.throughput, "{:.0f}"),
             _verdict(row),
         ]
-        for row in record["formats"]
+        for row in record.formats
     ]
 
 
-def chart(record: dict[str, Any]) -> str:
+def _figure(value: float | None) -> float:
+    assert value is not None  # a measured row has every figure
+    return value
+
+
+def chart(record: ExportRecord) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    measured = [r for r in record["formats"] if "accuracy" in r]
-    names = [r["format"] for r in measured]
+    measured = [r for r in record.formats if r.measured]
+    names = [r.format for r in measured]
     colours = [
-        "#8c959f" if r["format"] == "native" else ("#1a7f37" if r["passed"] else "#cf222e")
+        "#8c959f" if r.format == NATIVE else ("#1a7f37" if r.passed else "#cf222e")
         for r in measured
     ]
     panels = (
-        ("size (MB)", [r["size_bytes"] / 1e6 for r in measured]),
-        ("test accuracy", [r["accuracy"] for r in measured]),
-        ("latency p50 at batch 1 (ms, log scale)", [r["latency_ms_p50"] for r in measured]),
+        ("size (MB)", [_figure(r.size_bytes) / 1e6 for r in measured]),
+        ("test accuracy", [_figure(r.accuracy) for r in measured]),
+        ("latency p50 at batch 1 (ms, log scale)", [_figure(r.latency_ms_p50) for r in measured]),
     )
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for axis, (title, values) in zip(axes, panels, strict=True):
@@ -89,20 +96,20 @@ def chart(record: dict[str, Any]) -> str:
     return image_tag(figure_to_data_uri(figure), "size, accuracy and latency per format")
 
 
-def write_report(record: dict[str, Any], path: str | Path) -> Path:
+def write_report(record: ExportRecord, path: str | Path) -> Path:
     intro = (
-        f"<p>{escape(record['model'])} ({escape(record['framework'])}): every format run with "
-        f"its own runtime on the whole test split ({record['test_images']} images) on "
-        f"{escape(record['cpu'])}. int8 formats were calibrated on "
-        f"{record['calibration_images']} train images.</p>"
-        f"<p>Input of every exported graph: {escape(record['input'])}, input_size "
-        f"{record['input_size'][0]}x{record['input_size'][1]}, {record['channels']} "
+        f"<p>{escape(record.model)} ({escape(record.framework)}): every format run with "
+        f"its own runtime on the whole test split ({record.test_images} images) on "
+        f"{escape(record.cpu)}. int8 formats were calibrated on "
+        f"{record.calibration_images} train images.</p>"
+        f"<p>Input of every exported graph: {escape(record.input)}, input_size "
+        f"{record.input_size[0]}x{record.input_size[1]}, {record.channels} "
         "channel(s).</p>"
     )
     sections = [intro, "<h2>Formats</h2>", table(HEADERS, rows(record))]
-    if any("accuracy" in r for r in record["formats"]):
+    if any(r.measured for r in record.formats):
         sections += ["<h2>Size, accuracy and latency</h2>", chart(record)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page(f"Export: {record['model']}", sections))
+    path.write_text(page(f"Export: {record.model}", sections))
     return path

@@ -2,19 +2,23 @@
 
 `load_exported(export_dir, format, card).predict(images)` takes what the native classifier
 takes (float32 NHWC [0, 255] of the card's input size) and returns class probabilities, so
-evaluation, the export measurements and the predict CLI treat every format alike.
+evaluation, the export measurements and the predict CLI treat every format alike. The format's
+record names its file and its runtime, and the runtime picks the loader (`LOADERS`);
+`load_version_export` finds the file in a registered version's export/ folder.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from components.common.export_artifact import FILES, INPUT_NAME, RUNTIMES
+from components.common.export_artifact import INPUT_NAME, RECORD_FILE, VERSION_DIR, ExportRecord
 from components.common.model_card import ModelCard
+from components.spec.export import EXPORT_FORMATS, LITERT, ONNX_RUNTIME, TENSORFLOW
 
 
 def usable_cores() -> int:
@@ -97,20 +101,52 @@ class SavedModelClassifier:
         return np.asarray(output, dtype=np.float32)
 
 
-LOADERS = {
-    "TensorFlow": SavedModelClassifier,
-    "ONNX Runtime": OnnxClassifier,
-    "LiteRT": TFLiteClassifier,
+# runtime -> what runs a file (components/export/convert.py: what makes it)
+LOADERS: dict[str, Callable[[Path, ModelCard, int], Any]] = {
+    TENSORFLOW: SavedModelClassifier,
+    ONNX_RUNTIME: OnnxClassifier,
+    LITERT: TFLiteClassifier,
 }
 
 
 def load_exported(export_dir: str | Path, name: str, card: ModelCard, threads: int = 0) -> Any:
-    """The `name` format's file in `export_dir` as a classifier."""
-    path = Path(export_dir) / FILES[name]
+    """The `name` format's file in `export_dir` as a classifier; raises ExportMissingError
+    when the folder does not hold it."""
+    export_dir = Path(export_dir)
+    form = EXPORT_FORMATS[name]
+    path = export_dir / form.file
     if not path.exists():
-        present = [f for f, file in FILES.items() if (Path(export_dir) / file).exists()]
+        present = [f.name for f in EXPORT_FORMATS.values() if (export_dir / f.file).exists()]
         raise ExportMissingError(
             f"{path} does not exist: this model has no {name} export (exported: "
-            f"{', '.join(present) or 'none'}); add {name} to export.formats and rerun"
+            f"{', '.join(present) or 'none'}); {_missing_advice(export_dir, name)}"
         )
-    return LOADERS[RUNTIMES[name]](path, card, threads)
+    return LOADERS[form.runtime](path, card, threads)
+
+
+def load_version_export(
+    version_dir: str | Path, name: str, card: ModelCard, threads: int = 0
+) -> Any:
+    """The `name` format a registered version keeps (in its export/ folder) as a classifier;
+    raises ExportMissingError with what to do when it keeps none."""
+    export_dir = Path(version_dir) / VERSION_DIR
+    if not export_dir.is_dir():
+        raise ExportMissingError(
+            f"{version_dir} has no {VERSION_DIR}/ folder: the {name} format needs a registered "
+            "version of an experiment with an export section (export.formats)"
+        )
+    return load_exported(export_dir, name, card, threads)
+
+
+def _missing_advice(export_dir: Path, name: str) -> str:
+    """What to do about a missing format: its export failure when the record has one."""
+    row = None
+    if (export_dir / RECORD_FILE).is_file():
+        try:
+            record = ExportRecord.read(export_dir)
+            row = next((r for r in record.exported if r.format == name), None)
+        except ValueError:  # not a record this version can read: give the general advice
+            pass
+    if row is not None and not row.passed:
+        return f"its export failed ({row.reason})"
+    return f"add {name} to export.formats and rerun"

@@ -1,7 +1,7 @@
 """A Model's predictions of a Dataset split, and the copy of them the train step keeps.
 
-`predict_split` is how evaluation predicts: tf.data decodes and resizes the split's images,
-the `Classifier` scores them in batches. The keras train step runs it on the model it trained,
+`predict_split` is how evaluation predicts, and how the export step measures every format:
+tf.data decodes and resizes the split's images, the `Classifier` scores them in batches. The keras train step runs it on the model it trained,
 still in memory, and keeps the test split's result in the Model artifact (`stored_predictions.npz`: keys, labels,
 probabilities, the Dataset's fingerprint and the split), so the evaluate step can score the
 model without importing a framework. They are kept only after the saved artifact, loaded back
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,26 @@ ARTIFACT_SAMPLE = 64
 ARTIFACT_TOLERANCE = 1e-3
 
 
+@dataclass(frozen=True)
+class SplitPredictions:
+    """A classifier's answers on a split's images, in the split's order."""
+
+    keys: np.ndarray  # the images' keys (str)
+    labels: np.ndarray  # their true classes (int64)
+    probabilities: np.ndarray  # (images, classes) float32
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass(frozen=True)
+class StoredPredictions(SplitPredictions):
+    """The test predictions a Model keeps, with the check of the saved Model against them."""
+
+    artifact_sample: int  # how many images the reloaded Model predicted
+    artifact_max_difference: float  # its largest probability difference
+
+
 class ArtifactMismatchError(RuntimeError):
     """The saved Model does not predict as the model that was trained."""
 
@@ -56,11 +77,14 @@ def predict_split(
     split: str = "test",
     batch_size: int | None = None,
     limit: int | None = None,
-) -> dict[str, np.ndarray]:
+    quiet: bool = False,
+) -> SplitPredictions:
     """Keys, labels and class probabilities of every image of `split` (the first `limit`
-    ones), in batches.
+    ones), in batches; `quiet` leaves out the progress lines.
 
-    tf.data decodes and resizes in parallel on every core while the model predicts.
+    `classifier` is anything with the `Classifier` interface (a native model, an exported
+    format's runtime) or a Model folder to load. tf.data decodes and resizes in parallel on
+    every core while the model predicts.
     """
     from components.common.tfdata import make_dataset
 
@@ -86,22 +110,23 @@ def predict_split(
     keys: list[str] = []
     labels, probabilities = [], []
     batches = max(math.ceil(total / batch_size), 1)
-    for images, batch_labels, batch_keys in progress(dataset, batches, f"predict {split}"):
+    shown = dataset if quiet else progress(dataset, batches, f"predict {split}")
+    for images, batch_labels, batch_keys in shown:
         probabilities.append(classifier.predict(images.numpy()))
         labels.append(batch_labels.numpy())
         keys.extend(k.decode() for k in batch_keys.numpy())
     if not keys:
         raise ValueError(f"the {split} split of {dataset_dir} has no images to predict")
     end = limit if limit is not None else len(keys)
-    return {
-        "keys": np.asarray(keys[:end]),
-        "labels": np.concatenate(labels).astype(np.int64)[:end],
-        "probabilities": np.concatenate(probabilities).astype(np.float32)[:end],
-    }
+    return SplitPredictions(
+        keys=np.asarray(keys[:end]),
+        labels=np.concatenate(labels).astype(np.int64)[:end],
+        probabilities=np.concatenate(probabilities).astype(np.float32)[:end],
+    )
 
 
 def check_artifact(
-    predictions: dict[str, np.ndarray],
+    predictions: SplitPredictions,
     model_dir: str | Path,
     dataset_dir: str | Path,
     split: str = "test",
@@ -114,14 +139,14 @@ def check_artifact(
     ArtifactMismatchError with the numbers when a top-1 differs (beyond a tie within the
     tolerance) or a probability differs by more than `tolerance`."""
     reloaded = predict_split(load_classifier(model_dir), dataset_dir, split, limit=sample)
-    n = len(reloaded["keys"])
-    if reloaded["keys"].tolist() != predictions["keys"][:n].tolist():
+    n = len(reloaded)
+    if reloaded.keys.tolist() != predictions.keys[:n].tolist():
         raise ArtifactMismatchError(
             f"the saved Model read the {split} split's images in another order than the trained "
             "model; the split changed while the step ran"
         )
-    held = predictions["probabilities"][:n]
-    loaded = reloaded["probabilities"]
+    held = predictions.probabilities[:n]
+    loaded = reloaded.probabilities
     if held.shape != loaded.shape:
         raise ArtifactMismatchError(
             f"the saved Model in {model_dir} predicts {loaded.shape[1]} classes and the trained "
@@ -132,7 +157,7 @@ def check_artifact(
     clear = ordered[:, -1] - ordered[:, -2] > 2 * tolerance  # not a tie within the tolerance
     flipped = np.flatnonzero(clear & (held.argmax(axis=1) != loaded.argmax(axis=1)))
     if len(flipped) or difference > tolerance:
-        shown = ", ".join(str(k) for k in reloaded["keys"][flipped[:5]])
+        shown = ", ".join(str(k) for k in reloaded.keys[flipped[:5]])
         raise ArtifactMismatchError(
             f"the saved Model does not predict as the trained model: on the first {n} {split} "
             f"images, reloaded from {model_dir}, its top-1 differs on {len(flipped)}"
@@ -162,9 +187,9 @@ def store_predictions(
     with partial.open("wb") as handle:
         np.savez(
             handle,
-            keys=predictions["keys"],
-            labels=predictions["labels"],
-            probabilities=predictions["probabilities"],
+            keys=predictions.keys,
+            labels=predictions.labels,
+            probabilities=predictions.probabilities,
             fingerprint=np.asarray(info.fingerprint),
             split=np.asarray(split),
             artifact_sample=np.asarray(int(checked["sample"])),
@@ -203,11 +228,11 @@ def keep_test_predictions(
 
 def load_stored(
     model_dir: str | Path, fingerprint: str, split: str = "test"
-) -> dict[str, np.ndarray] | None:
+) -> StoredPredictions | None:
     """The predictions the train step kept of `split` of the Dataset with `fingerprint`, with
-    `artifact_sample` and `artifact_max_difference` (the check of the saved Model); None when
-    the Model has none (an older Model, a search trial), they are of another Dataset or split,
-    carry no passed artifact check, or the file cannot be read."""
+    the check of the saved Model; None when the Model has none (an older Model, a search
+    trial), they are of another Dataset or split, carry no passed artifact check, or the file
+    cannot be read."""
     path = Path(model_dir) / STORED_PREDICTIONS_FILE
     if not path.is_file() or not fingerprint:
         return None
@@ -217,18 +242,18 @@ def load_stored(
                 return None
             if "artifact_sample" not in stored.files:
                 return None  # kept before the saved Model was checked against them
-            predictions = {
-                "keys": stored["keys"].astype(str),
-                "labels": stored["labels"].astype(np.int64),
-                "probabilities": stored["probabilities"].astype(np.float32),
-                "artifact_sample": np.asarray(stored["artifact_sample"]),
-                "artifact_max_difference": np.asarray(stored["artifact_max_difference"]),
-            }
+            predictions = StoredPredictions(
+                keys=stored["keys"].astype(str),
+                labels=stored["labels"].astype(np.int64),
+                probabilities=stored["probabilities"].astype(np.float32),
+                artifact_sample=int(stored["artifact_sample"]),
+                artifact_max_difference=float(stored["artifact_max_difference"]),
+            )
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
-    probabilities = predictions["probabilities"]
-    if probabilities.ndim != 2 or len(probabilities) != len(predictions["keys"]):
+    probabilities = predictions.probabilities
+    if probabilities.ndim != 2 or len(probabilities) != len(predictions.keys):
         return None
-    if len(predictions["labels"]) != len(predictions["keys"]):
+    if len(predictions.labels) != len(predictions.keys):
         return None
     return predictions

@@ -24,10 +24,9 @@ import numpy as np
 
 from components.common.files import display_name
 from components.common.pixels import IMAGE_SUFFIXES, ImageReadError, load_image
-from components.spec import EXPORT_FORMATS
+from components.spec.export import EXPORT_FORMATS, NATIVE
 
 EXIT_OK, EXIT_ERROR = 0, 2
-NATIVE = "native"
 # TensorFlow's C++ start-up lines (oneDNN, CPU features, absl's "before InitializeLog") are
 # not for a user of predict. TensorFlow 2.21 writes them before its log level is read, so the
 # process's stderr is held while the model loads (TF_CPP_MIN_LOG_LEVEL=0 shows them).
@@ -235,18 +234,11 @@ def load_version(model: Path, format: str = NATIVE) -> Any:
     try:
         if format == NATIVE:
             return load_classifier(model_dir)
-        from components.common.export_artifact import VERSION_DIR
         from components.common.model_card import ModelCard
-        from components.export.runtimes import ExportMissingError, load_exported
+        from components.export.runtimes import ExportMissingError, load_version_export
 
-        export_dir = Path(model) / VERSION_DIR
-        if not export_dir.is_dir():
-            raise ModelLoadError(
-                f"{model} has no export/ folder: --format {format} needs a registered "
-                "version of an experiment with an export section (export.formats)"
-            )
         try:
-            return load_exported(export_dir, format, ModelCard.load(model_dir))
+            return load_version_export(model, format, ModelCard.load(model_dir))
         except ExportMissingError as exc:
             raise ModelLoadError(str(exc)) from None
     except (FileNotFoundError, NotADirectoryError) as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,10 @@ from components.common.files import read_json
 from components.common.model_card import ModelCard
 from components.common.results import ChampionCheck, ChampionDecision, DatasetInfo
 from components.register.folders import versions
-from components.spec import ChampionPolicy
+from components.spec.champion import ChampionPolicy
+
+if TYPE_CHECKING:
+    from components.models.prediction import SplitPredictions
 
 ALIASES_FILE = "aliases.json"
 CHAMPION = "champion"
@@ -81,8 +85,8 @@ def _points(value: float) -> str:
 
 
 def compare(
-    champion: dict[str, np.ndarray],
-    challenger: dict[str, np.ndarray],
+    champion: SplitPredictions,
+    challenger: SplitPredictions,
     class_names: list[str],
     policy: ChampionPolicy,
     champion_name: str,
@@ -94,17 +98,17 @@ def compare(
 
     from components.evaluate.metrics import expected_calibration_error
 
-    if champion["keys"].tolist() != challenger["keys"].tolist() or not np.array_equal(
-        champion["labels"], challenger["labels"]
+    if champion.keys.tolist() != challenger.keys.tolist() or not np.array_equal(
+        champion.labels, challenger.labels
     ):
         raise ValueError("the champion and the challenger were not scored on the same images")
-    labels = challenger["labels"]
+    labels = challenger.labels
     n = len(labels)
     if n == 0:
         raise ValueError("there are no test images to compare the champion and challenger on")
     predicted = {
-        "champion": champion["probabilities"].argmax(axis=1),
-        "challenger": challenger["probabilities"].argmax(axis=1),
+        "champion": champion.probabilities.argmax(axis=1),
+        "challenger": challenger.probabilities.argmax(axis=1),
     }
     right = {who: (p == labels) for who, p in predicted.items()}
     accuracy = {who: float(r.mean()) for who, r in right.items()}
@@ -180,7 +184,7 @@ def compare(
             )
         )
     ece = {
-        who: expected_calibration_error(labels, p["probabilities"])
+        who: expected_calibration_error(labels, p.probabilities)
         for who, p in (("champion", champion), ("challenger", challenger))
     }
     checks.append(

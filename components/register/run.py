@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from components.common.export_artifact import RECORD_FILE as EXPORT_RECORD
-from components.common.export_artifact import REPORT_FILE, VERSION_DIR
+from components.common.export_artifact import REPORT_FILE, VERSION_DIR, ExportRecord
 from components.common.files import copy_tree, read_json, write_json
 from components.common.model_card import CARD_FILE
 from components.common.results import ChampionDecision, RegistrationRecord
 from components.register.champion import CHAMPION, MODEL_DIR, decide, set_alias
 from components.register.folders import RECORD_FILE, VERSION, versions
-from components.spec import ChampionPolicy
+from components.spec.champion import ChampionPolicy
 
 METRICS_FILE = "metrics.json"
 ATTEMPTS = 5
@@ -182,8 +182,7 @@ def find_registration(root: Path, model_dir: str | Path) -> RegistrationRecord |
 
 def passed_formats(export_dir: str | Path) -> list[str]:
     """The formats the export step's record lists as passed (what registering would copy)."""
-    record = read_json(Path(export_dir) / EXPORT_RECORD)
-    return [r["format"] for r in record["formats"] if r["format"] != "native" and r["passed"]]
+    return ExportRecord.read(export_dir).passed
 
 
 def _new_exports(existing: RegistrationRecord, export_dir: str | Path | None) -> list[str]:
@@ -216,29 +215,30 @@ def copy_exports(export_dir: Path, destination: Path) -> list[dict[str, Any]]:
     Only the formats the record lists as passed are copied, so a format over its accuracy
     budget is never registered even if its file were present.
     """
-    record = read_json(export_dir / EXPORT_RECORD)
+    record = ExportRecord.read(export_dir)
     destination.mkdir(parents=True, exist_ok=True)
     entries = []
-    for row in record["formats"]:
-        if row["format"] == "native" or not row["passed"]:
+    for row in record.exported:
+        if not row.passed:
             continue
-        source = export_dir / row["file"]
+        assert row.file is not None  # every exported format's row names its file
+        source = export_dir / row.file
         if source.is_dir():
-            copy_tree(source, destination / row["file"])
+            copy_tree(source, destination / row.file)
         else:
-            shutil.copy2(source, destination / row["file"])
+            shutil.copy2(source, destination / row.file)
         entries.append(
             {
-                "format": row["format"],
-                "file": f"{VERSION_DIR}/{row['file']}",
-                "runtime": row["runtime"],
-                "precision": row["precision"],
-                "input": record["input"],
-                "input_size": record["input_size"],
-                "channels": record["channels"],
-                "accuracy": row["accuracy"],
-                "accuracy_delta": row["accuracy_delta"],
-                "size_bytes": row["size_bytes"],
+                "format": row.format,
+                "file": f"{VERSION_DIR}/{row.file}",
+                "runtime": row.runtime,
+                "precision": row.precision,
+                "input": record.input,
+                "input_size": record.input_size,
+                "channels": record.channels,
+                "accuracy": row.accuracy,
+                "accuracy_delta": row.accuracy_delta,
+                "size_bytes": row.size_bytes,
             }
         )
     for name in (EXPORT_RECORD, REPORT_FILE):

@@ -15,8 +15,8 @@ import sys
 from types import FrameType
 from typing import Any
 
-from components.predict.cli import NATIVE, quiet_start_up
-from components.spec import EXPORT_FORMATS
+from components.predict.cli import quiet_start_up
+from components.spec.export import EXPORT_FORMATS, NATIVE
 
 EXIT_OK, EXIT_ERROR = 0, 2
 DEFAULT_PORT = 8080

@@ -103,7 +103,7 @@ def download(uri: str, destination: Path | None = None) -> Path:
 
 
 def load_served(version: ServedVersion, format: str) -> Any:
-    """The version's classifier for `format` (predict's NATIVE or an exported format), as
+    """The version's classifier for `format` (NATIVE or an exported format), as
     predict loads it; raises ModelLoadError with what to fix."""
     from components.predict.cli import load_version
 

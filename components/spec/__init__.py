@@ -5,7 +5,9 @@ the orchestration layer (`pipelines/config/`, which wraps these in the `Experime
 definition of each. A step validates its config once, at its `component.py` boundary, with
 these models; the modules below take the typed objects. The search vocabulary (a candidate's
 `search:` section) is in `components/spec/search.py`, the keras architectures and their knobs
-in `components/spec/architectures.py`; both are re-exported here.
+in `components/spec/architectures.py`; both are re-exported here. The export formats and the
+export step's config are in `components/spec/export.py`, the champion check's policy in
+`components/spec/champion.py`; `ExportConfig` and `ChampionPolicy` are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from components.spec.architectures import (
     parse_params,
 )
 from components.spec.base import Strict
+
+# the export and register components' bodies, which every compiled pipeline embeds, import
+# these two from here
+from components.spec.champion import ChampionPolicy
+from components.spec.export import ExportConfig
 from components.spec.search import (
     DISTRIBUTIONS,
     SEARCH_ALGORITHMS,
@@ -52,12 +59,14 @@ __all__ = [
     "WEIGHT_FILE_SUFFIXES",
     "Application",
     "ArchitectureParams",
+    "ChampionPolicy",
     "min_input_side",
     "parse_params",
     "SEARCH_ALGORITHMS",
     "SEARCH_METRICS",
     "UNSEARCHABLE",
     "Distribution",
+    "ExportConfig",
     "Fold",
     "Pruning",
     "Search",
@@ -461,115 +470,3 @@ class Candidate(Strict):
         if isinstance(value, float) and value.is_integer():
             return int(value)
         return value
-
-
-# --- export -----------------------------------------------------------------------------------
-
-# Deployable formats: name -> (precision, the frameworks that export to it). A format's precision
-# picks its entry of `max_accuracy_drop`. Keras models always keep their SavedModel (the train
-# step writes it); transformers models go to ONNX only.
-EXPORT_FORMATS: dict[str, tuple[Literal["float", "int8"], tuple[str, ...]]] = {
-    "saved_model": ("float", ("keras",)),
-    "onnx": ("float", ("keras", "transformers")),
-    "onnx_int8": ("int8", ("keras", "transformers")),
-    "tflite": ("float", ("keras",)),
-    "tflite_float16": ("float", ("keras",)),
-    "tflite_int8": ("int8", ("keras",)),
-}
-ALWAYS_EXPORTED = {"keras": ("saved_model",), "transformers": ()}
-
-
-def export_formats_for(framework: str) -> tuple[str, ...]:
-    return tuple(
-        name for name, (_, frameworks) in EXPORT_FORMATS.items() if framework in frameworks
-    )
-
-
-class ChampionPolicy(Strict):
-    """When a registered version becomes its model's champion (`gate.champion`).
-
-    The register step re-scores the champion on this run's test split and compares the two on
-    the same images: the challenger is promoted unless it may be worse than the champion by more
-    than `margin` (the lower end of the paired bootstrap interval of the accuracy difference is
-    below -margin), loses more than `recall_tolerance` of any class's recall, or is worse
-    calibrated by more than `ece_tolerance` (expected calibration error). This is TFX
-    Evaluator's "no worse than the baseline" blessing, with the noise of the test split taken
-    into account (non-inferiority on a paired interval).
-    """
-
-    enabled: bool = Field(
-        default=True,
-        description="compare with the champion; off: every registered version is promoted",
-    )
-    margin: float = Field(
-        default=0.01,
-        ge=0.0,
-        le=1.0,
-        description="most accuracy (a fraction) the challenger may be worse by, at the lower end "
-        "of the interval",
-    )
-    recall_tolerance: float = Field(
-        default=0.10, ge=0.0, le=1.0, description="most recall any one class may lose"
-    )
-    ece_tolerance: float = Field(
-        default=0.03, ge=0.0, le=1.0, description="most expected calibration error may grow"
-    )
-    confidence: float = Field(
-        default=0.95, gt=0.5, lt=1.0, description="confidence level of the interval"
-    )
-    resamples: int = Field(
-        default=2000, ge=200, le=100_000, description="paired bootstrap resamples"
-    )
-
-
-class AccuracyDrop(Strict):
-    """Most test accuracy (a fraction, 0.005 = half a point) a format may lose to the original."""
-
-    # `float` is the YAML key; the attribute has another name so it does not shadow the type.
-    float_formats: float = Field(default=0.005, ge=0.0, le=1.0, alias="float")
-    int8: float = Field(default=0.02, ge=0.0, le=1.0)
-
-
-class ExportConfig(Strict):
-    """Which deployable formats the best model is converted to, and what each may cost."""
-
-    formats: list[str] = Field(
-        default_factory=lambda: ["onnx"],
-        description="any of " + ", ".join(EXPORT_FORMATS) + " (saved_model: always, for keras)",
-    )
-    max_accuracy_drop: AccuracyDrop = AccuracyDrop()
-    calibration_images: int = Field(
-        default=200, ge=1, le=100_000, description="train images that calibrate int8 formats"
-    )
-
-    @field_validator("formats")
-    @classmethod
-    def _known_formats(cls, formats: list[str]) -> list[str]:
-        unknown = [f for f in formats if f not in EXPORT_FORMATS]
-        if unknown:
-            raise ValueError(
-                f"unknown export format(s) {', '.join(map(repr, unknown))}; "
-                f"use any of {', '.join(EXPORT_FORMATS)}"
-            )
-        if len(set(formats)) != len(formats):
-            raise ValueError("export formats must be distinct")
-        return formats
-
-    def unsupported(self, framework: str) -> list[str]:
-        """The configured formats a `framework` model cannot be exported to."""
-        return [f for f in self.formats if framework not in EXPORT_FORMATS[f][1]]
-
-    def formats_for(self, framework: str) -> list[str]:
-        """What a `framework` model is exported to: the formats that are always kept first."""
-        missing = self.unsupported(framework)
-        if missing:
-            raise ValueError(
-                f"a {framework} model cannot be exported to {', '.join(missing)}; "
-                f"{framework} models export to {', '.join(export_formats_for(framework))}"
-            )
-        always = list(ALWAYS_EXPORTED[framework])
-        return always + [f for f in self.formats if f not in always]
-
-    def max_drop(self, name: str) -> float:
-        drop = self.max_accuracy_drop
-        return drop.int8 if EXPORT_FORMATS[name][0] == "int8" else drop.float_formats

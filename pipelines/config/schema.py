@@ -17,17 +17,16 @@ from pydantic import Field, field_validator, model_validator
 from components.common.images import BASE_IMAGE
 from components.ingest.sources import check_source
 from components.spec import (
-    ChampionPolicy,
     DataConfig,
-    ExportConfig,
     MetricName,
     ModelSpec,
     OnFailure,
     Slug,
     Strict,
-    export_formats_for,
     min_input_side,
 )
+from components.spec.champion import ChampionPolicy
+from components.spec.export import ExportConfig, export_formats_for
 from pipelines.config.resources import Kfp, Resources, check_replicas
 
 MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seeds are unsigned 32-bit

@@ -50,9 +50,9 @@ def test_a_model_that_reloads_as_trained_keeps_its_predictions_with_the_check(
     assert keep_test_predictions(held(model_dir), split, model_dir) is not None
 
     stored = load_stored(model_dir, "synthetic")
-    assert stored is not None and len(stored["keys"]) == 90
-    assert int(stored["artifact_sample"]) == 64  # the first 64 of the split
-    assert float(stored["artifact_max_difference"]) <= 1e-6 < ARTIFACT_TOLERANCE
+    assert stored is not None and len(stored.keys) == 90
+    assert stored.artifact_sample == 64  # the first 64 of the split
+    assert stored.artifact_max_difference <= 1e-6 < ARTIFACT_TOLERANCE
 
 
 def test_a_model_that_does_not_save_what_it_computes_fails_with_the_numbers(
@@ -93,7 +93,9 @@ def test_predictions_kept_without_the_check_are_not_reused(tmp_path, split, colo
     predicted = predict_split(held(model_dir), split)
     np.savez(
         model_dir / STORED_PREDICTIONS_FILE,
-        **predicted,
+        keys=predicted.keys,
+        labels=predicted.labels,
+        probabilities=predicted.probabilities,
         fingerprint=np.asarray("synthetic"),
         split=np.asarray("test"),
     )

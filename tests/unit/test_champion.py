@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from test_evaluate_run import png, write_dataset
 
+from components.models.prediction import SplitPredictions
 from components.register.champion import (
     AliasError,
     champion_version,
@@ -17,7 +19,7 @@ from components.register.champion import (
     set_alias,
 )
 from components.register.run import champion_decision, register_local
-from components.spec import ChampionPolicy
+from components.spec.champion import ChampionPolicy
 
 CLASSES = ["red", "green", "blue"]
 COLOURS = {"red": (220, 20, 20), "green": (20, 220, 20), "blue": (20, 20, 220)}
@@ -170,7 +172,7 @@ def predictions(labels, predicted, confidence=0.9, classes=2):
     probabilities = np.full((n, classes), (1 - confidence) / (classes - 1), dtype=np.float32)
     probabilities[np.arange(n), predicted] = confidence
     keys = np.asarray([f"k{i}" for i in range(n)])
-    return {"keys": keys, "labels": np.asarray(labels), "probabilities": probabilities}
+    return SplitPredictions(keys, np.asarray(labels), probabilities)
 
 
 def test_a_better_challenger_has_an_interval_above_zero_and_a_small_mcnemar_p():
@@ -246,7 +248,7 @@ def test_a_worse_calibrated_challenger_is_not_promoted():
 def test_two_models_of_other_images_are_not_compared():
     labels = np.zeros(4, dtype=int)
     one = predictions(labels, labels)
-    other = {**one, "keys": np.asarray(["x", "y", "z", "w"])}
+    other = dataclasses.replace(one, keys=np.asarray(["x", "y", "z", "w"]))
     with pytest.raises(ValueError, match="not scored on the same images"):
         compare(one, other, ["a", "b"], ChampionPolicy(), "v1")
 

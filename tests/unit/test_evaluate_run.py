@@ -27,6 +27,7 @@ from components.common.results import DATASET_INFO_FILE
 from components.evaluate.run import evaluate, worst_misclassified
 from components.models.prediction import (
     STORED_PREDICTIONS_FILE,
+    SplitPredictions,
     default_batch_size,
     load_stored,
     store_predictions,
@@ -258,10 +259,11 @@ def test_evaluate_refuses_a_model_of_other_classes(tmp_path, colour_model):
 
 
 def test_worst_misclassified_orders_by_confidence():
-    predictions = {
-        "labels": np.array([0, 0, 1, 1]),
-        "probabilities": np.array([[0.2, 0.8], [0.9, 0.1], [0.6, 0.4], [0.95, 0.05]]),
-    }
+    predictions = SplitPredictions(
+        keys=np.asarray(["a", "b", "c", "d"]),
+        labels=np.array([0, 0, 1, 1]),
+        probabilities=np.array([[0.2, 0.8], [0.9, 0.1], [0.6, 0.4], [0.95, 0.05]]),
+    )
     assert worst_misclassified(predictions) == [3, 0, 2]
     assert worst_misclassified(predictions, limit=1) == [3]
 
@@ -377,7 +379,7 @@ def report_200(tmp_path_factory):
         logits[labels == a, b] += 9  # a is usually called b
     logits[rng.random(len(labels)) < 0.05, :] = rng.normal(0, 1, (1, n))  # some random mistakes
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    predictions = {"keys": np.asarray(keys), "labels": labels, "probabilities": probabilities}
+    predictions = SplitPredictions(np.asarray(keys), labels, probabilities)
     result = classification_metrics(labels, probabilities, class_names)
     gallery = gallery_items(predictions, class_names, dataset)
     path = write_report(

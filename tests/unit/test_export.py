@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.spec import EXPORT_FORMATS, DataConfig, ExportConfig, ModelSpec
+from components.spec import DataConfig, ModelSpec
+from components.spec.export import EXPORT_FORMATS, ExportConfig
 
 ALL_FORMATS = [f for f in EXPORT_FORMATS if f != "saved_model"]
-FLOAT_FORMATS = [f for f, (precision, _) in EXPORT_FORMATS.items() if precision == "float"]
-INT8_FORMATS = [f for f, (precision, _) in EXPORT_FORMATS.items() if precision == "int8"]
+FLOAT_FORMATS = [f.name for f in EXPORT_FORMATS.values() if f.precision == "float"]
+INT8_FORMATS = [f.name for f in EXPORT_FORMATS.values() if f.precision == "int8"]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def test_exported_graphs_take_the_native_models_raw_pixels(exported, digits, nam
     probabilities = load_exported(digits / "export", name, card).predict(images)
     assert probabilities.shape == native.shape
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-2)
-    if EXPORT_FORMATS[name][0] == "float":
+    if EXPORT_FORMATS[name].precision == "float":
         np.testing.assert_allclose(probabilities, native, atol=2e-3)
 
 
@@ -151,8 +152,7 @@ def tiny_transformers_model(folder: Path, checkpoint: Path) -> Path:
 def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
     tmp_path, tiny_hf_checkpoint
 ):
-    from components.common.export_artifact import FILES
-    from components.export.run import convert
+    from components.export.convert import convert
     from components.export.runtimes import load_exported
     from components.models.loading import load_classifier
 
@@ -165,7 +165,9 @@ def test_transformers_model_exports_to_onnx_with_its_preprocessing_inside(
     calibration = rng.uniform(0, 255, (16, height, width, 3)).astype(np.float32)
     (tmp_path / "export").mkdir()
     for name in ("onnx", "onnx_int8"):
-        convert(name, native, model_dir, tmp_path / "export" / FILES[name], calibration)
+        convert(
+            name, native, model_dir, tmp_path / "export" / EXPORT_FORMATS[name].file, calibration
+        )
     onnx = load_exported(tmp_path / "export", "onnx", native.card).predict(images)
     # the crop and ImageNet mean/std happen inside the graph: raw pixels in, same answer out
     np.testing.assert_allclose(onnx, native.predict(images), atol=1e-4)
@@ -343,7 +345,7 @@ def test_predict_with_each_format_gives_the_native_top_k(version, digits, tmp_pa
 
     native, other = top_k("native"), top_k(name)
     assert native.keys() == other.keys() and len(native) == 12
-    if EXPORT_FORMATS[name][0] == "float":
+    if EXPORT_FORMATS[name].precision == "float":
         for path, top in native.items():
             assert [e["class"] for e in other[path]] == [e["class"] for e in top], (name, path)
             np.testing.assert_allclose(

@@ -465,8 +465,8 @@ def test_the_evaluate_step_reads_the_model(
 
     _, model_dir = fine_tuned["convnextv2"]
     predictions = predict_split(model_dir, dataset, "test")
-    assert predictions["probabilities"].shape == (len(predictions["keys"]), 3)
-    np.testing.assert_allclose(predictions["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    assert predictions.probabilities.shape == (len(predictions.keys), 3)
+    np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_the_trainer_keeps_no_predictions_so_training_imports_no_tensorflow(

@@ -7,6 +7,7 @@ import json
 import pytest
 
 import components.register.run as registry
+from components.common.export_artifact import ExportRecord, FormatRow
 from components.register.folders import versions
 from components.register.run import register_local
 
@@ -118,23 +119,32 @@ def test_same_classes_and_allowed_changes_register(tmp_path):
 def write_export(folder, formats):
     """An export step's artifact in which `formats` passed (one small file each)."""
     folder.mkdir(parents=True)
-    rows = [{"format": "native", "passed": True, "file": ""}]
+    rows = [FormatRow(format="native", runtime="Keras", precision="float32", passed=True)]
     for name in formats:
         (folder / f"model-{name}.bin").write_bytes(name.encode())
         rows.append(
-            {
-                "format": name,
-                "passed": True,
-                "file": f"model-{name}.bin",
-                "runtime": "tflite",
-                "precision": "int8",
-                "accuracy": 0.9,
-                "accuracy_delta": -0.01,
-                "size_bytes": len(name),
-            }
+            FormatRow(
+                format=name,
+                passed=True,
+                file=f"model-{name}.bin",
+                runtime="LiteRT",
+                precision="int8",
+                accuracy=0.9,
+                accuracy_delta=-0.01,
+                size_bytes=len(name),
+            )
         )
-    record = {"formats": rows, "input": "[0, 255]", "input_size": [8, 8], "channels": 1}
-    (folder / "export.json").write_text(json.dumps(record))
+    ExportRecord(
+        model="small-cnn",
+        framework="keras",
+        input="[0, 255]",
+        input_size=[8, 8],
+        channels=1,
+        test_images=10,
+        calibration_images=10,
+        cpu="test",
+        formats=rows,
+    ).write(folder)
     (folder / "report.html").write_text("<html></html>")
     return folder
 

@@ -151,7 +151,7 @@ def exported_version(run):
     """The same model registered again with its SavedModel and ONNX exports (v2)."""
     from components.export.run import export_model
     from components.register.run import register_local
-    from components.spec import ExportConfig
+    from components.spec.export import ExportConfig
 
     export_model(
         run / "model", run / "dataset", run / "export", ExportConfig(formats=["onnx"]),

@@ -16,7 +16,7 @@ from test_serve import Server, instance, post
 def version(tmp_path_factory, tiny_hf_checkpoint, image_dataset):
     from components.export.run import export_model
     from components.register.run import register_local
-    from components.spec import ExportConfig
+    from components.spec.export import ExportConfig
 
     root = tmp_path_factory.mktemp("hf")
     checkpoint = tiny_hf_checkpoint(root / "checkpoint", "convnextv2")

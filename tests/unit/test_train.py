@@ -165,9 +165,9 @@ def test_trainer_writes_a_model_that_reloads_with_the_same_outputs(
     kept = load_stored(tmp_path / "model", fingerprint)
     assert kept is not None
     predicted = predict_split(reloaded, dataset, "test")
-    assert kept["keys"].tolist() == predicted["keys"].tolist()
-    assert kept["labels"].tolist() == predicted["labels"].tolist()
-    np.testing.assert_allclose(kept["probabilities"], predicted["probabilities"], atol=1e-6)
+    assert kept.keys.tolist() == predicted.keys.tolist()
+    assert kept.labels.tolist() == predicted.labels.tolist()
+    np.testing.assert_allclose(kept.probabilities, predicted.probabilities, atol=1e-6)
 
 
 def test_a_search_trial_keeps_no_test_predictions(
