@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from components.common.results import CompareSummary
-from components.ingest.listing import Listings
 from components.ingest.snapshot import take_snapshot
 from components.ingest.sources.hashing import SnapshotError
+from components.ingest.sources.listing import Listings
 from pipelines.config import (
     ConfigError,
     check_metrics,

@@ -10,8 +10,8 @@ source the preflight rejects) gives None: the count is then known only after ing
 
 from __future__ import annotations
 
-from components.ingest.listing import Listings, SourceError
 from components.ingest.sources import kind_of
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 

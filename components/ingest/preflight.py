@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from components.ingest.listing import Listings, SourceError
 from components.ingest.sources import kind_of
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 

@@ -40,11 +40,11 @@ from components.common.files import write_json
 from components.common.progress import progress
 from components.common.results import DATASET_INFO_FILE, DatasetInfo
 from components.ingest.classes import ordered_class_names
-from components.ingest.listing import SourceError
 from components.ingest.parallel import WorkerStartError, check_in_order
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
 from components.ingest.sources import open_source
 from components.ingest.sources.base import Item, Source
+from components.ingest.sources.listing import SourceError
 from components.ingest.split import assign_splits, key_hash
 from components.ingest.tfrecords import ShardedWriter, serialize_example
 from components.spec import DataConfig

@@ -14,10 +14,10 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-from components.ingest.listing import Listings, SourceError
 from components.ingest.sources import kind_of
 from components.ingest.sources.base import SnapshotContext
 from components.ingest.sources.hashing import Lister, SnapshotError, gcs_listing
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 # The part of the hex digest shown on the console; the whole digest is the pipeline parameter.

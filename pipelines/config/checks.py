@@ -39,7 +39,7 @@ def check_metrics(
 
     Uses the class count when it is knowable before ingest (components/ingest/classes.py);
     returns that count, or None when only ingest can tell (compare then says so). `listings`:
-    the data preflight's listings of the sources (components.ingest.listing.Listings).
+    the data preflight's listings of the sources (components.ingest.sources.listing.Listings).
     """
     from components.ingest.classes import known_class_count
 

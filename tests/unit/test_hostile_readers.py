@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from components.ingest.classes import known_class_count
-from components.ingest.listing import SourceError
 from components.ingest.preflight import preflight
 from components.ingest.run import IngestError, ingest
 from components.ingest.snapshot import take_snapshot
 from components.ingest.sources.hashing import SnapshotError
+from components.ingest.sources.listing import SourceError
 from components.predict.cli import main as predict_main
 from components.spec import DataConfig
 

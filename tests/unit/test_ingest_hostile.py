@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.ingest.listing import SourceError, display_name, list_folder
 from components.ingest.report import write_data_report
 from components.ingest.run import IngestError, ingest
 from components.ingest.sources import open_source
+from components.ingest.sources.listing import SourceError, display_name, list_folder
 from components.spec import DataConfig
 
 _seed = count(1000)

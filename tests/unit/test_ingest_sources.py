@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.ingest.listing import SourceError
 from components.ingest.sources import open_source
+from components.ingest.sources.listing import SourceError
 from components.spec import DataConfig
 
 

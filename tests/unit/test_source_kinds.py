@@ -17,12 +17,12 @@ import pytest
 
 from components.ingest import sources
 from components.ingest.classes import known_class_names
-from components.ingest.listing import Listings, SourceError
 from components.ingest.preflight import preflight
 from components.ingest.run import ingest
 from components.ingest.snapshot import take_snapshot
 from components.ingest.sources import KINDS, check_source, kind_of, open_source, resolve_relative
 from components.ingest.sources.base import Item, SnapshotContext, Source, SourceKind, given
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 # Every question a kind answers (components/ingest/sources/base.py).

@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.ingest.listing import SourceError
 from components.ingest.sources.base import Source, SourceKind
 from components.ingest.sources.csv import CsvKind
 from components.ingest.sources.folder import FolderKind
 from components.ingest.sources.hf import HfKind
+from components.ingest.sources.listing import SourceError
 from components.ingest.sources.npz import NpzKind
 from components.ingest.sources.sklearn import SklearnKind
 from components.ingest.sources.tfds import TfdsKind

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from components.ingest.listing import Listings, SourceError, is_uri
 from components.ingest.sources.hashing import Hash, Lister
+from components.ingest.sources.listing import Listings, SourceError, is_uri
 from components.spec import DataConfig
 
 if TYPE_CHECKING:

@@ -15,15 +15,6 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from components.ingest.listing import (
-    CsvRow,
-    Listings,
-    SourceError,
-    is_uri,
-    list_csv,
-    read_local,
-    read_uri,
-)
 from components.ingest.sources.base import Item, PathKind, SnapshotContext, Source
 from components.ingest.sources.hashing import (
     Hash,
@@ -32,6 +23,15 @@ from components.ingest.sources.hashing import (
     line,
     read_remote_text,
     size_and_time,
+)
+from components.ingest.sources.listing import (
+    CsvRow,
+    Listings,
+    SourceError,
+    is_uri,
+    list_csv,
+    read_local,
+    read_uri,
 )
 from components.spec import DataConfig
 

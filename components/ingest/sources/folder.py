@@ -18,7 +18,9 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from components.ingest.listing import (
+from components.ingest.sources.base import Item, PathKind, SnapshotContext, Source
+from components.ingest.sources.hashing import SnapshotError, hash_remote_tree, line, size_and_time
+from components.ingest.sources.listing import (
     Listings,
     display_name,
     is_uri,
@@ -26,8 +28,6 @@ from components.ingest.listing import (
     read_local,
     read_uri,
 )
-from components.ingest.sources.base import Item, PathKind, SnapshotContext, Source
-from components.ingest.sources.hashing import SnapshotError, hash_remote_tree, line, size_and_time
 from components.spec import DataConfig
 
 GCS_MOUNT = "/gcs/"  # where Vertex AI steps see the buckets (Cloud Storage FUSE)

@@ -13,14 +13,6 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from components.ingest.listing import (
-    SOURCE_SPLITS,
-    Listings,
-    SourceError,
-    is_uri,
-    read_local,
-    read_uri,
-)
 from components.ingest.sources.base import (
     INSTALL_DATA_EXTRA,
     Item,
@@ -30,6 +22,14 @@ from components.ingest.sources.base import (
     given,
 )
 from components.ingest.sources.hashing import hash_tree
+from components.ingest.sources.listing import (
+    SOURCE_SPLITS,
+    Listings,
+    SourceError,
+    is_uri,
+    read_local,
+    read_uri,
+)
 from components.spec import DataConfig
 
 

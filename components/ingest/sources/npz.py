@@ -13,9 +13,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from components.ingest.listing import Listings, SourceError
 from components.ingest.sources.base import Item, PathKind, SnapshotContext, Source, given
 from components.ingest.sources.hashing import SnapshotError, hash_content
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 SAVE_HINT = "save it with np.savez(path, x=images, y=labels)"

@@ -7,8 +7,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.ingest.listing import Listings, SourceError
 from components.ingest.sources.base import Item, SnapshotContext, Source, SourceKind, given
+from components.ingest.sources.listing import Listings, SourceError
 from components.spec import DataConfig
 
 if TYPE_CHECKING:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
-from components.ingest.listing import SOURCE_SPLITS, Listings, SourceError
 from components.ingest.sources.base import (
     INSTALL_DATA_EXTRA,
     Item,
@@ -23,6 +22,7 @@ from components.ingest.sources.base import (
     given,
 )
 from components.ingest.sources.hashing import SnapshotError
+from components.ingest.sources.listing import SOURCE_SPLITS, Listings, SourceError
 from components.spec import DataConfig
 
 # Split names of the supported TFDS datasets, for when the builder has no split metadata
