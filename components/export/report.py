@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.common.html import Markup, escape, figure_to_data_uri, image_tag, page, table
+from components.common.html import Markup, escape, image_tag, page, table
+from components.common.plots import figure_to_data_uri, pyplot
 from components.export.measure import THROUGHPUT_BATCH
 
 HEADERS = (
@@ -55,10 +56,7 @@ def rows(record: dict[str, Any]) -> list[list[Any]]:
 
 
 def chart(record: dict[str, Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     measured = [r for r in record["formats"] if "accuracy" in r]
     names = [r["format"] for r in measured]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common import html
+from components.common import html, plots
 from components.common.dataset import SPLITS
 from components.common.images import thumbnail_data_uri
 
@@ -109,7 +109,7 @@ def _counts(info: dict[str, Any]) -> str:
 
 
 def _count_chart(info: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     names = info["class_names"]
     counts = info["counts"]
@@ -136,7 +136,7 @@ def _count_chart(info: dict[str, Any]) -> str:
         axes.set_xlabel("images per class")
         axes.set_ylabel("classes")
         axes.legend()
-    return html.figure_to_data_uri(figure)
+    return plots.figure_to_data_uri(figure)
 
 
 def _quarantine(info: dict[str, Any], details: ReportDetails) -> str:
@@ -189,7 +189,7 @@ def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
             f"<h2>Image sizes</h2><p>All {len(details.widths)} images looked at are "
             f"{width} x {height} pixels.</p>"
         )
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for axis, values, name in (
@@ -206,7 +206,7 @@ def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
     ]
     return (
         "<h2>Image sizes</h2>"
-        + html.image_tag(html.figure_to_data_uri(figure), "image size distribution")
+        + html.image_tag(plots.figure_to_data_uri(figure), "image size distribution")
         + html.table(["", "min", "median", "max"], rows)
     )
 

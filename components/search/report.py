@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from components.common import html
+from components.common import html, plots
 from components.search.gain import BINOMIAL_METRICS, binomial_se, ranking_noise
 
 
@@ -59,10 +59,7 @@ def _table(summary: dict[str, Any]) -> str:
 
 
 def _scatter(summary: dict[str, Any]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     params = list(summary["space"])
     trials = [t for t in summary["trials"] if t["value"] is not None]
@@ -104,14 +101,11 @@ def _scatter(summary: dict[str, Any]) -> str:
     for axis in list(axes.flat)[len(params) :]:
         axis.set_visible(False)
     figure.tight_layout()
-    return html.image_tag(html.figure_to_data_uri(figure), "parameter against metric")
+    return html.image_tag(plots.figure_to_data_uri(figure), "parameter against metric")
 
 
 def _curves(history: dict[str, list[float]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     metrics = sorted({n.removeprefix("val_") for n in history if n != "learning_rate"})
     if not metrics:
@@ -127,7 +121,7 @@ def _curves(history: dict[str, list[float]]) -> str:
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend()
-    return html.image_tag(html.figure_to_data_uri(figure), "best trial's training curves")
+    return html.image_tag(plots.figure_to_data_uri(figure), "best trial's training curves")
 
 
 def ranking_lines(summary: dict[str, Any], examples: dict[str, int]) -> list[str]:
