@@ -36,9 +36,8 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from components.common.dataset import QUARANTINE_FIELDS, SPLITS
-from components.common.files import write_json
 from components.common.progress import progress
-from components.common.results import DATASET_INFO_FILE, DatasetInfo
+from components.common.results import DatasetInfo, ImageSizes, SizeRange
 from components.ingest.classes import ordered_class_names
 from components.ingest.parallel import WorkerStartError, check_in_order
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
@@ -110,7 +109,8 @@ def ingest(
     *,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Build the Dataset artifact in `output_dir`; return its dataset_info.
+    """Build the Dataset artifact in `output_dir`; return its dataset_info.json as a dict (the
+    JSON of a `DatasetInfo`, what the ingest component hands on).
 
     Args:
         data: The experiment's data section.
@@ -152,37 +152,34 @@ def ingest(
         )
     widths = [r.width for split in SPLITS for r in members[split]]
     heights = [r.height for split in SPLITS for r in members[split]]
-    info = {
-        "source": data.source,
-        "extra_train_sources": list(data.extra_train_sources),
-        "source_splits": source_splits,
-        "class_names": class_names,
-        "num_classes": len(class_names),
-        "image_size": list(data.image_size),
-        "channels": data.channels,
-        "counts": {split: {name: counts[split][name] for name in class_names} for split in SPLITS},
-        "num_examples": {split: len(members[split]) for split in SPLITS},
-        "shards": shards,
-        "seen": tally.seen,
-        "kept": kept_count,
-        "quarantined": quarantined,
-        "quarantine_reasons": reasons,
-        "duplicates": reasons.get("duplicate", 0),
-        "leakage": dict(tally.leakage),
-        "excluded_by_config": dict(tally.excluded),
-        "skipped": dict(sum((source.skipped for _, source in sources), Counter())),
-        "converted": tally.converted,
-        "conversions": dict(tally.conversions),
-        "source_formats": dict(tally.source_formats),
-        "extension_mismatches": tally.mismatches,
-        "image_sizes": _size_stats(widths, heights),
-        "fingerprint": fingerprint,
-        "seconds": round(time.monotonic() - started, 2),
-    }
-    # The contract readers rely on: checked here, where it is written.
-    write_json(
-        output_dir / DATASET_INFO_FILE, DatasetInfo.model_validate(info).model_dump(mode="json")
+    info = DatasetInfo(
+        source=data.source,
+        extra_train_sources=list(data.extra_train_sources),
+        source_splits=source_splits,
+        class_names=class_names,
+        num_classes=len(class_names),
+        image_size=list(data.image_size),
+        channels=data.channels,
+        counts={split: {name: counts[split][name] for name in class_names} for split in SPLITS},
+        num_examples={split: len(members[split]) for split in SPLITS},
+        shards=shards,
+        seen=tally.seen,
+        kept=kept_count,
+        quarantined=quarantined,
+        quarantine_reasons=reasons,
+        duplicates=reasons.get("duplicate", 0),
+        leakage=dict(tally.leakage),
+        excluded_by_config=dict(tally.excluded),
+        skipped=dict(sum((source.skipped for _, source in sources), Counter())),
+        converted=tally.converted,
+        conversions=dict(tally.conversions),
+        source_formats=dict(tally.source_formats),
+        extension_mismatches=tally.mismatches,
+        image_sizes=_size_stats(widths, heights),
+        fingerprint=fingerprint,
+        seconds=round(time.monotonic() - started, 2),
     )
+    info.write(output_dir)
     if report_html is not None:
         details = ReportDetails(
             thumbnails=thumbnails,
@@ -192,7 +189,7 @@ def ingest(
             extension_mismatches=tally.mismatch_examples,
         )
         write_data_report(info, report_html, details)
-    return info
+    return info.model_dump(mode="json")
 
 
 def _open_sources(data: DataConfig) -> list[tuple[int, Source]]:
@@ -413,15 +410,15 @@ def _check_classes(
         )
 
 
-def _size_stats(widths: list[int], heights: list[int]) -> dict[str, Any]:
+def _size_stats(widths: list[int], heights: list[int]) -> ImageSizes | None:
     if not widths:
-        return {}
+        return None
     w, h = sorted(widths), sorted(heights)
-    return {
-        "sampled": len(w),
-        "width": {"min": w[0], "median": w[len(w) // 2], "max": w[-1]},
-        "height": {"min": h[0], "median": h[len(h) // 2], "max": h[-1]},
-    }
+    return ImageSizes(
+        sampled=len(w),
+        width=SizeRange(min=w[0], median=w[len(w) // 2], max=w[-1]),
+        height=SizeRange(min=h[0], median=h[len(h) // 2], max=h[-1]),
+    )
 
 
 class _Quarantine:
