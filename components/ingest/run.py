@@ -21,7 +21,6 @@ folder) are counted in `skipped`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import posixpath
@@ -32,15 +31,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-from components.common.dataset import QUARANTINE_FIELDS, SPLITS
+from components.common.dataset import SPLITS
 from components.common.progress import progress
 from components.common.results import DatasetInfo, ImageSizes, SizeRange
 from components.ingest.classes import ordered_class_names
 from components.ingest.parallel import WorkerStartError, check_in_order
+from components.ingest.quarantine import Quarantine
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
+from components.ingest.scratch import Kept, Scratch
 from components.ingest.sources import Item, Source, SourceError, open_source
 from components.ingest.split import assign_splits, key_hash
 from components.ingest.tfrecords import ShardedWriter, serialize_example
@@ -48,7 +48,6 @@ from components.spec import DataConfig
 
 THUMBNAILS_PER_CLASS = 4
 THUMBNAILS_TOTAL = 240
-EXAMPLES_PER_REASON = 8
 EXAMPLE_MISMATCHES = 50
 # The format a file's extension promises (a Pillow format name, lower case).
 SUFFIX_FORMATS = {
@@ -67,25 +66,6 @@ SAME_FORMAT = {"mpo": "jpeg"}  # a multi-picture JPEG is a JPEG file
 
 class IngestError(ValueError):
     """The data cannot make a usable dataset; the message names what to fix."""
-
-
-@dataclass(slots=True)
-class _Kept:
-    """What stays in memory of a kept image; its origin and bytes wait in scratch files."""
-
-    key: str
-    label: str
-    group: str  # "pool" (to be split), the source's own "validation"/"test", or "extra" (train)
-    digest: bytes
-    origin_offset: int
-    origin_length: int
-    file: int  # index of the scratch file that holds the image bytes
-    offset: int
-    length: int
-    format: str
-    width: int
-    height: int
-    split: str = ""  # set once splits are assigned
 
 
 @dataclass
@@ -129,8 +109,8 @@ def ingest(
     sources = _open_sources(data)
     with (
         tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
-        _Quarantine(Path(quarantine_csv)) as quarantine,
-        _Scratch(Path(scratch)) as spill,
+        Quarantine(Path(quarantine_csv)) as quarantine,
+        Scratch(Path(scratch)) as spill,
     ):
         kept = _decode(data, sources, quarantine, spill, tally, workers)
         class_names = ordered_class_names(data, tally.labels)
@@ -243,11 +223,11 @@ def _entries(
 def _decode(
     data: DataConfig,
     sources: list[tuple[int, Source]],
-    quarantine: _Quarantine,
-    spill: _Scratch,
+    quarantine: Quarantine,
+    spill: Scratch,
     tally: _Tally,
     workers: int | None,
-) -> list[_Kept]:
+) -> list[Kept]:
     kept = []
     entries = _entries(data, sources, tally)
     checked_stream = check_in_order(
@@ -263,7 +243,7 @@ def _decode(
         assert stored is not None, "a kept image is stored by the process that checked it"
         origin = item.origin.encode("utf-8", "surrogateescape")
         kept.append(
-            _Kept(
+            Kept(
                 item.key,
                 item.label,
                 group,
@@ -300,15 +280,15 @@ def _starting(stream: Iterator[Any]) -> Iterator[Any]:
 
 
 def _resolve(
-    data: DataConfig, kept: list[_Kept], quarantine: _Quarantine, spill: _Scratch, tally: _Tally
-) -> dict[str, list[_Kept]]:
+    data: DataConfig, kept: list[Kept], quarantine: Quarantine, spill: Scratch, tally: _Tally
+) -> dict[str, list[Kept]]:
     """Drop duplicates and leakage, assign splits; each split's records in write order."""
 
-    def order(record: _Kept) -> str:
+    def order(record: Kept) -> str:
         return key_hash(record.key)
 
     # Exact copies within the pool go first, so that a pair cannot straddle train/validation.
-    pool: list[_Kept] = []
+    pool: list[Kept] = []
     first: dict[bytes, str] = {}
     for record in sorted((r for r in kept if r.group == "pool"), key=order):
         if record.digest in first:
@@ -327,13 +307,13 @@ def _resolve(
         data.splits.validation,
         data.splits.test,
     )
-    by_split: dict[str, list[_Kept]] = {split: [] for split in SPLITS}
+    by_split: dict[str, list[Kept]] = {split: [] for split in SPLITS}
     for record in chain(pool, honoured):
         by_split[assignment[record.key]].append(record)
     by_split["train"].extend(r for r in kept if r.group == "extra")
     # An image in test is removed from validation and train, one in validation from train.
-    members: dict[str, list[_Kept]] = {}
-    owner: dict[bytes, _Kept] = {}
+    members: dict[str, list[Kept]] = {}
+    owner: dict[bytes, Kept] = {}
     for split in ("test", "validation", "train"):
         members[split] = []
         for record in sorted(by_split[split], key=order):
@@ -359,9 +339,9 @@ def _resolve(
 def _write(
     data: DataConfig,
     output_dir: Path,
-    members: dict[str, list[_Kept]],
+    members: dict[str, list[Kept]],
     class_names: list[str],
-    spill: _Scratch,
+    spill: Scratch,
 ) -> tuple[str, dict[str, list[str]], dict[str, int]]:
     """Write the shards; return the content fingerprint, thumbnails per class, shards per split."""
     label_index = {name: index for index, name in enumerate(class_names)}
@@ -419,93 +399,3 @@ def _size_stats(widths: list[int], heights: list[int]) -> ImageSizes | None:
         width=SizeRange(min=w[0], median=w[len(w) // 2], max=w[-1]),
         height=SizeRange(min=h[0], median=h[len(h) // 2], max=h[-1]),
     )
-
-
-class _Quarantine:
-    """The Quarantine CSV, written as items are rejected, with counts and examples per reason."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w", newline="", encoding="utf-8", errors="backslashreplace")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(QUARANTINE_FIELDS)
-        self.count = 0
-        self.reasons: Counter[str] = Counter()
-        self.examples: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-
-    def add(self, key: str, origin: str, reason: str) -> None:
-        self._writer.writerow((key, origin, reason))
-        self.count += 1
-        code = reason.split(":", 1)[0]
-        self.reasons[code] += 1
-        if len(self.examples[code]) < EXAMPLES_PER_REASON:
-            self.examples[code].append((key, origin, reason))
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def __enter__(self) -> _Quarantine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._file.close()
-
-
-class _Scratch:
-    """Scratch files: kept images' origins (written here) and bytes (written by the checkers).
-
-    All writes (pass 1) precede all reads (pass 2).
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._origins: BinaryIO = (folder / "origins.bin").open("w+b")
-        self._size = 0
-        self._paths: dict[str, int] = {}
-        self._files: list[BinaryIO | None] = []
-
-    def add_origin(self, origin: bytes) -> int:
-        offset = self._size
-        self._origins.write(origin)
-        self._size += len(origin)
-        return offset
-
-    def file_index(self, path: str) -> int:
-        if path not in self._paths:
-            self._paths[path] = len(self._files)
-            self._files.append(None)
-        return self._paths[path]
-
-    def flush(self) -> None:
-        self._origins.flush()
-
-    def image(self, record: _Kept) -> bytes:
-        file = self._files[record.file]
-        if file is None:
-            path = next(p for p, index in self._paths.items() if index == record.file)
-            file = self._files[record.file] = open(path, "rb")  # noqa: SIM115 - closed in __exit__
-        file.seek(record.offset)
-        return file.read(record.length)
-
-    def origin(self, record: _Kept) -> str:
-        self._origins.seek(record.origin_offset)
-        return self._origins.read(record.origin_length).decode("utf-8", "surrogateescape")
-
-    def __enter__(self) -> _Scratch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._origins.close()
-        for file in self._files:
-            if file is not None:
-                file.close()
