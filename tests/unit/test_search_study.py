@@ -15,7 +15,6 @@ from components.search import study as st
 from components.search.journal import base_spec
 from components.search.report import ranked, write_report
 from components.spec import Candidate, ModelSpec, Pruning
-from components.train.pruning import MedianStop
 
 SPEC: dict[str, Any] = {
     "name": "cnn",
@@ -313,62 +312,11 @@ def test_without_a_budget_every_round_trains(tmp_path):
     assert all("skip" not in c for c in asked) and summary.budget is None
 
 
-@pytest.mark.parametrize(
-    ("curve", "stops"),
-    [
-        ([0.30, 0.35, 0.40, 0.45], [False, False, True, True]),  # below the median from epoch 3
-        ([0.50, 0.70, 0.80, 0.90], [False, False, False, False]),  # above it throughout
-    ],
-)
-def test_median_stop_follows_optunas_median_pruner(curve, stops):
-    prune = Pruning(
-        monitor="val_accuracy",
-        direction="maximize",
-        finished_curves=[[0.5, 0.6, 0.7, 0.8], [0.5, 0.62, 0.72, 0.82]],
-        startup_trials=2,
-        warmup_epochs=2,
-    )
-    stopper = MedianStop(prune)
-    assert [stopper.should_stop(e, v) for e, v in enumerate(curve)] == stops
-
-
-def test_a_patient_median_stop_keeps_a_trial_that_is_still_improving():
-    finished = [[0.5, 0.6, 0.7, 0.8, 0.85, 0.9], [0.5, 0.62, 0.72, 0.82, 0.86, 0.9]]
-    prune = Pruning(
-        monitor="val_accuracy",
-        direction="maximize",
-        finished_curves=finished,
-        startup_trials=2,
-        warmup_epochs=2,
-        patience=2,
-    )
-    # below the median throughout, but a new best every epoch: never stopped
-    climbing = [0.30, 0.35, 0.40, 0.45, 0.50, 0.55]
-    stopper = MedianStop(prune)
-    assert not any(stopper.should_stop(e, v) for e, v in enumerate(climbing))
-    # below the median and falling back: stopped once its best is two epochs old
-    falling = [0.30, 0.35, 0.40, 0.39, 0.38, 0.38]
-    stopper = MedianStop(prune)
-    assert [stopper.should_stop(e, v) for e, v in enumerate(falling)] == [False] * 5 + [True]
-
-
 def test_early_stop_warms_up_for_a_quarter_of_the_epochs(tmp_path):
     base, config = setup(early_stop="median")
     long = {**base, "epochs": 40}
     candidate = st.suggest(None, tmp_path / "s", long, config, 7, 1)[0]
     assert candidate["prune"]["warmup_epochs"] == 10 and candidate["prune"]["patience"] == 2
-
-
-def test_median_stop_waits_for_enough_finished_trials():
-    prune = Pruning(
-        monitor="val_loss",
-        direction="minimize",
-        finished_curves=[[0.5, 0.4, 0.3]],
-        startup_trials=2,
-        warmup_epochs=0,
-    )
-    stopper = MedianStop(prune)
-    assert not any(stopper.should_stop(e, 9.0) for e in range(3))
 
 
 def test_report_ranks_trials_and_draws_each_parameter(tmp_path):
@@ -412,40 +360,6 @@ def test_a_keras_trial_below_the_median_stops_and_its_card_says_when(tmp_path, i
     free = train(dataset, spec, 0, tmp_path / "free", tmp_path / "free.html", trial=4)
     assert free.training["pruned_at_epoch"] is None
     assert len(free.history["val_loss"]) == 6
-
-
-def test_a_gain_inside_its_noise_says_so_and_one_beyond_it_does_not():
-    from components.search.gain import gain
-
-    small = gain({0: 0.968, 1: 0.971}, {0: 0.967, 1: 0.969}, "accuracy", True, 2000)
-    assert small is not None and small.mean == pytest.approx(0.0015)
-    assert small.std is not None and small.inside_noise
-    assert "inside the noise" in small.text("accuracy") and "2000 test images" in small.text(
-        "accuracy"
-    )
-    large = gain({0: 0.985, 1: 0.986}, {0: 0.940, 1: 0.942}, "accuracy", True, 2000)
-    assert large is not None and not large.inside_noise
-    assert "beyond the noise" in large.text("accuracy")
-    # a metric to minimise: a lower loss is a positive gain
-    loss = gain({0: 0.10}, {0: 0.30}, "log_loss", False, None)
-    assert loss is not None and loss.mean == pytest.approx(0.2) and loss.inside_noise is None
-    assert gain({0: 0.9}, {1: 0.8}, "accuracy", True, 100) is None  # no seed in common
-
-
-def test_the_ranking_noise_of_a_small_validation_split_is_named_with_the_size_it_needs():
-    from components.search.gain import ranking_noise
-
-    close = ranking_noise("val_accuracy", 0.970, 0.9695, 720)
-    assert close is not None and "inside the validation noise" in close and "720 images" in close
-    needed = int(close.split("needs about ")[1].split()[0])
-    # with that many validation images the same lead is told apart; with half, it is not
-    told = ranking_noise("val_accuracy", 0.970, 0.9695, math.ceil(needed * 1.01))
-    assert told is not None and "beyond" in told
-    untold = ranking_noise("val_accuracy", 0.970, 0.9695, needed // 2)
-    assert untold is not None and "inside" in untold
-    apart = ranking_noise("val_accuracy", 0.97, 0.90, 720)
-    assert apart is not None and "beyond the validation noise" in apart
-    assert ranking_noise("val_loss", 0.1, 0.2, 720) is None
 
 
 def fold_model(root: Path, candidate: dict[str, Any], best: float) -> tuple[Path, str]:
@@ -545,20 +459,3 @@ def test_a_winner_of_folds_is_ranked_on_train_and_validation(tmp_path):
     assert outcome.value_std == pytest.approx(0.02)
     # the winner retrains as every candidate does: on the train split, no fold
     assert all(w.fold is None and w.trial is None for w in winners)
-
-
-def test_the_ranking_noise_names_folds_where_the_validation_split_is_short():
-    from components.search.gain import ranking_noise
-
-    short = ranking_noise("val_accuracy", 0.970, 0.965, 720, folds=1, pool=7200)
-    assert short is not None and "coin toss" in short
-    assert "search.folds: 5 ranks the trials on all 7200 images of train + validation" in short
-    folded = ranking_noise("val_accuracy", 0.970, 0.965, 7200, folds=5, pool=7200)
-    assert folded is not None and "7200 images, 5 folds of train + validation" in folded
-    assert "search.folds" not in folded
-    # with folds, the spread of the paired fold differences counts where it is the larger
-    spread = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.02)
-    assert spread is not None and "inside the validation noise (±0.0400" in spread
-    assert "fold differences" in spread and "needs about" not in spread
-    narrow = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.001)
-    assert narrow is not None and "beyond" in narrow and "fold differences" not in narrow
