@@ -40,15 +40,15 @@ test-fast: install ## the quick tier: no kfp.local pipeline runs, no large model
 	$(BIN)/python -m pytest -m "not e2e and not slow" $(PYTEST_ARGS)
 
 lint: install typecheck ## ruff lint and format check, mypy
-	$(BIN)/ruff check components pipelines tests benchmarks
-	$(BIN)/ruff format --check components pipelines tests benchmarks
+	$(BIN)/ruff check components pipelines tests benchmarks containers
+	$(BIN)/ruff format --check components pipelines tests benchmarks containers
 
-typecheck: install ## mypy on components/ and pipelines/ (the settings in pyproject.toml)
+typecheck: install ## mypy on components/, pipelines/ and containers/image_locks/ (the settings in pyproject.toml)
 	$(BIN)/mypy
 
 format: install ## apply ruff fixes and formatting
-	$(BIN)/ruff check --fix components pipelines tests benchmarks
-	$(BIN)/ruff format components pipelines tests benchmarks
+	$(BIN)/ruff check --fix components pipelines tests benchmarks containers
+	$(BIN)/ruff format components pipelines tests benchmarks containers
 
 compile: install ## compile every experiment for every target into build/compiled/
 	@for e in $$($(BIN)/python pipelines/submit.py --list | cut -d' ' -f1); do \
@@ -71,7 +71,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 LOCK_ARGS ?=
 
 lock: install ## re-resolve containers/locks/*.txt from pyproject.toml, checking each file installs on CPython 3.11 manylinux (LOCK_ARGS="--wheels DIR" without PyTorch's page)
-	$(BIN)/python -m pipelines.image_locks $(LOCK_ARGS)
+	$(BIN)/python -m containers.image_locks $(LOCK_ARGS)
 
 PROJECT ?=
 REGION ?= us-central1

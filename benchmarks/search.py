@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,17 +57,19 @@ def recipe(dataset: Path, workdir: Path, seed: int) -> dict[str, float]:
 
 def search(dataset: Path, workdir: Path, seed: int, trials: int) -> dict[str, float]:
     """Side B: the search, round by round as the pipeline runs it (trials one after another)."""
+    from components.common.search_summary import SearchSummary
     from components.search import study
+    from components.search.journal import base_spec
     from components.spec import Candidate
     from components.train.run import train
     from pipelines.config import load_experiment
 
     spec = load_experiment("digits", [SEARCH.format(trials=trials)]).models[0]
     assert spec.search is not None
-    base, config = study.base_spec(spec), spec.search.study()
+    base, config = base_spec(spec), spec.search.study()
     started = time.perf_counter()
     journal: Path | None = None
-    summary: dict[str, Any] = {}
+    summary: SearchSummary | None = None
     for index, count in enumerate(spec.search.rounds()):
         asked = workdir / f"suggest-{index}"
         models = []
@@ -86,13 +87,14 @@ def search(dataset: Path, workdir: Path, seed: int, trials: int) -> dict[str, fl
             )
             models.append((folder, str(folder)))
         journal = workdir / f"tell-{index}"
-        summary = study.tell(asked, journal, base, config, models)
+        summary = SearchSummary.model_validate(study.tell(asked, journal, base, config, models))
     seconds = time.perf_counter() - started
-    best = summary["best"]
-    pruned = sum(t["state"] == "PRUNED" for t in summary["trials"])
+    assert summary is not None and summary.best is not None
+    best = summary.best
+    pruned = sum(t.state == "PRUNED" for t in summary.trials)
     return {
-        "val_accuracy": float(best["value"]),
-        "test_accuracy": test_accuracy(Path(best["model_uri"]), dataset, workdir),
+        "val_accuracy": best.value,
+        "test_accuracy": test_accuracy(Path(best.model_uri), dataset, workdir),
         "seconds": seconds,
         "pruned": pruned,
     }

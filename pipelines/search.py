@@ -10,7 +10,7 @@ from kfp import dsl
 
 from components.evaluate.component import evaluate
 from components.search.component import gather, suggest, tell
-from components.search.study import base_spec
+from components.search.journal import base_spec
 from components.spec import ModelSpec
 from components.train.component import train
 

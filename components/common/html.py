@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,16 +18,6 @@ img.plot{max-width:100%;height:auto}
 
 def escape(value: Any) -> str:
     return html.escape(str(value))
-
-
-def figure_to_data_uri(figure: Any, dpi: int = 110) -> str:
-    """A matplotlib figure as an embedded PNG (the figure is closed)."""
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def image_tag(data_uri: str, alt: str) -> str:

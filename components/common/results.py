@@ -6,7 +6,7 @@ validates the dict once with the model (`model_validate`). That is also where th
 repair happens: Collected and Struct values arrive with their ints as floats (`1.0`), which the
 int fields accept and turn back into ints.
 
-Ground floor: imports `components.spec` and nothing else of ours.
+Ground floor: imports `components.spec` and `components.common.files`, nothing else of ours.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from components.common.files import write_json
 from components.spec import LOWER_IS_BETTER, SearchOutcome
 
 DATASET_INFO_FILE = "dataset_info.json"
@@ -218,14 +219,32 @@ class RegistrationRecord(Result):
     registered_at: str
 
 
-class DatasetInfo(Result):
-    """`dataset_info.json` of a Dataset artifact: what ingest kept, per split and class.
+class SizeRange(Result):
+    """The smallest, median and largest of one image dimension, in pixels."""
 
-    The fields every reader relies on are typed; ingest's bookkeeping (quarantine reasons,
-    conversions, timings, ...) rides along as extra keys.
+    min: int
+    median: int
+    max: int
+
+
+class ImageSizes(Result):
+    """Widths and heights of the kept images (`sampled`: how many were looked at)."""
+
+    sampled: int
+    width: SizeRange
+    height: SizeRange
+
+
+class DatasetInfo(Result):
+    """`dataset_info.json` of a Dataset artifact: what ingest kept, per split and class, and its
+    bookkeeping (everything it saw, quarantined, converted or left out).
+
+    The first fields are the contract every reader relies on; the bookkeeping fields have
+    defaults, so a Dataset written before one of them existed still reads. Keys this version does
+    not know are ignored for the same reason.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")
 
     source: str
     class_names: list[str]
@@ -235,6 +254,28 @@ class DatasetInfo(Result):
     counts: dict[str, dict[str, int]]
     num_examples: dict[str, int]
     fingerprint: str
+    extra_train_sources: list[str] = []
+    source_splits: list[str] = []  # the source's own splits kept as given ("validation", "test")
+    shards: dict[str, int] = {}
+    seen: int = 0  # items the config keeps: each one is kept or quarantined
+    kept: int = 0
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = {}  # reason code -> items
+    duplicates: int = 0
+    leakage: dict[str, int] = {}  # "<split>/<split it leaked from>" -> images removed
+    excluded_by_config: dict[str, int] = {}  # why (data.classes, data.label_map) -> items
+    skipped: dict[str, int] = {}  # entries of a listing that are not items -> how many
+    converted: int = 0
+    conversions: dict[str, int] = {}  # what was converted ("EXIF orientation", ...) -> images
+    source_formats: dict[str, int] = {}  # format as decoded -> images
+    extension_mismatches: int = 0
+    image_sizes: ImageSizes | None = None
+    seconds: float = 0.0
+
+    @field_validator("image_sizes", mode="before")
+    @classmethod
+    def _no_sizes(cls, value: Any) -> Any:
+        return value or None  # an ingest that kept no image wrote {}
 
     @classmethod
     def read(cls, dataset_dir: str | Path) -> DatasetInfo:
@@ -245,3 +286,7 @@ class DatasetInfo(Result):
                 f"{path} is missing: {dataset_dir} is not a Dataset written by the ingest step"
             )
         return cls.model_validate_json(path.read_text(encoding="utf-8"))
+
+    def write(self, dataset_dir: str | Path) -> Path:
+        """Write this info as the `dataset_info.json` of the Dataset in `dataset_dir`."""
+        return write_json(Path(dataset_dir) / DATASET_INFO_FILE, self.model_dump(mode="json"))

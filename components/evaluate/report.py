@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from components.common import html
+from components.common import html, plots
 from components.common.images import thumbnail_data_uri
 from components.spec import LOWER_IS_BETTER, METRIC_CATALOGUE, SCALARS
 
@@ -53,15 +53,6 @@ class GalleryItem:
     image: bytes | None
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 # --- figures ----------------------------------------------------------------------------------
 
 
@@ -74,7 +65,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> Any:
     """
     from matplotlib.colors import PowerNorm
 
-    plt = _pyplot()
+    plt = plots.pyplot()
     matrix = np.asarray(matrix)
     n = len(class_names)
     totals = matrix.sum(axis=1, keepdims=True).clip(min=1)
@@ -138,7 +129,7 @@ def close_up_classes(matrix: np.ndarray, limit: int = CLOSE_UP_CLASSES) -> list[
 
 def close_up_figure(matrix: np.ndarray, class_names: Sequence[str], indices: list[int]) -> Any:
     """The confusion matrix restricted to `indices`, labelled, with counts in the cells."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1).clip(min=1)
     sub = matrix[np.ix_(indices, indices)]
@@ -163,7 +154,7 @@ def close_up_figure(matrix: np.ndarray, class_names: Sequence[str], indices: lis
 
 def calibration_figure(calibration: dict[str, Any], ece: float) -> Any:
     """Reliability diagram: accuracy per confidence bin against the diagonal, and bin sizes."""
-    plt = _pyplot()
+    plt = plots.pyplot()
     edges = np.asarray(calibration["edges"])
     centres = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]
@@ -202,7 +193,7 @@ def calibration_figure(calibration: dict[str, Any], ece: float) -> Any:
 
 
 def binary_curves_figure(result: dict[str, Any], class_names: Sequence[str]) -> Any:
-    plt = _pyplot()
+    plt = plots.pyplot()
     roc, pr = result["roc_curve"], result["pr_curve"]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
     left.plot(roc["fpr"], roc["tpr"], color="#4c78a8")
@@ -301,7 +292,7 @@ def _confusion_section(result: dict[str, Any], class_names: Sequence[str]) -> st
         )
     parts.append(
         html.image_tag(
-            html.figure_to_data_uri(confusion_figure(matrix, class_names)), "confusion matrix"
+            plots.figure_to_data_uri(confusion_figure(matrix, class_names)), "confusion matrix"
         )
     )
     if n > LABELLED_CLASSES:
@@ -312,7 +303,7 @@ def _confusion_section(result: dict[str, Any], class_names: Sequence[str]) -> st
             )
             parts.append(
                 html.image_tag(
-                    html.figure_to_data_uri(close_up_figure(matrix, class_names, indices)),
+                    plots.figure_to_data_uri(close_up_figure(matrix, class_names, indices)),
                     "confusion matrix close-up of the most-confused classes",
                 )
             )
@@ -421,7 +412,7 @@ def write_report(
         _gallery_section(gallery, errors),
         "<h2 id='calibration'>Calibration</h2>"
         + html.image_tag(
-            html.figure_to_data_uri(calibration_figure(result["calibration"], result["ece"])),
+            plots.figure_to_data_uri(calibration_figure(result["calibration"], result["ece"])),
             "reliability diagram",
         ),
     ]
@@ -429,7 +420,7 @@ def write_report(
         sections.append(
             "<h2 id='roc'>ROC and precision-recall</h2>"
             + html.image_tag(
-                html.figure_to_data_uri(binary_curves_figure(result, class_names)),
+                plots.figure_to_data_uri(binary_curves_figure(result, class_names)),
                 "ROC and precision-recall curves",
             )
         )

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from components.common.export_artifact import ExportRecord, FormatRow
-from components.common.html import Markup, escape, figure_to_data_uri, image_tag, page, table
+from components.common.html import Markup, escape, image_tag, page, table
+from components.common.plots import figure_to_data_uri, pyplot
 from components.export.measure import THROUGHPUT_BATCH
 from components.spec.export import NATIVE
 
@@ -62,10 +63,7 @@ def _figure(value: float | None) -> float:
 
 
 def chart(record: ExportRecord) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     measured = [r for r in record.formats if r.measured]
     names = [r.format for r in measured]

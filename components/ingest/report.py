@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.common import html
+from components.common import html, plots
 from components.common.dataset import SPLITS
 from components.common.images import thumbnail_data_uri
+from components.common.results import DatasetInfo
 
 THUMBNAIL_SIDE = 96
 # Up to this many classes the count chart has one labelled bar per class; beyond it, it shows
@@ -41,21 +42,21 @@ def thumbnail_uri(encoded: bytes) -> str:
 
 
 def write_data_report(
-    info: dict[str, Any], path: str | Path, details: ReportDetails | None = None
+    info: DatasetInfo, path: str | Path, details: ReportDetails | None = None
 ) -> Path:
     details = details or ReportDetails()
     sections = [_summary(info), _counts(info)]
-    if info["quarantine_reasons"]:
+    if info.quarantine_reasons:
         sections.append(_quarantine(info, details))
     sections.append(_conversions(info, details))
     if details.widths:
         sections.append(_sizes(info, details))
     if details.thumbnails:
         sections.append(_thumbnails(info, details))
-    if info.get("excluded_by_config"):
+    if info.excluded_by_config:
         sections.append(
             "<h2>Excluded by the config</h2>"
-            + html.table(["rule", "items"], sorted(info["excluded_by_config"].items()))
+            + html.table(["rule", "items"], sorted(info.excluded_by_config.items()))
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +64,8 @@ def write_data_report(
     return path
 
 
-def _summary(info: dict[str, Any]) -> str:
-    extras = info.get("extra_train_sources") or []
+def _summary(info: DatasetInfo) -> str:
+    extras = info.extra_train_sources
     extra = (
         " Extra training sources (train split only): "
         + ", ".join(f"<code>{html.escape(s)}</code>" for s in extras)
@@ -72,14 +73,14 @@ def _summary(info: dict[str, Any]) -> str:
         if extras
         else ""
     )
-    own = info.get("source_splits") or []
+    own = info.source_splits
     splits = (
         f" The source's own {' and '.join(own)} split{'s' if len(own) > 1 else ''} kept as given."
         if own
         else ""
     )
-    leakage = sum(info.get("leakage", {}).values())
-    skipped = info.get("skipped") or {}
+    leakage = sum(info.leakage.values())
+    skipped = info.skipped
     listed = (
         " Not items (skipped while listing): "
         + ", ".join(f"{count} {html.escape(what)}" for what, count in sorted(skipped.items()))
@@ -88,19 +89,19 @@ def _summary(info: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"<p>Source <code>{html.escape(info['source'])}</code>.{extra}{splits}{listed}</p>"
-        f"<p><b>{info['seen']}</b> items seen: <b>{info['kept']}</b> kept, "
-        f"<b>{info['quarantined']}</b> quarantined (of which {info.get('duplicates', 0)} exact "
-        f"duplicate(s) and {leakage} leaked across splits), {info['converted']} converted. "
-        f"{info['num_classes']} classes, {info['channels']} channel(s). "
-        f"Fingerprint <code>{info['fingerprint'][:16]}</code>.</p>"
+        f"<p>Source <code>{html.escape(info.source)}</code>.{extra}{splits}{listed}</p>"
+        f"<p><b>{info.seen}</b> items seen: <b>{info.kept}</b> kept, "
+        f"<b>{info.quarantined}</b> quarantined (of which {info.duplicates} exact "
+        f"duplicate(s) and {leakage} leaked across splits), {info.converted} converted. "
+        f"{info.num_classes} classes, {info.channels} channel(s). "
+        f"Fingerprint <code>{info.fingerprint[:16]}</code>.</p>"
     )
 
 
-def _counts(info: dict[str, Any]) -> str:
-    names = info["class_names"]
-    rows = [[name, *(info["counts"][s][name] for s in SPLITS)] for name in names]
-    rows.append([html.Markup("<b>total</b>"), *(info["num_examples"][s] for s in SPLITS)])
+def _counts(info: DatasetInfo) -> str:
+    names = info.class_names
+    rows = [[name, *(info.counts[s][name] for s in SPLITS)] for name in names]
+    rows.append([html.Markup("<b>total</b>"), *(info.num_examples[s] for s in SPLITS)])
     return (
         "<h2>Images per split and class</h2>"
         + html.image_tag(_count_chart(info), "images per split and class")
@@ -108,11 +109,11 @@ def _counts(info: dict[str, Any]) -> str:
     )
 
 
-def _count_chart(info: dict[str, Any]) -> str:
-    import matplotlib.pyplot as plt
+def _count_chart(info: DatasetInfo) -> str:
+    plt = plots.pyplot()
 
-    names = info["class_names"]
-    counts = info["counts"]
+    names = info.class_names
+    counts = info.counts
     if len(names) <= LABELLED_CLASSES:
         figure, axes = plt.subplots(figsize=(8, max(2.0, 0.28 * len(names) + 1)))
         left = [0] * len(names)
@@ -136,19 +137,18 @@ def _count_chart(info: dict[str, Any]) -> str:
         axes.set_xlabel("images per class")
         axes.set_ylabel("classes")
         axes.legend()
-    return html.figure_to_data_uri(figure)
+    return plots.figure_to_data_uri(figure)
 
 
-def _quarantine(info: dict[str, Any], details: ReportDetails) -> str:
+def _quarantine(info: DatasetInfo, details: ReportDetails) -> str:
     from components.ingest.validate import REASONS
 
-    reasons = sorted(info["quarantine_reasons"].items(), key=lambda kv: (-kv[1], kv[0]))
+    reasons = sorted(info.quarantine_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
     rows = [[code, REASONS.get(code, ""), n] for code, n in reasons]
     section = "<h2>Quarantine</h2>" + _text_table(["reason", "meaning", "items"], rows)
-    leakage = info.get("leakage") or {}
-    if leakage:
+    if info.leakage:
         section += "<p>Leakage, removed from the first split named:</p>" + html.table(
-            ["splits", "images"], sorted(leakage.items())
+            ["splits", "images"], sorted(info.leakage.items())
         )
     examples = [row for code, _ in reasons for row in details.quarantine_examples.get(code, [])]
     if examples:
@@ -159,19 +159,19 @@ def _quarantine(info: dict[str, Any], details: ReportDetails) -> str:
     return section
 
 
-def _conversions(info: dict[str, Any], details: ReportDetails) -> str:
+def _conversions(info: DatasetInfo, details: ReportDetails) -> str:
     section = "<h2>Formats and conversions</h2>"
-    formats = sorted((info.get("source_formats") or {}).items(), key=lambda kv: -kv[1])
+    formats = sorted(info.source_formats.items(), key=lambda kv: -kv[1])
     section += "<p>Formats of the kept images, as decoded (not as named):</p>" + html.table(
         ["format", "images"], formats
     )
-    conversions = sorted((info.get("conversions") or {}).items(), key=lambda kv: -kv[1])
+    conversions = sorted(info.conversions.items(), key=lambda kv: -kv[1])
     if conversions:
         section += (
             "<p>Converted to the configured channels (stored re-encoded; JPEG sources as JPEG, "
             "others as PNG):</p>" + html.table(["conversion", "images"], conversions)
         )
-    mismatches = info.get("extension_mismatches", 0)
+    mismatches = info.extension_mismatches
     if mismatches:
         section += (
             f"<p>{mismatches} file(s) kept whose extension names another format "
@@ -181,15 +181,14 @@ def _conversions(info: dict[str, Any], details: ReportDetails) -> str:
     return section
 
 
-def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
-    stats = info.get("image_sizes") or {}
+def _sizes(info: DatasetInfo, details: ReportDetails) -> str:
     if len(set(details.widths)) <= 1 and len(set(details.heights)) <= 1:
         width, height = details.widths[0], details.heights[0]
         return (
             f"<h2>Image sizes</h2><p>All {len(details.widths)} images looked at are "
             f"{width} x {height} pixels.</p>"
         )
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for axis, values, name in (
@@ -199,21 +198,25 @@ def _sizes(info: dict[str, Any], details: ReportDetails) -> str:
         axis.hist(values, bins=40, color="#4c72b0")
         axis.set_xlabel(f"{name} (pixels)")
         axis.set_ylabel("images")
-    rows = [
-        [name, stats[name]["min"], stats[name]["median"], stats[name]["max"]]
-        for name in ("width", "height")
-        if name in stats
-    ]
+    sizes = info.image_sizes
+    rows = (
+        [
+            [name, stat.min, stat.median, stat.max]
+            for name, stat in (("width", sizes.width), ("height", sizes.height))
+        ]
+        if sizes is not None
+        else []
+    )
     return (
         "<h2>Image sizes</h2>"
-        + html.image_tag(html.figure_to_data_uri(figure), "image size distribution")
+        + html.image_tag(plots.figure_to_data_uri(figure), "image size distribution")
         + html.table(["", "min", "median", "max"], rows)
     )
 
 
-def _thumbnails(info: dict[str, Any], details: ReportDetails) -> str:
+def _thumbnails(info: DatasetInfo, details: ReportDetails) -> str:
     rows = []
-    for name in info["class_names"]:
+    for name in info.class_names:
         pictures = "".join(
             f'<img alt="{html.escape(name)}" src="{uri}" '
             f'style="margin:2px;max-height:{THUMBNAIL_SIDE}px;image-rendering:pixelated">'

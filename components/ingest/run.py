@@ -21,7 +21,6 @@ folder) are counted in `skipped`.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import posixpath
@@ -32,16 +31,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-from components.common.dataset import QUARANTINE_FIELDS, SPLITS
-from components.common.files import write_json
+from components.common.dataset import SPLITS
 from components.common.progress import progress
-from components.common.results import DATASET_INFO_FILE, DatasetInfo
+from components.common.results import DatasetInfo, ImageSizes, SizeRange
 from components.ingest.classes import ordered_class_names
 from components.ingest.parallel import WorkerStartError, check_in_order
+from components.ingest.quarantine import Quarantine
 from components.ingest.report import ReportDetails, thumbnail_uri, write_data_report
+from components.ingest.scratch import Kept, Scratch
 from components.ingest.sources import open_source
 from components.ingest.sources.base import Item, Source
 from components.ingest.sources.listing import SourceError
@@ -51,7 +50,6 @@ from components.spec import DataConfig
 
 THUMBNAILS_PER_CLASS = 4
 THUMBNAILS_TOTAL = 240
-EXAMPLES_PER_REASON = 8
 EXAMPLE_MISMATCHES = 50
 # The format a file's extension promises (a Pillow format name, lower case).
 SUFFIX_FORMATS = {
@@ -70,25 +68,6 @@ SAME_FORMAT = {"mpo": "jpeg"}  # a multi-picture JPEG is a JPEG file
 
 class IngestError(ValueError):
     """The data cannot make a usable dataset; the message names what to fix."""
-
-
-@dataclass(slots=True)
-class _Kept:
-    """What stays in memory of a kept image; its origin and bytes wait in scratch files."""
-
-    key: str
-    label: str
-    group: str  # "pool" (to be split), the source's own "validation"/"test", or "extra" (train)
-    digest: bytes
-    origin_offset: int
-    origin_length: int
-    file: int  # index of the scratch file that holds the image bytes
-    offset: int
-    length: int
-    format: str
-    width: int
-    height: int
-    split: str = ""  # set once splits are assigned
 
 
 @dataclass
@@ -112,7 +91,8 @@ def ingest(
     *,
     workers: int | None = None,
 ) -> dict[str, Any]:
-    """Build the Dataset artifact in `output_dir`; return its dataset_info.
+    """Build the Dataset artifact in `output_dir`; return its dataset_info.json as a dict (the
+    JSON of a `DatasetInfo`, what the ingest component hands on).
 
     Args:
         data: The experiment's data section.
@@ -131,8 +111,8 @@ def ingest(
     sources = _open_sources(data)
     with (
         tempfile.TemporaryDirectory(prefix="ingest-") as scratch,
-        _Quarantine(Path(quarantine_csv)) as quarantine,
-        _Scratch(Path(scratch)) as spill,
+        Quarantine(Path(quarantine_csv)) as quarantine,
+        Scratch(Path(scratch)) as spill,
     ):
         kept = _decode(data, sources, quarantine, spill, tally, workers)
         class_names = ordered_class_names(data, tally.labels)
@@ -154,37 +134,34 @@ def ingest(
         )
     widths = [r.width for split in SPLITS for r in members[split]]
     heights = [r.height for split in SPLITS for r in members[split]]
-    info = {
-        "source": data.source,
-        "extra_train_sources": list(data.extra_train_sources),
-        "source_splits": source_splits,
-        "class_names": class_names,
-        "num_classes": len(class_names),
-        "image_size": list(data.image_size),
-        "channels": data.channels,
-        "counts": {split: {name: counts[split][name] for name in class_names} for split in SPLITS},
-        "num_examples": {split: len(members[split]) for split in SPLITS},
-        "shards": shards,
-        "seen": tally.seen,
-        "kept": kept_count,
-        "quarantined": quarantined,
-        "quarantine_reasons": reasons,
-        "duplicates": reasons.get("duplicate", 0),
-        "leakage": dict(tally.leakage),
-        "excluded_by_config": dict(tally.excluded),
-        "skipped": dict(sum((source.skipped for _, source in sources), Counter())),
-        "converted": tally.converted,
-        "conversions": dict(tally.conversions),
-        "source_formats": dict(tally.source_formats),
-        "extension_mismatches": tally.mismatches,
-        "image_sizes": _size_stats(widths, heights),
-        "fingerprint": fingerprint,
-        "seconds": round(time.monotonic() - started, 2),
-    }
-    # The contract readers rely on: checked here, where it is written.
-    write_json(
-        output_dir / DATASET_INFO_FILE, DatasetInfo.model_validate(info).model_dump(mode="json")
+    info = DatasetInfo(
+        source=data.source,
+        extra_train_sources=list(data.extra_train_sources),
+        source_splits=source_splits,
+        class_names=class_names,
+        num_classes=len(class_names),
+        image_size=list(data.image_size),
+        channels=data.channels,
+        counts={split: {name: counts[split][name] for name in class_names} for split in SPLITS},
+        num_examples={split: len(members[split]) for split in SPLITS},
+        shards=shards,
+        seen=tally.seen,
+        kept=kept_count,
+        quarantined=quarantined,
+        quarantine_reasons=reasons,
+        duplicates=reasons.get("duplicate", 0),
+        leakage=dict(tally.leakage),
+        excluded_by_config=dict(tally.excluded),
+        skipped=dict(sum((source.skipped for _, source in sources), Counter())),
+        converted=tally.converted,
+        conversions=dict(tally.conversions),
+        source_formats=dict(tally.source_formats),
+        extension_mismatches=tally.mismatches,
+        image_sizes=_size_stats(widths, heights),
+        fingerprint=fingerprint,
+        seconds=round(time.monotonic() - started, 2),
     )
+    info.write(output_dir)
     if report_html is not None:
         details = ReportDetails(
             thumbnails=thumbnails,
@@ -194,7 +171,7 @@ def ingest(
             extension_mismatches=tally.mismatch_examples,
         )
         write_data_report(info, report_html, details)
-    return info
+    return info.model_dump(mode="json")
 
 
 def _open_sources(data: DataConfig) -> list[tuple[int, Source]]:
@@ -248,11 +225,11 @@ def _entries(
 def _decode(
     data: DataConfig,
     sources: list[tuple[int, Source]],
-    quarantine: _Quarantine,
-    spill: _Scratch,
+    quarantine: Quarantine,
+    spill: Scratch,
     tally: _Tally,
     workers: int | None,
-) -> list[_Kept]:
+) -> list[Kept]:
     kept = []
     entries = _entries(data, sources, tally)
     checked_stream = check_in_order(
@@ -268,7 +245,7 @@ def _decode(
         assert stored is not None, "a kept image is stored by the process that checked it"
         origin = item.origin.encode("utf-8", "surrogateescape")
         kept.append(
-            _Kept(
+            Kept(
                 item.key,
                 item.label,
                 group,
@@ -305,15 +282,15 @@ def _starting(stream: Iterator[Any]) -> Iterator[Any]:
 
 
 def _resolve(
-    data: DataConfig, kept: list[_Kept], quarantine: _Quarantine, spill: _Scratch, tally: _Tally
-) -> dict[str, list[_Kept]]:
+    data: DataConfig, kept: list[Kept], quarantine: Quarantine, spill: Scratch, tally: _Tally
+) -> dict[str, list[Kept]]:
     """Drop duplicates and leakage, assign splits; each split's records in write order."""
 
-    def order(record: _Kept) -> str:
+    def order(record: Kept) -> str:
         return key_hash(record.key)
 
     # Exact copies within the pool go first, so that a pair cannot straddle train/validation.
-    pool: list[_Kept] = []
+    pool: list[Kept] = []
     first: dict[bytes, str] = {}
     for record in sorted((r for r in kept if r.group == "pool"), key=order):
         if record.digest in first:
@@ -332,13 +309,13 @@ def _resolve(
         data.splits.validation,
         data.splits.test,
     )
-    by_split: dict[str, list[_Kept]] = {split: [] for split in SPLITS}
+    by_split: dict[str, list[Kept]] = {split: [] for split in SPLITS}
     for record in chain(pool, honoured):
         by_split[assignment[record.key]].append(record)
     by_split["train"].extend(r for r in kept if r.group == "extra")
     # An image in test is removed from validation and train, one in validation from train.
-    members: dict[str, list[_Kept]] = {}
-    owner: dict[bytes, _Kept] = {}
+    members: dict[str, list[Kept]] = {}
+    owner: dict[bytes, Kept] = {}
     for split in ("test", "validation", "train"):
         members[split] = []
         for record in sorted(by_split[split], key=order):
@@ -364,9 +341,9 @@ def _resolve(
 def _write(
     data: DataConfig,
     output_dir: Path,
-    members: dict[str, list[_Kept]],
+    members: dict[str, list[Kept]],
     class_names: list[str],
-    spill: _Scratch,
+    spill: Scratch,
 ) -> tuple[str, dict[str, list[str]], dict[str, int]]:
     """Write the shards; return the content fingerprint, thumbnails per class, shards per split."""
     label_index = {name: index for index, name in enumerate(class_names)}
@@ -415,102 +392,12 @@ def _check_classes(
         )
 
 
-def _size_stats(widths: list[int], heights: list[int]) -> dict[str, Any]:
+def _size_stats(widths: list[int], heights: list[int]) -> ImageSizes | None:
     if not widths:
-        return {}
+        return None
     w, h = sorted(widths), sorted(heights)
-    return {
-        "sampled": len(w),
-        "width": {"min": w[0], "median": w[len(w) // 2], "max": w[-1]},
-        "height": {"min": h[0], "median": h[len(h) // 2], "max": h[-1]},
-    }
-
-
-class _Quarantine:
-    """The Quarantine CSV, written as items are rejected, with counts and examples per reason."""
-
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("w", newline="", encoding="utf-8", errors="backslashreplace")
-        self._writer = csv.writer(self._file)
-        self._writer.writerow(QUARANTINE_FIELDS)
-        self.count = 0
-        self.reasons: Counter[str] = Counter()
-        self.examples: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-
-    def add(self, key: str, origin: str, reason: str) -> None:
-        self._writer.writerow((key, origin, reason))
-        self.count += 1
-        code = reason.split(":", 1)[0]
-        self.reasons[code] += 1
-        if len(self.examples[code]) < EXAMPLES_PER_REASON:
-            self.examples[code].append((key, origin, reason))
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def __enter__(self) -> _Quarantine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._file.close()
-
-
-class _Scratch:
-    """Scratch files: kept images' origins (written here) and bytes (written by the checkers).
-
-    All writes (pass 1) precede all reads (pass 2).
-    """
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self._origins: BinaryIO = (folder / "origins.bin").open("w+b")
-        self._size = 0
-        self._paths: dict[str, int] = {}
-        self._files: list[BinaryIO | None] = []
-
-    def add_origin(self, origin: bytes) -> int:
-        offset = self._size
-        self._origins.write(origin)
-        self._size += len(origin)
-        return offset
-
-    def file_index(self, path: str) -> int:
-        if path not in self._paths:
-            self._paths[path] = len(self._files)
-            self._files.append(None)
-        return self._paths[path]
-
-    def flush(self) -> None:
-        self._origins.flush()
-
-    def image(self, record: _Kept) -> bytes:
-        file = self._files[record.file]
-        if file is None:
-            path = next(p for p, index in self._paths.items() if index == record.file)
-            file = self._files[record.file] = open(path, "rb")  # noqa: SIM115 - closed in __exit__
-        file.seek(record.offset)
-        return file.read(record.length)
-
-    def origin(self, record: _Kept) -> str:
-        self._origins.seek(record.origin_offset)
-        return self._origins.read(record.origin_length).decode("utf-8", "surrogateescape")
-
-    def __enter__(self) -> _Scratch:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._origins.close()
-        for file in self._files:
-            if file is not None:
-                file.close()
+    return ImageSizes(
+        sampled=len(w),
+        width=SizeRange(min=w[0], median=w[len(w) // 2], max=w[-1]),
+        height=SizeRange(min=h[0], median=h[len(h) // 2], max=h[-1]),
+    )

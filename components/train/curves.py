@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from components.common import html
+from components.common import html, plots
 
 
 def _mark_epochs(axis: Any, outcome: dict[str, Any]) -> None:
@@ -44,11 +44,9 @@ def write_curves_report(
     path: str | Path,
     outcome: dict[str, Any] | None = None,
 ) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
+
+    plt = plots.pyplot()
 
     outcome = outcome or {}
     metrics = sorted({name.removeprefix("val_") for name in history if name != "learning_rate"})
@@ -66,7 +64,7 @@ def write_curves_report(
             axis.set_title(metric)
             axis.grid(alpha=0.3)
             axis.legend(fontsize="small")
-        sections.append(html.image_tag(html.figure_to_data_uri(figure), "training curves"))
+        sections.append(html.image_tag(plots.figure_to_data_uri(figure), "training curves"))
     epochs = max((len(v) for v in history.values()), default=0)
     names = sorted(history)
     best = outcome.get("best_epoch")

@@ -48,7 +48,7 @@ def train(
     if skip is not None:
         return skipped_trial(dataset_dir, spec, seed, model_dir, curves_html, trial, skip, fold)
     # Of a training on several machines only the chief empties the shared checkpoint folder
-    # (the other nodes never read it: components/train/transformers/trainer.py, `resume`).
+    # (the other nodes never read it: components/train/transformers/state.py, `resume`).
     fresh = fresh and nodes_from_environment().is_chief
     if checkpoint_root is not None:
         fingerprint = DatasetInfo.read(dataset_dir).fingerprint

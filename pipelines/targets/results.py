@@ -127,12 +127,7 @@ def data_counts(record: TaskRecord) -> dict[str, Any]:
     if dataset is None or not (dataset / DATASET_INFO_FILE).is_file():
         return {}
     info = DatasetInfo.read(dataset)
-    extra = info.model_extra or {}
-    return {
-        "kept": int(extra["kept"]),
-        "quarantined": int(extra["quarantined"]),
-        "classes": info.num_classes,
-    }
+    return {"kept": info.kept, "quarantined": info.quarantined, "classes": info.num_classes}
 
 
 def _report_names(record: TaskRecord) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import image_locks
+from containers.image_locks import inputs
 
 pytestmark = pytest.mark.docker
 
@@ -55,7 +55,7 @@ def builder_only_certificates(base_bundle: str) -> list[str]:
     return [lines[5] for lines in ours if len(lines) > 5 and lines[5] not in theirs]
 
 
-@pytest.mark.parametrize("image", sorted(image_locks.IMAGE_EXTRAS))
+@pytest.mark.parametrize("image", sorted(inputs.IMAGE_EXTRAS))
 def test_no_index_find_links_or_ca_of_the_build_machine_is_in_the_image(
     image: str, built_image: Callable[[str], str], in_image: Callable[..., tuple[int, str]]
 ) -> None:

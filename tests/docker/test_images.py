@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pipelines import image_locks
+from containers.image_locks import inputs
 from pipelines.targets.vertex.images import IMAGE_STEPS
 
 pytestmark = pytest.mark.docker
@@ -46,12 +46,12 @@ print(json.dumps({"failed": failed, "count": len(names)}))
 """
 
 
-@pytest.mark.parametrize("image", sorted(image_locks.IMAGE_EXTRAS))
+@pytest.mark.parametrize("image", sorted(inputs.IMAGE_EXTRAS))
 def test_every_step_module_and_lazy_library_imports_in_the_image(
     image: str, built_image: Callable[[str], str], in_image: Callable[..., tuple[int, str]]
 ) -> None:
     modules = list(BASE_MODULES)
-    for extra in image_locks.IMAGE_EXTRAS[image]:
+    for extra in inputs.IMAGE_EXTRAS[image]:
         modules += EXTRA_MODULES[extra]
     # the model server runs in the images that serve (its own extra); every other module of
     # components/ is a step's, and imports in every image

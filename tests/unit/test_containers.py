@@ -1,20 +1,22 @@
 """The step images: one Dockerfile builds the four; each image installs the extras of the steps
 that run in it (pipelines.targets.vertex.images.STEP_EXTRAS and IMAGE_STEPS say which) from
-hash-checked locks (pipelines.image_locks) in a shared layer and its own, exactly, on a base image
+hash-checked locks (containers/image_locks) in a shared layer and its own, exactly, on a base image
 pinned by digest, in stages, as a non-root user; and the steps' modules import nothing those
 extras lack."""
 
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipelines import image_locks
+from containers.image_locks import cli, inputs, lockfile
 from pipelines.config import Images
 from pipelines.targets.vertex.images import EXTRA_BUILDS, IMAGE_STEPS, STEP_EXTRAS, image_extras
 
@@ -103,7 +105,7 @@ def installed_extras(image: str) -> set[str]:
     """The extras an image gets: those its lock was resolved from (the lock's own inputs)."""
     copies = [r for k, r in instructions(dockerfile(image)) if k == "COPY" and "locks/" in r]
     assert copies[-1] == f"containers/locks/{image}.txt /opt/locks/", copies
-    return set(image_locks.IMAGE_EXTRAS[image])
+    return set(inputs.IMAGE_EXTRAS[image])
 
 
 def declared_extras() -> dict[str, list[str]]:
@@ -112,9 +114,9 @@ def declared_extras() -> dict[str, list[str]]:
 
 
 def test_one_dockerfile_and_a_lock_per_image_of_the_config():
-    assert set(IMAGES) == set(Images.model_fields) == set(image_locks.IMAGE_EXTRAS)
+    assert set(IMAGES) == set(Images.model_fields) == set(inputs.IMAGE_EXTRAS)
     assert [p.name for p in CONTAINERS.glob("*Dockerfile*")] == ["Dockerfile"]
-    assert {p.stem for p in (CONTAINERS / "locks").glob("*.txt")} == set(image_locks.LOCKS)
+    assert {p.stem for p in (CONTAINERS / "locks").glob("*.txt")} == set(inputs.LOCKS)
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -145,8 +147,8 @@ def test_every_extra_the_images_use_is_declared():
     assert not landed, f"{sorted(landed)} are declared now: remove them from PENDING_EXTRAS"
 
 
-def locked(image: str) -> image_locks.Lock:
-    return image_locks.read_lock(image_locks.lock_path(image, REPO).read_text())
+def locked(image: str) -> lockfile.Lock:
+    return lockfile.read_lock(inputs.lock_path(image, REPO).read_text())
 
 
 def test_the_cpu_image_takes_the_cpu_build_of_the_torch_the_hf_extra_pins():
@@ -167,27 +169,51 @@ def test_the_cpu_image_takes_the_cpu_build_of_the_torch_the_hf_extra_pins():
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_each_lock_matches_pyproject(image):
-    pyproject = image_locks.load_pyproject(REPO)
-    text = image_locks.lock_path(image, REPO).read_text()
+    pyproject = inputs.load_pyproject(REPO)
+    text = inputs.lock_path(image, REPO).read_text()
 
-    assert image_locks.problems(pyproject, image, text) == []
+    assert lockfile.problems(pyproject, image, text) == []
     assert len(locked(image).pins) > 50  # the whole tree, not the direct requirements only
 
 
 def test_the_locks_name_only_files_of_the_repository():
     """A lock compiled twice from the same inputs is the same text: its annotations name the
     repository's files (the shared layer's lock), never the scratch folder uv read them from."""
-    for lock in image_locks.LOCKS:
-        text = image_locks.lock_path(lock, REPO).read_text()
+    for lock in inputs.LOCKS:
+        text = inputs.lock_path(lock, REPO).read_text()
         for line in text.splitlines():
             if line.lstrip("# ").startswith(("-c ", "-r ")):
                 named = line.lstrip("# ").split(maxsplit=1)[1]
-                assert named in ("-", "pyproject.toml", image_locks.COMMON_LOCK_LABEL), (lock, line)
+                assert named in ("-", "pyproject.toml", inputs.COMMON_LOCK_LABEL), (lock, line)
 
 
 def test_the_lock_check_runs_offline_from_the_command_line(capsys):
-    assert image_locks.main(["--check"]) == 0
+    assert cli.main(["--check"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_make_lock_runs_the_tool_as_a_module_of_the_repository(tmp_path):
+    """`make lock` runs `python -m containers.image_locks` from the repository root, with nothing
+    installed that names `containers` (the project's packages are components and pipelines)."""
+    assert "$(BIN)/python -m containers.image_locks $(LOCK_ARGS)" in (REPO / "Makefile").read_text()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "containers.image_locks", "--check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", "import containers"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert elsewhere.returncode != 0  # nothing outside the repository is shadowed by it
 
 
 @pytest.mark.parametrize(
@@ -199,22 +225,22 @@ def test_the_lock_check_runs_offline_from_the_command_line(capsys):
     ],
 )
 def test_a_changed_pyproject_makes_every_affected_lock_stale(change, expected):
-    pyproject = image_locks.load_pyproject(REPO)
+    pyproject = inputs.load_pyproject(REPO)
     change(pyproject)
 
     for image in IMAGES:
-        text = image_locks.lock_path(image, REPO).read_text()
-        assert any(expected in problem for problem in image_locks.problems(pyproject, image, text))
+        text = inputs.lock_path(image, REPO).read_text()
+        assert any(expected in problem for problem in lockfile.problems(pyproject, image, text))
 
 
 def test_an_extra_only_other_images_use_leaves_a_lock_fresh():
-    pyproject = image_locks.load_pyproject(REPO)
+    pyproject = inputs.load_pyproject(REPO)
     pyproject["project"]["optional-dependencies"]["tf-tpu"].append("cloud-tpu-client")
 
     stale = {
         image
         for image in IMAGES
-        if image_locks.problems(pyproject, image, image_locks.lock_path(image, REPO).read_text())
+        if lockfile.problems(pyproject, image, inputs.lock_path(image, REPO).read_text())
     }
     assert stale == {"tpu"}
 
@@ -235,18 +261,17 @@ def strip_hashes(text: str, name: str) -> str:
 
 
 def test_a_hand_edited_lock_is_caught_even_with_a_fresh_digest():
-    pyproject = image_locks.load_pyproject(REPO)
-    text = image_locks.lock_path("gpu", REPO).read_text()
+    pyproject = inputs.load_pyproject(REPO)
+    text = inputs.lock_path("gpu", REPO).read_text()
     kfp_line = re.search(r"^kfp==\S+", text, re.MULTILINE)
     assert kfp_line
     edited = text.replace(kfp_line[0], "kfp==2.16.0", 1)
     unhashed = strip_hashes(text, "pyyaml")
 
     assert any(
-        "kfp==2.16.0, outside kfp==2.17.0" in p
-        for p in image_locks.problems(pyproject, "gpu", edited)
+        "kfp==2.16.0, outside kfp==2.17.0" in p for p in lockfile.problems(pyproject, "gpu", edited)
     )
-    assert any("without a --hash" in p for p in image_locks.problems(pyproject, "gpu", unhashed))
+    assert any("without a --hash" in p for p in lockfile.problems(pyproject, "gpu", unhashed))
 
 
 def test_the_locks_are_installed_exactly_by_hash_with_no_resolution():
@@ -296,24 +321,24 @@ def test_the_shared_layer_is_the_same_for_every_image():
     assert not any("IMAGE" in rest.replace("PYTHON_IMAGE", "") for _, rest in common[0][2])
     assert any("common.txt" in rest for _, rest in common[0][2])
     for image in IMAGES:
-        problems = image_locks.problems(
-            image_locks.load_pyproject(REPO),
+        problems = lockfile.problems(
+            inputs.load_pyproject(REPO),
             image,
-            image_locks.lock_path(image, REPO).read_text(),
-            image_locks.lock_path(image_locks.COMMON, REPO).read_text(),
+            inputs.lock_path(image, REPO).read_text(),
+            inputs.lock_path(inputs.COMMON, REPO).read_text(),
         )
         assert problems == [], problems
 
 
 def test_an_image_lock_that_drifts_from_the_shared_layer_is_stale():
-    pyproject = image_locks.load_pyproject(REPO)
-    common = image_locks.lock_path(image_locks.COMMON, REPO).read_text()
-    text = image_locks.lock_path("gpu", REPO).read_text()
+    pyproject = inputs.load_pyproject(REPO)
+    common = inputs.lock_path(inputs.COMMON, REPO).read_text()
+    text = inputs.lock_path("gpu", REPO).read_text()
     numpy = re.search(r"^numpy==(\S+)", text, re.MULTILINE)
     assert numpy
     drifted = text.replace(numpy[0], "numpy==1.26.4", 1)
 
-    found = image_locks.problems(pyproject, "gpu", drifted, common)
+    found = lockfile.problems(pyproject, "gpu", drifted, common)
     assert any(f"not common.txt's numpy=={numpy[1]}" in line for line in found), found
 
 
@@ -350,7 +375,7 @@ def test_each_image_is_multi_stage_pinned_and_non_root(image):
             f"{image}: base image {resolved} is not pinned to a full version and its digest"
         )
         version = re.search(r":(\d+\.\d+\.\d+)", resolved)
-        assert version and version[1] == image_locks.PYTHON_FULL_VERSION, "the locks' Python"
+        assert version and version[1] == inputs.PYTHON_FULL_VERSION, "the locks' Python"
         assert not resolved.endswith(":latest")
     users = [rest for keyword, rest in found[-1][2] if keyword == "USER"]
     assert users and users[-1].split(":")[0] == "1000", f"{image} does not run as uid 1000"
@@ -378,7 +403,7 @@ def test_the_build_context_holds_the_sources_and_locks_only():
         for keyword, rest in instructions(dockerfile(image)):
             if keyword == "COPY" and not rest.startswith("--from="):
                 copied.update(rest.split()[:-1])
-    locks = {f"containers/locks/{lock}.txt" for lock in image_locks.LOCKS}
+    locks = {f"containers/locks/{lock}.txt" for lock in inputs.LOCKS}
     assert {c.rstrip("/") for c in copied} <= kept | locks
     assert not kept & {".venv", "runs", "build", ".git", "tests"}
 

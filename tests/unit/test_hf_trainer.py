@@ -47,10 +47,8 @@ from components.train.transformers.optim import (  # noqa: E402
     parameter_groups,
     schedule,
 )
+from components.train.transformers.state import LAST, PROGRESS, STATE_DIR  # noqa: E402
 from components.train.transformers.trainer import (  # noqa: E402
-    LAST,
-    PROGRESS,
-    STATE_DIR,
     WORKER_MODULE,
     Request,
     fine_tune,

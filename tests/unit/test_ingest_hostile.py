@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from components.common.results import DatasetInfo
 from components.ingest.report import write_data_report
 from components.ingest.run import IngestError, ingest
 from components.ingest.sources import open_source
@@ -254,4 +255,5 @@ def test_info_records_what_was_skipped(tmp_path):
     saved = json.loads((tmp_path / "out" / "dataset_info.json").read_text())
 
     assert saved["skipped"] == info["skipped"] == {"hidden files": 1}
-    write_data_report(saved, tmp_path / "again.html")  # the report reads the saved info
+    again = write_data_report(DatasetInfo.read(tmp_path / "out"), tmp_path / "again.html")
+    assert "1 hidden files" in again.read_text()  # the report reads the saved info

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from components.common.dataset import SPLITS, shard_files
-from components.common.results import DATASET_INFO_FILE
+from components.common.results import DATASET_INFO_FILE, DatasetInfo
 from components.ingest.parallel import (
     CHUNK_SIZE,
     CHUNKS_IN_FLIGHT_PER_WORKER,
@@ -297,6 +297,23 @@ def test_dataset_info_keeps_the_contract_keys(tmp_path: Path) -> None:
     assert info["class_names"] == [str(d) for d in range(10)]
 
 
+def test_dataset_info_writes_every_field_and_reads_an_older_file(tmp_path: Path) -> None:
+    info, _, _ = _run(tmp_path, source="sklearn:digits", channels=1)
+    dataset = tmp_path / "out" / "dataset"
+    written = json.loads((dataset / DATASET_INFO_FILE).read_text())
+    assert set(written) == set(DatasetInfo.model_fields)
+    read = DatasetInfo.read(dataset)
+    assert read.kept == info["kept"] and read.image_sizes is not None
+    assert read.image_sizes.width.max == info["image_sizes"]["width"]["max"]
+    # A Dataset written before the bookkeeping keys were added, with a key unknown here.
+    contract = ("source", "class_names", "num_classes", "image_size", "channels", "counts")
+    older = {key: written[key] for key in (*contract, "num_examples", "fingerprint")}
+    (dataset / DATASET_INFO_FILE).write_text(json.dumps({**older, "retired_key": 1}))
+    old = DatasetInfo.read(dataset)
+    assert old.num_examples == info["num_examples"] and old.fingerprint == info["fingerprint"]
+    assert (old.leakage, old.source_formats, old.image_sizes) == ({}, {}, None)
+
+
 def test_npz_test_arrays_become_the_test_split(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
@@ -394,8 +411,20 @@ def test_decoding_reads_the_source_only_a_bounded_window_ahead() -> None:
 def test_image_sizes_get_histograms_only_when_they_vary() -> None:
     from components.ingest.report import ReportDetails, _sizes
 
-    info = {"image_sizes": {"width": {"min": 8, "median": 8, "max": 8}}}
+    sizes = {"sampled": 3, "width": {"min": 8, "median": 8, "max": 16}}
+    info = DatasetInfo(
+        source="test:sizes",
+        class_names=["a", "b"],
+        num_classes=2,
+        image_size=[8, 8],
+        channels=1,
+        counts={},
+        num_examples={},
+        fingerprint="",
+        image_sizes={**sizes, "height": {"min": 8, "median": 8, "max": 9}},
+    )
     same = _sizes(info, ReportDetails(widths=[8, 8, 8], heights=[8, 8, 8]))
     assert "All 3 images looked at are 8 x 8 pixels" in same and "<img" not in same
     varied = _sizes(info, ReportDetails(widths=[8, 16, 8], heights=[8, 8, 9]))
     assert "image size distribution" in varied
+    assert "<td>width</td><td>8</td><td>8</td><td>16</td>" in varied

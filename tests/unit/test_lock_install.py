@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from pipelines import image_locks
+from containers.image_locks import inputs, lockfile, wheels
 
 REPO = Path(__file__).resolve().parents[2]
 PLUS = re.compile(r"^ \+ (?P<name>[A-Za-z0-9._-]+)==(?P<version>\S+)$", re.MULTILINE)
@@ -39,8 +39,8 @@ def resolve(lock: Path, find_links: list[str]) -> subprocess.CompletedProcess[st
     image builds them with the lock's (no build environment from the index)."""
     command = [sys.executable, "-m", "uv", "pip", "install", "--dry-run", "--reinstall"]
     command += ["--require-hashes", "--no-build-isolation", "--python", sys.executable]
-    command += ["--python-version", image_locks.PYTHON_VERSION]
-    command += ["--python-platform", image_locks.PLATFORM, "--index-strategy", "unsafe-best-match"]
+    command += ["--python-version", inputs.PYTHON_VERSION]
+    command += ["--python-platform", inputs.PLATFORM, "--index-strategy", "unsafe-best-match"]
     for link in find_links:
         command += ["--find-links", link]
     command += ["-r", str(lock)]
@@ -49,13 +49,13 @@ def resolve(lock: Path, find_links: list[str]) -> subprocess.CompletedProcess[st
 
 def find_links_for(lock_name: str) -> list[str]:
     # as containers/install-locked.sh: find-links only for a lock that pins a local version
-    if lock_name in image_locks.CPU_TORCH_IMAGES:
-        return configured_find_links() or [image_locks.TORCH_WHEELS]
+    if lock_name in inputs.CPU_TORCH_IMAGES:
+        return configured_find_links() or [inputs.TORCH_WHEELS]
     return []
 
 
 def test_the_tests_resolve_with_the_installer_the_images_use():
-    pins = image_locks.read_lock(image_locks.lock_path(image_locks.INSTALLER, REPO).read_text())
+    pins = lockfile.read_lock(inputs.lock_path(inputs.INSTALLER, REPO).read_text())
     version = subprocess.run(
         [sys.executable, "-m", "uv", "--version"], capture_output=True, text=True, check=True
     ).stdout.split()[1]
@@ -63,15 +63,15 @@ def test_the_tests_resolve_with_the_installer_the_images_use():
     assert pins.pins == {"uv": version}, "pip install -e '.[dev]' brings the installer's uv"
 
 
-@pytest.mark.parametrize("lock_name", image_locks.LOCKS)
+@pytest.mark.parametrize("lock_name", inputs.LOCKS)
 def test_the_lock_resolves_with_its_dependencies_and_hashes(lock_name):
-    lock = image_locks.lock_path(lock_name, REPO)
+    lock = inputs.lock_path(lock_name, REPO)
 
     done = resolve(lock, find_links_for(lock_name))
 
     assert done.returncode == 0, done.stderr[-3000:]
     chosen = {canonicalize_name(m["name"]): m["version"] for m in PLUS.finditer(done.stderr)}
-    pins = image_locks.read_lock(lock.read_text()).pins
+    pins = lockfile.read_lock(lock.read_text()).pins
     assert chosen == pins  # exactly the locked versions: nothing more, nothing less
 
 
@@ -83,7 +83,7 @@ def without(text: str, name: str) -> str:
 
 def test_a_lock_missing_one_dependency_fails_naming_it(tmp_path):
     """The control case: the shared lock with idna (a dependency of requests) taken out."""
-    text = image_locks.lock_path(image_locks.COMMON, REPO).read_text()
+    text = inputs.lock_path(inputs.COMMON, REPO).read_text()
     assert re.search(r"^idna==", text, re.MULTILINE)
     lock = tmp_path / "common.txt"
     lock.write_text(without(text, "idna"))
@@ -99,8 +99,8 @@ def test_make_lock_refuses_a_release_for_another_python():
     backports-strenum release the cpu lock once pinned (Requires-Python < 3.11): `make lock`
     checks every pinned file against the images' Python and resolves again without it."""
     wheel = "backports_strenum-1.3.1-py3-none-any.whl"
-    older = image_locks.IndexFile(wheel, "0" * 64, ">=3.8.6,<3.11")
-    fitting = image_locks.IndexFile(wheel, "0" * 64, ">=3.8.6")
+    older = wheels.IndexFile(wheel, "0" * 64, ">=3.8.6,<3.11")
+    fitting = wheels.IndexFile(wheel, "0" * 64, ">=3.8.6")
 
-    assert not image_locks.installs(older, image_locks.image_tags())
-    assert image_locks.installs(fitting, image_locks.image_tags())
+    assert not wheels.installs(older, wheels.image_tags())
+    assert wheels.installs(fitting, wheels.image_tags())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,11 @@ from typing import Any
 import pytest
 
 from components.common.model_card import ModelCard
+from components.common.search_summary import SearchSummary
 from components.search import study as st
+from components.search.journal import base_spec
 from components.search.report import ranked, write_report
 from components.spec import Candidate, ModelSpec, Pruning
-from components.train.pruning import MedianStop
 
 SPEC: dict[str, Any] = {
     "name": "cnn",
@@ -34,7 +36,14 @@ SPEC: dict[str, Any] = {
 def setup(**search: Any) -> tuple[dict[str, Any], Any]:
     spec = ModelSpec.model_validate({**SPEC, "search": {**SPEC["search"], **search}})
     assert spec.search is not None
-    return st.base_spec(spec), spec.search.study()
+    return base_spec(spec), spec.search.study()
+
+
+def told(
+    journal_in: Path, journal_out: Path, base: dict, config: Any, models: list
+) -> SearchSummary:
+    """The tell step's summary, read as the typed model its JSON is."""
+    return SearchSummary.model_validate(st.tell(journal_in, journal_out, base, config, models))
 
 
 def fake_trial(root: Path, candidate: dict[str, Any], pruned_at: int | None = None) -> Path:
@@ -71,14 +80,15 @@ def trial_card(
 def run_rounds(root: Path, rounds: list[int], base: dict, config: Any, start: Path | None = None):
     journal = start
     asked: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
+    summary: SearchSummary | None = None
     for index, count in enumerate(rounds):
         suggested = root / f"suggest-{index}"
         candidates = st.suggest(journal, suggested, base, config, 7, count)
         asked += candidates
         models = [(fake_trial(root, c), f"uri-{c['trial']}") for c in candidates]
         journal = root / f"tell-{index}"
-        summary = st.tell(suggested, journal, base, config, models)
+        summary = told(suggested, journal, base, config, models)
+    assert summary is not None
     return asked, summary, journal
 
 
@@ -94,18 +104,42 @@ def test_rounds_number_trials_in_order_and_pick_the_best_recorded_value(tmp_path
         for c in asked
     }
     best_trial = max(recorded, key=lambda n: recorded[n])
-    assert summary["best"]["trial"] == best_trial
-    assert summary["best"]["value"] == pytest.approx(recorded[best_trial])
-    assert summary["best"]["model_uri"] == f"uri-{best_trial}"
-    assert [t["state"] for t in summary["trials"]] == ["COMPLETE"] * 6
+    assert summary.best is not None
+    assert summary.best.trial == best_trial
+    assert summary.best.value == pytest.approx(recorded[best_trial])
+    assert summary.best.model_uri == f"uri-{best_trial}"
+    assert [t.state for t in summary.trials] == ["COMPLETE"] * 6
     # each trial's recipe is the base with its own parameters
     trial = asked[3]
     spec = trial["model_spec"]
-    params = summary["trials"][3]["params"]
+    params = summary.trials[3].params
     assert spec["optimizer"]["learning_rate"] == params["optimizer.learning_rate"]
     assert spec["batch_size"] == params["batch_size"]
     assert spec["params"]["dropout"] == params["params.dropout"]
     assert spec["epochs"] == 4 and "search" not in spec
+
+
+def test_the_summary_json_keeps_its_keys_and_reads_back_as_the_typed_summary(tmp_path):
+    base, config = setup()
+    first = st.suggest(None, tmp_path / "s0", base, config, 7, 2)
+    models = [(fake_trial(tmp_path, c), f"uri-{c['trial']}") for c in first]
+    written = json.loads(
+        json.dumps(st.tell(tmp_path / "s0", tmp_path / "t0", base, config, models))
+    )
+    assert list(written) == [
+        "study", "metric", "direction", "algorithm", "folds", "space", "trials", "best",
+        "max_minutes", "spent_minutes", "budget",
+    ]  # fmt: skip
+    assert list(written["trials"][0]) == [
+        "trial", "state", "value", "params", "epochs", "pruned_at_epoch", "model_uri",
+        "fold_values", "std",
+    ]  # fmt: skip
+    assert list(written["best"]) == [
+        "trial", "value", "std", "runner_up", "lead_se", "params", "history", "model_uri",
+    ]  # fmt: skip
+    summary = SearchSummary.model_validate(written)
+    assert summary.model_dump(mode="json") == written
+    assert summary.best is not None and summary.best.model_uri.startswith("uri-")
 
 
 def test_the_same_journal_suggests_the_same_trials_and_a_later_round_new_ones(tmp_path):
@@ -127,7 +161,7 @@ def test_continuing_from_a_journal_keeps_the_earlier_trials(tmp_path):
     _, _, journal = run_rounds(tmp_path / "first", [2, 2], base, config)
     asked, summary, _ = run_rounds(tmp_path / "more", [2], base, config, start=journal)
     assert [c["trial"] for c in asked] == [4, 5]
-    assert len(summary["trials"]) == 6
+    assert len(summary.trials) == 6
 
 
 def test_grid_visits_every_combination_once(tmp_path):
@@ -145,7 +179,7 @@ def test_tpe_runs_after_the_first_round(tmp_path):
     base, config = setup(algorithm="tpe")
     asked, summary, _ = run_rounds(tmp_path, [2, 2, 2], base, config)
     assert len({c["model_spec"]["optimizer"]["learning_rate"] for c in asked}) == 6
-    assert summary["algorithm"] == "tpe"
+    assert summary.algorithm == "tpe"
 
 
 def test_median_early_stop_hands_trials_the_finished_curves_and_records_pruning(tmp_path):
@@ -162,11 +196,11 @@ def test_median_early_stop_hands_trials_the_finished_curves_and_records_pruning(
         (fake_trial(tmp_path, second[0], pruned_at=2), ""),
         (fake_trial(tmp_path, second[1]), ""),
     ]
-    summary = st.tell(tmp_path / "s1", tmp_path / "t1", base, config, stopped)
-    states = {t["trial"]: t["state"] for t in summary["trials"]}
+    summary = told(tmp_path / "s1", tmp_path / "t1", base, config, stopped)
+    states = {t.trial: t.state for t in summary.trials}
     assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED", 3: "COMPLETE"}
-    assert summary["trials"][2]["pruned_at_epoch"] == 2
-    assert summary["best"]["trial"] != 2
+    assert summary.trials[2].pruned_at_epoch == 2
+    assert summary.best is not None and summary.best.trial != 2
 
 
 def test_tell_refuses_a_model_that_is_not_a_trial_of_the_study(tmp_path):
@@ -195,17 +229,18 @@ def test_winner_candidates_carry_the_best_recipe_and_the_outcome_per_seed(tmp_pa
     tuned = [Candidate.model_validate(w) for w in winners if not w["searched"]["untuned"]]
     untuned = [Candidate.model_validate(w) for w in winners if w["searched"]["untuned"]]
     assert [w.seed for w in tuned] == [0, 1, 2]
-    best = summary["best"]
+    best = summary.best
+    assert best is not None and best.runner_up is not None
     for candidate in tuned:
         assert candidate.searched is not None and candidate.trial is None
-        assert candidate.searched.best_trial == best["trial"]
-        assert candidate.searched.params == best["params"]
-        assert candidate.searched.runner_up == best["runner_up"] < best["value"]
+        assert candidate.searched.best_trial == best.trial
+        assert candidate.searched.params == best.params
+        assert candidate.searched.runner_up == best.runner_up < best.value
         assert (candidate.searched.validation_examples, candidate.searched.test_examples) == (
             90,
             120,
         )
-        assert candidate.model_spec.batch_size == best["params"]["batch_size"]
+        assert candidate.model_spec.batch_size == best.params["batch_size"]
         assert candidate.model_spec.name == "cnn"
     # the candidate's own recipe beside it, on the same seeds, to measure the search's gain
     assert [w.seed for w in untuned] == [0, 1, 2]
@@ -219,7 +254,9 @@ def test_winner_candidates_carry_the_best_recipe_and_the_outcome_per_seed(tmp_pa
 def test_a_search_that_keeps_the_recipe_retrains_no_untuned_copy(tmp_path):
     base, config = setup()
     _, summary, _ = run_rounds(tmp_path, [2], base, config)
-    kept = {**summary, "best": {**summary["best"], "params": {"batch_size": base["batch_size"]}}}
+    assert summary.best is not None
+    best = summary.best.model_copy(update={"params": {"batch_size": base["batch_size"]}})
+    kept = summary.model_copy(update={"best": best})
     winners = st.winner_candidates(kept, base, [0, 1])
     assert [w["model_spec"]["name"] for w in winners] == ["cnn", "cnn"]
 
@@ -257,14 +294,14 @@ def test_no_round_trains_once_the_time_budget_is_spent(tmp_path, image_dataset):
         assert card.history == {} and card.training["skipped"] == task.skip
         assert "not trained" in (tmp_path / f"curves-{task.trial}.html").read_text()
         skipped.append((folder, ""))
-    summary = st.tell(tmp_path / "s1", tmp_path / "t1", base, config, skipped)
-    states = [t["state"] for t in summary["trials"]]
+    summary = told(tmp_path / "s1", tmp_path / "t1", base, config, skipped)
+    states = [t.state for t in summary.trials]
     assert states == ["COMPLETE", "COMPLETE", "SKIPPED", "SKIPPED"]
-    assert summary["best"]["trial"] in (0, 1)
-    assert summary["max_minutes"] == 1e-9 and summary["spent_minutes"] >= 0
-    assert "round 2 was not trained" in summary["budget"]
+    assert summary.best is not None and summary.best.trial in (0, 1)
+    assert summary.max_minutes == 1e-9 and summary.spent_minutes >= 0
+    assert summary.budget is not None and "round 2 was not trained" in summary.budget
     winner = Candidate.model_validate(st.winner_candidates(summary, base, [0])[0])
-    assert winner.searched is not None and winner.searched.budget == summary["budget"]
+    assert winner.searched is not None and winner.searched.budget == summary.budget
     text = write_report(summary, tmp_path / "report.html").read_text()
     assert "skipped" in text
 
@@ -272,46 +309,7 @@ def test_no_round_trains_once_the_time_budget_is_spent(tmp_path, image_dataset):
 def test_without_a_budget_every_round_trains(tmp_path):
     base, config = setup()
     asked, summary, _ = run_rounds(tmp_path, [2, 2, 2], base, config)
-    assert all("skip" not in c for c in asked) and summary["budget"] is None
-
-
-@pytest.mark.parametrize(
-    ("curve", "stops"),
-    [
-        ([0.30, 0.35, 0.40, 0.45], [False, False, True, True]),  # below the median from epoch 3
-        ([0.50, 0.70, 0.80, 0.90], [False, False, False, False]),  # above it throughout
-    ],
-)
-def test_median_stop_follows_optunas_median_pruner(curve, stops):
-    prune = Pruning(
-        monitor="val_accuracy",
-        direction="maximize",
-        finished_curves=[[0.5, 0.6, 0.7, 0.8], [0.5, 0.62, 0.72, 0.82]],
-        startup_trials=2,
-        warmup_epochs=2,
-    )
-    stopper = MedianStop(prune)
-    assert [stopper.should_stop(e, v) for e, v in enumerate(curve)] == stops
-
-
-def test_a_patient_median_stop_keeps_a_trial_that_is_still_improving():
-    finished = [[0.5, 0.6, 0.7, 0.8, 0.85, 0.9], [0.5, 0.62, 0.72, 0.82, 0.86, 0.9]]
-    prune = Pruning(
-        monitor="val_accuracy",
-        direction="maximize",
-        finished_curves=finished,
-        startup_trials=2,
-        warmup_epochs=2,
-        patience=2,
-    )
-    # below the median throughout, but a new best every epoch: never stopped
-    climbing = [0.30, 0.35, 0.40, 0.45, 0.50, 0.55]
-    stopper = MedianStop(prune)
-    assert not any(stopper.should_stop(e, v) for e, v in enumerate(climbing))
-    # below the median and falling back: stopped once its best is two epochs old
-    falling = [0.30, 0.35, 0.40, 0.39, 0.38, 0.38]
-    stopper = MedianStop(prune)
-    assert [stopper.should_stop(e, v) for e, v in enumerate(falling)] == [False] * 5 + [True]
+    assert all("skip" not in c for c in asked) and summary.budget is None
 
 
 def test_early_stop_warms_up_for_a_quarter_of_the_epochs(tmp_path):
@@ -321,28 +319,17 @@ def test_early_stop_warms_up_for_a_quarter_of_the_epochs(tmp_path):
     assert candidate["prune"]["warmup_epochs"] == 10 and candidate["prune"]["patience"] == 2
 
 
-def test_median_stop_waits_for_enough_finished_trials():
-    prune = Pruning(
-        monitor="val_loss",
-        direction="minimize",
-        finished_curves=[[0.5, 0.4, 0.3]],
-        startup_trials=2,
-        warmup_epochs=0,
-    )
-    stopper = MedianStop(prune)
-    assert not any(stopper.should_stop(e, 9.0) for e in range(3))
-
-
 def test_report_ranks_trials_and_draws_each_parameter(tmp_path):
     base, config = setup(early_stop="median")
     _, summary, _ = run_rounds(tmp_path, [2, 2], base, config)
-    order = [t["value"] for t in ranked(summary)]
+    order = [t.value for t in ranked(summary)]
     assert order == sorted(order, reverse=True)
     path = write_report(summary, tmp_path / "report.html")
     text = path.read_text()
-    assert f"Best: trial {summary['best']['trial'] + 1}" in text
+    assert summary.best is not None
+    assert f"Best: trial {summary.best.trial + 1}" in text
     assert text.count("<img") == 2  # the scatter plots and the best trial's curves
-    for param in summary["space"]:
+    for param in summary.space:
         assert param in text
 
 
@@ -375,40 +362,6 @@ def test_a_keras_trial_below_the_median_stops_and_its_card_says_when(tmp_path, i
     assert len(free.history["val_loss"]) == 6
 
 
-def test_a_gain_inside_its_noise_says_so_and_one_beyond_it_does_not():
-    from components.search.gain import gain
-
-    small = gain({0: 0.968, 1: 0.971}, {0: 0.967, 1: 0.969}, "accuracy", True, 2000)
-    assert small is not None and small.mean == pytest.approx(0.0015)
-    assert small.std is not None and small.inside_noise
-    assert "inside the noise" in small.text("accuracy") and "2000 test images" in small.text(
-        "accuracy"
-    )
-    large = gain({0: 0.985, 1: 0.986}, {0: 0.940, 1: 0.942}, "accuracy", True, 2000)
-    assert large is not None and not large.inside_noise
-    assert "beyond the noise" in large.text("accuracy")
-    # a metric to minimise: a lower loss is a positive gain
-    loss = gain({0: 0.10}, {0: 0.30}, "log_loss", False, None)
-    assert loss is not None and loss.mean == pytest.approx(0.2) and loss.inside_noise is None
-    assert gain({0: 0.9}, {1: 0.8}, "accuracy", True, 100) is None  # no seed in common
-
-
-def test_the_ranking_noise_of_a_small_validation_split_is_named_with_the_size_it_needs():
-    from components.search.gain import ranking_noise
-
-    close = ranking_noise("val_accuracy", 0.970, 0.9695, 720)
-    assert close is not None and "inside the validation noise" in close and "720 images" in close
-    needed = int(close.split("needs about ")[1].split()[0])
-    # with that many validation images the same lead is told apart; with half, it is not
-    told = ranking_noise("val_accuracy", 0.970, 0.9695, math.ceil(needed * 1.01))
-    assert told is not None and "beyond" in told
-    untold = ranking_noise("val_accuracy", 0.970, 0.9695, needed // 2)
-    assert untold is not None and "inside" in untold
-    apart = ranking_noise("val_accuracy", 0.97, 0.90, 720)
-    assert apart is not None and "beyond the validation noise" in apart
-    assert ranking_noise("val_loss", 0.1, 0.2, 720) is None
-
-
 def fold_model(root: Path, candidate: dict[str, Any], best: float) -> tuple[Path, str]:
     """One fold's Model of a trial whose validation accuracy peaks at `best`."""
     fold = candidate["fold"]
@@ -438,21 +391,22 @@ def test_each_trial_trains_once_per_fold_and_is_ranked_on_its_mean(tmp_path):
     models = [
         fold_model(tmp_path, c, FOLD_VALUES[c["trial"]][c["fold"]["index"]]) for c in candidates
     ]
-    summary = st.tell(tmp_path / "suggest", tmp_path / "tell", base, config, models[::-1])
-    assert summary["folds"] == 3
-    trials = {t["trial"]: t for t in summary["trials"]}
+    summary = told(tmp_path / "suggest", tmp_path / "tell", base, config, models[::-1])
+    assert summary.folds == 3
+    trials = {t.trial: t for t in summary.trials}
     for number, values in FOLD_VALUES.items():
-        assert trials[number]["value"] == pytest.approx(statistics.fmean(values))
-        assert trials[number]["std"] == pytest.approx(statistics.stdev(values))
-        assert trials[number]["fold_values"] == pytest.approx(values)
-    best = summary["best"]
-    assert best["trial"] == 1 and best["value"] == pytest.approx(0.80)
-    assert best["runner_up"] == pytest.approx(statistics.fmean(FOLD_VALUES[0]))
-    assert best["std"] == pytest.approx(0.02)
+        assert trials[number].value == pytest.approx(statistics.fmean(values))
+        assert trials[number].std == pytest.approx(statistics.stdev(values))
+        assert trials[number].fold_values == pytest.approx(values)
+    best = summary.best
+    assert best is not None
+    assert best.trial == 1 and best.value == pytest.approx(0.80)
+    assert best.runner_up == pytest.approx(statistics.fmean(FOLD_VALUES[0]))
+    assert best.std == pytest.approx(0.02)
     # the lead's standard error from the paired fold differences (-0.10, 0.32, -0.12)
-    assert best["lead_se"] == pytest.approx(statistics.stdev([-0.10, 0.32, -0.12]) / 3**0.5)
+    assert best.lead_se == pytest.approx(statistics.stdev([-0.10, 0.32, -0.12]) / 3**0.5)
     # the mean curve over the folds is what the study holds and the report draws
-    assert best["history"]["val_accuracy"] == pytest.approx([0.70, 0.80, 0.75])
+    assert best.history["val_accuracy"] == pytest.approx([0.70, 0.80, 0.75])
     text = write_report(
         summary, tmp_path / "report.html", {"train": 900, "validation": 100}
     ).read_text()
@@ -494,7 +448,7 @@ def test_a_winner_of_folds_is_ranked_on_train_and_validation(tmp_path):
     models = [
         fold_model(tmp_path, c, FOLD_VALUES[c["trial"]][c["fold"]["index"]]) for c in candidates
     ]
-    summary = st.tell(tmp_path / "suggest", tmp_path / "tell", base, config, models)
+    summary = told(tmp_path / "suggest", tmp_path / "tell", base, config, models)
     examples = {"train": 630, "validation": 70, "test": 300}
     winners = [
         Candidate.model_validate(w) for w in st.winner_candidates(summary, base, [0], examples)
@@ -505,20 +459,3 @@ def test_a_winner_of_folds_is_ranked_on_train_and_validation(tmp_path):
     assert outcome.value_std == pytest.approx(0.02)
     # the winner retrains as every candidate does: on the train split, no fold
     assert all(w.fold is None and w.trial is None for w in winners)
-
-
-def test_the_ranking_noise_names_folds_where_the_validation_split_is_short():
-    from components.search.gain import ranking_noise
-
-    short = ranking_noise("val_accuracy", 0.970, 0.965, 720, folds=1, pool=7200)
-    assert short is not None and "coin toss" in short
-    assert "search.folds: 5 ranks the trials on all 7200 images of train + validation" in short
-    folded = ranking_noise("val_accuracy", 0.970, 0.965, 7200, folds=5, pool=7200)
-    assert folded is not None and "7200 images, 5 folds of train + validation" in folded
-    assert "search.folds" not in folded
-    # with folds, the spread of the paired fold differences counts where it is the larger
-    spread = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.02)
-    assert spread is not None and "inside the validation noise (±0.0400" in spread
-    assert "fold differences" in spread and "needs about" not in spread
-    narrow = ranking_noise("val_accuracy", 0.970, 0.940, 7200, folds=5, pool=7200, lead_se=0.001)
-    assert narrow is not None and "beyond" in narrow and "fold differences" not in narrow
