@@ -261,7 +261,7 @@ def warn_before_compiling(experiment: Any, target: str) -> None:
     """What will go wrong where the run goes, known before compiling: on kfp, GPU training
     pods no node of the cluster can take."""
     if target == "kfp":
-        from pipelines.targets.kfp_cluster import pending_gpu_warning
+        from pipelines.targets.kfp.cluster import pending_gpu_warning
 
         warning = pending_gpu_warning(experiment)
         if warning:
@@ -328,7 +328,7 @@ def steps_only_paths(experiment: Any, target: str) -> tuple[str, ...]:
     if target == "vertex":
         return (VERTEX_BUCKET_MOUNT,)
     if target == "kfp" and experiment.kfp.data_pvc:
-        from pipelines.targets.kfp_cluster import DATA_MOUNT
+        from pipelines.targets.kfp.cluster import DATA_MOUNT
 
         return (DATA_MOUNT,)
     return ()

@@ -24,7 +24,7 @@ def get_target(name: str, experiment: Experiment, options: RunOptions | None = N
 
         return VertexTarget(experiment, options)
     if name == "kfp":
-        from pipelines.targets.kfp_cluster import KfpTarget
+        from pipelines.targets.kfp import KfpTarget
 
         return KfpTarget(experiment, options)
     raise ValueError(f"unknown target '{name}'; use one of {', '.join(TARGETS)}")
