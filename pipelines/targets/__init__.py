@@ -8,8 +8,11 @@ the pipeline never imports a target.
 
 from __future__ import annotations
 
-from pipelines.config import Experiment
-from pipelines.targets.base import RunOptions, Target
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.config import Experiment
+    from pipelines.targets.base import RunOptions, Target
 
 TARGETS = ("local", "vertex", "kfp")
 

@@ -438,12 +438,9 @@ def test_a_local_folder_is_listed_once_before_the_run(tmp_path, monkeypatch, cap
         scanned.append(os.fspath(path))
         return real_scandir(path)
 
-    class Ran:
-        name = "local"
+    from pipelines.targets.local import LocalTarget
 
-        def __init__(self, experiment: Any, options: Any) -> None:
-            self.options = options
-
+    class Ran(LocalTarget):
         def registry_root(self) -> str:
             return str(tmp_path / "registry")
 
