@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.common.results import CompareSummary
 from components.ingest.snapshot import take_snapshot
@@ -28,12 +27,13 @@ from pipelines.config import (
     weights_problems,
 )
 from pipelines.errors import EXIT_PARTIAL
+from pipelines.targets import TARGETS
+
+if TYPE_CHECKING:
+    from pipelines.targets.base import Target
 
 EXIT_FAILED, EXIT_USAGE, EXIT_GATE = 1, 2, 3
 COMPILED_SUFFIXES = (".yaml", ".yml")
-# Vertex AI mounts the project's buckets here (Cloud Storage FUSE) in every training container.
-VERTEX_BUCKET_MOUNT = "/gcs/"
-REGISTRY_TIMEOUT_S = 20.0  # the vertex registry preflight's Cloud Storage calls
 
 EPILOG = """\
 examples:
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-t",
         "--target",
-        choices=("local", "vertex", "kfp"),
+        choices=TARGETS,
         default="local",
         help="where to run: local (kfp.local in this environment, default), vertex (Vertex AI Pipelines) or kfp (a KFP API server)",
     )
@@ -163,28 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.runner != "subprocess" and args.target != "local":
-        print(
-            f"error: --runner {args.runner} is for --target local only; {args.target} runs the "
-            "steps in the experiment's images itself",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    not_here = steps_only_paths(experiment, args.target)
-    listings = Listings()  # each local source listed once: preflight, class count, snapshot
-    problems = check_paths(args) or [
-        *data_preflight(experiment, not_here, listings),
-        *weights_problems(experiment, not_here),
-    ]
-    if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        check_metrics(experiment, not_here, listings)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
 
     from pipelines.targets import get_target
     from pipelines.targets.base import PreflightError, RunOptions, SubmitError
@@ -199,14 +177,37 @@ def main(argv: list[str] | None = None) -> int:
         runner=args.runner,
     )
     target = get_target(args.target, experiment, options)
+    if args.runner not in target.runners:
+        print(
+            f"error: --runner {args.runner} is for --target local only; {args.target} runs the "
+            "steps in the experiment's images itself",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    not_here = target.steps_only_paths()
+    listings = Listings()  # each local source listed once: preflight, class count, snapshot
+    problems = check_paths(args, target) or [
+        *data_preflight(experiment, not_here, listings),
+        *weights_problems(experiment, not_here),
+    ]
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        check_metrics(experiment, not_here, listings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.images:
         for field, image in target.used_images().items():
             print(f"{field} {image}")
         return 0
-    warn_before_compiling(experiment, args.target)
+    for warning in target.warnings_before_compiling():
+        print(f"warning: {warning}", file=sys.stderr)
     if args.compile_only:
         return _compile_only(target, experiment, args)
-    problems = registry_preflight(experiment, target, not_here, listings)
+    problems = target.registry_preflight(not_here, listings)
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -258,17 +259,6 @@ def _compile_only(target: Any, experiment: Any, args: argparse.Namespace) -> int
     return 0
 
 
-def warn_before_compiling(experiment: Any, target: str) -> None:
-    """What will go wrong where the run goes, known before compiling: on kfp, GPU training
-    pods no node of the cluster can take."""
-    if target == "kfp":
-        from pipelines.targets.kfp_cluster import pending_gpu_warning
-
-        warning = pending_gpu_warning(experiment)
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
-
-
 def _data_snapshot(experiment: Any, not_here: tuple[str, ...], listings: Listings) -> str:
     """Snapshot the source (the cache key of ingest) and say so on stderr."""
     snapshot = take_snapshot(experiment.data, not_here=not_here, listings=listings)
@@ -276,16 +266,16 @@ def _data_snapshot(experiment: Any, not_here: tuple[str, ...], listings: Listing
     return snapshot.digest
 
 
-def check_paths(args: argparse.Namespace) -> list[str]:
+def check_paths(args: argparse.Namespace, target: Target) -> list[str]:
     """Problems with the output paths the flags name, before anything is compiled or run."""
     try:
-        return _path_problems(args)
+        return _path_problems(args, target)
     except OSError as exc:  # a name too long, a loop of links, ...
         flag = "--compile-only" if args.compile_only is not None else "--runs-dir"
         return [f"{flag} {exc.filename or ''}: {exc.strerror or exc}"]
 
 
-def _path_problems(args: argparse.Namespace) -> list[str]:
+def _path_problems(args: argparse.Namespace, target: Target) -> list[str]:
     problems = []
     if args.compile_only is not None:
         output: Path = args.compile_only
@@ -302,7 +292,7 @@ def _path_problems(args: argparse.Namespace) -> list[str]:
             problem = _unwritable(output.parent)
             if problem:
                 problems.append(f"--compile-only {output}: {problem}")
-    elif args.target == "local":
+    elif target.writes_runs_dir:
         problem = _unwritable(args.runs_dir, itself=True)
         if problem:
             problems.append(f"--runs-dir {args.runs_dir}: {problem}")
@@ -324,17 +314,6 @@ def _unwritable(folder: Path, itself: bool = False) -> str | None:
     return None
 
 
-def steps_only_paths(experiment: Any, target: str) -> tuple[str, ...]:
-    """Path prefixes that exist only where `target` runs the steps, not here."""
-    if target == "vertex":
-        return (VERTEX_BUCKET_MOUNT,)
-    if target == "kfp" and experiment.kfp.data_pvc:
-        from pipelines.targets.kfp_cluster import DATA_MOUNT
-
-        return (DATA_MOUNT,)
-    return ()
-
-
 def data_preflight(
     experiment: Any, not_here: tuple[str, ...], listings: Listings | None = None
 ) -> list[str]:
@@ -342,99 +321,6 @@ def data_preflight(
     from components.ingest.preflight import preflight
 
     return preflight(experiment.data, not_here, listings)
-
-
-def registry_preflight(
-    experiment: Any, target: Any, not_here: tuple[str, ...], listings: Listings | None = None
-) -> list[str]:
-    """The folder registry's refusal of a new version whose classes differ from its latest
-    version's, known before anything runs where both are known: the source's classes
-    (components/ingest/classes.py) and a registry this machine reads (local: the runs folder;
-    vertex: the bucket, through Cloud Storage). The kfp cluster's volume cannot be read from
-    here: a note says the register step checks it."""
-    from components.ingest.classes import known_class_names
-    from components.register.run import class_change
-    from pipelines.targets.base import PreflightError
-
-    registration = experiment.registration
-    if registration.allow_class_change or target.name not in ("local", "vertex", "kfp"):
-        return []
-    if target.name == "kfp":
-        # The registry is a volume of the cluster, mounted in the register step's pod only.
-        pvc = experiment.kfp.registry_pvc
-        print(
-            f"note: the registry on the cluster ({f'PVC {pvc}' if pvc else 'the register pod'}) "
-            "cannot be read from here: a class change is checked by the register step, which "
-            "fails the run and says so (register.allow_class_change: true to allow it)",
-            file=sys.stderr,
-        )
-        return []
-    # The cheaper look first: the local registry, or the class names before the bucket.
-    names: list[str] | None = None
-    if target.name == "vertex":
-        try:
-            target.preflight()  # offline; its problems are told first, when the target runs
-        except PreflightError:
-            return []
-        names = known_class_names(experiment.data, not_here, listings)
-        latest = _bucket_registry_latest(experiment, target.registry_root()) if names else None
-    else:
-        latest = _folder_registry_latest(Path(target.registry_root()) / registration.name)
-        names = known_class_names(experiment.data, not_here, listings) if latest else None
-    if latest is None or not names:
-        return []
-    version, before = latest
-    problem = class_change(registration.name, version, before, names)
-    return [f"register.name {registration.name}: {problem}"] if problem else []
-
-
-def _folder_registry_latest(root: Path) -> tuple[str, list[str]] | None:
-    """The latest version of a local folder registry name and its class names."""
-    from components.common.files import read_json
-    from components.common.model_card import CARD_FILE
-    from components.register.folders import versions
-
-    found = versions(root) if root.is_dir() else []
-    card = found[-1] / CARD_FILE if found else None
-    if card is None or not card.is_file():
-        return None
-    return found[-1].name, list(read_json(card).get("class_names") or [])
-
-
-def _bucket_registry_latest(experiment: Any, mounted_root: str) -> tuple[str, list[str]] | None:
-    """The same for the folder registry in the experiment's bucket (the steps see it at
-    /gcs/BUCKET/registry); None, with a note on stderr, when it cannot be read from here."""
-    from components.common.model_card import CARD_FILE
-    from components.register.folders import RECORD_FILE
-
-    bucket, _, prefix = mounted_root.removeprefix(VERTEX_BUCKET_MOUNT).partition("/")
-    folder = f"{prefix}/{experiment.registration.name}/"
-    try:
-        from google.cloud import storage
-
-        client = storage.Client(project=experiment.gcp.project)
-        numbers = [
-            int(m.group(1))
-            for blob in client.list_blobs(bucket, prefix=folder, timeout=REGISTRY_TIMEOUT_S)
-            if (
-                m := re.fullmatch(
-                    re.escape(folder) + r"v(\d+)/" + re.escape(RECORD_FILE), blob.name
-                )
-            )
-        ]
-        if not numbers:
-            return None
-        version = f"v{max(numbers)}"
-        card = client.bucket(bucket).blob(f"{folder}{version}/{CARD_FILE}")
-        names = json.loads(card.download_as_bytes(timeout=REGISTRY_TIMEOUT_S)).get("class_names")
-    except Exception as exc:  # no credentials, no network, no such bucket: the step checks
-        print(
-            f"note: could not read the registry gs://{bucket}/{folder} from here "
-            f"({type(exc).__name__}); the register step checks its classes",
-            file=sys.stderr,
-        )
-        return None
-    return version, list(names or [])
 
 
 def _compare(specs: list[str], runs_dir: Path) -> int:

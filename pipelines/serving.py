@@ -19,7 +19,7 @@ import yaml
 from components.register.folders import VERSION
 from components.serve.manifests import inference_service
 from pipelines.config import ConfigError, Experiment, load_experiment
-from pipelines.targets.kfp_cluster import KFP_NAMESPACE, REGISTRY_MOUNT
+from pipelines.targets.kfp.cluster import KFP_NAMESPACE, REGISTRY_MOUNT
 
 EXIT_OK, EXIT_ERROR = 0, 2
 

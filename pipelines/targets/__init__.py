@@ -8,8 +8,11 @@ the pipeline never imports a target.
 
 from __future__ import annotations
 
-from pipelines.config import Experiment
-from pipelines.targets.base import RunOptions, Target
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.config import Experiment
+    from pipelines.targets.base import RunOptions, Target
 
 TARGETS = ("local", "vertex", "kfp")
 
@@ -24,7 +27,7 @@ def get_target(name: str, experiment: Experiment, options: RunOptions | None = N
 
         return VertexTarget(experiment, options)
     if name == "kfp":
-        from pipelines.targets.kfp_cluster import KfpTarget
+        from pipelines.targets.kfp import KfpTarget
 
         return KfpTarget(experiment, options)
     raise ValueError(f"unknown target '{name}'; use one of {', '.join(TARGETS)}")

@@ -1,12 +1,15 @@
 """What every target provides: per-task configuration (the pipeline's `TaskHooks`), the registry
-location, compile and run. A target builds no part of the DAG: it hands itself to
-`pipelines.training.build_pipeline` and compiles or runs what comes back."""
+location, the checks the CLI makes before compiling (what its steps see that this machine does
+not, the registry's classes, warnings), compile and run. A target builds no part of the DAG: it
+hands itself to `pipelines.training.build_pipeline` and compiles or runs what comes back."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from kfp import compiler
 
@@ -15,6 +18,9 @@ from pipelines.config import Experiment
 from pipelines.errors import PreflightError, SubmitError
 from pipelines.source import SOURCE_DIR, git_commit
 from pipelines.training import build_pipeline
+
+if TYPE_CHECKING:
+    from components.ingest.sources.listing import Listings
 
 __all__ = ["PreflightError", "RunOptions", "SubmitError", "Target"]
 
@@ -47,6 +53,11 @@ class Target:
     # Registry host -> (user, secret) for pinning image tags to digests; None: the defaults of
     # pipelines.targets.digests (Google's application default credentials, ~/.docker/config.json).
     registry_credentials: Any = None
+    # --runner values this target takes: how the local target runs its steps; the others run
+    # them in the experiment's images themselves.
+    runners: tuple[str, ...] = ("subprocess",)
+    # Whether a run writes under --runs-dir on this machine (checked writable before it starts).
+    writes_runs_dir = False
 
     def __init__(self, experiment: Experiment, options: RunOptions | None = None):
         self.experiment = experiment
@@ -105,6 +116,50 @@ class Target:
         Vertex AI custom job where a plain task cannot express the hardware (TPUs, spot, ...).
         """
         return component
+
+    # --- checks before compiling, called from pipelines/cli.py -----------------------------
+
+    def steps_only_paths(self) -> tuple[str, ...]:
+        """Path prefixes that exist only where this target runs the steps, not here: sources
+        under them are not listed or read before the run."""
+        return ()
+
+    def warnings_before_compiling(self) -> list[str]:
+        """What will go wrong where the run goes, known before compiling."""
+        return []
+
+    def registry_preflight(
+        self, not_here: tuple[str, ...], listings: Listings | None = None
+    ) -> list[str]:
+        """The folder registry's refusal of a new version whose classes differ from its latest
+        version's, known before anything runs where both are known: the source's classes
+        (components/ingest/classes.py) and a registry this machine reads
+        (`latest_registered`)."""
+        from components.ingest.classes import known_class_names
+        from components.register.run import class_change
+
+        registration = self.experiment.registration
+        if registration.allow_class_change:
+            return []
+        source_classes = functools.cache(
+            lambda: known_class_names(self.experiment.data, not_here, listings)
+        )
+        latest = self.latest_registered(source_classes)
+        names = source_classes() if latest is not None else None
+        if latest is None or not names:
+            return []
+        version, before = latest
+        problem = class_change(registration.name, version, before, names)
+        return [f"register.name {registration.name}: {problem}"] if problem else []
+
+    def latest_registered(
+        self, source_classes: Callable[[], list[str] | None]
+    ) -> tuple[str, list[str]] | None:
+        """The latest version of the experiment's registered model and its class names, where
+        this machine can read the registry; None where it cannot (the register step checks).
+        `source_classes()` (cached) gives the source's classes, for a target that asks for them
+        before a costlier look at its registry."""
+        return None
 
     # --- images ----------------------------------------------------------------------------
 

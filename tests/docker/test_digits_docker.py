@@ -21,7 +21,7 @@ import yaml
 from pipelines.cli import main
 from pipelines.config import load_experiment
 from pipelines.targets import get_target
-from pipelines.targets.console import Capture
+from pipelines.targets.local.capture import Capture
 
 pytestmark = pytest.mark.docker
 
@@ -50,7 +50,7 @@ def digits_run(
     built_image("cpu")
     runs = tmp_path_factory.mktemp("docker-runs")
     started: dict[str, dict[str, Any]] = {}
-    original = Capture._run_container
+    original = Capture.run_container
 
     def record(
         self: Capture, client: Any, image: str, command: list[str], volumes: Any, **args: Any
@@ -60,7 +60,7 @@ def digits_run(
         return original(self, client, image, command, volumes, **args)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Capture, "_run_container", record)
+        patch.setattr(Capture, "run_container", record)
         with _stdout_to(runs / "result.json"):
             code = main([*DIGITS, "--runs-dir", str(runs), "--json"])
     result = json.loads((runs / "result.json").read_text())

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.targets.local import CONTAINER_LABEL
+from pipelines.targets.local.target import CONTAINER_LABEL
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.targets.console import Capture
+from pipelines.targets.local.capture import Capture
 
 pytestmark = pytest.mark.docker
 pytest.importorskip("transformers")
@@ -70,7 +70,7 @@ def test_a_tiny_convnext_v2_fine_tunes_in_the_transformers_image(
     path = tmp_path / "tiny-convnext.yaml"
     path.write_text(yaml.safe_dump(experiment))
     images: dict[str, str] = {}
-    original = Capture._run_container
+    original = Capture.run_container
 
     def record(
         self: Capture, client: Any, image: str, command: list[str], *a: Any, **k: Any
@@ -80,7 +80,7 @@ def test_a_tiny_convnext_v2_fine_tunes_in_the_transformers_image(
 
     out = tmp_path / "result.json"
     with pytest.MonkeyPatch.context() as patch, out.open("w") as stdout:
-        patch.setattr(Capture, "_run_container", record)
+        patch.setattr(Capture, "run_container", record)
         with contextlib.redirect_stdout(stdout):
             code = main(["-e", str(path), "--runner", "docker", "--runs-dir", str(runs), "--json"])
     result = json.loads(out.read_text())

@@ -11,7 +11,7 @@ import pytest
 from pipelines.config import load_experiment
 from pipelines.targets.base import RunOptions
 from pipelines.targets.local import LocalTarget
-from pipelines.targets.results import EXPORT_REPORT
+from pipelines.targets.local.results import EXPORT_REPORT
 
 pytestmark = pytest.mark.e2e
 

@@ -1,6 +1,6 @@
 """kfp.local runs a task that ignores upstream failures after a loop with a failed iteration on
 the outputs of the iterations that succeeded, with the local target's ParallelExecutor patch
-(pipelines/targets/console.py: every_iteration); kfp 2.17 alone publishes none.
+(pipelines/targets/local/kfp_local_patches.py: every_iteration); kfp 2.17 alone publishes none.
 
 No `from __future__ import annotations` here: KFP reads the components' annotations as types.
 """
@@ -45,7 +45,7 @@ def test_a_task_after_a_loop_with_a_failed_iteration_reads_the_others_outputs(
     from kfp import local
     from kfp.local.orchestrator import enhanced_dag_orchestrator, task_executor
 
-    from pipelines.targets.console import every_iteration
+    from pipelines.targets.local.kfp_local_patches import every_iteration
 
     if patched:
         monkeypatch.setattr(

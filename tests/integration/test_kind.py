@@ -17,7 +17,8 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.targets.base import SubmitError
-from pipelines.targets.kfp_cluster import KfpTarget, check_api
+from pipelines.targets.kfp import KfpTarget
+from pipelines.targets.kfp.api import check_api
 
 pytestmark = pytest.mark.kind
 

@@ -326,7 +326,7 @@ def test_kfp_without_host_exits_2(monkeypatch, capsys):
 def test_kfp_with_host_submits_to_that_host(monkeypatch, capsys):
     import kfp
 
-    from pipelines.targets import kfp_cluster
+    from pipelines.targets.kfp import api
 
     submitted: dict[str, Any] = {}
 
@@ -355,7 +355,7 @@ def test_kfp_with_host_submits_to_that_host(monkeypatch, capsys):
             return types.SimpleNamespace(run_id="abc")
 
     # The health check is the target's own request (test_kfp_submit.py covers it with a stub server).
-    monkeypatch.setattr(kfp_cluster, "check_api", lambda host, timeout: {})
+    monkeypatch.setattr(api, "check_api", lambda host, timeout: {})
     monkeypatch.setattr(kfp, "Client", FakeClient)
 
     code = main(["--experiment", "digits", "--target", "kfp", "--host", "http://localhost:8080/"])
@@ -438,12 +438,9 @@ def test_a_local_folder_is_listed_once_before_the_run(tmp_path, monkeypatch, cap
         scanned.append(os.fspath(path))
         return real_scandir(path)
 
-    class Ran:
-        name = "local"
+    from pipelines.targets.local import LocalTarget
 
-        def __init__(self, experiment: Any, options: Any) -> None:
-            self.options = options
-
+    class Ran(LocalTarget):
         def registry_root(self) -> str:
             return str(tmp_path / "registry")
 

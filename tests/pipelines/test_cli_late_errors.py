@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pipelines.cli import EXIT_USAGE, main, registry_preflight
+from pipelines.cli import EXIT_USAGE, main
 from pipelines.config import load_experiment
 from pipelines.targets import get_target
 from pipelines.targets.base import RunOptions
@@ -57,7 +57,7 @@ def test_the_registry_check_follows_the_fixes_it_names(
     registered(runs / "registry", "digits-classifier", "v1", ["0", "1", "2"])
     experiment = load_experiment("digits", overrides)
     target = get_target("local", experiment, RunOptions(runs_dir=runs))
-    assert bool(registry_preflight(experiment, target, ())) == refused
+    assert bool(target.registry_preflight(())) == refused
 
 
 class FakeStorage:
@@ -121,14 +121,14 @@ def test_on_vertex_the_registry_in_the_bucket_is_read_before_submitting(monkeypa
     )
     monkeypatch.setattr(storage, "Client", fake)
     experiment, target = vertex_experiment()
-    (problem,) = registry_preflight(experiment, target, ())
+    (problem,) = target.registry_preflight(())
     assert fake.listed == [("my-bucket", "registry/digits-classifier/")]
     assert "model 'digits-classifier' v2 predicts 2 classes and this model 10" in problem
 
     # A run the target's own (offline) preflight refuses reads no bucket: that refusal comes first.
     fake.listed.clear()
     experiment, target = vertex_experiment("images.cpu=image-classification-cpu:latest")
-    assert registry_preflight(experiment, target, ()) == []
+    assert target.registry_preflight(()) == []
     assert fake.listed == []
 
 
@@ -139,7 +139,7 @@ def test_a_bucket_registry_that_cannot_be_read_is_left_to_the_register_step(
 
     monkeypatch.setattr(storage, "Client", FakeStorage({}, fail=OSError("no credentials")))
     experiment, target = vertex_experiment()
-    assert registry_preflight(experiment, target, ()) == []
+    assert target.registry_preflight(()) == []
     err = capsys.readouterr().err
     assert "could not read the registry gs://my-bucket/registry/digits-classifier/" in err
 
@@ -149,13 +149,13 @@ def test_the_kfp_registry_is_left_to_the_register_step_and_the_console_says_so(
 ) -> None:
     experiment = load_experiment("digits")
     target = get_target("kfp", experiment, RunOptions(runs_dir=tmp_path / "runs"))
-    assert registry_preflight(experiment, target, ()) == []
+    assert target.registry_preflight(()) == []
     err = capsys.readouterr().err
     assert err.startswith("note: the registry on the cluster (PVC imgclf-registry) cannot be read")
     assert "checked by the register step, which fails the run and says so" in err
     allowed = load_experiment("digits", ["register.allow_class_change=true"])
     target = get_target("kfp", allowed, RunOptions(runs_dir=tmp_path / "runs"))
-    assert registry_preflight(allowed, target, ()) == []
+    assert target.registry_preflight(()) == []
     assert capsys.readouterr().err == ""  # nothing to check, nothing to say
 
 

@@ -23,7 +23,7 @@ from pipelines.config import (
 )
 from pipelines.targets import get_target
 from pipelines.targets.base import RunOptions
-from pipelines.targets.kfp_cluster import DATA_MOUNT, GPU_RESOURCE, REGISTRY_MOUNT
+from pipelines.targets.kfp.cluster import DATA_MOUNT, GPU_RESOURCE, REGISTRY_MOUNT
 
 # The settings are applied per step, whatever the experiment: one keras-only experiment, one
 # transformers-only, one with a loop per framework. test_compile.py compiles every experiment.

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main
-from pipelines.targets.kfp_cluster import KfpTarget
+from pipelines.targets.kfp import KfpTarget
 
 API = "/apis/v2beta1"
 

@@ -17,7 +17,7 @@ from components.serve.app import kserve_routes
 from components.serve.manifests import COMMAND, inference_service, vertex_container_spec
 from pipelines.config import KIND_REGISTRY_PVC, load_experiment
 from pipelines.serving import kind_inference_service, main
-from pipelines.targets.kfp_cluster import REGISTRY_MOUNT
+from pipelines.targets.kfp.cluster import REGISTRY_MOUNT
 
 SCHEMA = Path(__file__).parents[1] / "schemas" / "inferenceservice-v0.15.2.yaml"
 

@@ -255,7 +255,7 @@ def test_two_models_of_other_images_are_not_compared():
 
 def test_the_summary_and_index_html_show_the_decision_table(tmp_path, split, colour_model_writer):
     from pipelines.summary import format_result
-    from pipelines.targets.results import Verdict, _verdict_section
+    from pipelines.targets.local.results import Verdict, _verdict_section
 
     root = tmp_path / "registry"
     first = register(colour_model(tmp_path / "good", colour_model_writer), root, split)

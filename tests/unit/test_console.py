@@ -11,8 +11,8 @@ from kfp import dsl
 from components.common.progress import EVENT_PREFIX, EVENTS_ENV, emit, parse_event
 from components.train.events import training_outcome
 from pipelines.summary import format_result
-from pipelines.targets.console import PLAIN_EPOCH_LINES, Console
-from pipelines.targets.results import LATEST, task_figure, write_results
+from pipelines.targets.local.console import PLAIN_EPOCH_LINES, Console
+from pipelines.targets.local.results import LATEST, task_figure, write_results
 
 
 def _console(total: int = 9) -> tuple[Console, io.StringIO]:
@@ -244,8 +244,8 @@ def test_summary_has_a_row_per_task_the_data_line_and_one_results_path() -> None
 def test_a_step_process_output_goes_to_its_log_and_events_to_the_console(tmp_path: Path) -> None:
     import sys
 
-    from pipelines.targets import console as console_module
-    from pipelines.targets.console import Capture
+    from pipelines.targets.local import capture as capture_module
+    from pipelines.targets.local.capture import Capture
 
     console, stream = _console(1)
     capture = Capture(console, tmp_path)
@@ -257,11 +257,11 @@ def test_a_step_process_output_goes_to_its_log_and_events_to_the_console(tmp_pat
         "emit('epochs', epochs=2, steps=4, done=0); "
         "emit('epoch', epoch=2, epochs=2, metrics={'loss': 0.5}); sys.exit(3)"
     )
-    console_module._current.record = record
+    capture_module._current.record = record
     try:
-        code = capture._run_subprocess([sys.executable, "-c", step])
+        code = capture.run_subprocess([sys.executable, "-c", step])
     finally:
-        console_module._current.record = None
+        capture_module._current.record = None
     assert code == 3
     log = (tmp_path / "logs" / "train-c-seed0.log").read_text()
     assert "noisy library output" in log and "a warning" in log

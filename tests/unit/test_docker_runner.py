@@ -11,8 +11,9 @@ import pytest
 from pipelines.cli import main
 from pipelines.config import load_experiment
 from pipelines.targets.base import PreflightError, RunOptions
-from pipelines.targets.console import _lines
-from pipelines.targets.local import CONTAINER_USER, LocalTarget
+from pipelines.targets.local import LocalTarget
+from pipelines.targets.local.capture import _lines
+from pipelines.targets.local.target import CONTAINER_USER
 
 docker = pytest.importorskip("docker")
 

@@ -60,7 +60,7 @@ def test_the_top_diagram_names_every_step_that_runs(tmp_path: Path) -> None:
 
 
 def test_the_failing_step_log_path_is_where_the_console_writes_logs() -> None:
-    from pipelines.targets.console import LOGS_DIR
+    from pipelines.targets.local.capture import LOGS_DIR
 
     text = README.read_text(encoding="utf-8")
     named = re.findall(r"`(runs/<experiment>/[^`]*\.log)`", text)

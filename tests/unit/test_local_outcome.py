@@ -8,9 +8,9 @@ from pathlib import Path
 
 from components.common.results import EvaluationResult
 from components.compare.run import compare
-from pipelines.targets.console import TaskRecord
-from pipelines.targets.local import _outcome
-from pipelines.targets.stopping import StopGuard
+from pipelines.targets.local.outcome import run_outcome
+from pipelines.targets.local.stopping import StopGuard
+from pipelines.targets.local.tasks import TaskRecord
 
 
 def summary(gate_min: float) -> dict:
@@ -46,13 +46,17 @@ def records(tmp_path: Path, **statuses: str) -> dict[str, TaskRecord]:
 
 def test_a_gate_that_passed_without_registering_fails_the_run(tmp_path: Path) -> None:
     tasks = records(tmp_path, ingest="SUCCESS", compare="SUCCESS", gate="SUCCESS")
-    outcome = _outcome(list(tasks.values()), StopGuard(), None, summary(0.9))
+    outcome = run_outcome(list(tasks.values()), StopGuard(), None, summary(0.9))
     assert outcome["status"] == "FAILED"
     assert outcome["error"].startswith("the gate passed but the register step did not run")
     tasks = records(tmp_path, gate="SUCCESS", register_local="CACHED")
-    assert _outcome(list(tasks.values()), StopGuard(), None, summary(0.9))["status"] == "SUCCEEDED"
+    assert (
+        run_outcome(list(tasks.values()), StopGuard(), None, summary(0.9))["status"] == "SUCCEEDED"
+    )
     tasks = records(tmp_path, gate="SUCCESS")
-    assert _outcome(list(tasks.values()), StopGuard(), None, summary(0.99))["status"] == "SUCCEEDED"
+    assert (
+        run_outcome(list(tasks.values()), StopGuard(), None, summary(0.99))["status"] == "SUCCEEDED"
+    )
 
 
 def test_a_failed_step_reports_the_exception_in_its_log(tmp_path: Path) -> None:
@@ -66,7 +70,7 @@ def test_a_failed_step_reports_the_exception_in_its_log(tmp_path: Path) -> None:
         "    components.ingest.sources.SourceError: csv:x.csv does not exist\n\n"
     )
     wrapper = "Pipeline imgclf-x finished with status FAILURE. Inner task failed: 'ingest'."
-    outcome = _outcome(list(tasks.values()), StopGuard(), wrapper, None)
+    outcome = run_outcome(list(tasks.values()), StopGuard(), wrapper, None)
     assert outcome == {
         "status": "FAILED",
         "error": "ingest: csv:x.csv does not exist",
@@ -81,7 +85,7 @@ def test_a_stop_names_the_running_step(tmp_path: Path) -> None:
     tasks["train-keras"].finished = 130.0  # logged as a success after it was killed
     guard = StopGuard()
     guard.signal, guard.at = signal.SIGTERM, 120.0
-    outcome = _outcome(list(tasks.values()), guard, "Inner task failed", None)
+    outcome = run_outcome(list(tasks.values()), guard, "Inner task failed", None)
     assert outcome["status"] == "STOPPED" and outcome["exit_code"] == 143
     assert outcome["stopped_steps"] == ["train-keras"]
     assert outcome["error"].startswith(

@@ -14,9 +14,10 @@ from kfp import dsl
 from components.common.results import EvaluationResult
 from components.compare.run import MISSING_RESULT, compare
 from pipelines.summary import format_result
-from pipelines.targets.console import Capture, Console, TaskRecord
-from pipelines.targets.local import _best_model_link, _task_row, _verdict
-from pipelines.targets.results import (
+from pipelines.targets.local.capture import Capture
+from pipelines.targets.local.console import Console
+from pipelines.targets.local.outcome import best_model_link, index_verdict, task_row
+from pipelines.targets.local.results import (
     TASKS_FILE,
     Verdict,
     earlier_seconds,
@@ -24,6 +25,7 @@ from pipelines.targets.results import (
     task_figure,
     write_results,
 )
+from pipelines.targets.local.tasks import TaskRecord
 
 
 def _console(total: int = 9) -> tuple[Console, io.StringIO]:
@@ -76,7 +78,7 @@ def test_a_step_ended_by_a_stop_shows_as_stopped_not_failed(tmp_path: Path) -> N
     console.finished(killed)
     line = stream.getvalue().splitlines()[-1]
     assert line == "[2/2] train a seed 0 ... stopped after 11.5 s"
-    assert killed.status == "STOPPED" and _task_row(killed)["status"] == "STOPPED"
+    assert killed.status == "STOPPED" and task_row(killed)["status"] == "STOPPED"
 
 
 def _artifact(cls: type, uri: Path) -> dsl.Artifact:
@@ -103,7 +105,7 @@ def test_a_cached_task_reports_the_time_of_the_run_that_ran_it(tmp_path: Path) -
     assert cached.earlier_seconds == 17.6
     console.finished(cached)
     assert stream.getvalue().splitlines()[-1] == "[3/3] train c seed 0 ... cached (ran in 17.6 s)"
-    row = _task_row(cached)
+    row = task_row(cached)
     assert row["seconds"] == 17.6 and row["status"] == "CACHED"
     summary = format_result(
         {"experiment": "x", "target": "local", "status": "SUCCEEDED", "tasks": [row]}
@@ -121,7 +123,7 @@ def test_a_cached_task_reports_the_time_of_the_run_that_ran_it(tmp_path: Path) -
     assert earlier_seconds(again) == 0.9
     # other inputs, or no earlier run that says: nothing rather than 0.0
     other = TaskRecord("gate", "gate", 2, second_dir, status="SUCCESS", cached=True, inputs="ffff")
-    assert earlier_seconds(other) is None and _task_row(other)["seconds"] is None
+    assert earlier_seconds(other) is None and task_row(other)["seconds"] is None
 
 
 class _Text(HTMLParser):
@@ -209,7 +211,7 @@ def test_the_summary_names_the_best_model_by_its_link_and_the_failed_runs(tmp_pa
         0.9,
         planned=[("small-cnn", 1), ("big", 0)],
     ).to_output()
-    link = _best_model_link(run_dir, summary)
+    link = best_model_link(run_dir, summary)
     assert link == str(run_dir / "small-cnn-seed1" / "train" / "model")
     result = {"experiment": "x", "target": "local", "status": "PARTIAL", "summary": summary}
     text = format_result({**result, "best_model": link})
@@ -223,9 +225,9 @@ def test_the_summary_names_the_best_model_by_its_link_and_the_failed_runs(tmp_pa
     assert lines == ["big seed 0 failed in train: ValueError: boom"]
     text = format_result({**result, "best_model": link, "failed_runs": lines})
     assert "  failed, left out: big seed 0 failed in train: ValueError: boom" in text.splitlines()
-    verdict = _verdict({"status": "PARTIAL", "error": "x"}, 1.0, summary, None, [failed])
+    verdict = index_verdict({"status": "PARTIAL", "error": "x"}, 1.0, summary, None, [failed])
     assert verdict.failed_runs == lines and verdict.status == "PARTIAL"
-    assert _verdict({"status": "PARTIAL"}, 1.0, summary, None, []).failed_runs == [
+    assert index_verdict({"status": "PARTIAL"}, 1.0, summary, None, []).failed_runs == [
         f"big seed 0: {MISSING_RESULT}"
     ]
 

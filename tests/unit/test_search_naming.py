@@ -11,9 +11,10 @@ from kfp import dsl
 
 from pipelines.config import load_experiment
 from pipelines.targets.base import RunOptions
-from pipelines.targets.console import Console, _candidate_of
 from pipelines.targets.local import LocalTarget
-from pipelines.targets.results import write_results
+from pipelines.targets.local.capture import _candidate_of
+from pipelines.targets.local.console import Console
+from pipelines.targets.local.results import write_results
 
 SEARCH = (
     "models.0.search={trials: 5, parallel_trials: 2, algorithm: random, space: "

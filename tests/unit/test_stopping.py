@@ -11,7 +11,7 @@ import threading
 import psutil
 import pytest
 
-from pipelines.targets.stopping import StopGuard
+from pipelines.targets.local.stopping import StopGuard
 
 DEADLINE = 60.0
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]

@@ -2,7 +2,8 @@
 
 One module per concern: `images` (which image each step runs in, pins), `hardware`
 (accelerators, the custom job), `preflight` (checks without the network), `submit` (the
-PipelineJob and --wait), `target` (the task hooks and the run). The registration subgraph is
+PipelineJob and --wait), `registry` (the bucket's folder registry, read before submitting),
+`target` (the task hooks and the run). The registration subgraph is
 wiring of the pipeline (`pipelines/registration.py`), not of this target. May import
 `pipelines.config`, `pipelines.errors`, `pipelines.targets.base`, kfp and GCPC.
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from pipelines.errors import PreflightError
 from pipelines.targets.base import RETRY_BACKOFF, RETRY_BACKOFF_FACTOR, Target
 from pipelines.targets.vertex import hardware, images, preflight, submit
+from pipelines.targets.vertex.registry import BUCKET_MOUNT, bucket_registry_latest
 
 
 class VertexTarget(Target):
@@ -21,16 +24,31 @@ class VertexTarget(Target):
     def registry_root(self) -> str:
         # Vertex mounts Cloud Storage at /gcs/<bucket> in every step (Cloud Storage FUSE).
         bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
-        return "/gcs/" + bucket.removeprefix("gs://").rstrip("/") + "/registry"
+        return BUCKET_MOUNT + bucket.removeprefix("gs://").rstrip("/") + "/registry"
 
     def checkpoint_root(self) -> str:
         # Under the pipeline root, through the same mount, so a new run of the experiment resumes.
         bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
         return (
-            "/gcs/"
+            BUCKET_MOUNT
             + bucket.removeprefix("gs://").rstrip("/")
             + f"/pipeline-root/{self.experiment.name}/checkpoints"
         )
+
+    def steps_only_paths(self) -> tuple[str, ...]:
+        return (BUCKET_MOUNT,)
+
+    def latest_registered(
+        self, source_classes: Callable[[], list[str] | None]
+    ) -> tuple[str, list[str]] | None:
+        # The cheaper look first: the source's class names before the bucket.
+        try:
+            self.preflight()  # offline; its problems are told first, when the target runs
+        except PreflightError:
+            return None
+        if not source_classes():
+            return None
+        return bucket_registry_latest(self.experiment, self.registry_root())
 
     def pipeline_root(self) -> str | None:
         bucket = self.experiment.gcp.bucket

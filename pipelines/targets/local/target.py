@@ -9,31 +9,39 @@ import contextlib
 import datetime
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kfp import local
 
-from components.common.files import write_json
-from components.common.names import run_name
-from components.common.results import CompareSummary, RegistrationRecord
-from components.compare.run import failure_lines
+from components.common.files import read_json, write_json
+from components.common.model_card import CARD_FILE
+from components.common.results import CompareSummary
 from components.ingest.sources import kind_of
-from components.register.run import champion_decision, find_registration
+from components.register.folders import versions
+from components.register.run import find_registration
 from pipelines.compare_runs import SUMMARY_FILE
-from pipelines.errors import EXIT_PARTIAL
-from pipelines.failures import failure
 from pipelines.search import search_tasks
 from pipelines.targets.base import PreflightError, Target
-from pipelines.targets.console import ANSI, Capture, Console, TaskRecord
-from pipelines.targets.results import (
-    Verdict,
+from pipelines.targets.local.capture import Capture
+from pipelines.targets.local.console import ANSI, Console
+from pipelines.targets.local.kfp_local_patches import installed
+from pipelines.targets.local.outcome import (
+    best_model_link,
+    compared_summary,
+    index_verdict,
+    run_outcome,
+    task_row,
+)
+from pipelines.targets.local.results import (
     earlier_seconds,
     failed_run_line,
     task_figure,
     write_results,
 )
-from pipelines.targets.stopping import StopGuard
+from pipelines.targets.local.stopping import StopGuard
+from pipelines.targets.local.tasks import TaskRecord
 
 RUNNERS = ("subprocess", "docker")
 # The user a step runs as in its container: the images' own (containers/Dockerfile), as on a
@@ -48,6 +56,8 @@ CONTAINER_LABEL = "image-classification-pipelines.experiment"
 class LocalTarget(Target):
     name = "local"
     parallelism = 2  # kfp.local runs at most two loop iterations at once
+    runners = RUNNERS
+    writes_runs_dir = True
 
     @property
     def in_containers(self) -> bool:
@@ -150,6 +160,14 @@ class LocalTarget(Target):
     def checkpoint_root(self) -> str:
         return str(self.pipeline_root() / "checkpoints")
 
+    def latest_registered(
+        self, source_classes: Callable[[], list[str] | None]
+    ) -> tuple[str, list[str]] | None:
+        # The registry folder is on this machine: read it before listing the source.
+        return folder_registry_latest(
+            Path(self.registry_root()) / self.experiment.registration.name
+        )
+
     def run(self) -> dict[str, Any]:
         """Run the pipeline: a line per task on stderr, each step's output in its log file.
 
@@ -204,7 +222,7 @@ class LocalTarget(Target):
                 }
             guard = StopGuard(stop_others=capture.stop_containers)
             try:
-                with guard, capture.installed():
+                with guard, installed(capture):
                     output = pipeline().output
                 # kfp.local hands the summary over with its ints as floats; the typed
                 # result turns them back (seed 0, not 0.0)
@@ -214,8 +232,8 @@ class LocalTarget(Target):
                 if guard.signal is None and not isinstance(exc, RuntimeError):
                     raise
                 error = ANSI.sub("", str(exc))
-                summary = _compared(console.tasks)
-        outcome = _outcome(console.tasks, guard, error, summary)
+                summary = compared_summary(console.tasks)
+        outcome = run_outcome(console.tasks, guard, error, summary)
         registration = self._registration(summary, started)
         seconds = round(time.time() - started, 2)
         results = (
@@ -223,7 +241,7 @@ class LocalTarget(Target):
                 capture.run_dir,
                 self.experiment.name,
                 console.tasks,
-                _verdict(outcome, seconds, summary, registration, console.tasks),
+                index_verdict(outcome, seconds, summary, registration, console.tasks),
             )
             if capture.run_dir is not None
             else None
@@ -242,10 +260,10 @@ class LocalTarget(Target):
             "logs": [str(p) for p in results.logs] if results else [],
             "tensorboard": str(results.tensorboard) if results and results.tensorboard else None,
             "data": results.data if results else {},
-            "tasks": [_task_row(t) for t in console.tasks],
+            "tasks": [task_row(t) for t in console.tasks],
             "summary": summary,
             "failed_runs": [failed_run_line(t) for t in console.tasks if t.goes_on],
-            "best_model": _best_model_link(results.run_dir, summary) if results else None,
+            "best_model": best_model_link(results.run_dir, summary) if results else None,
             "registration": registration,
         }
 
@@ -278,120 +296,10 @@ class LocalTarget(Target):
         return record.model_copy(update={"existing": registered < started - 1}).to_output()
 
 
-def _verdict(
-    outcome: dict[str, Any],
-    seconds: float,
-    summary: dict[str, Any] | None,
-    registration: dict[str, Any] | None,
-    tasks: list[TaskRecord],
-) -> Verdict:
-    """How index.html heads: the outcome as the CLI reports it (a missed gate included)."""
-    compared = CompareSummary.model_validate(summary) if summary else None
-    status = outcome["status"]
-    if status in ("SUCCEEDED", "PARTIAL") and compared is not None and not compared.gate.passed:
-        status = "GATE MISSED"
-    record = RegistrationRecord.model_validate(registration) if registration else None
-    return Verdict(
-        status=status,
-        seconds=seconds,
-        registered=f"{record.name} {record.version} at {record.path}" if record else None,
-        gate=compared.gate.message if compared else None,
-        error=outcome.get("error"),
-        error_log=outcome.get("error_log"),
-        failed_runs=[failed_run_line(t) for t in tasks if t.goes_on]
-        or (failure_lines(compared) if compared else []),
-        champion=champion_decision(record) if record and not record.existing else None,
-    )
-
-
-def _compared(tasks: list[TaskRecord]) -> dict[str, Any] | None:
-    """The compare step's summary from its task, when it succeeded in a run that failed
-    (kfp.local then returns no pipeline output)."""
-    task = next((t for t in tasks if t.name == "compare" and t.status == "SUCCESS"), None)
-    output = task.outputs.get("summary") if task is not None else None
-    return CompareSummary.model_validate(output).to_output() if output else None
-
-
-def _best_model_link(run_dir: Path, summary: dict[str, Any] | None) -> str | None:
-    """The best model through its run's `<candidate>-seed<k>` link in the results folder."""
-    if not summary:
+def folder_registry_latest(root: Path) -> tuple[str, list[str]] | None:
+    """The latest version of a folder registry name on this machine and its class names."""
+    found = versions(root) if root.is_dir() else []
+    card = found[-1] / CARD_FILE if found else None
+    if card is None or not card.is_file():
         return None
-    best = CompareSummary.model_validate(summary).best
-    model = Path(best.model_uri)
-    link = run_dir / run_name(best.name, best.seed)
-    if link.is_dir() and link.resolve() == model.parent.parent.resolve():
-        return str(link / model.parent.name / model.name)
-    return None
-
-
-def _task_row(task: TaskRecord) -> dict[str, Any]:
-    return {
-        "name": task.name,
-        "step": task.step,
-        "candidate": task.candidate,
-        "seed": task.seed,
-        "label": task.label,
-        "status": "CACHED" if task.cached else task.status,
-        "cached": task.cached,
-        # a cached task: the time of the run that ran it (None when that is not known)
-        "seconds": None if task.ran_seconds is None else round(task.ran_seconds, 2),
-        "log": str(task.log) if task.log else None,
-        "figure": task.figure,
-    }
-
-
-def _outcome(
-    tasks: list[TaskRecord],
-    guard: StopGuard,
-    error: str | None,
-    summary: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """status, error and where to read more: a stop, a failed step (its own exception), a gate
-    that passed without registering, or success."""
-    if guard.signal is not None:
-        # kfp.local may log a killed step as SUCCESS: a step still running, or ending after the
-        # signal, is one the stop ended.
-        at = guard.at or 0.0
-        running = [
-            t.label for t in tasks if t.status == "RUNNING" or (not t.cached and t.finished >= at)
-        ]
-        where = f"during {', '.join(running)}" if running else "between steps"
-        return {
-            "status": "STOPPED",
-            "error": f"stopped by {guard.signal.name} {where}; run the same command "
-            "again to resume (finished steps come from the cache, training from its checkpoints)",
-            "exit_code": guard.exit_code,
-            "stopped_steps": running,
-        }
-    failed = [t for t in tasks if t.status == "FAILURE"]
-    if error is not None and summary is not None and failed and all(t.goes_on for t in failed):
-        # compare.on_failure: continue. Every target counts the run failed (a task failed);
-        # the others were compared, and past the gate the best of them is registered.
-        return {
-            "status": "PARTIAL",
-            "error": f"{len(failed)} task(s) failed ({', '.join(t.label for t in failed)}); "
-            "the other candidates were compared; rerun to retry them (no cache keeps a failure)",
-            "exit_code": EXIT_PARTIAL,
-        }
-    if error is not None:
-        first = next((t for t in failed if not t.goes_on), None) or next(iter(failed), None)
-        if first is None:
-            return {"status": "FAILED", "error": error}
-        failed_task = first
-        reason = failure(failed_task.label, failed_task.log, error)
-        return {
-            "status": "FAILED",
-            "error": reason.error,
-            "failed_step": failed_task.label,
-            "error_log": reason.log,
-        }
-    registered = any(t.name.startswith("register") for t in tasks)
-    gate = CompareSummary.model_validate(summary).gate if summary else None
-    if gate is not None and gate.passed and not registered:
-        # kfp.local counts a condition it fails to evaluate as False, with only a log line.
-        return {
-            "status": "FAILED",
-            "error": f"the gate passed but the register step did not run: {gate.message}; "
-            "nothing was registered (see the gate-passed condition in the log)",
-        }
-    return {"status": "SUCCEEDED", "error": None}
+    return found[-1].name, list(read_json(card).get("class_names") or [])

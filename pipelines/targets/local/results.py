@@ -33,7 +33,7 @@ from components.common.results import (
     DatasetInfo,
 )
 from pipelines.failures import failure
-from pipelines.targets.console import TaskRecord
+from pipelines.targets.local.tasks import TaskRecord
 
 LATEST = "latest"
 QUARANTINE_CSV = "quarantine.csv"
