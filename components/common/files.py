@@ -23,11 +23,21 @@ class FileRejected(Exception):
         self.code, self.detail = code, detail
 
 
+# Where Vertex AI mounts the project's buckets in every step (Cloud Storage FUSE):
+# gs://BUCKET/PATH is GCS_MOUNT + BUCKET/PATH there.
+GCS_MOUNT = "/gcs/"
+
+
 def local_path(path: str | Path) -> Path:
     """A path plain file I/O can use: Vertex AI hands out `gs://` URIs (e.g. AIP_CHECKPOINT_DIR)
     whose Cloud Storage FUSE mount in every step is /gcs/<bucket>/<path>."""
     text = str(path)
-    return Path("/gcs") / text[len("gs://") :] if text.startswith("gs://") else Path(text)
+    return Path(GCS_MOUNT + text[len("gs://") :]) if text.startswith("gs://") else Path(text)
+
+
+def mounted_uri(path: str) -> str | None:
+    """The `gs://` URI of a path under the Cloud Storage FUSE mount; None for any other path."""
+    return "gs://" + path[len(GCS_MOUNT) :] if path.startswith(GCS_MOUNT) else None
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

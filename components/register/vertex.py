@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from components.common.export_artifact import VERSION_DIR
-from components.common.files import local_path
+from components.common.files import local_path, mounted_uri
 from components.common.results import CompareSummary, RegistrationRecord
 
 API_ROOT = "https://{region}-aiplatform.googleapis.com/v1/"
@@ -70,8 +70,9 @@ def plan_registration(
 
     best = summary.best
     exports = f"; exports {', '.join(record.exports)}" if record.exports else ""
-    if record.path.startswith("/gcs/"):
-        serving_uri = "gs://" + record.path.removeprefix("/gcs/").rstrip("/")
+    mounted = mounted_uri(record.path)
+    if mounted is not None:
+        serving_uri = mounted.rstrip("/")
     else:
         serving_uri = best.model_uri.rstrip("/")
         if record.exports:

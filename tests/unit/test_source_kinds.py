@@ -175,3 +175,16 @@ def test_a_registered_kind_is_found_by_every_reader(stripes: DataConfig, tmp_pat
     info = ingest(stripes, tmp_path / "dataset", tmp_path / "quarantine.csv", workers=1)
     assert info["class_names"] == ["columns", "rows"]
     assert sum(sum(split.values()) for split in info["counts"].values()) == 24
+
+
+def test_the_bucket_mount_is_one_rule_both_ways():
+    from components.common.files import local_path, mounted_uri
+
+    assert str(local_path("gs://bucket/pets")) == "/gcs/bucket/pets"
+    assert mounted_uri("/gcs/bucket/pets") == "gs://bucket/pets"
+    assert mounted_uri(str(local_path("gs://b/x/y"))) == "gs://b/x/y"
+    assert mounted_uri("/data/pets") is None
+    assert mounted_uri("/gcsx/bucket") is None
+    kind = KINDS["folder"]
+    assert kind.visible("/gcs/bucket/pets", ("/gcs/",)) == "gs://bucket/pets"
+    assert kind.visible("/gcs/bucket/pets", ()) == "/gcs/bucket/pets"

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+from components.common.files import mounted_uri
 from components.ingest.sources.base import Item, PathKind, SnapshotContext, Source
 from components.ingest.sources.hashing import SnapshotError, hash_remote_tree, line, size_and_time
 from components.ingest.sources.listing import (
@@ -30,8 +31,6 @@ from components.ingest.sources.listing import (
 )
 from components.spec import DataConfig
 
-GCS_MOUNT = "/gcs/"  # where Vertex AI steps see the buckets (Cloud Storage FUSE)
-
 
 class FolderKind(PathKind):
     scheme = "folder"
@@ -39,8 +38,9 @@ class FolderKind(PathKind):
 
     def visible(self, rest: str, not_here: tuple[str, ...]) -> str | None:
         """A folder under `/gcs/BUCKET/` is listed as `gs://BUCKET/`."""
-        if rest.startswith(not_here) and rest.startswith(GCS_MOUNT):
-            return f"gs://{rest[len(GCS_MOUNT) :]}"
+        uri = mounted_uri(rest)
+        if uri is not None and rest.startswith(not_here):
+            return uri
         return super().visible(rest, not_here)
 
     def open(self, rest: str, config: Any) -> Source:

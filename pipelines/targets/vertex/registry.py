@@ -7,12 +7,11 @@ import json
 import re
 import sys
 
+from components.common.files import GCS_MOUNT
 from components.common.model_card import CARD_FILE
 from components.register.folders import RECORD_FILE
 from pipelines.config import Experiment
 
-# Vertex AI mounts the project's buckets here (Cloud Storage FUSE) in every training container.
-BUCKET_MOUNT = "/gcs/"
 REGISTRY_TIMEOUT_S = 20.0  # each Cloud Storage call of the registry preflight
 
 
@@ -22,7 +21,7 @@ def bucket_registry_latest(
     """The latest version of the experiment's registered model in the folder registry in its
     bucket (the steps see it at /gcs/BUCKET/registry) and its class names; None, with a note on
     stderr, when it cannot be read from here."""
-    bucket, _, prefix = mounted_root.removeprefix(BUCKET_MOUNT).partition("/")
+    bucket, _, prefix = mounted_root.removeprefix(GCS_MOUNT).partition("/")
     folder = f"{prefix}/{experiment.registration.name}/"
     try:
         from google.cloud import storage

@@ -9,10 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from components.common.files import GCS_MOUNT
 from pipelines.errors import PreflightError
 from pipelines.targets.base import RETRY_BACKOFF, RETRY_BACKOFF_FACTOR, Target
 from pipelines.targets.vertex import hardware, images, preflight, submit
-from pipelines.targets.vertex.registry import BUCKET_MOUNT, bucket_registry_latest
+from pipelines.targets.vertex.registry import bucket_registry_latest
 
 
 class VertexTarget(Target):
@@ -24,19 +25,19 @@ class VertexTarget(Target):
     def registry_root(self) -> str:
         # Vertex mounts Cloud Storage at /gcs/<bucket> in every step (Cloud Storage FUSE).
         bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
-        return BUCKET_MOUNT + bucket.removeprefix("gs://").rstrip("/") + "/registry"
+        return GCS_MOUNT + bucket.removeprefix("gs://").rstrip("/") + "/registry"
 
     def checkpoint_root(self) -> str:
         # Under the pipeline root, through the same mount, so a new run of the experiment resumes.
         bucket = self.experiment.gcp.bucket or "gs://bucket-not-configured"
         return (
-            BUCKET_MOUNT
+            GCS_MOUNT
             + bucket.removeprefix("gs://").rstrip("/")
             + f"/pipeline-root/{self.experiment.name}/checkpoints"
         )
 
     def steps_only_paths(self) -> tuple[str, ...]:
-        return (BUCKET_MOUNT,)
+        return (GCS_MOUNT,)
 
     def latest_registered(
         self, source_classes: Callable[[], list[str] | None]
