@@ -75,26 +75,25 @@ def extras_of(lock: str) -> tuple[str, ...]:
     return COMMON_EXTRAS if lock == COMMON else IMAGE_EXTRAS[lock]
 
 
-def installer_pin(pyproject: dict[str, Any]) -> str:
-    """`uv==X`: the installer the images use, the version the dev extra pins."""
-    for text in pyproject["project"]["optional-dependencies"]["dev"]:
+def _exact_pin(pyproject: dict[str, Any], extra: str, name: str, example: str) -> str:
+    """The version the `extra` of pyproject.toml pins `name` to with ==."""
+    for text in pyproject["project"]["optional-dependencies"][extra]:
         requirement = Requirement(text)
-        if canonicalize_name(requirement.name) == "uv":
+        if canonicalize_name(requirement.name) == name:
             pins = [s.version for s in requirement.specifier if s.operator == "=="]
             if len(pins) == 1:
-                return f"uv=={pins[0]}"
-    raise LockError("the dev extra of pyproject.toml must pin uv with ==, e.g. uv==0.13.9")
+                return pins[0]
+    raise LockError(f"the {extra} extra of pyproject.toml must pin {name} with ==, e.g. {example}")
+
+
+def installer_pin(pyproject: dict[str, Any]) -> str:
+    """`uv==X`: the installer the images use, the version the dev extra pins."""
+    return f"uv=={_exact_pin(pyproject, 'dev', 'uv', 'uv==0.13.9')}"
 
 
 def cpu_torch_pin(pyproject: dict[str, Any]) -> str:
     """`torch==X+cpu` for the torch version the hf extra pins."""
-    for text in pyproject["project"]["optional-dependencies"]["hf"]:
-        requirement = Requirement(text)
-        if canonicalize_name(requirement.name) == "torch":
-            pins = [s.version for s in requirement.specifier if s.operator == "=="]
-            if len(pins) == 1:
-                return f"torch=={pins[0]}+cpu"
-    raise LockError("the hf extra of pyproject.toml must pin torch with ==, e.g. torch==2.13.0")
+    return f"torch=={_exact_pin(pyproject, 'hf', 'torch', 'torch==2.13.0')}+cpu"
 
 
 def lock_inputs(pyproject: dict[str, Any], image: str) -> dict[str, Any]:
