@@ -258,8 +258,6 @@ def decide(
     promoted outright when the comparison is off, when there is no champion yet, or when the
     champion predicts other classes (a class change the registry allowed); otherwise both are
     scored on the test split of the Dataset `dataset_dir` and `compare`d."""
-    from components.evaluate.run import predictions_of_test_split
-
     if not policy.enabled:
         return ChampionDecision(
             promoted=True,
@@ -280,6 +278,9 @@ def decide(
             f"{champion_dir.name} predicts {len(champion_card.class_names)} other classes, so "
             "the two cannot be compared",
         )
+    # scikit-learn (the metrics) is imported only when there is a champion to compare with
+    from components.evaluate.run import predictions_of_test_split
+
     info = DatasetInfo.read(dataset_dir)
     print(f"champion {champion_dir.name}: predicting this run's test split to compare")
     return compare(

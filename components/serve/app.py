@@ -29,6 +29,7 @@ from components.serve.protocol import (
     MAX_REQUEST_BYTES,
     RequestError,
     decode_instance,
+    kserve_routes,
     parse_request,
     predictions,
 )
@@ -47,11 +48,6 @@ class Limits:
     max_instances: int = MAX_INSTANCES
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_image_pixels: int = MAX_IMAGE_PIXELS
-
-
-def kserve_routes(name: str) -> tuple[str, str]:
-    """(readiness, predict) paths of model `name` in the KServe v1 protocol."""
-    return f"/v1/models/{name}", f"/v1/models/{name}:predict"
 
 
 class Predictor:

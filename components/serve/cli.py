@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return _error(f"--max-instances must be at least 1 (got {args.max_instances})")
 
     from components.models.artifact import ModelLoadError
-    from components.serve.app import Limits, Predictor, Routes, create_app, kserve_routes
+    from components.serve.app import Limits, Predictor, Routes, create_app
     from components.serve.model import download, load_served, resolve_served
+    from components.serve.protocol import kserve_routes
 
     try:
         local = download(model) if model.startswith("gs://") else model

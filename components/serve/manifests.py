@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from components.serve.app import kserve_routes
+from components.serve.protocol import kserve_routes
 
 PORT = 8080
 COMMAND = ["python", "-m", "components.serve"]

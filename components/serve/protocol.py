@@ -33,6 +33,11 @@ MAX_IMAGE_PIXELS = 40_000_000
 INSTANCE_SHAPE = '{"image_bytes": {"b64": "<base64 of an image file>"}}'
 
 
+def kserve_routes(name: str) -> tuple[str, str]:
+    """(readiness, predict) paths of model `name` in the KServe v1 protocol."""
+    return f"/v1/models/{name}", f"/v1/models/{name}:predict"
+
+
 class RequestError(ValueError):
     """A request the server refuses; `status` is the HTTP status to answer with."""
 

@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 import yaml
 
-from components.serve.app import kserve_routes
 from components.serve.manifests import COMMAND, inference_service, vertex_container_spec
+from components.serve.protocol import kserve_routes
 from pipelines.config import KIND_REGISTRY_PVC, load_experiment
 from pipelines.serving import kind_inference_service, main
 from pipelines.targets.kfp.cluster import REGISTRY_MOUNT

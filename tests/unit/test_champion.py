@@ -304,3 +304,40 @@ def test_a_model_as_good_on_200_small_classes_is_not_refused_for_one_class_by_ch
     assert len(recall) == 1 and recall[0].difference < -0.10  # past the tolerance, by chance
     assert recall[0].passed and recall[0].p_value > 0.05 / 200
     assert decided.promoted, decided.reason
+
+
+def test_the_first_version_is_registered_without_importing_the_metrics(
+    tmp_path, split, colour_model_writer
+):
+    """With no champion to compare with, the register step has no predictions to score: it
+    must not pay scikit-learn's import (about 0.7 s a step), only a real comparison does."""
+    import subprocess
+    import sys
+
+    model = colour_model(tmp_path / "model", colour_model_writer)
+    code = (
+        "import sys; from components.register.run import register_local, champion_decision; "
+        "from components.spec.champion import ChampionPolicy; "
+        "record = register_local(sys.argv[1], sys.argv[2], 'colours', {}, "
+        "dataset_dir=sys.argv[3], champion=ChampionPolicy()); "
+        "print(record.version, champion_decision(record).promoted, 'sklearn' in sys.modules)"
+    )
+    root = tmp_path / "registry"
+    first = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(root), str(split)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout.strip().splitlines()[-1] == "v1 True False"
+    # the control: with v1 the champion, registering another model compares the two
+    other = colour_model(tmp_path / "other", colour_model_writer, order=(0, 2, 1))
+    second = subprocess.run(
+        [sys.executable, "-c", code, str(other), str(root), str(split)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout.strip().splitlines()[-1] == "v2 False True"
