@@ -64,6 +64,7 @@ bench: install ## benchmarks, each printing ratios measured side by side in one 
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/recipes.py
+	$(BIN)/python benchmarks/experiment_vs_script.py
 	$(BIN)/python benchmarks/snapshot.py
 	$(BIN)/python benchmarks/export.py
 	$(BIN)/python benchmarks/scaling.py
