@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from recipes import make_digit_source
-from sides import ROUNDS, alternate
+from sides import ROUNDS, add_set_argument, alternate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,13 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternations (>= {ROUNDS})")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        help="override a field of the mnist experiment, as submit.py --set does",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     accuracy: dict[str, list[float]] = {"experiment": [], "script": []}
     with tempfile.TemporaryDirectory() as folder:

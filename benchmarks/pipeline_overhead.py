@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sides import ROUNDS, alternate
+from sides import ROUNDS, add_set_argument, alternate
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -138,13 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=ROUNDS, help=f"alternations after a warm-up (>= {ROUNDS})"
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        help="override a field of the experiment, as submit.py --set does",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         overrides = list(args.overrides)
@@ -153,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             from recipes import make_digit_source
 
             manifest = make_digit_source(Path(folder) / "digits", args.images)
-            # made digits score below MNIST's 0.99 gate: lowered, the register step runs as on MNIST
+            # made digits may score below MNIST's 0.99 gate: lowered, the register step runs
             overrides += [f"data.source=csv:{manifest}", "gate.min=0.5"]
             source = f"{args.images} made digits"
 

@@ -41,7 +41,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-from sides import ROUNDS, Sides, alternate
+from sides import ROUNDS, Sides, add_set_argument, alternate
 
 SIDE = 28  # MNIST's image side
 BOX = 20  # MNIST centres each digit's 20x20 box in the 28x28 image
@@ -379,13 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"alternations (>= {ROUNDS})")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        help="override a field of the experiment, as submit.py --set does",
-    )
+    add_set_argument(parser)
     args = parser.parse_args(argv)
     # The test split is the manifest's; the pipeline splits validation (10%) from the rest.
     experiment = load_experiment(args.experiment, ["data.splits.validation=0.1", *args.overrides])

@@ -4,6 +4,7 @@ the median of the per-round ratios, shown with their min and max."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,3 +49,16 @@ def alternate(
         for name, measure in sides.items():
             result.values[name].append(measure(round_))
     return result
+
+
+def add_set_argument(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE` (repeatable, into `overrides`): a field of the experiment, as
+    submit.py --set takes it."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a field of the experiment, as submit.py --set does",
+    )

@@ -323,21 +323,18 @@ def test_the_first_version_is_registered_without_importing_the_metrics(
         "print(record.version, champion_decision(record).promoted, 'sklearn' in sys.modules)"
     )
     root = tmp_path / "registry"
-    first = subprocess.run(
-        [sys.executable, "-c", code, str(model), str(root), str(split)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert first.stdout.strip().splitlines()[-1] == "v1 True False"
+
+    def register_in_a_fresh_interpreter(folder):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(folder), str(root), str(split)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip().splitlines()[-1]
+
+    assert register_in_a_fresh_interpreter(model) == "v1 True False"
     # the control: with v1 the champion, registering another model compares the two
     other = colour_model(tmp_path / "other", colour_model_writer, order=(0, 2, 1))
-    second = subprocess.run(
-        [sys.executable, "-c", code, str(other), str(root), str(split)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert second.stdout.strip().splitlines()[-1] == "v2 False True"
+    assert register_in_a_fresh_interpreter(other) == "v2 False True"
