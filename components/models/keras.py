@@ -34,6 +34,9 @@ APPLICATIONS = KERAS_APPLICATIONS
 KERAS_DIR = "keras"
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
+# Every keras model ends in this dense softmax layer (its logits are what temperature scaling
+# divides: components/train/calibration.py, `calibrate_keras`).
+CLASSIFIER_LAYER = "probabilities"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Batch norm of the scratch architectures averages its inference statistics over about the last
@@ -98,7 +101,7 @@ def _head(x: Any, num_classes: int) -> Any:
 
     # float32 softmax keeps probabilities exact under mixed precision
     return keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="probabilities"
+        num_classes, activation="softmax", dtype="float32", name=CLASSIFIER_LAYER
     )(x)
 
 

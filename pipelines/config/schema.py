@@ -296,6 +296,12 @@ class Experiment(Strict):
                 f"{', '.join(searched)} search on the validation split; set "
                 "data.splits.validation above 0 (e.g. 0.1)"
             )
+        calibrated = [m.name for m in self.models if m.calibration != "none"]
+        if calibrated and not self.data.splits.validation:
+            raise ValueError(
+                f"{', '.join(calibrated)} fit calibration's temperature on the validation "
+                "split; set data.splits.validation above 0 (e.g. 0.1) or calibration: none"
+            )
         if self.resources.vertex.is_tpu:
             hf = [m.name for m in self.models if m.framework == "transformers"]
             if hf:

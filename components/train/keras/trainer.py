@@ -25,6 +25,7 @@ from components.common.tfdata import make_dataset
 from components.models.keras import BuiltModel, HeldKerasClassifier, build_model, save_model
 from components.models.prediction import keep_test_predictions
 from components.spec import Fold, ModelSpec, Optimizer, Pruning
+from components.train.calibration import Calibration, calibrate_keras
 from components.train.events import progress_callbacks
 from components.train.keras.resume import announce_resume, done_marker
 from components.train.keras.strategy import choose_strategy, precision_policy
@@ -185,7 +186,10 @@ def train_keras(
     (a search trial's, search.folds), it trains on train + validation without the fold's images
     and validates on those (components/common/folds.py).
     `keep_predictions`: the trained model also predicts the test split into the Model
-    (`components.models.prediction`), so evaluation needs no TensorFlow.
+    (`components.models.prediction`), so evaluation needs no TensorFlow; with it (not for a
+    search trial, ranked on its validation accuracy, which a temperature leaves as it is),
+    calibration: temperature divides the logits by the temperature fitted on the validation
+    split (`components.train.calibration.calibrate_keras`) before the Model is saved.
     """
     started = time.monotonic()
     setup = set_up(dataset_dir, spec, seed, checkpoint_dir, fold)
@@ -202,7 +206,10 @@ def train_keras(
         if setup.pruned_at is not None:
             break
         run_phase(setup, phase, epochs, base_rate)
-    card = write_out(setup, seed, Path(model_dir), time.monotonic() - started)
+    calibration = None
+    if spec.calibration != "none" and keep_predictions:
+        calibration = calibrate_keras(setup.built.model, setup.validation, spec.name)
+    card = write_out(setup, seed, Path(model_dir), time.monotonic() - started, calibration)
     if keep_predictions:
         keep_test_predictions(HeldKerasClassifier(setup.built.model, card), dataset_dir, model_dir)
     return card
@@ -432,7 +439,9 @@ def callbacks(setup: Setup, phase: str, phase_dir: Path) -> list[Any]:
     return stack
 
 
-def write_out(setup: Setup, seed: int, model_dir: Path, seconds: float) -> ModelCard:
+def write_out(
+    setup: Setup, seed: int, model_dir: Path, seconds: float, calibration: Calibration | None = None
+) -> ModelCard:
     """The Model artifact: keras/ (model.keras + SavedModel), card, history."""
     spec, info, model, strategy = setup.spec, setup.info, setup.built.model, setup.strategy
     save_model(model, model_dir)
@@ -457,6 +466,7 @@ def write_out(setup: Setup, seed: int, model_dir: Path, seconds: float) -> Model
             "replicas": int(strategy.num_replicas_in_sync),
             "precision": setup.policy,
             "pruned_at_epoch": setup.pruned_at,
+            "calibration": calibration.record() if calibration is not None else None,
         },
         history=setup.history,
         dataset_fingerprint=info.fingerprint,
