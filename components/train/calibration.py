@@ -40,35 +40,52 @@ class Calibration:
 
 def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
     """Mean negative log-likelihood of softmax(logits / temperature) at the true classes."""
-    from scipy.special import logsumexp
-
     scaled = logits / temperature
-    return float(np.mean(logsumexp(scaled, axis=1) - scaled[np.arange(len(labels)), labels]))
+    top = scaled.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(scaled - top).sum(axis=1)) + top[:, 0]
+    return float(np.mean(log_norm - scaled[np.arange(len(labels)), labels]))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    from scipy.special import softmax as scipy_softmax
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=1, keepdims=True))
 
-    return np.asarray(scipy_softmax(logits, axis=1))
+
+def minimise_on_interval(function: Any, low: float, high: float, tolerance: float = 1e-5) -> float:
+    """Golden-section search for the minimum of a unimodal function on [low, high]. The log
+    loss is convex in 1/T and so unimodal in log T. (scipy's minimize_scalar does the same;
+    scipy is no declared dependency of the step images, only scikit-learn's.)"""
+    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = low, high
+    c, d = b - ratio * (b - a), a + ratio * (b - a)
+    fc, fd = function(c), function(d)
+    while b - a > tolerance:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - ratio * (b - a)
+            fc = function(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + ratio * (b - a)
+            fd = function(d)
+    return (a + b) / 2.0
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> Calibration:
     """The temperature for a model's validation probabilities (their logs are its logits up to a
     constant per image, which the softmax ignores)."""
-    from scipy.optimize import minimize_scalar
-
     from components.evaluate.metrics import expected_calibration_error
 
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise ValueError("temperature scaling needs validation images; the split has none")
     logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), LOG_EPSILON, 1.0))
-    found = minimize_scalar(
-        lambda log_t: log_loss(logits, labels, float(np.exp(log_t))),
-        bounds=(-LOG_TEMPERATURE_BOUND, LOG_TEMPERATURE_BOUND),
-        method="bounded",
+    log_t = minimise_on_interval(
+        lambda value: log_loss(logits, labels, float(np.exp(value))),
+        -LOG_TEMPERATURE_BOUND,
+        LOG_TEMPERATURE_BOUND,
     )
-    temperature = float(np.exp(found.x))
+    temperature = float(np.exp(log_t))
     return Calibration(
         temperature=temperature,
         validation_examples=len(labels),
