@@ -262,6 +262,26 @@ def load_pretrained(checkpoint: str, spec: ModelSpec, class_names: list[str]) ->
     return model
 
 
+def classifier_head(model: Any) -> Any:
+    """The nn.Linear that gives an AutoModelForImageClassification its logits: the last one
+    under its `classifier` with one output per label (ViT, ConvNeXt V2, Swin, BEiT...)."""
+    import torch
+
+    heads = [
+        module
+        for name, module in model.named_modules()
+        if name.split(".")[0] == "classifier"
+        and isinstance(module, torch.nn.Linear)
+        and module.out_features == model.config.num_labels
+    ]
+    if not heads:
+        raise CheckpointError(
+            f"{type(model).__name__} has no linear `classifier` head with "
+            f"{model.config.num_labels} outputs to divide by a temperature; set calibration: none"
+        )
+    return heads[-1]
+
+
 # --- the Model artifact ----------------------------------------------------------------------
 
 

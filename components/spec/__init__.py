@@ -316,7 +316,7 @@ class ModelSpec(Strict):
     label_smoothing: Fraction = 0.0
     calibration: Literal["none", "temperature"] = Field(
         default="none",
-        description="keras: temperature scales the trained model's logits by one temperature "
+        description="temperature divides the trained model's logits by one temperature "
         "fitted on the validation split (Guo et al. 2017); the top class is unchanged",
     )
     early_stopping_patience: int | None = Field(default=None, ge=1)
@@ -432,7 +432,6 @@ class ModelSpec(Strict):
                 ("fine_tune", not self.fine_tune.epochs),
                 ("reduce_lr_patience", self.reduce_lr_patience is None),
                 ("jit_compile", not self.jit_compile),
-                ("calibration", self.calibration == "none"),
             )
             if not unset
         ]

@@ -6,11 +6,14 @@ softmax(logits / T), divides the logits of the trained model. The top class, and
 accuracy, stays the same; the probabilities stop being over- or (after label smoothing, R. Mueller,
 S. Kornblith & G. Hinton, "When does label smoothing help?", NeurIPS 2019) under-confident. The
 keras trainer folds 1/T into the classifier's last dense layer, so the saved, exported and served
-Model gives the calibrated probabilities with nothing else to know.
+Model gives the calibrated probabilities with nothing else to know; the transformers trainer
+divides the weight and bias of the checkpoint's classification head by T, so its saved model's
+logits are the calibrated ones.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +39,15 @@ class Calibration:
 
     def record(self) -> dict[str, Any]:
         return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def announce(self) -> None:
+        """One line in the task's log."""
+        print(
+            f"calibration: temperature {self.temperature:.3f} on {self.validation_examples} "
+            f"validation images: log loss {self.log_loss_before:.4f} -> "
+            f"{self.log_loss_after:.4f}, ECE {self.ece_before:.4f} -> {self.ece_after:.4f}",
+            flush=True,
+        )
 
 
 def log_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -74,12 +86,18 @@ def minimise_on_interval(function: Any, low: float, high: float, tolerance: floa
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> Calibration:
     """The temperature for a model's validation probabilities (their logs are its logits up to a
     constant per image, which the softmax ignores)."""
+    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), LOG_EPSILON, 1.0)
+    return fit_logits_temperature(np.log(clipped), labels)
+
+
+def fit_logits_temperature(logits: np.ndarray, labels: np.ndarray) -> Calibration:
+    """The temperature T that minimises the validation log loss of softmax(logits / T)."""
     from components.evaluate.metrics import expected_calibration_error
 
+    logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise ValueError("temperature scaling needs validation images; the split has none")
-    logits = np.log(np.clip(np.asarray(probabilities, dtype=np.float64), LOG_EPSILON, 1.0))
     log_t = minimise_on_interval(
         lambda value: log_loss(logits, labels, float(np.exp(value))),
         -LOG_TEMPERATURE_BOUND,
@@ -96,6 +114,13 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> Calibratio
     )
 
 
+def no_validation_split(name: str) -> ValueError:
+    return ValueError(
+        f"model '{name}': calibration: temperature is fitted on the validation split and "
+        "this Dataset has none; set data.splits.validation above 0"
+    )
+
+
 def calibrate_keras(model: Any, validation: Any, name: str) -> Calibration:
     """Temperature scaling of a keras classifier on its validation batches (tf.data of images
     and labels, one-hot under label smoothing): the kernel and bias of its last dense layer
@@ -103,10 +128,7 @@ def calibrate_keras(model: Any, validation: Any, name: str) -> Calibration:
     from components.models.keras import CLASSIFIER_LAYER
 
     if validation is None:
-        raise ValueError(
-            f"model '{name}': calibration: temperature is fitted on the validation split and "
-            "this Dataset has none; set data.splits.validation above 0"
-        )
+        raise no_validation_split(name)
     probabilities, labels = [], []
     for images, targets in validation:
         probabilities.append(np.asarray(model.predict_on_batch(images), dtype=np.float64))
@@ -116,10 +138,35 @@ def calibrate_keras(model: Any, validation: Any, name: str) -> Calibration:
     layer = model.get_layer(CLASSIFIER_LAYER)
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel / fitted.temperature, bias / fitted.temperature])
-    print(
-        f"calibration: temperature {fitted.temperature:.3f} on {fitted.validation_examples} "
-        f"validation images: log loss {fitted.log_loss_before:.4f} -> "
-        f"{fitted.log_loss_after:.4f}, ECE {fitted.ece_before:.4f} -> {fitted.ece_after:.4f}",
-        flush=True,
-    )
+    fitted.announce()
+    return fitted
+
+
+def calibrate_transformers(
+    model: Any,
+    batches: Iterable[tuple[Any, Any]] | None,
+    logits_of: Callable[[Any], Any],
+    name: str,
+) -> Calibration:
+    """Temperature scaling of a transformers classifier on its validation batches (uint8 image
+    tensors and labels; `logits_of` turns images into the model's float logits): the weight and
+    bias of its classification head divided by the fitted temperature."""
+    import torch
+
+    from components.models.transformers import classifier_head
+
+    if batches is None:
+        raise no_validation_split(name)
+    head = classifier_head(model)
+    logits, labels = [], []
+    with torch.inference_mode():
+        for images, targets in batches:
+            logits.append(logits_of(images).double().cpu().numpy())
+            labels.append(targets.numpy())
+    fitted = fit_logits_temperature(np.concatenate(logits), np.concatenate(labels))
+    with torch.no_grad():
+        head.weight.div_(fitted.temperature)
+        if head.bias is not None:
+            head.bias.div_(fitted.temperature)
+    fitted.announce()
     return fitted

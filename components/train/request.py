@@ -23,8 +23,9 @@ class Request:
     checkpoint_dir: str
     tensorboard_dir: str = ""
     fold: Fold | None = None
+    calibrate: bool = True  # spec.calibration applies (search trials, ranked on accuracy: not)
 
-    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str, Fold | None]:
+    def arguments(self) -> tuple[str, ModelSpec, int, str, str, str, Fold | None, bool]:
         return (
             self.dataset_dir,
             self.spec,
@@ -33,6 +34,7 @@ class Request:
             self.checkpoint_dir,
             self.tensorboard_dir,
             self.fold,
+            self.calibrate,
         )
 
     def write(self, path: Path) -> Path:

@@ -84,6 +84,7 @@ def train(
             checkpoint_dir,
             tensorboard_dir=tensorboard_dir,
             fold=fold,
+            calibrate=trial is None,
         )
         if trained is None:
             return None

@@ -14,6 +14,7 @@ from the checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -143,14 +144,12 @@ def _stage(launch: TrainJobLaunch, request: Request, key: str) -> tuple[Path, Re
     if not dataset.is_dir():
         shutil.copytree(request.dataset_dir, folder / "dataset.partial", dirs_exist_ok=True)
         os.replace(folder / "dataset.partial", dataset)
-    shared = Request(
-        str(dataset),
-        request.spec,
-        request.seed,
-        str(folder / "model"),
-        str(Path(launch.mount_path) / "checkpoints" / key),
-        str(folder / "tensorboard") if request.tensorboard_dir else "",
-        request.fold,
+    shared = dataclasses.replace(
+        request,
+        dataset_dir=str(dataset),
+        model_dir=str(folder / "model"),
+        checkpoint_dir=str(Path(launch.mount_path) / "checkpoints" / key),
+        tensorboard_dir=str(folder / "tensorboard") if request.tensorboard_dir else "",
     )
     shared.write(folder / "request.json")
     return folder, shared

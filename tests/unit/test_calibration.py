@@ -1,5 +1,5 @@
-"""Temperature scaling: the fit on made logits, the config checks, and the keras trainer that
-folds the temperature into the Model it saves."""
+"""Temperature scaling: the fit on made logits, the config checks, and the keras and
+transformers trainers that fold the temperature into the Model they save."""
 
 from __future__ import annotations
 
@@ -65,16 +65,6 @@ def test_no_validation_images_is_a_clear_error() -> None:
         fit_temperature(np.zeros((0, 3)), np.zeros(0, dtype=int))
 
 
-def test_calibration_is_a_keras_setting() -> None:
-    with pytest.raises(ValueError, match=r"keras-only settings given \(calibration\)"):
-        ModelSpec(
-            name="vit",
-            framework="transformers",
-            checkpoint="google/vit-base-patch16-224",
-            calibration="temperature",
-        )
-
-
 def test_calibration_needs_a_validation_split() -> None:
     with pytest.raises(ConfigError, match=r"mnist-cnn fit calibration's temperature"):
         load_experiment("mnist", ["data.splits.validation=0"])
@@ -129,3 +119,84 @@ def test_the_trainer_saves_the_model_with_its_logits_over_the_temperature(
     assert log_loss(np.log(after.probabilities.astype(np.float64)), after.labels) == pytest.approx(
         record["log_loss_after"], abs=1e-4
     )
+
+
+@pytest.mark.parametrize("kind", ["vit", "convnextv2"])
+def test_the_transformers_trainer_divides_its_heads_logits_by_the_temperature(
+    tmp_path: Path,
+    image_dataset: Callable[..., Path],
+    tiny_hf_checkpoint: Callable[..., Path],
+    kind: str,
+) -> None:
+    pytest.importorskip("transformers")
+    import torch
+
+    from components.models.loading import load_classifier
+    from components.train.transformers.trainer import fine_tune
+
+    dataset = image_dataset(
+        tmp_path,
+        {"dark": 90, "mid": 128, "bright": 166},
+        16,
+        (20, 28),
+        noise=25.0,
+        image_size=(32, 32),
+        validation=0.3,
+    )
+    spec = ModelSpec(
+        name=kind,
+        framework="transformers",
+        checkpoint=str(tiny_hf_checkpoint(tmp_path / "checkpoint", kind)),
+        epochs=2,
+        batch_size=8,
+        optimizer={"name": "adamw", "learning_rate": 2e-3},
+        label_smoothing=0.4,
+        calibration="temperature",
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the two trainings' weights alike to the last bit
+    try:
+        # a search trial's training (calibrate=False) leaves the model as trained
+        raw = fine_tune(
+            str(dataset), spec, 1, str(tmp_path / "raw"), str(tmp_path / "c1"), "", None, False
+        )
+        calibrated = fine_tune(
+            str(dataset), spec, 1, str(tmp_path / "calibrated"), str(tmp_path / "c2")
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert raw.card is not None and calibrated.card is not None
+    assert raw.card.training["calibration"] is None
+    record = calibrated.card.training["calibration"]
+    assert record["validation_examples"] == calibrated.card.training["validation_examples"] > 0
+    assert record["log_loss_after"] <= record["log_loss_before"]
+    temperature = record["temperature"]
+    assert temperature != pytest.approx(1.0, abs=0.02)
+    height, width = calibrated.card.input_size
+    images = np.random.default_rng(2).uniform(0, 255, (6, height, width, 3)).astype("float32")
+    before = load_classifier(tmp_path / "raw").logits(images)
+    after = load_classifier(tmp_path / "calibrated").logits(images)
+    np.testing.assert_allclose(after, before / temperature, rtol=1e-4, atol=1e-5)
+    assert (after.argmax(1) == before.argmax(1)).all()
+
+
+def test_a_model_without_a_linear_head_is_told_to_leave_calibration_out() -> None:
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    import torch
+
+    from components.models.transformers import CheckpointError, classifier_head
+
+    class Pooled(torch.nn.Module):
+        config = SimpleNamespace(num_labels=3)
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.classifier = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Conv1d(8, 3, 1))
+
+    with pytest.raises(CheckpointError, match="no linear `classifier` head with 3 outputs"):
+        classifier_head(Pooled())
+    model = Pooled()
+    model.classifier.append(torch.nn.Linear(3, 3))
+    assert classifier_head(model) is model.classifier[-1]

@@ -581,6 +581,7 @@ def test_two_processes_train_the_same_model_as_one(
         batch_size=batch_size,
         gradient_accumulation_steps=2,
         label_smoothing=0.1,
+        calibration="temperature",  # process 0 alone fits it, on the whole validation split
         augment={"flip": "horizontal", "rotation": 0.05, "contrast": 0.1},
     )
     request = Request(
@@ -601,8 +602,12 @@ def test_two_processes_train_the_same_model_as_one(
     assert two.training["batch_size_per_process"] == math.ceil(batch_size / 2)
     assert two.training["effective_batch_size"] == 2 * batch_size
     for name, value in one.card.training.items():
-        if name not in PER_PROCESS_FIELDS:
+        if name not in PER_PROCESS_FIELDS | {"calibration"}:
             assert two.training[name] == value, name
+    calibrated = two.training["calibration"]
+    assert calibrated.keys() == one.card.training["calibration"].keys()
+    for name, value in one.card.training["calibration"].items():
+        assert calibrated[name] == pytest.approx(value, rel=1e-3, abs=1e-6), name
     assert set(two.history) == set(one.card.history)
     for name, values in one.card.history.items():
         np.testing.assert_allclose(two.history[name], values, rtol=1e-4, atol=1e-6, err_msg=name)

@@ -4,8 +4,9 @@ A plain PyTorch loop, so every piece of the recipe is in view: AdamW (or the spe
 with no weight decay on biases and norms, optional layer-wise learning-rate decay, warm-up +
 cosine schedule per optimizer step, gradient accumulation, gradient clipping, label smoothing,
 AMP on GPU (bfloat16 where supported, else float16 with loss scaling), early stopping on
-validation accuracy with the best weights restored, and DDP over every visible GPU and every
-node of a multi-replica job, launched by torchrun.
+validation accuracy with the best weights restored, temperature scaling of the head on the
+validation split (`calibration: temperature`, components/train/calibration.py), and DDP over
+every visible GPU and every node of a multi-replica job, launched by torchrun.
 
 `batch_size` is the batch of one step over all processes: each of N processes takes every N-th
 example of it (components/train/transformers/input.py), augments it as one process would, and
@@ -36,9 +37,10 @@ from typing import Any
 from components.common.files import local_path, write_json
 from components.common.model_card import ModelCard
 from components.common.progress import EpochEvents
-from components.models.transformers import Preprocessing, save_model
+from components.models.transformers import Preprocessing, model_inputs, save_model
 from components.spec import Fold, ModelSpec
 from components.train import trainjob
+from components.train.calibration import Calibration, calibrate_transformers
 from components.train.cluster import Process, describe, nodes_from_environment, torchrun_command
 from components.train.events import EpochScalars
 from components.train.request import Request
@@ -59,6 +61,7 @@ def train_transformers(
     processes: int | None = None,
     tensorboard_dir: str | Path | None = None,
     fold: Fold | None = None,
+    calibrate: bool = True,
 ) -> ModelCard | None:
     """Fine-tune one candidate on the Dataset in `dataset_dir`; write the Model to `model_dir`.
 
@@ -72,6 +75,8 @@ def train_transformers(
         tensorboard_dir: Where process 0 writes per-epoch TensorBoard scalars; None: nowhere.
         fold: A search trial's fold (search.folds): train on train + validation without the
             fold's images, validate on those (components/common/folds.py).
+        calibrate: Apply spec.calibration (False for a search trial: T leaves its accuracy
+            as it is).
     """
     if spec.framework != "transformers" or not spec.checkpoint:
         raise ValueError(f"model '{spec.name}' is not a transformers model with a checkpoint")
@@ -89,6 +94,7 @@ def train_transformers(
         str(checkpoints),
         str(tensorboard_dir) if tensorboard_dir else "",
         fold,
+        calibrate,
     )
     launch = trainjob.launch_from_environment()
     if launch is not None:
@@ -165,12 +171,14 @@ def fine_tune(
     checkpoint_dir: str,
     tensorboard_dir: str = "",
     fold: Fold | None = None,
+    calibrate: bool = True,
     *,
     rank: int = 0,
     world: int = 1,
     local_rank: int = 0,
 ) -> FineTuned:
-    """One process's share of the training; process 0 writes the Model artifact."""
+    """One process's share of the training; process 0 calibrates (spec.calibration, where
+    `calibrate`) and writes the Model artifact."""
     started = time.monotonic()
     setup = set_up(dataset_dir, spec, seed, checkpoint_dir, rank, world, local_rank, fold)
     progress = resume(setup)
@@ -181,7 +189,17 @@ def fine_tune(
     setup.model.eval()
     if rank != 0:
         return FineTuned(None, setup.model, setup.prep)
-    card = write_out(setup, progress, resumed_after, Path(model_dir), time.monotonic() - started)
+    restored = restore_best(setup)
+    calibration = None
+    if calibrate and spec.calibration == "temperature":
+        calibration = calibrate_on_validation(setup, dataset_dir)
+    card = write_out(
+        setup,
+        progress,
+        resumed_after,
+        Path(model_dir),
+        Trained(time.monotonic() - started, restored, calibration),
+    )
     return FineTuned(card, setup.model, setup.prep)
 
 
@@ -255,26 +273,57 @@ def run_epochs(
         board.close()
 
 
+def restore_best(setup: Setup) -> bool:
+    """The best epoch's weights back in the model, where early stopping kept them."""
+    import torch
+
+    best = setup.state_dir / BEST
+    if not (setup.spec.early_stopping_patience and best.is_file()):
+        return False
+    setup.model.load_state_dict(torch.load(best, map_location=setup.device, weights_only=True))
+    return True
+
+
+def calibrate_on_validation(setup: Setup, dataset_dir: str) -> Calibration:
+    """Temperature scaling of the trained model on the whole validation split, by process 0."""
+    validation = None
+    if setup.sizes["validation"]:
+        validation = SplitBatches(
+            dataset_dir, "validation", setup.prep, setup.spec.batch_size, fold=setup.fold
+        ).epoch(0)
+    model, device, prep = setup.model, setup.device, setup.prep
+    return calibrate_transformers(
+        model,
+        validation,
+        lambda images: setup.step.logits(model, model_inputs(images.to(device).float(), prep)),
+        setup.spec.name,
+    )
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the card tells of the training beyond the spec and the setup."""
+
+    seconds: float
+    restored_best: bool
+    calibration: Calibration | None
+
+
 def write_out(
-    setup: Setup, progress: Progress, resumed_after: int, model_dir: Path, seconds: float
+    setup: Setup, progress: Progress, resumed_after: int, model_dir: Path, trained: Trained
 ) -> ModelCard:
-    """The Model artifact: hf/ (save_pretrained + processor config), card, history; the best
-    epoch's weights first when early stopping kept them."""
+    """The Model artifact: hf/ (save_pretrained + processor config), card, history."""
     import torch
 
     spec, model, device = setup.spec, setup.model, setup.device
-    restored = bool(spec.early_stopping_patience) and (setup.state_dir / BEST).is_file()
-    if restored:
-        best = torch.load(setup.state_dir / BEST, map_location=device, weights_only=True)
-        model.load_state_dict(best)
     accumulation = spec.gradient_accumulation_steps
     training = {
         "spec": spec.model_dump(mode="json"),
         "epochs_run": progress.epoch,
         "best_epoch": progress.best_epoch,
-        "restored_best": restored,
+        "restored_best": trained.restored_best,
         "resumed_after_epoch": resumed_after,
-        "seconds": round(seconds, 2),
+        "seconds": round(trained.seconds, 2),
         "train_examples": setup.sizes["train"],
         "validation_examples": setup.sizes["validation"],
         "fold": setup.fold.model_dump() if setup.fold is not None else None,
@@ -286,6 +335,7 @@ def write_out(
         "gradient_accumulation_steps": accumulation,
         "effective_batch_size": spec.batch_size * accumulation,
         "optimizer_steps_per_epoch": setup.steps_per_epoch,
+        "calibration": trained.calibration.record() if trained.calibration else None,
     }
     save_model(model, setup.processor_config, model_dir)
     card = ModelCard(
